@@ -1,0 +1,315 @@
+import { EventEmitter } from 'node:events'
+import { readFile } from 'node:fs/promises'
+import type { IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { Aedes, type Client, type PublishPacket } from 'aedes'
+import type { Registry } from 'prom-client'
+import { loadConfig, type BrokerConfig, type ConfigInput, type TlsFiles } from './config.js'
+import { ConfigError, PluginError, messageOf, toBrokerError } from './errors.js'
+import { adaptAuthorizePublish, publishThrough } from './hooks/authorize-publish.js'
+import { adaptAuthorizeSubscribe } from './hooks/authorize-subscribe.js'
+import { HookChains } from './hooks/chain.js'
+import { adaptConnect } from './hooks/connect.js'
+import { adaptAuthorizeForward } from './hooks/forward.js'
+import { adaptPublished } from './hooks/published.js'
+import { createHttpApi, type HttpApi } from './http/server.js'
+import { createLogger, type Logger } from './logger.js'
+import { CoreMetrics } from './metrics.js'
+import { createBackend, type Backend } from './persistence/index.js'
+import type { Dispose, OutgoingMessage, PluginContext, PluginEntry, Transport } from './plugin.js'
+import { Connections } from './transport/connections.js'
+import { listenMqtt, type Listener } from './transport/mqtt-listener.js'
+import { attachWebSocket } from './transport/websocket.js'
+import { packageVersion } from './version.js'
+
+/** `createBroker()` input: a partial config plus what only code can give. */
+export interface BrokerInput extends ConfigInput {
+  /** Plugins, loaded in this order after the built-in ones: `[myPlugin(options)]`. Default none. */
+  readonly plugins?: readonly PluginEntry[]
+  /** A pino logger to use instead of one built from `logLevel`. */
+  readonly logger?: Logger
+  /** Longest a plugin's setup may take, in ms. Default 10 000. */
+  readonly pluginTimeoutMs?: number
+}
+
+/** The ports the broker actually bound (port 0 in the config picks a free one). */
+export interface BoundPorts {
+  readonly mqtt: number
+  readonly http: number
+  readonly mqttTls?: number
+}
+
+/** A running broker. */
+export interface Broker {
+  readonly config: BrokerConfig
+  readonly nodeId: string
+  readonly ports: BoundPorts
+  readonly log: Logger
+  /** This broker's prom-client registry, as served on `/metrics`. */
+  readonly metrics: Registry
+  /** The Aedes instance, for hooks and events ce-broker does not wrap. Its hook slots belong to ce-broker. */
+  readonly aedes: Aedes
+  /**
+   * Publish as a client would: the same authorizePublish chain runs, so a refused
+   * message rejects with its `BrokerError` and a diverted one goes where a client's would.
+   */
+  publish: (message: OutgoingMessage) => Promise<void>
+  /** Stop listening, close clients, dispose plugins, release persistence. Safe to call twice. */
+  close: () => Promise<void>
+}
+
+/** WebSocket messages larger than this close the connection; MQTT's own limit is 256 MiB. */
+const WS_MAX_PAYLOAD = 64 * 1024 * 1024
+/** Default HTTP request body limit. */
+const HTTP_BODY_LIMIT = 1024 * 1024
+const DEFAULT_PLUGIN_TIMEOUT_MS = 10_000
+
+/**
+ * Start a broker: validate the config, build persistence and aedes, load plugins
+ * in order, then open the MQTT/TCP, MQTT/TLS and HTTP(+WebSocket) listeners.
+ * Resolves once every listener is bound; throws a `ConfigError` or `PluginError`
+ * (after releasing whatever it had opened) when it cannot start.
+ */
+export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
+  const { plugins = [], logger, pluginTimeoutMs = DEFAULT_PLUGIN_TIMEOUT_MS, ...rest } = input
+  const config = loadConfig(rest)
+  const log = logger ?? createLogger(config.logLevel, config.nodeId)
+  const [mqttTls, httpTls] = await Promise.all([readTls('mqtt.tls', config.mqtt.tls), readTls('http.tls', config.http.tls)])
+
+  const connections = new Connections()
+  const clientCounts = new Map<Transport, number>()
+  const metrics = new CoreMetrics(connections, () => clientCounts)
+  const chains = new HookChains()
+  const backend = createBackend(config, log)
+  const reportError = makeErrorReporter(log, metrics)
+
+  const connect = adaptConnect({ preConnect: chains.preConnect, authenticate: chains.authenticate, connections, log })
+  const authorizePublish = adaptAuthorizePublish({ chain: chains.authorizePublish, connections, metrics, log })
+  const aedes = new Aedes({
+    id: config.nodeId,
+    persistence: backend.persistence,
+    mq: backend.mq,
+    preConnect: connect.preConnect,
+    authenticate: connect.authenticate,
+    authorizePublish,
+    authorizeSubscribe: adaptAuthorizeSubscribe(chains.authorizeSubscribe, log),
+    authorizeForward: adaptAuthorizeForward(connections, metrics),
+    published: adaptPublished(chains.published, (err, context) => { reportError('published', err, context) })
+  })
+  countClients(aedes, connections, clientCounts)
+  aedes.on('clientError', function clientError (client: Client, err: Error) {
+    log.debug({ clientId: client.id, err }, 'client error')
+  })
+  aedes.on('connectionError', function connectionError (_client: Client, err: Error) {
+    log.debug({ err }, 'connection error before CONNECT')
+  })
+  // aedes emits 'error' for persistence failures; its types leave the event out
+  EventEmitter.prototype.on.call(aedes, 'error', function aedesError (err: Error) { reportError('aedes', err) })
+
+  const publishRaw = async (message: OutgoingMessage): Promise<void> => {
+    await new Promise<void>((resolve, reject) => {
+      aedes.publish(toPacket(message), (err) => { if (err === undefined || err === null) resolve(); else reject(err) })
+    })
+  }
+
+  const disposers: Array<{ name: string, dispose: Dispose }> = []
+  const listeners: Listener[] = []
+  let http: HttpApi | undefined
+  let websocket: { close: () => void } | undefined
+  let closing: Promise<void> | undefined
+  let listening = false
+
+  async function close (): Promise<void> {
+    closing ??= (async () => {
+      listening = false
+      websocket?.close()
+      // stop accepting now; a server's close callback waits for its open sockets, which aedes closes next
+      const listenersClosed = Promise.all(listeners.map(async (listener) => { await listener.close() }))
+      await new Promise<void>((resolve) => { aedes.close(() => { resolve() }) })
+      connections.destroyAll()
+      await listenersClosed
+      for (const { name, dispose } of disposers.reverse()) {
+        try {
+          await dispose()
+        } catch (err: unknown) {
+          reportError('plugin', err, { plugin: name, phase: 'dispose' })
+        }
+      }
+      await http?.close()
+      await backend.close()
+      log.info('closed')
+    })()
+    await closing
+  }
+
+  try {
+    await aedes.listen()
+    for (const entry of plugins) {
+      const dispose = await startPlugin(entry, disposers.map((d) => d.name), {
+        name: entry.name,
+        log: log.child({ plugin: entry.name }),
+        config,
+        nodeId: config.nodeId,
+        hooks: chains.registry,
+        metrics: metrics.registry,
+        publish: publishRaw,
+        reportError: (err, context) => { reportError('plugin', err, { plugin: entry.name, ...context }) }
+      }, pluginTimeoutMs)
+      disposers.push({ name: entry.name, dispose: dispose ?? noDispose })
+    }
+
+    const handle = (stream: Duplex, socket: Socket, transport: Transport, req?: IncomingMessage): void => {
+      connections.track(socket, transport)
+      const client = aedes.handle(stream, req)
+      connections.attach(client, { transport, remoteAddress: socket.remoteAddress })
+    }
+    listeners.push(await listenMqtt({
+      host: config.mqtt.host,
+      port: config.mqtt.port,
+      log,
+      onConnection: (socket) => { handle(socket, socket, 'tcp') }
+    }))
+    if (mqttTls !== undefined && config.mqtt.tls !== undefined) {
+      listeners.push(await listenMqtt({
+        host: config.mqtt.host,
+        port: config.mqtt.tls.port,
+        tls: mqttTls,
+        log,
+        onConnection: (socket) => { handle(socket, socket, 'tls') }
+      }))
+    }
+
+    const startedAt = new Date()
+    http = await createHttpApi({
+      log: log.child({ component: 'http' }),
+      metrics: metrics.registry,
+      nodeId: config.nodeId,
+      version: packageVersion(),
+      startedAt,
+      persistence: backend.kind,
+      connectedClients: () => [...clientCounts.values()].reduce((a, b) => a + b, 0),
+      readiness: () => readiness(listening, backend),
+      retained: backend.retained
+    }, { bodyLimit: HTTP_BODY_LIMIT, ...(httpTls === undefined ? {} : { tls: httpTls }) })
+    const wsTransport: Transport = httpTls === undefined ? 'ws' : 'wss'
+    websocket = attachWebSocket(http.server, {
+      log,
+      maxPayload: WS_MAX_PAYLOAD,
+      onConnection: (stream, socket, req) => { handle(stream, socket, wsTransport, req) }
+    })
+    const httpPort = await listenHttp(http, config.http.host, config.http.port)
+    listening = true
+
+    const ports: BoundPorts = {
+      mqtt: listeners[0]?.port ?? config.mqtt.port,
+      http: httpPort,
+      ...(listeners[1] === undefined ? {} : { mqttTls: listeners[1].port })
+    }
+    log.info({ mqttPort: ports.mqtt, httpPort: ports.http, ...(ports.mqttTls === undefined ? {} : { mqttTlsPort: ports.mqttTls }), persistence: backend.kind }, 'ready')
+
+    return {
+      config,
+      nodeId: config.nodeId,
+      ports,
+      log,
+      metrics: metrics.registry,
+      aedes,
+      publish: async (message) => {
+        const packet = toPacket(message)
+        await publishThrough(authorizePublish, packet)
+        await new Promise<void>((resolve, reject) => {
+          aedes.publish(packet, (err) => { if (err === undefined || err === null) resolve(); else reject(err) })
+        })
+      },
+      close
+    }
+  } catch (err: unknown) {
+    await close().catch((closeErr: unknown) => { log.error({ err: closeErr }, 'cleanup after a failed start failed') })
+    throw err
+  }
+}
+
+function noDispose (): Promise<void> {
+  return Promise.resolve()
+}
+
+async function startPlugin (entry: PluginEntry, loaded: readonly string[], ctx: PluginContext, timeoutMs: number): Promise<Dispose | undefined> {
+  if (loaded.includes(entry.name)) throw new PluginError(entry.name, 'is loaded twice')
+  for (const dependency of entry.dependsOn) {
+    if (!loaded.includes(dependency)) {
+      throw new PluginError(entry.name, `depends on "${dependency}", which must be loaded before it (loaded: ${loaded.join(', ') || 'none'})`)
+    }
+  }
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => { reject(new PluginError(entry.name, `setup did not finish within ${timeoutMs} ms`)) }, timeoutMs)
+  })
+  try {
+    return await Promise.race([entry.start(ctx), timeout])
+  } catch (err: unknown) {
+    if (err instanceof PluginError) throw err
+    throw new PluginError(entry.name, `setup failed: ${messageOf(err)}`, { cause: err })
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+async function readTls (path: string, files: TlsFiles | undefined): Promise<{ key: Buffer, cert: Buffer } | undefined> {
+  if (files === undefined) return undefined
+  const read = async (key: 'key' | 'cert'): Promise<Buffer> => {
+    try {
+      return await readFile(files[key])
+    } catch (err: unknown) {
+      throw new ConfigError('config', `${path}.${key}`, `cannot read ${JSON.stringify(files[key])}: ${messageOf(err)}`, { cause: err })
+    }
+  }
+  return { key: await read('key'), cert: await read('cert') }
+}
+
+async function listenHttp (http: HttpApi, host: string, port: number): Promise<number> {
+  const server = http.server
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  const address = server.address()
+  return typeof address === 'object' && address !== null ? address.port : port
+}
+
+function readiness (listening: boolean, backend: Backend): Record<string, boolean> {
+  const checks: Record<string, boolean> = { listeners: listening }
+  if (backend.kind === 'redis') checks.redis = backend.ready()
+  return checks
+}
+
+/** Keep a count of connected MQTT clients per transport for the metrics gauge. */
+function countClients (aedes: Aedes, connections: Connections, counts: Map<Transport, number>): void {
+  const add = (client: Client, delta: number): void => {
+    const transport = connections.metaOf(client)?.transport
+    if (transport !== undefined) counts.set(transport, (counts.get(transport) ?? 0) + delta)
+  }
+  aedes.on('client', function clientConnected (client: Client) { add(client, 1) })
+  aedes.on('clientDisconnect', function clientDisconnected (client: Client) { add(client, -1) })
+}
+
+function makeErrorReporter (log: Logger, metrics: CoreMetrics) {
+  return function reportError (component: string, err: unknown, context: Readonly<Record<string, unknown>> = {}): void {
+    metrics.error(component)
+    log.error({ err: toBrokerError(err), component, ...context }, `${component} error`)
+  }
+}
+
+function toPacket (message: OutgoingMessage): PublishPacket {
+  return {
+    cmd: 'publish',
+    topic: message.topic,
+    payload: typeof message.payload === 'string' ? Buffer.from(message.payload) : message.payload,
+    qos: message.qos ?? 0,
+    retain: message.retain ?? false,
+    dup: false
+  }
+}

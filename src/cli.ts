@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { createBroker, type Broker } from './broker.js'
+import { OPTIONS, loadConfig, readConfigFile } from './config.js'
+import { BrokerError } from './errors.js'
+import { packageVersion } from './version.js'
+
+/** Longest a SIGINT/SIGTERM shutdown may take before the process gives up and exits 1. */
+const SHUTDOWN_TIMEOUT_MS = 15_000
+
+const flagOptions: NonNullable<ParseArgsConfig['options']> = {
+  config: { type: 'string', short: 'c' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' }
+}
+for (const spec of OPTIONS) {
+  if (spec.flag !== undefined) flagOptions[spec.flag.slice(2)] = { type: 'string' }
+}
+
+function usage (): string {
+  const rows = OPTIONS.filter((spec) => spec.flag !== undefined)
+    .map((spec) => `  ${`${spec.flag ?? ''} ${spec.flag === '--host' ? 'ADDR' : 'VALUE'}`.padEnd(24)}${spec.doc} (default ${spec.default}; env ${spec.env})`)
+  return [
+    'Usage: ce-broker [--config FILE] [flags]',
+    '',
+    'An MQTT broker for CloudEvents. Settings: defaults < config file < flags < CE_BROKER_* environment.',
+    '',
+    '  --config, -c FILE       YAML or JSON config file',
+    ...rows,
+    '  --help, -h              this text',
+    '  --version, -v           print the version',
+    '',
+    'Logs are JSON lines on stdout; pipe them through `npx pino-pretty` to read them.'
+  ].join('\n')
+}
+
+function fail (message: string): never {
+  process.stderr.write(`ce-broker: ${message}\n`)
+  process.exit(1)
+}
+
+async function main (): Promise<void> {
+  let parsed: ReturnType<typeof parseArgs>
+  try {
+    parsed = parseArgs({ options: flagOptions, allowPositionals: false, strict: true })
+  } catch (err: unknown) {
+    fail(`${err instanceof Error ? err.message : String(err)}\n\n${usage()}`)
+  }
+  const { values } = parsed
+  if (values.help === true) {
+    process.stdout.write(`${usage()}\n`)
+    return
+  }
+  if (values.version === true) {
+    process.stdout.write(`${packageVersion()}\n`)
+    return
+  }
+
+  let broker: Broker
+  try {
+    const file = typeof values.config === 'string' ? readConfigFile(values.config) : undefined
+    const config = loadConfig({}, { ...(file === undefined ? {} : { file }), flags: values, env: process.env })
+    broker = await createBroker(config)
+  } catch (err: unknown) {
+    if (err instanceof BrokerError) fail(err.message)
+    throw err
+  }
+
+  let stopping = false
+  const shutdown = (signal: NodeJS.Signals): void => {
+    if (stopping) return
+    stopping = true
+    broker.log.info({ signal }, 'shutting down')
+    const timer = setTimeout(() => {
+      broker.log.error({ timeoutMs: SHUTDOWN_TIMEOUT_MS }, 'shutdown did not finish in time')
+      process.exit(1)
+    }, SHUTDOWN_TIMEOUT_MS)
+    timer.unref()
+    broker.close().then(() => { process.exit(0) }, (err: unknown) => {
+      broker.log.error({ err }, 'shutdown failed')
+      process.exit(1)
+    })
+  }
+  process.on('SIGINT', shutdown)
+  process.on('SIGTERM', shutdown)
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`ce-broker: unexpected failure: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+  process.exit(1)
+})

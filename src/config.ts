@@ -1,0 +1,322 @@
+import { hostname } from 'node:os'
+import { readFileSync } from 'node:fs'
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
+import addFormats from 'ajv-formats'
+import { parse as parseYaml } from 'yaml'
+import { ConfigError, messageOf } from './errors.js'
+
+/** pino levels, plus `silent`. */
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+
+/** TLS material: paths of PEM files, read once at start-up. */
+export interface TlsFiles {
+  /** Path of the PEM private key. */
+  readonly key: string
+  /** Path of the PEM certificate (chain). */
+  readonly cert: string
+}
+
+/** The whole, validated and frozen broker configuration. */
+export interface BrokerConfig {
+  readonly mqtt: {
+    /** Address of the MQTT/TCP (and MQTT/TLS) listeners. Default `127.0.0.1`. */
+    readonly host: string
+    /** MQTT/TCP port; 0 picks a free one. Default `1883`. */
+    readonly port: number
+    /** MQTT/TLS listener; absent = no TLS listener. */
+    readonly tls?: TlsFiles & {
+      /** MQTT/TLS port; 0 picks a free one. Default `8883`. */
+      readonly port: number
+    }
+  }
+  readonly http: {
+    /** Address of the HTTP listener (API, dashboard, MQTT over WebSocket at `/mqtt`). Default `127.0.0.1`. */
+    readonly host: string
+    /** HTTP port; 0 picks a free one. Default `8080`. */
+    readonly port: number
+    /** Serve HTTPS and WSS instead of HTTP and WS. */
+    readonly tls?: TlsFiles
+    /** Serve `/metrics` without an API key once keys are configured. Default `false`. */
+    readonly publicMetrics: boolean
+  }
+  /** Redis for persistence and routing between nodes; absent = embedded (memory) mode. */
+  readonly redis?: {
+    /** `redis://[user:password@]host:port[/db]` or `rediss://` for TLS. */
+    readonly url: string
+  }
+  /** Name of this node in logs, records and `$SYS` topics. Default `<hostname>-<pid>`. */
+  readonly nodeId: string
+  /** pino level. Default `info`. */
+  readonly logLevel: LogLevel
+  readonly schemas: {
+    /** Folder of JSON Schema files, one per CloudEvent type. Default `./schemas`. */
+    readonly dir: string
+  }
+}
+
+/** A partial configuration as a caller or a config file gives it; `DEFAULTS` fill the rest. */
+export type ConfigInput = DeepPartial<BrokerConfig>
+
+/** Recursively optional and writable: the shape of a config layer. */
+export type DeepPartial<T> = { -readonly [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] }
+
+/** Defaults: one embedded node on localhost, as Mosquitto 2 does until told otherwise. */
+export function defaults (): BrokerConfig {
+  return {
+    mqtt: { host: '127.0.0.1', port: 1883 },
+    http: { host: '127.0.0.1', port: 8080, publicMetrics: false },
+    nodeId: `${hostname()}-${process.pid}`,
+    logLevel: 'info',
+    schemas: { dir: './schemas' }
+  }
+}
+
+/** How one setting is reached from outside: its key path(s), environment variable and CLI flag. */
+export interface OptionSpec {
+  /** Key paths this option sets (`--host` sets two). */
+  readonly paths: readonly string[]
+  readonly env: `CE_BROKER_${string}`
+  readonly flag?: `--${string}`
+  /** Shown in `--help` and the README. */
+  readonly doc: string
+  /** Shown in `--help` and the README. */
+  readonly default: string
+}
+
+/** Every setting reachable from the environment or the command line. The README's table lists the same. */
+export const OPTIONS: readonly OptionSpec[] = [
+  { paths: ['mqtt.host', 'http.host'], env: 'CE_BROKER_HOST', flag: '--host', default: '127.0.0.1', doc: 'address of every listener' },
+  { paths: ['mqtt.host'], env: 'CE_BROKER_MQTT_HOST', default: '127.0.0.1', doc: 'address of the MQTT/TCP and MQTT/TLS listeners' },
+  { paths: ['mqtt.port'], env: 'CE_BROKER_MQTT_PORT', flag: '--mqtt-port', default: '1883', doc: 'MQTT/TCP port (0 = any free port)' },
+  { paths: ['mqtt.tls.port'], env: 'CE_BROKER_MQTT_TLS_PORT', flag: '--mqtt-tls-port', default: '8883', doc: 'MQTT/TLS port, used when mqtt.tls.key and mqtt.tls.cert are set' },
+  { paths: ['mqtt.tls.key'], env: 'CE_BROKER_MQTT_TLS_KEY', default: '(none)', doc: 'PEM private key file of the MQTT/TLS listener' },
+  { paths: ['mqtt.tls.cert'], env: 'CE_BROKER_MQTT_TLS_CERT', default: '(none)', doc: 'PEM certificate file of the MQTT/TLS listener' },
+  { paths: ['http.host'], env: 'CE_BROKER_HTTP_HOST', default: '127.0.0.1', doc: 'address of the HTTP listener' },
+  { paths: ['http.port'], env: 'CE_BROKER_HTTP_PORT', flag: '--http-port', default: '8080', doc: 'HTTP port: API, dashboard, MQTT over WebSocket at /mqtt (0 = any free port)' },
+  { paths: ['http.tls.key'], env: 'CE_BROKER_HTTP_TLS_KEY', default: '(none)', doc: 'PEM private key file: the HTTP port serves HTTPS and WSS' },
+  { paths: ['http.tls.cert'], env: 'CE_BROKER_HTTP_TLS_CERT', default: '(none)', doc: 'PEM certificate file: the HTTP port serves HTTPS and WSS' },
+  { paths: ['http.publicMetrics'], env: 'CE_BROKER_HTTP_PUBLIC_METRICS', default: 'false', doc: 'serve /metrics without an API key' },
+  { paths: ['redis.url'], env: 'CE_BROKER_REDIS_URL', flag: '--redis', default: '(none: embedded)', doc: 'redis:// or rediss:// URL; switches persistence and routing to Redis' },
+  { paths: ['nodeId'], env: 'CE_BROKER_NODE_ID', flag: '--node-id', default: '<hostname>-<pid>', doc: 'name of this node in logs, records and $SYS topics' },
+  { paths: ['logLevel'], env: 'CE_BROKER_LOG_LEVEL', flag: '--log-level', default: 'info', doc: 'fatal, error, warn, info, debug, trace or silent' },
+  { paths: ['schemas.dir'], env: 'CE_BROKER_SCHEMAS_DIR', flag: '--schemas', default: './schemas', doc: 'folder of JSON Schema files' }
+]
+
+const port = { type: 'integer', minimum: 0, maximum: 65535 }
+const nonEmpty = { type: 'string', minLength: 1 }
+
+/** JSON Schema of the config; `partial` drops `required` so each layer can be checked on its own. */
+function configSchema (partial: boolean): object {
+  const req = (keys: string[]): { required?: string[] } => partial ? {} : { required: keys }
+  const strict = (properties: object, required: string[] = []): object =>
+    ({ type: 'object', additionalProperties: false, properties, ...req(required) })
+  const tlsFiles = { key: nonEmpty, cert: nonEmpty }
+  return strict({
+    mqtt: strict({ host: nonEmpty, port, tls: strict({ port, ...tlsFiles }, ['port', 'key', 'cert']) }, ['host', 'port']),
+    http: strict({ host: nonEmpty, port, tls: strict(tlsFiles, ['key', 'cert']), publicMetrics: { type: 'boolean' } }, ['host', 'port', 'publicMetrics']),
+    redis: strict({ url: { type: 'string', format: 'uri', pattern: '^rediss?://' } }, ['url']),
+    nodeId: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
+    logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    schemas: strict({ dir: nonEmpty }, ['dir'])
+  }, ['mqtt', 'http', 'nodeId', 'logLevel', 'schemas'])
+}
+
+/** The compiled validators; built once per `loadConfig` call site that needs them. */
+interface Validators {
+  readonly layer: ValidateFunction
+  readonly stringLayer: ValidateFunction
+  readonly whole: ValidateFunction
+}
+
+function compileValidators (): Validators {
+  const make = (coerceTypes: boolean): Ajv => {
+    const ajv = new Ajv({ allErrors: false, coerceTypes, strict: true })
+    addFormats.default(ajv)
+    return ajv
+  }
+  const exact = make(false)
+  return {
+    layer: exact.compile(configSchema(true)),
+    // env variables and flags arrive as strings: "1883" must become 1883, "true" true
+    stringLayer: make(true).compile(configSchema(true)),
+    whole: exact.compile(configSchema(false))
+  }
+}
+
+/** Where a layer comes from, for error messages, and how its keys map back to env names or flags. */
+interface Layer {
+  readonly data: Record<string, unknown>
+  readonly source: string
+  readonly coerce: boolean
+  /** key path → the env variable or flag that set it, to name it in errors. */
+  readonly origin?: ReadonlyMap<string, string>
+}
+
+/** Options for `loadConfig`; each layer is optional. */
+export interface LoadConfigOptions {
+  /** Config file contents already parsed (see `readConfigFile`), and its name for messages. */
+  readonly file?: { readonly name: string, readonly data: unknown }
+  /** CLI flag values by flag name without dashes (`mqtt-port`), as `util.parseArgs` returns them. */
+  readonly flags?: Readonly<Record<string, string | boolean | ReadonlyArray<string | boolean> | undefined>>
+  /** Environment; only `CE_BROKER_*` variables are read. */
+  readonly env?: Readonly<Record<string, string | undefined>>
+}
+
+/**
+ * Merge `DEFAULTS` < `input` (programmatic) < config file < CLI flags < `CE_BROKER_*` env
+ * (PRODUCT §1: flags override the file, environment variables override both),
+ * validate every layer and the result, and return it deep-frozen.
+ * Throws a `ConfigError` naming the source, the key path and the value.
+ */
+export function loadConfig (input: unknown = {}, options: LoadConfigOptions = {}): BrokerConfig {
+  const validators = compileValidators()
+  const layers: Layer[] = [{ data: asObject(input, 'createBroker() options'), source: 'createBroker() options', coerce: false }]
+  if (options.file !== undefined) {
+    layers.push({ data: asObject(options.file.data, `config file ${options.file.name}`), source: `config file ${options.file.name}`, coerce: false })
+  }
+  if (options.flags !== undefined) layers.push(fromFlags(options.flags))
+  if (options.env !== undefined) layers.push(fromEnv(options.env))
+
+  let merged: Record<string, unknown> = { ...defaults() }
+  for (const layer of layers) {
+    const validate = layer.coerce ? validators.stringLayer : validators.layer
+    if (!validate(layer.data)) throw layerError(layer, validate.errors)
+    merged = deepMerge(merged, layer.data)
+  }
+  // A TLS listener without a port takes the MQTT over TLS default, 8883.
+  const mqtt = merged.mqtt
+  if (isRecord(mqtt) && isRecord(mqtt.tls) && mqtt.tls.port === undefined) {
+    merged = deepMerge(merged, { mqtt: { tls: { port: 8883 } } })
+  }
+  if (!validators.whole(merged)) throw layerError({ data: merged, source: 'config', coerce: false }, validators.whole.errors)
+  // the whole-config schema above is the BrokerConfig interface written as JSON Schema
+  return deepFreeze(merged) as unknown as BrokerConfig
+}
+
+/** Read and parse a YAML or JSON config file (YAML is a superset of JSON). */
+export function readConfigFile (path: string): { name: string, data: unknown } {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err: unknown) {
+    throw new ConfigError(`config file ${path}`, '', `cannot be read: ${messageOf(err)}`, { cause: err })
+  }
+  try {
+    return { name: path, data: parseYaml(text) ?? {} }
+  } catch (err: unknown) {
+    throw new ConfigError(`config file ${path}`, '', `is neither valid YAML nor JSON: ${messageOf(err)}`, { cause: err })
+  }
+}
+
+function fromFlags (flags: NonNullable<LoadConfigOptions['flags']>): Layer {
+  const data: Record<string, unknown> = {}
+  const origin = new Map<string, string>()
+  for (const spec of OPTIONS) {
+    if (spec.flag === undefined) continue
+    const value = flags[spec.flag.slice(2)]
+    if (typeof value !== 'string') continue
+    for (const path of spec.paths) {
+      setPath(data, path, value)
+      origin.set(path, `flag ${spec.flag}`)
+    }
+  }
+  return { data, source: 'command line', coerce: true, origin }
+}
+
+function fromEnv (env: Readonly<Record<string, string | undefined>>): Layer {
+  const byName = new Map(OPTIONS.map((spec) => [spec.env, spec]))
+  const data: Record<string, unknown> = {}
+  const origin = new Map<string, string>()
+  // CE_BROKER_HOST first so that CE_BROKER_MQTT_HOST / CE_BROKER_HTTP_HOST refine it
+  const names = Object.keys(env).filter((name) => name.startsWith('CE_BROKER_')).sort((a, b) => a.length - b.length)
+  for (const name of names) {
+    const value = env[name]
+    if (value === undefined) continue
+    const spec = byName.get(name as OptionSpec['env'])
+    if (spec === undefined) {
+      throw new ConfigError(`env ${name}`, '', `is not a known setting (got "${value}"); known: ${[...byName.keys()].join(', ')}`)
+    }
+    for (const path of spec.paths) {
+      setPath(data, path, value)
+      origin.set(path, `env ${name}`)
+    }
+  }
+  return { data, source: 'environment', coerce: true, origin }
+}
+
+function layerError (layer: Layer, errors: ErrorObject[] | null | undefined): ConfigError {
+  const first = errors?.[0]
+  if (first === undefined) return new ConfigError(layer.source, '', 'is invalid')
+  const segments = first.instancePath.split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+  let detail: string
+  if (first.keyword === 'additionalProperty' || first.keyword === 'additionalProperties') {
+    const key = String(first.params.additionalProperty)
+    segments.push(key)
+    detail = `is not a known key${known(first.parentSchema)}`
+  } else if (first.keyword === 'required') {
+    segments.push(String(first.params.missingProperty))
+    detail = 'is required'
+  } else {
+    detail = `${first.message ?? first.keyword}, got ${JSON.stringify(getPath(layer.data, segments))}`
+    if (first.keyword === 'pattern' && segments.join('.') === 'redis.url') detail = `must be a redis:// or rediss:// URL, got ${JSON.stringify(getPath(layer.data, segments))}`
+    if (first.keyword === 'enum') detail += ` (allowed: ${(first.params.allowedValues as unknown[]).join(', ')})`
+  }
+  const path = segments.join('.')
+  return new ConfigError(layer.origin?.get(path) ?? layer.source, path, detail)
+}
+
+function known (schema: unknown): string {
+  if (!isRecord(schema) || !isRecord(schema.properties)) return ''
+  return `; known keys: ${Object.keys(schema.properties).join(', ')}`
+}
+
+function asObject (value: unknown, source: string): Record<string, unknown> {
+  if (value === undefined || value === null) return {}
+  if (!isRecord(value)) throw new ConfigError(source, '', `must be an object, got ${JSON.stringify(value)}`)
+  return structuredClone(value)
+}
+
+function isRecord (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function setPath (target: Record<string, unknown>, path: string, value: unknown): void {
+  const keys = path.split('.')
+  let node = target
+  for (const key of keys.slice(0, -1)) {
+    const next = node[key]
+    if (isRecord(next)) {
+      node = next
+    } else {
+      const created: Record<string, unknown> = {}
+      node[key] = created
+      node = created
+    }
+  }
+  node[keys[keys.length - 1] ?? ''] = value
+}
+
+function getPath (source: unknown, keys: readonly string[]): unknown {
+  let node = source
+  for (const key of keys) node = isRecord(node) ? node[key] : undefined
+  return node
+}
+
+/** Objects merge key by key; anything else (arrays included) is replaced. Inputs are not modified. */
+function deepMerge (base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base }
+  for (const [key, value] of Object.entries(over)) {
+    if (value === undefined) continue
+    const current = out[key]
+    out[key] = isRecord(current) && isRecord(value) ? deepMerge(current, value) : value
+  }
+  return out
+}
+
+function deepFreeze<T> (value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const child of Object.values(value)) deepFreeze(child)
+    Object.freeze(value)
+  }
+  return value
+}

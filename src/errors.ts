@@ -1,0 +1,95 @@
+/**
+ * Every error ce-broker raises on purpose is a `BrokerError` with a stable `code`.
+ * The codes, their meaning and their fix are listed in the README's error table.
+ */
+
+/**
+ * What the publish adapter does with a publish that a hook refused:
+ * - `reject`: the publisher is disconnected (MQTT 3.1.1 has no negative ack);
+ * - `dead-letter`: diverted to `$DLQ/<topic>`, the publisher is acked and stays connected;
+ * - `discard`: diverted to `$DISCARD/<topic>`, which nobody can subscribe to.
+ */
+export type Disposition = 'reject' | 'dead-letter' | 'discard'
+
+/** Base class of every error ce-broker raises on purpose. */
+export abstract class BrokerError extends Error {
+  /** Stable machine-readable code, `BRK_<AREA>_<PROBLEM>`. */
+  abstract readonly code: `BRK_${string}`
+  /** What the publish adapter does when a hook throws this error. */
+  readonly disposition: Disposition = 'reject'
+  /** HTTP status the API answers with when this error reaches a route. */
+  readonly statusCode: number = 500
+
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = new.target.name
+  }
+}
+
+/** A config file, environment variable or flag is invalid; start-up stops. */
+export class ConfigError extends BrokerError {
+  readonly code = 'BRK_CONFIG_INVALID'
+  override readonly statusCode = 500
+  /**
+   * @param source where the value came from: `config file broker.yaml`, `env CE_BROKER_MQTT_PORT`, `flag --mqtt-port`
+   * @param path dotted key path such as `mqtt.port`
+   */
+  constructor (readonly source: string, readonly path: string, detail: string, options?: ErrorOptions) {
+    super(`${source}: ${path === '' ? '(root)' : path} ${detail}`, options)
+  }
+}
+
+/** A plugin is wired wrongly: missing dependency, setup failure or timeout. */
+export class PluginError extends BrokerError {
+  readonly code = 'BRK_PLUGIN_INVALID'
+  constructor (readonly plugin: string, detail: string, options?: ErrorOptions) {
+    super(`plugin "${plugin}": ${detail}`, options)
+  }
+}
+
+/** A client tried to publish to a reserved `$` topic (`$SYS/`, `$DLQ/`, `$audit/`, ...). */
+export class ReservedTopicError extends BrokerError {
+  readonly code = 'BRK_TOPIC_RESERVED'
+  override readonly statusCode = 403
+  constructor (readonly topic: string) {
+    super(`publishing to "${topic}" is not allowed: topics starting with "$" are reserved for the broker`)
+  }
+}
+
+/**
+ * A CONNECT the broker refuses, carrying the MQTT 3.1.1 CONNACK return code
+ * (2 identifier rejected, 3 server unavailable, 4 bad user name or password, 5 not authorized).
+ */
+export class ConnectRefusedError extends BrokerError {
+  readonly code = 'BRK_CONNECT_REFUSED'
+  constructor (readonly returnCode: 2 | 3 | 4 | 5, message: string) {
+    super(message)
+  }
+}
+
+/** A route received something it cannot use; answered with 4xx. */
+export class BadRequestError extends BrokerError {
+  readonly code = 'BRK_HTTP_BAD_REQUEST'
+  override readonly statusCode = 400
+}
+
+/** The broker hit a fault it did not expect; the cause is kept in `cause`. */
+export class InternalError extends BrokerError {
+  readonly code = 'BRK_INTERNAL'
+}
+
+/**
+ * Narrow anything thrown or rejected to a `BrokerError`: broker errors pass
+ * through, other errors are wrapped with `{ cause }`, and a falsy rejection
+ * (`Promise.reject()`) becomes an explicit error instead of vanishing.
+ */
+export function toBrokerError (raw: unknown): BrokerError {
+  if (raw instanceof BrokerError) return raw
+  if (raw instanceof Error) return new InternalError(raw.message, { cause: raw })
+  return new InternalError(`a hook failed with a non-error value: ${String(raw)}`, { cause: raw })
+}
+
+/** The message of anything thrown, for wrapping lower errors in our own. */
+export function messageOf (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}

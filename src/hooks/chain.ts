@@ -1,0 +1,71 @@
+import type {
+  AuthorizePublishHandler, AuthorizeSubscribeHandler, ConnectHandler, HookRegistry, PublishedHandler
+} from '../plugin.js'
+
+/**
+ * The ordered handler lists behind aedes' single hook slots. Plugins append
+ * through `registry`; the adapters in this folder fold each list into its slot.
+ */
+export class HookChains {
+  readonly preConnect: ConnectHandler[] = []
+  readonly authenticate: ConnectHandler[] = []
+  readonly authorizePublish: AuthorizePublishHandler[] = []
+  readonly authorizeSubscribe: AuthorizeSubscribeHandler[] = []
+  readonly published: PublishedHandler[] = []
+
+  /** The view handed to plugins: they can add handlers, never read or reorder them. */
+  readonly registry: HookRegistry = {
+    preConnect: (handler) => { this.preConnect.push(handler) },
+    authenticate: (handler) => { this.authenticate.push(handler) },
+    authorizePublish: (handler) => { this.authorizePublish.push(handler) },
+    authorizeSubscribe: (handler) => { this.authorizeSubscribe.push(handler) },
+    published: (handler) => { this.published.push(handler) }
+  }
+}
+
+type Step<A> = (arg: A) => Promise<void> | void
+
+/**
+ * Run `chain` in order over `arg`. Synchronous handlers run back to back with no
+ * promise in between; the first handler that returns a promise switches the rest
+ * of the chain to async. Returns `undefined` when everything ran synchronously.
+ * A synchronous throw propagates to the caller; an async one rejects.
+ */
+export function runChain<A> (chain: readonly Step<A>[], arg: A, from = 0): Promise<void> | undefined {
+  for (let i = from; i < chain.length; i++) {
+    const step = chain[i]
+    if (step === undefined) continue
+    const result = step(arg)
+    if (result !== undefined) return result.then(function nextStep () { return runChain(chain, arg, i + 1) })
+  }
+  return undefined
+}
+
+/**
+ * Run a chain and report the outcome to a callback exactly once, whether the
+ * chain finishes synchronously, asynchronously, throws or rejects. The callback
+ * is never called inside the `try`, so an exception it raises is not mistaken for
+ * a hook failure.
+ */
+export function settleChain<A> (
+  chain: readonly Step<A>[],
+  arg: A,
+  onDone: () => void,
+  onError: (err: unknown) => void
+): void {
+  let pending: Promise<void> | undefined
+  let thrown: { err: unknown } | undefined
+  try {
+    pending = runChain(chain, arg)
+  } catch (err: unknown) {
+    thrown = { err }
+  }
+  if (thrown !== undefined) {
+    onError(thrown.err)
+  } else if (pending === undefined) {
+    onDone()
+  } else {
+    // two-argument then: a throw inside onDone must not call onError as well
+    pending.then(onDone, onError)
+  }
+}

@@ -1,0 +1,28 @@
+import type { Logger } from '../logger.js'
+import type { Origin, PublishAttempt } from '../plugin.js'
+
+/**
+ * The read-only view of a PUBLISH that authorizePublish handlers get. The child
+ * logger is made on first use: most publishes are never logged.
+ */
+export class Attempt implements PublishAttempt {
+  #log: Logger | undefined
+  readonly #parent: Logger
+
+  constructor (
+    readonly topic: string,
+    readonly payload: Buffer,
+    readonly qos: 0 | 1 | 2,
+    readonly retain: boolean,
+    readonly clientId: string | null,
+    readonly origin: Origin,
+    parent: Logger
+  ) {
+    this.#parent = parent
+  }
+
+  get log (): Logger {
+    this.#log ??= this.#parent.child({ clientId: this.clientId, topic: this.topic })
+    return this.#log
+  }
+}

@@ -1,0 +1,66 @@
+import { createServer as createHttpServer, type Server } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import { LogController, fastify } from 'fastify'
+import type { Logger } from '../logger.js'
+import { makeErrorHandler, notFound } from './errors.js'
+import { healthRoutes, type HealthSource } from './routes/health.js'
+import { metricsRoutes } from './routes/metrics.js'
+import { retainedRoutes, type RetainedSource } from './routes/retained.js'
+import type { Registry } from 'prom-client'
+
+/** What the HTTP API reads from the broker. */
+export interface HttpDeps extends HealthSource, RetainedSource {
+  readonly log: Logger
+  readonly metrics: Registry
+}
+
+export interface HttpOptions {
+  /** PEM key and certificate: HTTPS (and WSS) instead of HTTP (and WS). */
+  readonly tls?: { readonly key: Buffer, readonly cert: Buffer }
+  /** Largest request body in bytes. */
+  readonly bodyLimit: number
+}
+
+/**
+ * The HTTP side of the broker: API routes on fastify, over a node server we
+ * create ourselves so that the WebSocket upgrade handler can share it.
+ */
+/** The HTTP API, ready to listen on `server`. */
+export interface HttpApi {
+  readonly server: Server
+  /** Close fastify and the server, dropping keep-alive connections. */
+  readonly close: () => Promise<void>
+}
+
+export async function createHttpApi (deps: HttpDeps, options: HttpOptions): Promise<HttpApi> {
+  // https.Server is no http.Server in node's types, but serves the same 'request'
+  // and 'upgrade' events; fastify and ws only use those.
+  const server: Server = options.tls === undefined
+    ? createHttpServer()
+    : createHttpsServer({ key: options.tls.key, cert: options.tls.cert }) as unknown as Server
+  const app = fastify({
+    loggerInstance: deps.log,
+    // per-request lines would be mostly health probes and scrapes; errors are logged by the error handler
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: options.bodyLimit,
+    serverFactory: (handler) => server.on('request', handler)
+  })
+  app.setErrorHandler(makeErrorHandler(deps.log))
+  app.setNotFoundHandler(notFound)
+  await app.register(healthRoutes, deps)
+  await app.register(metricsRoutes, deps)
+  await app.register(retainedRoutes, deps)
+  await app.ready()
+  return {
+    server,
+    close: async () => {
+      await app.close()
+      // fastify closes only servers it started listening itself; this one we listen on in broker.ts
+      if (!server.listening) return
+      await new Promise<void>((resolve) => {
+        server.close(() => { resolve() })
+        server.closeAllConnections()
+      })
+    }
+  }
+}

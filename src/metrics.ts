@@ -1,0 +1,93 @@
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import type { Origin, Transport } from './plugin.js'
+import { TRANSPORTS, type Connections } from './transport/connections.js'
+
+const ORIGINS: readonly Origin[] = [...TRANSPORTS, 'http', 'internal']
+
+/** A counter child bound to its label values once, so the hot path only adds. */
+interface Incrementer { inc: (value?: number) => void }
+
+/** The broker's own metrics, on a registry of its own (never prom-client's global one). */
+export class CoreMetrics {
+  readonly registry = new Registry()
+  readonly #received = new Map<Origin, Incrementer>()
+  readonly #delivered = new Map<Transport, Incrementer>()
+  readonly #errors: Counter<'component'>
+
+  /**
+   * @param connections live sockets, read at scrape time for bytes and accepted connections
+   * @param clientsByTransport counts connected MQTT clients, read at scrape time
+   */
+  constructor (connections: Connections, clientsByTransport: () => ReadonlyMap<Transport, number>) {
+    const registry = this.registry
+    collectDefaultMetrics({ register: registry, prefix: 'ce_broker_' })
+
+    const received = new Counter({
+      name: 'ce_broker_publishes_received_total',
+      help: 'PUBLISH packets received from clients, before any check, by transport',
+      labelNames: ['transport'] as const,
+      registers: [registry]
+    })
+    for (const origin of ORIGINS) this.#received.set(origin, received.labels(origin))
+
+    const delivered = new Counter({
+      name: 'ce_broker_messages_delivered_total',
+      help: 'PUBLISH packets forwarded to subscribed clients, by the subscriber\'s transport',
+      labelNames: ['transport'] as const,
+      registers: [registry]
+    })
+    for (const transport of TRANSPORTS) this.#delivered.set(transport, delivered.labels(transport))
+
+    this.#errors = new Counter({
+      name: 'ce_broker_errors_total',
+      help: 'Failures reported with no caller to return to (plugins, queues, persistence), by component',
+      labelNames: ['component'] as const,
+      registers: [registry]
+    })
+
+    new Gauge({
+      name: 'ce_broker_connected_clients',
+      help: 'MQTT clients connected now, by transport',
+      labelNames: ['transport'] as const,
+      registers: [registry],
+      collect () {
+        const counts = clientsByTransport()
+        for (const transport of TRANSPORTS) this.set({ transport }, counts.get(transport) ?? 0)
+      }
+    })
+    new Counter({
+      name: 'ce_broker_connections_total',
+      help: 'Connections accepted, by transport',
+      labelNames: ['transport'] as const,
+      registers: [registry],
+      collect () {
+        this.reset()
+        for (const transport of TRANSPORTS) this.inc({ transport }, connections.accepted(transport))
+      }
+    })
+    for (const [direction, help] of [['received', 'read from'], ['sent', 'written to']] as const) {
+      new Counter({
+        name: `ce_broker_bytes_${direction}_total`,
+        help: `Bytes ${help} client sockets, framing included, by transport`,
+        labelNames: ['transport'] as const,
+        registers: [registry],
+        collect () {
+          this.reset()
+          for (const transport of TRANSPORTS) this.inc({ transport }, connections.bytes(transport)[direction])
+        }
+      })
+    }
+  }
+
+  publishReceived (origin: Origin): void {
+    this.#received.get(origin)?.inc()
+  }
+
+  messageDelivered (transport: Transport): void {
+    this.#delivered.get(transport)?.inc()
+  }
+
+  error (component: string): void {
+    this.#errors.inc({ component })
+  }
+}

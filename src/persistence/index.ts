@@ -1,0 +1,112 @@
+import { EventEmitter } from 'node:events'
+import { createRequire } from 'node:module'
+import type { Readable } from 'node:stream'
+import type { AedesMemoryPersistence, Packet } from 'aedes-persistence'
+import redisPersistence from 'aedes-persistence-redis'
+import { Redis } from 'ioredis'
+import mqemitter, { type MQEmitter } from 'mqemitter'
+import mqemitterRedis from 'mqemitter-redis'
+import type { BrokerConfig } from '../config.js'
+import type { Logger } from '../logger.js'
+
+// aedes-persistence's types declare an ESM default export, but the package is
+// CommonJS and module.exports is the factory itself (aedes loads it the same way).
+const memoryPersistence: () => AedesMemoryPersistence = createRequire(import.meta.url)('aedes-persistence')
+
+/** A retained message as read back from the persistence. */
+export interface RetainedMessage {
+  readonly topic: string
+  readonly payload: Buffer
+  readonly qos: 0 | 1 | 2
+}
+
+/**
+ * Where aedes keeps state (sessions, subscriptions, retained, QoS 1/2 queues, wills)
+ * and how messages travel between nodes. Memory when embedded; Redis with `redis.url`.
+ */
+export interface Backend {
+  readonly kind: 'memory' | 'redis'
+  /** Handed to aedes as `persistence`. */
+  readonly persistence: AedesMemoryPersistence
+  /** Handed to aedes as `mq`. */
+  readonly mq: MQEmitter
+  /** Whether the backend can serve: always for memory, Redis connections up for Redis. */
+  readonly ready: () => boolean
+  /** Retained messages whose topic matches `filter`, at most `limit`. */
+  readonly retained: (filter: string, limit: number) => Promise<RetainedMessage[]>
+  /** Release connections; call after aedes has closed (aedes closes `mq` itself). */
+  readonly close: () => Promise<void>
+}
+
+/** Build the backend the config asks for. */
+export function createBackend (config: BrokerConfig, log: Logger): Backend {
+  // [MQTT-4.7.1-3]: `sport/#` matches `sport`; aedes sets this for its default mqemitter too
+  const mqOptions = { concurrency: 100, matchEmptyLevels: true }
+  if (config.redis === undefined) {
+    const persistence = memoryPersistence()
+    return {
+      kind: 'memory',
+      persistence,
+      mq: mqemitter(mqOptions),
+      ready: () => true,
+      retained: (filter, limit) => readRetained(persistence, filter, limit),
+      close: async () => { await persistence.destroy() }
+    }
+  }
+
+  const url = config.redis.url
+  const redisLog = log.child({ component: 'redis' })
+  // One connection for the persistence, two for pub/sub routing (a subscriber connection can do nothing else).
+  const connections = ['persistence', 'publish', 'subscribe'].map((role) => watch(new Redis(url, { lazyConnect: false }), role, redisLog))
+  const [db, pubConn, subConn] = connections as [Redis, Redis, Redis]
+  const persistence = redisPersistence({ conn: db })
+  const mq = mqemitterRedis({ ...mqOptions, pubConn, subConn })
+  // mqemitter-redis re-emits connection errors on an untyped `state` emitter; unheard,
+  // an EventEmitter 'error' throws. The connections' own listeners (watch) log them.
+  const state: unknown = Reflect.get(mq, 'state')
+  if (state instanceof EventEmitter) state.on('error', function mqRedisError () {})
+  return {
+    kind: 'redis',
+    persistence,
+    mq,
+    ready: () => connections.every((conn) => conn.status === 'ready'),
+    retained: (filter, limit) => readRetained(persistence, filter, limit),
+    close: async () => {
+      await persistence.destroy()
+      for (const conn of connections) conn.disconnect()
+    }
+  }
+}
+
+/** Log each connection's transitions once, not on every retry. */
+function watch (conn: Redis, role: string, log: Logger): Redis {
+  let up = false
+  conn.on('ready', function redisReady () {
+    if (!up) log.info({ role }, 'redis connected')
+    up = true
+  })
+  conn.on('error', function redisError (err: Error) {
+    if (up) log.error({ err, role }, 'redis connection lost')
+    up = false
+  })
+  conn.on('close', function redisClose () {
+    if (up) log.warn({ role }, 'redis connection closed')
+    up = false
+  })
+  return conn
+}
+
+async function readRetained (persistence: AedesMemoryPersistence, filter: string, limit: number): Promise<RetainedMessage[]> {
+  const out: RetainedMessage[] = []
+  const stream: Readable = persistence.createRetainedStreamCombi([filter])
+  for await (const chunk of stream) {
+    const packet: Packet = chunk
+    if (packet.cmd !== 'publish') continue
+    out.push({ topic: packet.topic, payload: Buffer.from(packet.payload), qos: packet.qos })
+    if (out.length >= limit) {
+      stream.destroy()
+      break
+    }
+  }
+  return out
+}

@@ -1,0 +1,156 @@
+import type { Registry } from 'prom-client'
+import type { BrokerConfig } from './config.js'
+import type { Logger } from './logger.js'
+
+/** How a client reached the broker. `http` and `internal` publishes have no MQTT connection. */
+export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
+
+/** Where a publish came from. */
+export type Origin = Transport | 'http' | 'internal'
+
+/** A CONNECT as the `preConnect` and `authenticate` chains see it. */
+export interface ConnectAttempt {
+  /** The client id as sent; may be empty (the broker then assigns one when the session is clean). */
+  readonly clientId: string
+  readonly clean: boolean
+  readonly username: string | undefined
+  readonly password: Buffer | undefined
+  readonly transport: Transport
+  readonly remoteAddress: string | undefined
+  readonly log: Logger
+}
+
+/** A PUBLISH on its way in, before anyone sees it. Read-only: hooks refuse by throwing. */
+export interface PublishAttempt {
+  readonly topic: string
+  readonly payload: Buffer
+  readonly qos: 0 | 1 | 2
+  readonly retain: boolean
+  /** `null` for wills published after their client is gone. */
+  readonly clientId: string | null
+  readonly origin: Origin
+  /** Child logger with `{ clientId, topic }`. */
+  readonly log: Logger
+}
+
+/** A SUBSCRIBE for one filter. */
+export interface SubscribeAttempt {
+  readonly clientId: string
+  readonly topic: string
+  readonly qos: 0 | 1 | 2
+  readonly log: Logger
+}
+
+/** A message the broker has accepted and routed (node-local: runs on the node where it entered). */
+export interface PublishedMessage {
+  readonly topic: string
+  readonly payload: Buffer
+  readonly qos: 0 | 1 | 2
+  readonly retain: boolean
+  /** `null` for broker-internal publishes (`$SYS/...`, `broker.publish()`). */
+  readonly clientId: string | null
+}
+
+/** Refuses by throwing (`ConnectRefusedError` for a CONNACK return code); anything else drops the connection. */
+export type ConnectHandler = (attempt: ConnectAttempt) => Promise<void> | void
+/** Passes by returning; refuses by throwing a `BrokerError`, whose `disposition` decides what happens. */
+export type AuthorizePublishHandler = (attempt: PublishAttempt) => Promise<void> | void
+/** Passes by returning; refuses (SUBACK 0x80, client stays connected) by throwing. */
+export type AuthorizeSubscribeHandler = (attempt: SubscribeAttempt) => Promise<void> | void
+/**
+ * Synchronous by design: aedes holds back the publisher's next packet until `published` returns.
+ * Enqueue work and return; report failures through `ctx.reportError`.
+ */
+export type PublishedHandler = (message: PublishedMessage) => void
+
+/** Where plugins add their handlers. Each aedes hook is one slot; ours are ordered lists folded into it. */
+export interface HookRegistry {
+  /** Before the CONNECT is processed; a refusal closes the socket without CONNACK. */
+  preConnect: (handler: ConnectHandler) => void
+  /** With the credentials; a refusal answers CONNACK with the error's return code (default 5). */
+  authenticate: (handler: ConnectHandler) => void
+  authorizePublish: (handler: AuthorizePublishHandler) => void
+  authorizeSubscribe: (handler: AuthorizeSubscribeHandler) => void
+  published: (handler: PublishedHandler) => void
+}
+
+/** A message a plugin publishes itself; it skips `authorizePublish`, as aedes' own publishes do. */
+export interface OutgoingMessage {
+  readonly topic: string
+  readonly payload: Buffer | string
+  /** Default 0. */
+  readonly qos?: 0 | 1 | 2
+  /** Default false. */
+  readonly retain?: boolean
+}
+
+/** Everything a plugin may use. Plugins get nothing else: no aedes, no other plugin. */
+export interface PluginContext {
+  /** The plugin's name. */
+  readonly name: string
+  /** Child logger with `{ plugin: name }`. */
+  readonly log: Logger
+  readonly config: BrokerConfig
+  readonly nodeId: string
+  readonly hooks: HookRegistry
+  /** This broker's own prom-client registry (never the global one). */
+  readonly metrics: Registry
+  /** Publish without the plugin chain; resolves once routed. */
+  publish: (message: OutgoingMessage) => Promise<void>
+  /** Log and count a failure that has no caller to return to (published handlers, timers, queues). */
+  reportError: (err: unknown, context?: Readonly<Record<string, unknown>>) => void
+}
+
+/** Undoes what a plugin's setup did; runs on close, in reverse load order. */
+export type Dispose = () => Promise<void>
+
+/** A plugin bound to its options, ready for `createBroker({ plugins: [...] })`. */
+export interface PluginEntry {
+  readonly name: string
+  readonly dependsOn: readonly string[]
+  readonly start: (ctx: PluginContext) => Promise<Dispose | undefined>
+}
+
+/**
+ * A plugin is a function of its options returning an entry: `schemaValidation({ schemas })`.
+ * Calling it only binds the options; setup runs when the broker loads it.
+ */
+export interface Plugin<O> {
+  (options: O): PluginEntry
+  readonly pluginName: string
+  readonly dependsOn: readonly string[]
+}
+
+/** Metadata of a plugin. */
+export interface PluginMeta {
+  /** Plugins that must load before this one; checked at load, naming both. Default none. */
+  readonly dependsOn?: readonly string[]
+}
+
+/**
+ * Define a plugin: `setup(ctx, options)` registers hooks and returns an async dispose (or nothing).
+ *
+ * ```ts
+ * export const hello = definePlugin<{ greeting: string }>('hello', async (ctx, opts) => {
+ *   ctx.hooks.published((msg) => { if (msg.topic === 'hi') ctx.log.info(opts.greeting) })
+ * })
+ * createBroker({ plugins: [hello({ greeting: 'hola' })] })
+ * ```
+ */
+export function definePlugin<O = void> (
+  name: string,
+  setup: (ctx: PluginContext, options: O) => Promise<Dispose | undefined | void>,
+  meta: PluginMeta = {}
+): Plugin<O> {
+  const dependsOn = Object.freeze([...(meta.dependsOn ?? [])])
+  function bind (options: O): PluginEntry {
+    return {
+      name,
+      dependsOn,
+      start: async function startPlugin (ctx) {
+        return (await setup(ctx, options)) ?? undefined
+      }
+    }
+  }
+  return Object.assign(bind, { pluginName: name, dependsOn })
+}

@@ -1,0 +1,19 @@
+import { readFileSync } from 'node:fs'
+
+/**
+ * This package's version, read from its package.json, which sits two folders up
+ * from the built file (dist/src/) and one up from the source (src/).
+ */
+export function packageVersion (): string {
+  for (const relative of ['../package.json', '../../package.json']) {
+    try {
+      const pkg: unknown = JSON.parse(readFileSync(new URL(relative, import.meta.url), 'utf8'))
+      if (typeof pkg === 'object' && pkg !== null && 'name' in pkg && pkg.name === 'ce-broker' && 'version' in pkg && typeof pkg.version === 'string') {
+        return pkg.version
+      }
+    } catch {
+      // not there: try the next candidate
+    }
+  }
+  return '0.0.0'
+}
