@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream'
 import { Aedes, type Client, type PublishPacket } from 'aedes'
 import type { Registry } from 'prom-client'
 import { loadConfig, type BrokerConfig, type ConfigInput, type TlsFiles } from './config.js'
-import { ConfigError, PluginError, messageOf, toBrokerError } from './errors.js'
+import { ConfigError, ListenError, PluginError, messageOf, toBrokerError } from './errors.js'
 import { adaptAuthorizePublish, publishThrough } from './hooks/authorize-publish.js'
 import { adaptAuthorizeSubscribe } from './hooks/authorize-subscribe.js'
 import { HookChains } from './hooks/chain.js'
@@ -64,6 +64,8 @@ const WS_MAX_PAYLOAD = 64 * 1024 * 1024
 /** Default HTTP request body limit. */
 const HTTP_BODY_LIMIT = 1024 * 1024
 const DEFAULT_PLUGIN_TIMEOUT_MS = 10_000
+/** Longest `close()` waits for aedes to close its clients and message routing. */
+const AEDES_CLOSE_TIMEOUT_MS = 5_000
 
 /**
  * Start a broker: validate the config, build persistence and aedes, load plugins
@@ -126,7 +128,10 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       websocket?.close()
       // stop accepting now; a server's close callback waits for its open sockets, which aedes closes next
       const listenersClosed = Promise.all(listeners.map(async (listener) => { await listener.close() }))
-      await new Promise<void>((resolve) => { aedes.close(() => { resolve() }) })
+      // aedes.close ends with mq.close, which waits for Redis to confirm QUIT: bounded, so a
+      // broker whose Redis is gone still shuts down (backend.close then drops the connections)
+      const aedesClosed = new Promise<void>((resolve) => { aedes.close(() => { resolve() }) })
+      if (!await settlesWithin(aedesClosed, AEDES_CLOSE_TIMEOUT_MS)) log.warn({ timeoutMs: AEDES_CLOSE_TIMEOUT_MS }, 'aedes did not close in time; closing connections anyway')
       connections.destroyAll()
       await listenersClosed
       for (const { name, dispose } of disposers.reverse()) {
@@ -230,6 +235,17 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
   }
 }
 
+/** Whether `promise` settled within `ms`; the timer never keeps the process alive. */
+async function settlesWithin (promise: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const timedOut = new Promise<false>((resolve) => { timer = setTimeout(() => { resolve(false) }, ms).unref() })
+  try {
+    return await Promise.race([promise.then(() => true), timedOut])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 function noDispose (): Promise<void> {
   return Promise.resolve()
 }
@@ -270,9 +286,10 @@ async function readTls (path: string, files: TlsFiles | undefined): Promise<{ ke
 async function listenHttp (http: HttpApi, host: string, port: number): Promise<number> {
   const server = http.server
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
+    const failed = (err: Error): void => { reject(new ListenError('HTTP', `${host}:${port}`, { cause: err })) }
+    server.once('error', failed)
     server.listen(port, host, () => {
-      server.off('error', reject)
+      server.off('error', failed)
       resolve()
     })
   })

@@ -56,33 +56,45 @@ async function main (): Promise<void> {
     return
   }
 
-  let broker: Broker
+  let starting: Promise<Broker>
   try {
     const file = typeof values.config === 'string' ? readConfigFile(values.config) : undefined
     const config = loadConfig({}, { ...(file === undefined ? {} : { file }), flags: values, env: process.env })
-    broker = await createBroker(config)
+    starting = createBroker(config)
   } catch (err: unknown) {
     if (err instanceof BrokerError) fail(err.message)
     throw err
   }
 
+  // Installed before the broker is up: the "ready" line is logged inside createBroker,
+  // and a signal sent right after it must find a handler, not node's default (death by signal).
   let stopping = false
   const shutdown = (signal: NodeJS.Signals): void => {
     if (stopping) return
     stopping = true
-    broker.log.info({ signal }, 'shutting down')
     const timer = setTimeout(() => {
-      broker.log.error({ timeoutMs: SHUTDOWN_TIMEOUT_MS }, 'shutdown did not finish in time')
+      process.stderr.write(`ce-broker: shutdown did not finish within ${SHUTDOWN_TIMEOUT_MS} ms\n`)
       process.exit(1)
     }, SHUTDOWN_TIMEOUT_MS)
     timer.unref()
-    broker.close().then(() => { process.exit(0) }, (err: unknown) => {
-      broker.log.error({ err }, 'shutdown failed')
+    starting.then(async (broker) => {
+      broker.log.info({ signal }, 'shutting down')
+      await broker.close()
+      process.exit(0)
+    }).catch((err: unknown) => {
+      process.stderr.write(`ce-broker: shutdown failed: ${err instanceof Error ? err.message : String(err)}\n`)
       process.exit(1)
     })
   }
   process.on('SIGINT', shutdown)
   process.on('SIGTERM', shutdown)
+
+  try {
+    await starting
+  } catch (err: unknown) {
+    if (err instanceof BrokerError) fail(err.message)
+    throw err
+  }
 }
 
 main().catch((err: unknown) => {

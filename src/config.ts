@@ -130,7 +130,7 @@ interface Validators {
 
 function compileValidators (): Validators {
   const make = (coerceTypes: boolean): Ajv => {
-    const ajv = new Ajv({ allErrors: false, coerceTypes, strict: true })
+    const ajv = new Ajv({ allErrors: false, coerceTypes, strict: true, verbose: true })
     addFormats.default(ajv)
     return ajv
   }
@@ -258,7 +258,7 @@ function layerError (layer: Layer, errors: ErrorObject[] | null | undefined): Co
     detail = 'is required'
   } else {
     detail = `${first.message ?? first.keyword}, got ${JSON.stringify(getPath(layer.data, segments))}`
-    if (first.keyword === 'pattern' && segments.join('.') === 'redis.url') detail = `must be a redis:// or rediss:// URL, got ${JSON.stringify(getPath(layer.data, segments))}`
+    if ((first.keyword === 'pattern' || first.keyword === 'format') && segments.join('.') === 'redis.url') detail = `must be a redis:// or rediss:// URL, got ${JSON.stringify(getPath(layer.data, segments))}`
     if (first.keyword === 'enum') detail += ` (allowed: ${(first.params.allowedValues as unknown[]).join(', ')})`
   }
   const path = segments.join('.')

@@ -35,7 +35,7 @@ export class ConfigError extends BrokerError {
    * @param path dotted key path such as `mqtt.port`
    */
   constructor (readonly source: string, readonly path: string, detail: string, options?: ErrorOptions) {
-    super(`${source}: ${path === '' ? '(root)' : path} ${detail}`, options)
+    super(path === '' ? `${source}: ${detail}` : `${source}: ${path} ${detail}`, options)
   }
 }
 
@@ -44,6 +44,14 @@ export class PluginError extends BrokerError {
   readonly code = 'BRK_PLUGIN_INVALID'
   constructor (readonly plugin: string, detail: string, options?: ErrorOptions) {
     super(`plugin "${plugin}": ${detail}`, options)
+  }
+}
+
+/** A listener could not bind its address (port in use, address not available, permission). */
+export class ListenError extends BrokerError {
+  readonly code = 'BRK_LISTEN_FAILED'
+  constructor (readonly listener: string, readonly address: string, options: { cause: unknown }) {
+    super(`cannot listen for ${listener} on ${address}: ${messageOf(options.cause)}`, options)
   }
 }
 

@@ -72,7 +72,8 @@ export function createBackend (config: BrokerConfig, log: Logger): Backend {
     ready: () => connections.every((conn) => conn.status === 'ready'),
     retained: (filter, limit) => readRetained(persistence, filter, limit),
     close: async () => {
-      await persistence.destroy()
+      // destroy() unsubscribes through Redis; skip it when Redis is gone, it would wait for a reconnect
+      if (db.status === 'ready') await persistence.destroy()
       for (const conn of connections) conn.disconnect()
     }
   }

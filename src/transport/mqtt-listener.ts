@@ -1,5 +1,6 @@
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net'
 import { createServer as createTlsServer } from 'node:tls'
+import { ListenError } from '../errors.js'
 import type { Logger } from '../logger.js'
 
 /** A bound MQTT listener. */
@@ -29,9 +30,10 @@ export async function listenMqtt (options: MqttListenerOptions): Promise<Listene
   server.on('tlsClientError', function tlsClientError (err: Error) { log.debug({ err }, 'TLS handshake failed') })
 
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
+    const failed = (err: Error): void => { reject(new ListenError(options.tls === undefined ? 'MQTT/TCP' : 'MQTT/TLS', `${options.host}:${options.port}`, { cause: err })) }
+    server.once('error', failed)
     server.listen(options.port, options.host, () => {
-      server.off('error', reject)
+      server.off('error', failed)
       resolve()
     })
   })

@@ -1,3 +1,4 @@
+import { defer } from '../helpers/cleanup.js'
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import mqtt from 'mqtt'
@@ -94,7 +95,7 @@ test('a persistent session keeps its subscription and queues QoS 1 messages whil
 
   // listen before CONNECT: the queued messages follow the CONNACK at once
   const back = mqtt.connect(mqttUrl(broker), { ...options, reconnectPeriod: 0, manualConnect: true })
-  t.after(() => back.endAsync(true))
+  defer(t, () => back.endAsync(true))
   const arriving = collectMessages(back, 3)
   back.connect()
   const messages = await arriving

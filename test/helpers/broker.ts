@@ -1,3 +1,4 @@
+import { defer } from './cleanup.js'
 import type { TestContext } from 'node:test'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { createBroker, type Broker, type BrokerInput } from '../../src/index.js'
@@ -13,7 +14,7 @@ export async function startBroker (t: TestContext, input: BrokerInput = {}): Pro
     mqtt: { port: 0, ...input.mqtt },
     http: { port: 0, ...input.http }
   })
-  t.after(() => broker.close())
+  defer(t, () => broker.close())
   return broker
 }
 
@@ -28,7 +29,7 @@ export function httpUrl (broker: Broker, path = ''): string {
 /** A connected `mqtt` client that never reconnects by itself, ended after the test. */
 export async function connect (t: TestContext, url: string, options: IClientOptions = {}): Promise<MqttClient> {
   const client = await mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 5_000, ...options })
-  t.after(() => client.endAsync(true))
+  defer(t, () => client.endAsync(true))
   return client
 }
 
@@ -98,4 +99,18 @@ export function sample (metricsText: string, name: string, labels: Readonly<Reco
     if (wanted.every((pair) => present.includes(pair))) return Number(match[3])
   }
   return undefined
+}
+
+/**
+ * SUBSCRIBE and return the granted QoS per filter, 128 for a refused one.
+ * (`subscribeAsync` rejects as soon as any filter is refused.)
+ */
+export async function subscribeGranted (client: MqttClient, filters: string[], qos: 0 | 1 | 2 = 1): Promise<number[]> {
+  try {
+    return (await client.subscribeAsync(filters, { qos })).map((g) => g.qos)
+  } catch (err: unknown) {
+    const granted: unknown = typeof err === 'object' && err !== null && 'packet' in err && typeof err.packet === 'object' && err.packet !== null && 'granted' in err.packet ? err.packet.granted : undefined
+    if (Array.isArray(granted)) return granted.map(Number)
+    throw err
+  }
 }

@@ -1,3 +1,4 @@
+import { defer } from './cleanup.js'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -19,7 +20,7 @@ export async function makeCert (t: TestContext): Promise<TestCert> {
     extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }] }]
   })
   const dir = await mkdtemp(join(tmpdir(), 'ce-broker-cert-'))
-  t.after(() => rm(dir, { recursive: true, force: true }))
+  defer(t, () => rm(dir, { recursive: true, force: true }))
   const keyFile = join(dir, 'key.pem')
   const certFile = join(dir, 'cert.pem')
   await writeFile(keyFile, pems.private)

@@ -1,3 +1,4 @@
+import { defer } from './cleanup.js'
 import { connect as netConnect, type Socket } from 'node:net'
 import type { TestContext } from 'node:test'
 import mqttPacket, { type Packet } from 'mqtt-packet'
@@ -14,7 +15,7 @@ export interface RawClient {
 
 export async function rawConnect (t: TestContext, port: number): Promise<RawClient> {
   const socket = netConnect(port, '127.0.0.1')
-  t.after(() => { socket.destroy() })
+  defer(t, () => { socket.destroy() })
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', resolve)
     socket.once('error', reject)

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { test } from 'node:test'
+import { ConfigError, OPTIONS, loadConfig } from '../../src/index.js'
+
+test('defaults run one embedded node on localhost', () => {
+  const config = loadConfig()
+  assert.deepEqual({ ...config, nodeId: 'x' }, {
+    mqtt: { host: '127.0.0.1', port: 1883 },
+    http: { host: '127.0.0.1', port: 8080, publicMetrics: false },
+    nodeId: 'x',
+    logLevel: 'info',
+    schemas: { dir: './schemas' }
+  })
+  assert.equal(config.redis, undefined)
+  assert.match(config.nodeId, new RegExp(`-${process.pid}$`))
+  assert.ok(Object.isFrozen(config) && Object.isFrozen(config.mqtt), 'the config is deep-frozen')
+})
+
+test('precedence: defaults < programmatic < file < flags < CE_BROKER_* environment', () => {
+  const config = loadConfig({ mqtt: { port: 1 }, logLevel: 'warn', nodeId: 'from-code' }, {
+    file: { name: 'broker.yaml', data: { mqtt: { port: 2 }, http: { port: 3 }, nodeId: 'from-file' } },
+    flags: { 'mqtt-port': '4', 'node-id': 'from-flag' },
+    env: { CE_BROKER_MQTT_PORT: '5', PATH: '/bin' }
+  })
+  assert.equal(config.mqtt.port, 5, 'env beats flag, file and code')
+  assert.equal(config.nodeId, 'from-flag', 'flag beats file and code')
+  assert.equal(config.http.port, 3, 'file beats defaults')
+  assert.equal(config.logLevel, 'warn', 'code beats defaults')
+})
+
+test('--host and CE_BROKER_HOST set every listener; the per-listener variables refine them', () => {
+  const config = loadConfig({}, { env: { CE_BROKER_HOST: '0.0.0.0', CE_BROKER_HTTP_HOST: '127.0.0.1' } })
+  assert.equal(config.mqtt.host, '0.0.0.0')
+  assert.equal(config.http.host, '127.0.0.1')
+  assert.equal(loadConfig({}, { flags: { host: '::' } }).http.host, '::')
+})
+
+test('env strings are coerced: ports to integers, booleans to booleans', () => {
+  const config = loadConfig({}, { env: { CE_BROKER_HTTP_PORT: '0', CE_BROKER_HTTP_PUBLIC_METRICS: 'true', CE_BROKER_REDIS_URL: 'redis://127.0.0.1:6379/2' } })
+  assert.equal(config.http.port, 0)
+  assert.equal(config.http.publicMetrics, true)
+  assert.deepEqual(config.redis, { url: 'redis://127.0.0.1:6379/2' })
+})
+
+test('mqtt.tls without a port takes 8883; a TLS block needs both key and cert', () => {
+  assert.equal(loadConfig({ mqtt: { tls: { key: 'k.pem', cert: 'c.pem' } } }).mqtt.tls?.port, 8883)
+  assert.throws(() => loadConfig({}, { flags: { 'mqtt-tls-port': '8883' } }), { message: /mqtt\.tls\.key is required/ })
+})
+
+test('errors name the source, the key path and the value', () => {
+  const cases: Array<[() => unknown, RegExp]> = [
+    [() => loadConfig({}, { file: { name: 'broker.yaml', data: { mqtt: { prot: 1883 } } } }), /^config file broker\.yaml: mqtt\.prot is not a known key; known keys: host, port, tls$/],
+    [() => loadConfig({}, { file: { name: 'broker.yaml', data: { http: { port: 'eighty' } } } }), /^config file broker\.yaml: http\.port must be integer, got "eighty"$/],
+    [() => loadConfig({}, { file: { name: 'b.json', data: { mqtt: { port: 70000 } } } }), /^config file b\.json: mqtt\.port must be <= 65535, got 70000$/],
+    [() => loadConfig({}, { file: { name: 'b.yaml', data: { redis: { url: 'http://cache:6379' } } } }), /^config file b\.yaml: redis\.url must be a redis:\/\/ or rediss:\/\/ URL, got "http:\/\/cache:6379"$/],
+    [() => loadConfig({}, { file: { name: 'b.yaml', data: { redis: { url: 'redis://bad host:6379' } } } }), /redis\.url must be a redis:\/\/ or rediss:\/\/ URL, got "redis:\/\/bad host:6379"/],
+    [() => loadConfig({}, { file: { name: 'b.yaml', data: { logLevel: 'loud' } } }), /logLevel must be equal to one of the allowed values, got "loud" \(allowed: fatal, error, warn, info, debug, trace, silent\)/],
+    [() => loadConfig({}, { env: { CE_BROKER_MQTT_PORT: 'abc' } }), /^env CE_BROKER_MQTT_PORT: mqtt\.port must be integer, got "abc"$/],
+    [() => loadConfig({}, { flags: { 'http-port': '-1' } }), /^flag --http-port: http\.port must be >= 0, got -1$/],
+    [() => loadConfig({}, { env: { CE_BROKER_MQTT_PROT: '1' } }), /^env CE_BROKER_MQTT_PROT: is not a known setting \(got "1"\)/],
+    [() => loadConfig({ nodeId: 'a b' }), /^createBroker\(\) options: nodeId must match pattern/],
+    [() => loadConfig([]), /must be an object/]
+  ]
+  for (const [load, message] of cases) {
+    assert.throws(load, (err: unknown) => {
+      assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`)
+      assert.equal(err.code, 'BRK_CONFIG_INVALID')
+      assert.match(err.message, message)
+      return true
+    })
+  }
+})
+
+test('the caller\'s input is not modified', () => {
+  const input = { mqtt: { port: 1 } }
+  loadConfig(input, { env: { CE_BROKER_MQTT_HOST: '0.0.0.0' } })
+  assert.deepEqual(input, { mqtt: { port: 1 } })
+})
+
+test('the README\'s config table lists every setting with its env variable and flag', () => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
+  for (const spec of OPTIONS) {
+    const row = readme.split('\n').find((line) => line.startsWith('|') && line.includes(`\`${spec.env}\``))
+    assert.ok(row !== undefined, `README has no row for ${spec.env}`)
+    if (spec.flag !== undefined) assert.ok(row.includes(`\`${spec.flag}`), `README row of ${spec.env} does not name ${spec.flag}`)
+    for (const path of spec.paths) assert.ok(readme.includes(`\`${path}\``), `README does not document ${path}`)
+  }
+})
