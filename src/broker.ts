@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream'
 import { Aedes, type Client, type PublishPacket } from 'aedes'
 import type { Registry } from 'prom-client'
 import { loadConfig, type BrokerConfig, type ConfigInput, type TlsFiles } from './config.js'
-import { ConfigError, ListenError, PluginError, messageOf, toBrokerError } from './errors.js'
+import { ConfigError, ListenError, messageOf, toBrokerError } from './errors.js'
 import { adaptAuthorizePublish, publishThrough } from './hooks/authorize-publish.js'
 import { adaptAuthorizeSubscribe } from './hooks/authorize-subscribe.js'
 import { HookChains } from './hooks/chain.js'
@@ -17,7 +17,8 @@ import { createHttpApi, type HttpApi } from './http/server.js'
 import { createLogger, type Logger } from './logger.js'
 import { CoreMetrics } from './metrics.js'
 import { createBackend, type Backend } from './persistence/index.js'
-import type { Dispose, OutgoingMessage, PluginContext, PluginEntry, Transport } from './plugin.js'
+import type { OutgoingMessage, PluginEntry, Transport } from './context.js'
+import { PluginLoader } from './plugin-loader.js'
 import { Connections } from './transport/connections.js'
 import { listenMqtt, type Listener } from './transport/mqtt-listener.js'
 import { attachWebSocket } from './transport/websocket.js'
@@ -74,7 +75,7 @@ const AEDES_CLOSE_TIMEOUT_MS = 5_000
  * (after releasing whatever it had opened) when it cannot start.
  */
 export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
-  const { plugins = [], logger, pluginTimeoutMs = DEFAULT_PLUGIN_TIMEOUT_MS, ...rest } = input
+  const { plugins: entries = [], logger, pluginTimeoutMs = DEFAULT_PLUGIN_TIMEOUT_MS, ...rest } = input
   const config = loadConfig(rest)
   const log = logger ?? createLogger(config.logLevel, config.nodeId)
   const [mqttTls, httpTls] = await Promise.all([readTls('mqtt.tls', config.mqtt.tls), readTls('http.tls', config.http.tls)])
@@ -115,7 +116,16 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     })
   }
 
-  const disposers: Array<{ name: string, dispose: Dispose }> = []
+  const plugins = new PluginLoader((entry) => ({
+    name: entry.name,
+    log: log.child({ plugin: entry.name }),
+    config,
+    nodeId: config.nodeId,
+    hooks: chains.registry,
+    metrics: metrics.registry,
+    publish: publishRaw,
+    reportError: (err, context) => { reportError('plugin', err, { plugin: entry.name, ...context }) }
+  }), pluginTimeoutMs, (err, context) => { reportError('plugin', err, context) })
   const listeners: Listener[] = []
   let http: HttpApi | undefined
   let websocket: { close: () => void } | undefined
@@ -134,13 +144,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       if (!await settlesWithin(aedesClosed, AEDES_CLOSE_TIMEOUT_MS)) log.warn({ timeoutMs: AEDES_CLOSE_TIMEOUT_MS }, 'aedes did not close in time; closing connections anyway')
       connections.destroyAll()
       await listenersClosed
-      for (const { name, dispose } of disposers.reverse()) {
-        try {
-          await dispose()
-        } catch (err: unknown) {
-          reportError('plugin', err, { plugin: name, phase: 'dispose' })
-        }
-      }
+      await plugins.disposeAll()
       await http?.close()
       await backend.close()
       log.info('closed')
@@ -150,19 +154,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
 
   try {
     await aedes.listen()
-    for (const entry of plugins) {
-      const dispose = await startPlugin(entry, disposers.map((d) => d.name), {
-        name: entry.name,
-        log: log.child({ plugin: entry.name }),
-        config,
-        nodeId: config.nodeId,
-        hooks: chains.registry,
-        metrics: metrics.registry,
-        publish: publishRaw,
-        reportError: (err, context) => { reportError('plugin', err, { plugin: entry.name, ...context }) }
-      }, pluginTimeoutMs)
-      disposers.push({ name: entry.name, dispose: dispose ?? noDispose })
-    }
+    await plugins.load(entries)
 
     const handle = (stream: Duplex, socket: Socket, transport: Transport, req?: IncomingMessage): void => {
       connections.track(socket, transport)
@@ -241,31 +233,6 @@ async function settlesWithin (promise: Promise<void>, ms: number): Promise<boole
   const timedOut = new Promise<false>((resolve) => { timer = setTimeout(() => { resolve(false) }, ms).unref() })
   try {
     return await Promise.race([promise.then(() => true), timedOut])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-function noDispose (): Promise<void> {
-  return Promise.resolve()
-}
-
-async function startPlugin (entry: PluginEntry, loaded: readonly string[], ctx: PluginContext, timeoutMs: number): Promise<Dispose | undefined> {
-  if (loaded.includes(entry.name)) throw new PluginError(entry.name, 'is loaded twice')
-  for (const dependency of entry.dependsOn) {
-    if (!loaded.includes(dependency)) {
-      throw new PluginError(entry.name, `depends on "${dependency}", which must be loaded before it (loaded: ${loaded.join(', ') || 'none'})`)
-    }
-  }
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => { reject(new PluginError(entry.name, `setup did not finish within ${timeoutMs} ms`)) }, timeoutMs)
-  })
-  try {
-    return await Promise.race([entry.start(ctx), timeout])
-  } catch (err: unknown) {
-    if (err instanceof PluginError) throw err
-    throw new PluginError(entry.name, `setup failed: ${messageOf(err)}`, { cause: err })
   } finally {
     clearTimeout(timer)
   }

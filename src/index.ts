@@ -19,4 +19,4 @@ export {
   type AuthorizePublishHandler, type AuthorizeSubscribeHandler, type ConnectAttempt, type ConnectHandler, type Dispose,
   type HookRegistry, type Origin, type OutgoingMessage, type Plugin, type PluginContext, type PluginEntry, type PluginMeta,
   type PublishAttempt, type PublishedHandler, type PublishedMessage, type SubscribeAttempt, type Transport
-} from './plugin.js'
+} from './context.js'

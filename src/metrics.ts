@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
-import type { Origin, Transport } from './plugin.js'
+import type { Origin, Transport } from './context.js'
 import { TRANSPORTS, type Connections } from './transport/connections.js'
 
 const ORIGINS: readonly Origin[] = [...TRANSPORTS, 'http', 'internal']

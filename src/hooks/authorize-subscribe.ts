@@ -1,7 +1,7 @@
 import type { AedesOptions } from 'aedes'
 import { toBrokerError } from '../errors.js'
 import type { Logger } from '../logger.js'
-import type { AuthorizeSubscribeHandler, SubscribeAttempt } from '../plugin.js'
+import type { AuthorizeSubscribeHandler, SubscribeAttempt } from '../context.js'
 import { settleChain } from './chain.js'
 import { DIVERT_PREFIX } from './authorize-publish.js'
 

@@ -1,6 +1,6 @@
 import type {
   AuthorizePublishHandler, AuthorizeSubscribeHandler, ConnectHandler, HookRegistry, PublishedHandler
-} from '../plugin.js'
+} from '../context.js'
 
 /**
  * The ordered handler lists behind aedes' single hook slots. Plugins append

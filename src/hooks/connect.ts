@@ -1,7 +1,7 @@
 import type { AedesOptions, AuthenticateError, Client } from 'aedes'
 import { ConnectRefusedError, toBrokerError } from '../errors.js'
 import type { Logger } from '../logger.js'
-import type { ConnectAttempt, ConnectHandler } from '../plugin.js'
+import type { ConnectAttempt, ConnectHandler } from '../context.js'
 import type { Connections } from '../transport/connections.js'
 import { settleChain } from './chain.js'
 

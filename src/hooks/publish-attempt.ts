@@ -1,5 +1,5 @@
 import type { Logger } from '../logger.js'
-import type { Origin, PublishAttempt } from '../plugin.js'
+import type { Origin, PublishAttempt } from '../context.js'
 
 /**
  * The read-only view of a PUBLISH that authorizePublish handlers get. The child

@@ -1,5 +1,5 @@
 import type { AedesOptions } from 'aedes'
-import type { PublishedHandler, PublishedMessage } from '../plugin.js'
+import type { PublishedHandler, PublishedMessage } from '../context.js'
 
 type AedesPublished = NonNullable<AedesOptions['published']>
 

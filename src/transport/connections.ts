@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net'
 import type { Client } from 'aedes'
-import type { Transport } from '../plugin.js'
+import type { Transport } from '../context.js'
 
 /** What the broker knows about an MQTT client beyond what aedes keeps. */
 export interface ClientMeta {
