@@ -6,6 +6,7 @@ import {
   type Disposition, type PluginEntry, type PublishAttempt
 } from '../../src/index.js'
 import { closed, connect, mqttUrl, nextMessage, startBroker, subscribeGranted } from '../helpers/broker.js'
+import { freePort } from '../helpers/net.js'
 import { rawConnect } from '../helpers/raw.js'
 
 class TestRefusal extends BrokerError {
@@ -158,13 +159,3 @@ test('plugin option types are checked at compile time', () => {
   const bare = definePlugin('bare', async () => undefined)
   expectTypeOf(bare()).toEqualTypeOf<PluginEntry>()
 })
-
-async function freePort (): Promise<number> {
-  const { createServer } = await import('node:net')
-  const server = createServer()
-  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
-  const address = server.address()
-  await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
-  assert.ok(typeof address === 'object' && address !== null)
-  return address.port
-}

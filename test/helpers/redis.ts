@@ -1,6 +1,6 @@
 import { defer } from './cleanup.js'
+import { freePort } from './net.js'
 import { spawn, spawnSync } from 'node:child_process'
-import { createServer } from 'node:net'
 import type { TestContext } from 'node:test'
 
 /** A redis-server spawned for a test on a free port, without persistence. */
@@ -62,13 +62,4 @@ export async function startRedis (t: TestContext): Promise<TestRedis> {
     await exited
   }
   return { url: `redis://127.0.0.1:${port}`, port, kill }
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
-  const address = server.address()
-  await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
-  if (typeof address !== 'object' || address === null) throw new Error('no port')
-  return address.port
 }
