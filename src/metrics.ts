@@ -4,14 +4,14 @@ import { TRANSPORTS, type Connections } from './transport/connections.js'
 
 const ORIGINS: readonly Origin[] = [...TRANSPORTS, 'http', 'internal']
 
-/** A counter child bound to its label values once, so the hot path only adds. */
-interface Incrementer { inc: (value?: number) => void }
 
 /** The broker's own metrics, on a registry of its own (never prom-client's global one). */
 export class CoreMetrics {
   readonly registry = new Registry()
-  readonly #received = new Map<Origin, Incrementer>()
-  readonly #delivered = new Map<Transport, Incrementer>()
+  // The per-message counters are plain numbers, copied into prom-client when /metrics
+  // is scraped: a labelled prom-client inc() hashes its labels on every call.
+  readonly #received: Record<Origin, number> = { tcp: 0, tls: 0, ws: 0, wss: 0, http: 0, internal: 0 }
+  readonly #delivered: Record<Transport, number> = { tcp: 0, tls: 0, ws: 0, wss: 0 }
   readonly #errors: Counter<'component'>
 
   /**
@@ -22,21 +22,29 @@ export class CoreMetrics {
     const registry = this.registry
     collectDefaultMetrics({ register: registry, prefix: 'ce_broker_' })
 
-    const received = new Counter({
+    const received = this.#received
+    new Counter({
       name: 'ce_broker_publishes_received_total',
       help: 'PUBLISH packets received from clients, before any check, by transport',
       labelNames: ['transport'] as const,
-      registers: [registry]
+      registers: [registry],
+      collect () {
+        this.reset()
+        for (const origin of ORIGINS) this.inc({ transport: origin }, received[origin])
+      }
     })
-    for (const origin of ORIGINS) this.#received.set(origin, received.labels(origin))
 
-    const delivered = new Counter({
+    const delivered = this.#delivered
+    new Counter({
       name: 'ce_broker_messages_delivered_total',
       help: 'PUBLISH packets forwarded to subscribed clients, by the subscriber\'s transport',
       labelNames: ['transport'] as const,
-      registers: [registry]
+      registers: [registry],
+      collect () {
+        this.reset()
+        for (const transport of TRANSPORTS) this.inc({ transport }, delivered[transport])
+      }
     })
-    for (const transport of TRANSPORTS) this.#delivered.set(transport, delivered.labels(transport))
 
     this.#errors = new Counter({
       name: 'ce_broker_errors_total',
@@ -80,11 +88,11 @@ export class CoreMetrics {
   }
 
   publishReceived (origin: Origin): void {
-    this.#received.get(origin)?.inc()
+    this.#received[origin]++
   }
 
   messageDelivered (transport: Transport): void {
-    this.#delivered.get(transport)?.inc()
+    this.#delivered[transport]++
   }
 
   error (component: string): void {

@@ -1,0 +1,298 @@
+/**
+ * Load generator child of `run.js`: `node loadgen.js <scenario> <port> <warmupMs> <windowMs>`.
+ *
+ * Runs in its own process (its own core on a 2-core machine) and does as little
+ * per message as it can, so the broker is what saturates: packets are encoded
+ * once, publishers write one Buffer of many concatenated PUBLISH packets per
+ * `write()`, and the subscriber counts PUBLISH packets by their fixed headers.
+ * Everything is bounded by time; the process exits by itself when done.
+ */
+import { connect, type Socket } from 'node:net'
+import { performance } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { generate } from 'mqtt-packet'
+import { FrameWalker, PacketType } from './mqtt-frames.js'
+import { bookingReservedEvent } from './payload.js'
+import type { LoadgenMessage, LoadResult } from './protocol.js'
+import { findScenario, type FaninLoad, type LoadSpec } from './scenarios.js'
+
+/** Longest wait for a CONNACK or SUBACK, in ms. */
+const HANDSHAKE_TIMEOUT_MS = 5_000
+/** Slack over warm-up + window before the whole run is abandoned, in ms. */
+const OVERRUN_SLACK_MS = 15_000
+/** Writes in a row that may return true before the pump yields to the event loop. */
+const WRITES_PER_TURN = 16
+/** Longest the subscriber may take to receive the backlog once publishers stop, in ms. */
+const DRAIN_TIMEOUT_MS = 10_000
+/** The backlog counts as drained once nothing arrived for this long, in ms. */
+const DRAIN_QUIET_MS = 300
+const DRAIN_POLL_MS = 20
+
+/** Send `message` to run.js; resolves once it has been handed to the IPC channel. */
+async function send (message: LoadgenMessage): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    if (process.send === undefined) throw new Error('loadgen.js is started by run.js with an IPC channel (fork)')
+    process.send(message, undefined, {}, function sent (err: Error | null) { if (err === null) resolve(); else reject(err) })
+  })
+}
+
+/** The sockets, the abort signal and the deadline of one run; `stop()` releases them all. */
+class Run {
+  readonly #controller = new AbortController()
+  readonly #sockets = new Set<Socket>()
+  readonly #deadline: NodeJS.Timeout
+  #error: Error | undefined
+
+  constructor (budgetMs: number) {
+    const run = this
+    this.#deadline = setTimeout(function overran () { run.fail(new Error(`run did not finish within ${budgetMs} ms`)) }, budgetMs)
+  }
+
+  /** Aborted on `fail()` and on `stop()`: sleeps reject and pumps stop. */
+  get signal (): AbortSignal {
+    return this.#controller.signal
+  }
+
+  /** The first failure, if any: it, rather than the abort it caused, is what the run reports. */
+  get error (): Error | undefined {
+    return this.#error
+  }
+
+  track (socket: Socket): void {
+    this.#sockets.add(socket)
+  }
+
+  fail (err: Error): void {
+    if (this.signal.aborted) return
+    this.#error = err
+    this.stop()
+  }
+
+  stop (): void {
+    clearTimeout(this.#deadline)
+    this.#controller.abort()
+    for (const socket of this.#sockets) socket.destroy()
+    this.#sockets.clear()
+  }
+}
+
+/** A raw MQTT connection whose incoming bytes go through a `FrameWalker`. */
+class RawClient {
+  readonly socket: Socket
+  readonly walker: FrameWalker
+  readonly #name: string
+  /** Set by `end()`: the close that follows is ours, not the broker's. */
+  #ending = false
+  #waiter: { readonly type: number, readonly resolve: (body: Buffer) => void, readonly reject: (err: Error) => void } | undefined
+
+  constructor (run: Run, port: number, name: string) {
+    this.#name = name
+    const client = this
+    const walker = new FrameWalker(function onControl (type: number, body: Buffer) { client.#control(type, body) })
+    const socket = connect({ host: '127.0.0.1', port, noDelay: true })
+    this.walker = walker
+    this.socket = socket
+    run.track(socket)
+    socket.on('data', function onData (chunk: Buffer) {
+      try {
+        walker.push(chunk)
+      } catch (err: unknown) {
+        socket.destroy(err instanceof Error ? err : new Error(String(err)))
+      }
+    })
+    socket.on('error', function onError (err: Error) { client.#reject(new Error(`${name}: ${err.message}`, { cause: err })) })
+    socket.on('close', function onClose () {
+      const err = new Error(`${name}: connection closed`)
+      client.#reject(err)
+      // during the run a close we did not ask for invalidates the figures
+      if (!client.#ending && !run.signal.aborted) run.fail(err)
+    })
+  }
+
+  /** Send `packet` and wait for the next control packet of `type`; resolves with its body. */
+  async request (packet: Buffer, type: number): Promise<Buffer> {
+    const client = this
+    const reply = new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(function handshakeTimeout () {
+        client.#reject(new Error(`${client.#name}: no reply of type ${type} within ${HANDSHAKE_TIMEOUT_MS} ms`))
+      }, HANDSHAKE_TIMEOUT_MS)
+      this.#waiter = {
+        type,
+        resolve: (body) => { clearTimeout(timer); resolve(body) },
+        reject: (err) => { clearTimeout(timer); reject(err) }
+      }
+    })
+    this.socket.write(packet)
+    return await reply
+  }
+
+  /** Half-close after whatever is still queued for writing; the broker closes its side when done. */
+  end (): void {
+    this.#ending = true
+    this.socket.end()
+  }
+
+  #control (type: number, body: Buffer): void {
+    const waiter = this.#waiter
+    if (waiter?.type !== type) return
+    this.#waiter = undefined
+    waiter.resolve(body)
+  }
+
+  #reject (err: Error): void {
+    const waiter = this.#waiter
+    this.#waiter = undefined
+    waiter?.reject(err)
+  }
+}
+
+async function openClient (run: Run, port: number, clientId: string): Promise<RawClient> {
+  const client = new RawClient(run, port, clientId)
+  const connack = await client.request(
+    generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive: 0 }),
+    PacketType.CONNACK)
+  // CONNACK body: acknowledge flags, return code [MQTT-3.2.2]
+  const code = connack[1]
+  if (code !== 0) throw new Error(`${clientId}: CONNACK return code ${String(code)}`)
+  return client
+}
+
+/**
+ * Write `buffer` to `socket` until `stopped()`, waiting for 'drain' whenever
+ * `write()` says the socket is full; `onWrite` counts each accepted write.
+ */
+function pump (socket: Socket, buffer: Buffer, stopped: () => boolean, onWrite: () => void): void {
+  function writeMore (): void {
+    for (let turn = 0; turn < WRITES_PER_TURN; turn++) {
+      if (stopped() || socket.destroyed) return
+      const more = socket.write(buffer)
+      onWrite()
+      if (!more) {
+        socket.once('drain', writeMore)
+        return
+      }
+    }
+    // the socket keeps accepting: yield so timers (the window's end) still run
+    setImmediate(writeMore)
+  }
+  writeMore()
+}
+
+async function faninQos0 (run: Run, port: number, load: FaninLoad, warmupMs: number, windowMs: number): Promise<LoadResult> {
+  const publish = generate({
+    cmd: 'publish',
+    topic: load.topic,
+    payload: bookingReservedEvent(load.payloadBytes),
+    qos: 0,
+    dup: false,
+    retain: false
+  })
+  const burst = Buffer.concat(Array.from({ length: load.packetsPerWrite }, () => publish))
+
+  const subscriber = await openClient(run, port, 'bench-sub')
+  const suback = await subscriber.request(
+    generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: load.subscription, qos: 0 }] }),
+    PacketType.SUBACK)
+  // SUBACK body: message id (2 bytes), then one return code per filter; 0x80 = refused [MQTT-3.9.3]
+  if (suback[2] !== 0) throw new Error(`bench-sub: SUBACK return code ${String(suback[2])} for ${load.subscription}`)
+  const publishers = await Promise.all(Array.from({ length: load.publishers }, async (_, i) => await openClient(run, port, `bench-pub-${i}`)))
+
+  let written = 0
+  let publishing = true
+  function stopped (): boolean { return !publishing || run.signal.aborted }
+  function counted (): void { written += load.packetsPerWrite }
+  for (const publisher of publishers) pump(publisher.socket, burst, stopped, counted)
+
+  await sleep(warmupMs, undefined, { signal: run.signal })
+  const start = { received: subscriber.walker.publishes, bytes: subscriber.walker.bytes, written, at: performance.now(), cpu: process.cpuUsage(), elu: performance.eventLoopUtilization() }
+  await send({ type: 'window', phase: 'start' })
+  await sleep(windowMs, undefined, { signal: run.signal })
+  const end = { received: subscriber.walker.publishes, bytes: subscriber.walker.bytes, written, at: performance.now(), cpu: process.cpuUsage(start.cpu), elu: performance.eventLoopUtilization(start.elu) }
+  const seconds = (end.at - start.at) / 1000
+  await send({ type: 'window', phase: 'end' })
+
+  // Stop publishing and let the subscriber take the backlog still in socket buffers
+  // before anything disconnects: aedes 1.2 overflows its stack if the subscriber
+  // leaves while its mqemitter queue is long (see README, "aedes under this load").
+  publishing = false
+  for (const publisher of publishers) publisher.end()
+  const backlog = await receiveBacklog(run, subscriber.walker, function total () { return written })
+
+  return {
+    backlogMessages: backlog.messages,
+    drainMs: backlog.ms,
+    undelivered: written - subscriber.walker.publishes,
+    msgsPerSec: (end.received - start.received) / seconds,
+    offeredPerSec: (end.written - start.written) / seconds,
+    bytesPerSec: (end.bytes - start.bytes) / seconds,
+    windowMs: seconds * 1000,
+    cpuShare: (end.cpu.user + end.cpu.system) / 1e6 / seconds,
+    eventLoopUtilization: end.elu.utilization
+  }
+}
+
+/**
+ * Wait until `walker` has seen `total()` PUBLISH packets or nothing arrived for
+ * DRAIN_QUIET_MS; fails after DRAIN_TIMEOUT_MS. Returns what arrived meanwhile.
+ */
+async function receiveBacklog (run: Run, walker: FrameWalker, total: () => number): Promise<{ messages: number, ms: number }> {
+  const from = performance.now()
+  const before = walker.publishes
+  let seen = before
+  let quietSince = from
+  while (walker.publishes < total()) {
+    await sleep(DRAIN_POLL_MS, undefined, { signal: run.signal })
+    const now = performance.now()
+    if (walker.publishes !== seen) {
+      seen = walker.publishes
+      quietSince = now
+    } else if (now - quietSince >= DRAIN_QUIET_MS) {
+      break
+    }
+    if (now - from > DRAIN_TIMEOUT_MS) {
+      throw new Error(`subscriber still receiving the backlog ${DRAIN_TIMEOUT_MS} ms after publishers stopped (${total() - walker.publishes} to go)`)
+    }
+  }
+  return { messages: walker.publishes - before, ms: performance.now() - from }
+}
+
+async function runLoad (run: Run, port: number, load: LoadSpec, warmupMs: number, windowMs: number): Promise<LoadResult> {
+  switch (load.mode) {
+    case 'fanin-qos0': return await faninQos0(run, port, load, warmupMs, windowMs)
+  }
+}
+
+function integerArg (name: string, value: string | undefined, min: number): number {
+  const n = Number(value)
+  if (value === undefined || !Number.isInteger(n) || n < min) throw new Error(`loadgen.js: ${name} must be an integer >= ${min}, got ${JSON.stringify(value)}`)
+  return n
+}
+
+async function main (): Promise<void> {
+  const [scenarioName, portArg, warmupArg, windowArg] = process.argv.slice(2)
+  const scenario = findScenario(scenarioName)
+  const port = integerArg('port', portArg, 1)
+  const warmupMs = integerArg('warmupMs', warmupArg, 0)
+  const windowMs = integerArg('windowMs', windowArg, 1)
+
+  const run = new Run(warmupMs + windowMs + OVERRUN_SLACK_MS)
+  try {
+    const result = await runLoad(run, port, scenario.load, warmupMs, windowMs)
+    run.stop()
+    await send({ type: 'result', result })
+  } catch (err: unknown) {
+    throw run.error ?? err
+  } finally {
+    run.stop()
+  }
+}
+
+main().then(
+  function done () {
+    if (process.connected) process.disconnect()
+  },
+  function failed (err: unknown) {
+    process.stderr.write(`loadgen.js: ${err instanceof Error ? err.message : String(err)}\n`)
+    process.exitCode = 1
+    if (process.connected) process.disconnect()
+  })

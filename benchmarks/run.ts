@@ -1,0 +1,195 @@
+/**
+ * `npm run bench`: for every scenario, rounds of (server process + load generator
+ * process) per broker kind, alternating the order between rounds, then one line
+ * per scenario on stdout:
+ *
+ *     bench <scenario> ce-broker=<msgs/s> aedes=<msgs/s> ratio=<ce/aedes>
+ *
+ * That line is a contract (scripts compare it across commits); everything else
+ * (per-round figures, CPU shares) goes to stderr and never starts with `bench `.
+ * Env: BENCH_ROUNDS (default 5), BENCH_SECONDS (measuring window, default 3),
+ * BENCH_WARMUP_SECONDS (default 1). Exits non-zero if any child fails.
+ */
+import { Child } from './child.js'
+import {
+  BROKER_KINDS, isLoadgenMessage, isServerMessage,
+  type BrokerKind, type LoadgenMessage, type LoadResult, type ReadyMessage, type ResultMessage, type ServerMessage, type StatsMessage
+} from './protocol.js'
+import { SCENARIOS, type Scenario } from './scenarios.js'
+
+const SERVER_SCRIPT = new URL('./server.js', import.meta.url)
+const LOADGEN_SCRIPT = new URL('./loadgen.js', import.meta.url)
+
+/** Longest a broker may take to report its port, in ms. */
+const SERVER_START_TIMEOUT_MS = 20_000
+/** Longest a broker may take to close and exit after SIGTERM, in ms. */
+const SERVER_STOP_TIMEOUT_MS = 10_000
+/** Longest a server may take to answer a stats request, in ms (its event loop is saturated while loaded). */
+const STATS_TIMEOUT_MS = 5_000
+/** Slack over warm-up + window for the loadgen to connect, report and exit, in ms. */
+const LOADGEN_SLACK_MS = 20_000
+/** Loadgen CPU share (1 = one core) above which it may be what limits the figures. */
+const LOADGEN_CPU_WARNING = 0.8
+
+/** Knobs read once from the environment. */
+interface Settings {
+  readonly rounds: number
+  readonly warmupMs: number
+  readonly windowMs: number
+}
+
+/** What one (scenario, kind, round) run measured. */
+interface RunFigures {
+  readonly load: LoadResult
+  /** Server CPU time over the loadgen's window divided by the server's wall time; 1 = one core. */
+  readonly serverCpuShare: number
+  readonly serverRssBytes: number
+}
+
+function readSettings (env: NodeJS.ProcessEnv): Settings {
+  const number = (name: string, fallback: number, min: number, integer: boolean): number => {
+    const raw = env[name]
+    if (raw === undefined || raw === '') return fallback
+    const value = Number(raw)
+    if (!Number.isFinite(value) || value < min || (integer && !Number.isInteger(value))) {
+      throw new Error(`${name} must be ${integer ? 'an integer' : 'a number'} >= ${min}, got ${JSON.stringify(raw)}`)
+    }
+    return value
+  }
+  return {
+    rounds: number('BENCH_ROUNDS', 5, 1, true),
+    windowMs: Math.round(number('BENCH_SECONDS', 3, 0.1, false) * 1000),
+    warmupMs: Math.round(number('BENCH_WARMUP_SECONDS', 1, 0, false) * 1000)
+  }
+}
+
+/** A server child: started, asked for its CPU and memory, stopped. */
+class ServerProcess {
+  readonly #child: Child<ServerMessage>
+  #nextId = 1
+
+  constructor (kind: BrokerKind, scenario: Scenario) {
+    this.#child = new Child(`server ${kind}`, SERVER_SCRIPT, [kind, scenario.name], isServerMessage)
+  }
+
+  async ready (): Promise<number> {
+    const isReady = (m: ServerMessage): m is ReadyMessage => m.type === 'ready'
+    return (await this.#child.next(isReady, SERVER_START_TIMEOUT_MS)).port
+  }
+
+  async stats (): Promise<StatsMessage> {
+    const id = this.#nextId++
+    const isAnswer = (m: ServerMessage): m is StatsMessage => m.type === 'stats' && m.id === id
+    const answer = this.#child.next(isAnswer, STATS_TIMEOUT_MS)
+    this.#child.send({ type: 'stats', id })
+    return await answer
+  }
+
+  async stop (): Promise<void> { await this.#child.stop(SERVER_STOP_TIMEOUT_MS) }
+  kill (): void { this.#child.kill() }
+}
+
+/** Start `kind` for `scenario`, put the scenario's load on it, stop it. */
+async function measure (scenario: Scenario, kind: BrokerKind, settings: Settings): Promise<RunFigures> {
+  const server = new ServerProcess(kind, scenario)
+  try {
+    const port = await server.ready()
+    // the loadgen says when its window opens and closes; sample the server at both ends.
+    // A failed sample is kept as a value: if the loadgen fails too, its error is the one to report
+    const samples: Array<Promise<StatsMessage | Error>> = []
+    const loadgen = new Child<LoadgenMessage>('loadgen', LOADGEN_SCRIPT,
+      [scenario.name, String(port), String(settings.warmupMs), String(settings.windowMs)],
+      isLoadgenMessage,
+      function onLoadgenMessage (message) {
+        if (message.type === 'window') samples.push(server.stats().catch(toError))
+      })
+    let result: LoadResult
+    try {
+      const isResult = (m: LoadgenMessage): m is ResultMessage => m.type === 'result'
+      const budgetMs = settings.warmupMs + settings.windowMs + LOADGEN_SLACK_MS
+      result = (await loadgen.next(isResult, budgetMs)).result
+      await loadgen.ended(LOADGEN_SLACK_MS)
+    } finally {
+      loadgen.kill()
+    }
+    const [start, end] = await Promise.all(samples)
+    await server.stop()
+    if (start instanceof Error) throw start
+    if (end instanceof Error) throw end
+    if (start === undefined || end === undefined) throw new Error(`loadgen sent ${samples.length} window messages, expected 2`)
+    return {
+      load: result,
+      serverCpuShare: (end.cpuMicros - start.cpuMicros) / 1000 / (end.nowMs - start.nowMs),
+      serverRssBytes: end.rssBytes
+    }
+  } finally {
+    server.kill()
+  }
+}
+
+function toError (err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err))
+}
+
+function median (values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  const upper = sorted[mid] ?? Number.NaN
+  return sorted.length % 2 === 1 ? upper : ((sorted[mid - 1] ?? Number.NaN) + upper) / 2
+}
+
+function percent (share: number): string {
+  return `${(share * 100).toFixed(0)}%`
+}
+
+/** A stderr line; detail lines must never start with `bench `, which marks result lines. */
+function detail (line: string): void {
+  process.stderr.write(`${line}\n`)
+}
+
+async function runScenario (scenario: Scenario, settings: Settings): Promise<void> {
+  const figures = new Map<BrokerKind, RunFigures[]>(BROKER_KINDS.map((kind) => [kind, []]))
+  for (let round = 0; round < settings.rounds; round++) {
+    // alternate (aedes, ce, ce, aedes, ...) so drift in machine load hits both kinds alike
+    const order = round % 2 === 0 ? BROKER_KINDS : [...BROKER_KINDS].reverse()
+    for (const kind of order) {
+      const run = await measure(scenario, kind, settings)
+      figures.get(kind)?.push(run)
+      const { load } = run
+      detail(`${scenario.name} round ${round + 1}/${settings.rounds} ${kind.padEnd(9)} ${Math.round(load.msgsPerSec)} msgs/s` +
+        ` (offered ${Math.round(load.offeredPerSec)}/s, ${(load.bytesPerSec / 1e6).toFixed(1)} MB/s in)` +
+        ` | loadgen cpu ${percent(load.cpuShare)} elu ${percent(load.eventLoopUtilization)}` +
+        ` | server cpu ${percent(run.serverCpuShare)} rss ${(run.serverRssBytes / 2 ** 20).toFixed(0)} MiB` +
+        ` | backlog ${load.backlogMessages} msgs in ${Math.round(load.drainMs)} ms, undelivered ${load.undelivered}`)
+    }
+  }
+
+  const of = (kind: BrokerKind): readonly RunFigures[] => figures.get(kind) ?? []
+  const rate = (kind: BrokerKind): number => median(of(kind).map((r) => r.load.msgsPerSec))
+  const ce = rate('ce-broker')
+  const aedes = rate('aedes')
+  const all = [...figures.values()].flat()
+  const loadgenCpu = all.map((r) => r.load.cpuShare)
+  detail(`${scenario.name} medians over ${settings.rounds} rounds of ${settings.windowMs} ms:` +
+    ` loadgen cpu ${percent(median(loadgenCpu))} (max ${percent(Math.max(...loadgenCpu))}),` +
+    ` server cpu ce-broker ${percent(median(of('ce-broker').map((r) => r.serverCpuShare)))}` +
+    ` aedes ${percent(median(of('aedes').map((r) => r.serverCpuShare)))}`)
+  const undelivered = all.reduce((sum, r) => sum + r.load.undelivered, 0)
+  if (undelivered !== 0) {
+    detail(`${scenario.name} warning: ${undelivered} messages were written but never received once the backlog drained`)
+  }
+  if (Math.max(...loadgenCpu) > LOADGEN_CPU_WARNING) {
+    detail(`${scenario.name} warning: the load generator used over ${percent(LOADGEN_CPU_WARNING)} of a core; it may be what limits these figures`)
+  }
+  process.stdout.write(`bench ${scenario.name} ce-broker=${Math.round(ce)} aedes=${Math.round(aedes)} ratio=${(ce / aedes).toFixed(3)}\n`)
+}
+
+async function main (): Promise<void> {
+  const settings = readSettings(process.env)
+  for (const scenario of SCENARIOS) await runScenario(scenario, settings)
+}
+
+main().catch(function failed (err: unknown) {
+  process.stderr.write(`benchmark failed: ${err instanceof Error ? err.message : String(err)}\n`)
+  process.exitCode = 1
+})
