@@ -47,6 +47,14 @@ export class PluginError extends BrokerError {
   }
 }
 
+/** A schema file of the registry is unreadable, invalid or conflicts with another; start-up stops. */
+export class SchemaFileError extends BrokerError {
+  readonly code = 'BRK_SCHEMA_FILE_INVALID'
+  constructor (readonly file: string, detail: string, options?: ErrorOptions) {
+    super(`schema ${file} ${detail}`, options)
+  }
+}
+
 /** A listener could not bind its address (port in use, address not available, permission). */
 export class ListenError extends BrokerError {
   readonly code = 'BRK_LISTEN_FAILED'

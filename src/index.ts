@@ -10,7 +10,7 @@
 export { createBroker, type Broker, type BrokerInput, type BoundPorts } from './broker.js'
 export { loadConfig, readConfigFile, defaults, OPTIONS, type BrokerConfig, type ConfigInput, type LoadConfigOptions, type LogLevel, type OptionSpec, type TlsFiles } from './config.js'
 export {
-  BrokerError, ConfigError, PluginError, ReservedTopicError, ConnectRefusedError, BadRequestError, InternalError, ListenError,
+  BrokerError, ConfigError, PluginError, ReservedTopicError, ConnectRefusedError, BadRequestError, InternalError, ListenError, SchemaFileError,
   toBrokerError, type Disposition
 } from './errors.js'
 export { createLogger, type Logger } from './logger.js'
