@@ -224,7 +224,7 @@ function fromFlags (flags: NonNullable<LoadConfigOptions['flags']>): Layer {
 }
 
 function fromEnv (env: Readonly<Record<string, string | undefined>>): Layer {
-  const byName = new Map(OPTIONS.map((spec) => [spec.env, spec]))
+  const byName = new Map<string, OptionSpec>(OPTIONS.map((spec) => [spec.env, spec]))
   const data: Record<string, unknown> = {}
   const origin = new Map<string, string>()
   // CE_BROKER_HOST first so that CE_BROKER_MQTT_HOST / CE_BROKER_HTTP_HOST refine it
@@ -232,7 +232,7 @@ function fromEnv (env: Readonly<Record<string, string | undefined>>): Layer {
   for (const name of names) {
     const value = env[name]
     if (value === undefined) continue
-    const spec = byName.get(name as OptionSpec['env'])
+    const spec = byName.get(name)
     if (spec === undefined) {
       throw new ConfigError(`env ${name}`, '', `is not a known setting (got "${value}"); known: ${[...byName.keys()].join(', ')}`)
     }
@@ -259,7 +259,8 @@ function layerError (layer: Layer, errors: ErrorObject[] | null | undefined): Co
   } else {
     detail = `${first.message ?? first.keyword}, got ${JSON.stringify(getPath(layer.data, segments))}`
     if ((first.keyword === 'pattern' || first.keyword === 'format') && segments.join('.') === 'redis.url') detail = `must be a redis:// or rediss:// URL, got ${JSON.stringify(getPath(layer.data, segments))}`
-    if (first.keyword === 'enum') detail += ` (allowed: ${(first.params.allowedValues as unknown[]).join(', ')})`
+    const allowed: unknown = first.params.allowedValues
+    if (first.keyword === 'enum' && Array.isArray(allowed)) detail += ` (allowed: ${allowed.join(', ')})`
   }
   const path = segments.join('.')
   return new ConfigError(layer.origin?.get(path) ?? layer.source, path, detail)
