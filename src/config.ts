@@ -4,6 +4,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import addFormats from 'ajv-formats'
 import { parse as parseYaml } from 'yaml'
 import { ConfigError, messageOf } from './errors.js'
+import { topicFilterProblem } from './topics.js'
 
 /** pino levels, plus `silent`. */
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
@@ -52,13 +53,41 @@ export interface BrokerConfig {
     /** Folder of JSON Schema files, one per CloudEvent type. Default `./schemas`. */
     readonly dir: string
   }
+  readonly validation: {
+    /** What happens on a topic no rule matches: `pass` (plain MQTT) or `reject`. Default `pass`. */
+    readonly default: 'pass' | 'reject'
+    /** Checked in order; the first rule whose `match` filter matches the topic applies. */
+    readonly rules: readonly ValidationRule[]
+  }
+  readonly limits: {
+    /** Largest PUBLISH payload in bytes, refused while parsing. Default 262144 (256 KiB). */
+    readonly maxPayloadBytes: number
+  }
+  readonly deadLetters: {
+    /** Dead letters kept in the store; the oldest are evicted beyond it. Default 10000. */
+    readonly maxEntries: number
+  }
+}
+
+/** A validation rule: which topics it covers and how their publishes are checked. */
+export interface ValidationRule {
+  /** MQTT topic filter (`+`, `#`). */
+  readonly match: string
+  /** Payloads must be CloudEvents 1.0 in structured JSON mode whose `type` maps to the topic. Default true. */
+  readonly cloudevents: boolean
+  /** `required`: a schema must be registered for the type; `optional`: checked when one is; `none`. Default `required`. */
+  readonly schema: 'required' | 'optional' | 'none'
+  /** `dlq`: acked and dead-lettered; `disconnect`: dead-lettered and the publisher disconnected. Default `dlq`. */
+  readonly onInvalid: 'dlq' | 'disconnect'
 }
 
 /** A partial configuration as a caller or a config file gives it; `DEFAULTS` fill the rest. */
 export type ConfigInput = DeepPartial<BrokerConfig>
 
 /** Recursively optional and writable: the shape of a config layer. */
-export type DeepPartial<T> = { -readonly [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] }
+export type DeepPartial<T> = {
+  -readonly [K in keyof T]?: T[K] extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>> : T[K] extends object ? DeepPartial<T[K]> : T[K]
+}
 
 /** Defaults: one embedded node on localhost, as Mosquitto 2 does until told otherwise. */
 export function defaults (): BrokerConfig {
@@ -67,7 +96,13 @@ export function defaults (): BrokerConfig {
     http: { host: '127.0.0.1', port: 8080, publicMetrics: false },
     nodeId: `${hostname()}-${process.pid}`,
     logLevel: 'info',
-    schemas: { dir: './schemas' }
+    schemas: { dir: './schemas' },
+    validation: {
+      default: 'pass',
+      rules: [{ match: 'albergue/#', cloudevents: true, schema: 'required', onInvalid: 'dlq' }]
+    },
+    limits: { maxPayloadBytes: 256 * 1024 },
+    deadLetters: { maxEntries: 10_000 }
   }
 }
 
@@ -99,7 +134,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { paths: ['redis.url'], env: 'CE_BROKER_REDIS_URL', flag: '--redis', default: '(none: embedded)', doc: 'redis:// or rediss:// URL; switches persistence and routing to Redis' },
   { paths: ['nodeId'], env: 'CE_BROKER_NODE_ID', flag: '--node-id', default: '<hostname>-<pid>', doc: 'name of this node in logs, records and $SYS topics' },
   { paths: ['logLevel'], env: 'CE_BROKER_LOG_LEVEL', flag: '--log-level', default: 'info', doc: 'fatal, error, warn, info, debug, trace or silent' },
-  { paths: ['schemas.dir'], env: 'CE_BROKER_SCHEMAS_DIR', flag: '--schemas', default: './schemas', doc: 'folder of JSON Schema files' }
+  { paths: ['schemas.dir'], env: 'CE_BROKER_SCHEMAS_DIR', flag: '--schemas', default: './schemas', doc: 'folder of JSON Schema files' },
+  { paths: ['validation.default'], env: 'CE_BROKER_VALIDATION_DEFAULT', default: 'pass', doc: 'pass or reject publishes on topics no validation rule matches' },
+  { paths: ['limits.maxPayloadBytes'], env: 'CE_BROKER_LIMITS_MAX_PAYLOAD_BYTES', default: '262144', doc: 'largest PUBLISH payload, refused while parsing' },
+  { paths: ['deadLetters.maxEntries'], env: 'CE_BROKER_DEAD_LETTERS_MAX_ENTRIES', default: '10000', doc: 'dead letters kept; the oldest are evicted' }
 ]
 
 const port = { type: 'integer', minimum: 0, maximum: 65535 }
@@ -117,8 +155,22 @@ function configSchema (partial: boolean): object {
     redis: strict({ url: { type: 'string', format: 'uri', pattern: '^rediss?://' } }, ['url']),
     nodeId: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
-    schemas: strict({ dir: nonEmpty }, ['dir'])
-  }, ['mqtt', 'http', 'nodeId', 'logLevel', 'schemas'])
+    schemas: strict({ dir: nonEmpty }, ['dir']),
+    validation: strict({
+      default: { enum: ['pass', 'reject'] },
+      rules: {
+        type: 'array',
+        items: strict({
+          match: { type: 'string', minLength: 1 },
+          cloudevents: { type: 'boolean' },
+          schema: { enum: ['required', 'optional', 'none'] },
+          onInvalid: { enum: ['dlq', 'disconnect'] }
+        }, ['match'])
+      }
+    }, ['default', 'rules']),
+    limits: strict({ maxPayloadBytes: { type: 'integer', minimum: 1, maximum: 268435455 } }, ['maxPayloadBytes']),
+    deadLetters: strict({ maxEntries: { type: 'integer', minimum: 1 } }, ['maxEntries'])
+  }, ['mqtt', 'http', 'nodeId', 'logLevel', 'schemas', 'validation', 'limits', 'deadLetters'])
 }
 
 /** The compiled validators; built once per `loadConfig` call site that needs them. */
@@ -189,8 +241,29 @@ export function loadConfig (input: unknown = {}, options: LoadConfigOptions = {}
     merged = deepMerge(merged, { mqtt: { tls: { port: 8883 } } })
   }
   if (!validators.whole(merged)) throw layerError({ data: merged, source: 'config', coerce: false }, validators.whole.errors)
+  merged = deepMerge(merged, { validation: { rules: normalizeRules(merged) } })
   // the whole-config schema above is the BrokerConfig interface written as JSON Schema
   return deepFreeze(merged) as unknown as BrokerConfig
+}
+
+/** Fill each rule's defaults, and refuse what cannot work, naming the rule. */
+function normalizeRules (config: Record<string, unknown>): ValidationRule[] {
+  const validation = config.validation
+  const rules: unknown = isRecord(validation) ? validation.rules : []
+  if (!Array.isArray(rules)) return []
+  return rules.map((raw: unknown, index: number): ValidationRule => {
+    const rule = isRecord(raw) ? raw : {}
+    const path = `validation.rules.${index}`
+    const match = String(rule.match)
+    const problem = topicFilterProblem(match)
+    if (problem !== undefined) throw new ConfigError('config', `${path}.match`, `${problem}, got ${JSON.stringify(match)}`)
+    const cloudevents = rule.cloudevents !== false
+    const schema = rule.schema === 'optional' || rule.schema === 'none' ? rule.schema : 'required'
+    if (!cloudevents && schema !== 'none') {
+      throw new ConfigError('config', `${path}.schema`, `must be "none" when cloudevents is false (schemas check a CloudEvent's data), got ${JSON.stringify(rule.schema ?? 'required')}`)
+    }
+    return { match, cloudevents, schema, onInvalid: rule.onInvalid === 'disconnect' ? 'disconnect' : 'dlq' }
+  })
 }
 
 /** Read and parse a YAML or JSON config file (YAML is a superset of JSON). */
@@ -299,7 +372,7 @@ function setPath (target: Record<string, unknown>, path: string, value: unknown)
 
 function getPath (source: unknown, keys: readonly string[]): unknown {
   let node = source
-  for (const key of keys) node = isRecord(node) ? node[key] : undefined
+  for (const key of keys) node = typeof node === 'object' && node !== null ? Reflect.get(node, key) : undefined
   return node
 }
 

@@ -10,7 +10,10 @@ test('defaults run one embedded node on localhost', () => {
     http: { host: '127.0.0.1', port: 8080, publicMetrics: false },
     nodeId: 'x',
     logLevel: 'info',
-    schemas: { dir: './schemas' }
+    schemas: { dir: './schemas' },
+    validation: { default: 'pass', rules: [{ match: 'albergue/#', cloudevents: true, schema: 'required', onInvalid: 'dlq' }] },
+    limits: { maxPayloadBytes: 262144 },
+    deadLetters: { maxEntries: 10000 }
   })
   assert.equal(config.redis, undefined)
   assert.match(config.nodeId, new RegExp(`-${process.pid}$`))
@@ -70,6 +73,20 @@ test('errors name the source, the key path and the value', () => {
       return true
     })
   }
+})
+
+test('validation rules get their defaults; a rule that cannot work is refused naming it', () => {
+  const config = loadConfig({ validation: { rules: [{ match: 'albergue/#' }, { match: 'legacy/+/raw', cloudevents: false, schema: 'none', onInvalid: 'disconnect' }] } })
+  assert.deepEqual(config.validation.rules, [
+    { match: 'albergue/#', cloudevents: true, schema: 'required', onInvalid: 'dlq' },
+    { match: 'legacy/+/raw', cloudevents: false, schema: 'none', onInvalid: 'disconnect' }
+  ])
+  assert.equal(config.validation.default, 'pass')
+  assert.deepEqual(loadConfig({ validation: { rules: [] } }).validation.rules, [], 'an empty list turns validation off')
+  assert.throws(() => loadConfig({ validation: { rules: [{ match: 'a/#/b' }] } }), /config: validation\.rules\.0\.match "#" must be a whole level and the last one, got "a\/#\/b"/)
+  assert.throws(() => loadConfig({ validation: { rules: [{ match: 'x/#', cloudevents: false }] } }), /validation\.rules\.0\.schema must be "none" when cloudevents is false/)
+  assert.throws(() => loadConfig({}, { file: { name: 'b.yaml', data: { validation: { rules: [{ match: 'x', onInvalid: 'drop' }] } } } }), /config file b\.yaml: validation\.rules\.0\.onInvalid must be equal to one of the allowed values, got "drop" \(allowed: dlq, disconnect\)/)
+  assert.equal(loadConfig({}, { env: { CE_BROKER_LIMITS_MAX_PAYLOAD_BYTES: '1024' } }).limits.maxPayloadBytes, 1024)
 })
 
 test('the caller\'s input is not modified', () => {
