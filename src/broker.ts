@@ -6,8 +6,8 @@ import type { Duplex } from 'node:stream'
 import { Aedes, type Client, type PublishPacket } from 'aedes'
 import type { Registry } from 'prom-client'
 import { loadConfig, type BrokerConfig, type ConfigInput, type TlsFiles } from './config.js'
-import { ConfigError, ListenError, messageOf, toBrokerError } from './errors.js'
-import { adaptAuthorizePublish, publishThrough } from './hooks/authorize-publish.js'
+import { ConfigError, ListenError, messageOf, toBrokerError, type BrokerError } from './errors.js'
+import { createPublishGate } from './hooks/authorize-publish.js'
 import { adaptAuthorizeSubscribe } from './hooks/authorize-subscribe.js'
 import { HookChains } from './hooks/chain.js'
 import { adaptConnect } from './hooks/connect.js'
@@ -17,7 +17,9 @@ import { createHttpApi, type HttpApi } from './http/server.js'
 import { createLogger, type Logger } from './logger.js'
 import { CoreMetrics } from './metrics.js'
 import { createBackend, type Backend } from './persistence/index.js'
-import type { OutgoingMessage, PluginEntry, Transport } from './context.js'
+import type { OutgoingMessage, PluginEntry, SubmitOptions, Transport } from './context.js'
+import type { CloudEvent } from './cloudevents/envelope.js'
+import { typeToTopic } from './cloudevents/topic.js'
 import { PluginLoader } from './plugin-loader.js'
 import { Connections } from './transport/connections.js'
 import { listenMqtt, type Listener } from './transport/mqtt-listener.js'
@@ -52,10 +54,12 @@ export interface Broker {
   /** The Aedes instance, for hooks and events ce-broker does not wrap. Its hook slots belong to ce-broker. */
   readonly aedes: Aedes
   /**
-   * Publish as a client would: the same authorizePublish chain runs, so a refused
-   * message rejects with its `BrokerError` and a diverted one goes where a client's would.
+   * Publish as a client would, through the same pipeline: a CloudEvent goes to the
+   * topic its `type` maps to (QoS 1); a message to its own topic. A refused one
+   * is dead-lettered or diverted as a client's would be, and the promise rejects
+   * with its `BrokerError` (its `reason` says why, for events).
    */
-  publish: (message: OutgoingMessage) => Promise<void>
+  publish: (input: OutgoingMessage | CloudEvent) => Promise<void>
   /** Stop listening, close clients, dispose plugins, release persistence. Safe to call twice. */
   close: () => Promise<void>
 }
@@ -88,14 +92,25 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
   const reportError = makeErrorReporter(log, metrics)
 
   const connect = adaptConnect({ preConnect: chains.preConnect, authenticate: chains.authenticate, connections, log })
-  const authorizePublish = adaptAuthorizePublish({ chain: chains.authorizePublish, connections, metrics, log })
+  // aedes.publish needs the instance, which needs the gate: the gate reaches it through this late binding
+  let publishPacket: (packet: PublishPacket) => Promise<void> = async () => { throw new Error('the broker has not started') }
+  const gate = createPublishGate({
+    chain: chains.authorizePublish,
+    deadLetter: () => chains.deadLetter,
+    publishRecord: (topic, record) => {
+      publishPacket(toPacket({ topic, payload: record, qos: 1 })).catch((err: unknown) => { reportError('dead-letter', err, { topic }) })
+    },
+    connections,
+    metrics,
+    log
+  })
   const aedes = new Aedes({
     id: config.nodeId,
     persistence: backend.persistence,
     mq: backend.mq,
     preConnect: connect.preConnect,
     authenticate: connect.authenticate,
-    authorizePublish,
+    authorizePublish: gate.hook,
     authorizeSubscribe: adaptAuthorizeSubscribe(chains.authorizeSubscribe, log),
     authorizeForward: adaptAuthorizeForward(connections, metrics),
     published: adaptPublished(chains.published, (err, context) => { reportError('published', err, context) })
@@ -110,10 +125,18 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
   // aedes emits 'error' for persistence failures; its types leave the event out
   EventEmitter.prototype.on.call(aedes, 'error', function aedesError (err: Error) { reportError('aedes', err) })
 
-  const publishRaw = async (message: OutgoingMessage): Promise<void> => {
+  publishPacket = async (packet) => {
     await new Promise<void>((resolve, reject) => {
-      aedes.publish(toPacket(message), (err) => { if (err === undefined || err === null) resolve(); else reject(err) })
+      aedes.publish(packet, (err) => { if (err === undefined || err === null) resolve(); else reject(err) })
     })
+  }
+  const publishRaw = async (message: OutgoingMessage): Promise<void> => { await publishPacket(toPacket(message)) }
+  /** The whole pipeline for a broker-side publish: check, then route what was accepted or diverted. */
+  const submit = async (message: OutgoingMessage, options: SubmitOptions): Promise<BrokerError | undefined> => {
+    const packet = toPacket(message)
+    const refusal = await gate.check(packet, options)
+    if (refusal === undefined || refusal.disposition !== 'reject') await publishPacket(packet)
+    return refusal
   }
 
   const plugins = new PluginLoader((entry) => ({
@@ -124,6 +147,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     hooks: chains.registry,
     metrics: metrics.registry,
     publish: publishRaw,
+    submit,
     reportError: (err, context) => { reportError('plugin', err, { plugin: entry.name, ...context }) }
   }), pluginTimeoutMs, (err, context) => { reportError('plugin', err, context) })
   const listeners: Listener[] = []
@@ -212,12 +236,12 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       log,
       metrics: metrics.registry,
       aedes,
-      publish: async (message) => {
-        const packet = toPacket(message)
-        await publishThrough(authorizePublish, packet)
-        await new Promise<void>((resolve, reject) => {
-          aedes.publish(packet, (err) => { if (err === undefined || err === null) resolve(); else reject(err) })
-        })
+      publish: async (input) => {
+        const message: OutgoingMessage = isOutgoingMessage(input)
+          ? input
+          : { topic: typeToTopic(input.type), payload: JSON.stringify(input), qos: 1 }
+        const refusal = await submit(message, { origin: 'internal' })
+        if (refusal !== undefined) throw refusal
       },
       close
     }
@@ -285,6 +309,10 @@ function makeErrorReporter (log: Logger, metrics: CoreMetrics) {
     metrics.error(component)
     log.error({ err: toBrokerError(err), component, ...context }, `${component} error`)
   }
+}
+
+function isOutgoingMessage (input: OutgoingMessage | CloudEvent): input is OutgoingMessage {
+  return !('specversion' in input)
 }
 
 function toPacket (message: OutgoingMessage): PublishPacket {

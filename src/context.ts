@@ -1,4 +1,5 @@
 import type { Registry } from 'prom-client'
+import type { BrokerError } from './errors.js'
 import type { BrokerConfig } from './config.js'
 import type { Logger } from './logger.js'
 
@@ -26,9 +27,11 @@ export interface PublishAttempt {
   readonly payload: Buffer
   readonly qos: 0 | 1 | 2
   readonly retain: boolean
-  /** `null` for wills published after their client is gone. */
+  /** `null` for wills published after their client is gone, and for HTTP and broker-side publishes. */
   readonly clientId: string | null
   readonly origin: Origin
+  /** Set when this publish replays the dead letter with this id. */
+  readonly replayOf: string | undefined
   /** Child logger with `{ clientId, topic }`. */
   readonly log: Logger
 }
@@ -63,6 +66,13 @@ export type AuthorizeSubscribeHandler = (attempt: SubscribeAttempt) => Promise<v
  */
 export type PublishedHandler = (message: PublishedMessage) => void
 
+/**
+ * Keeps a refused publish: stores its dead-letter record and returns the record's
+ * bytes, which the broker publishes on `$DLQ/<topic>`. Synchronous: it runs inside
+ * authorizePublish; storage that needs I/O is queued, not awaited.
+ */
+export type DeadLetterHandler = (attempt: PublishAttempt, error: BrokerError) => Buffer
+
 /** Where plugins add their handlers. Each aedes hook is one slot; ours are ordered lists folded into it. */
 export interface HookRegistry {
   /** Before the CONNECT is processed; a refusal closes the socket without CONNACK. */
@@ -72,6 +82,8 @@ export interface HookRegistry {
   authorizePublish: (handler: AuthorizePublishHandler) => void
   authorizeSubscribe: (handler: AuthorizeSubscribeHandler) => void
   published: (handler: PublishedHandler) => void
+  /** The one dead-letter handler; a second registration throws. */
+  deadLetter: (handler: DeadLetterHandler) => void
 }
 
 /** A message a plugin publishes itself; it skips `authorizePublish`, as aedes' own publishes do. */
@@ -82,6 +94,15 @@ export interface OutgoingMessage {
   readonly qos?: 0 | 1 | 2
   /** Default false. */
   readonly retain?: boolean
+}
+
+/** Whom a submitted message is published for. */
+export interface SubmitOptions {
+  readonly origin: Origin
+  /** Shown as the publisher in records; `null` when there is no MQTT client. Default null. */
+  readonly clientId?: string | null
+  /** The dead letter this submission replays. */
+  readonly replayOf?: string
 }
 
 /** Everything a plugin may use. Plugins get nothing else: no aedes, no other plugin. */
@@ -97,6 +118,11 @@ export interface PluginContext {
   readonly metrics: Registry
   /** Publish without the plugin chain; resolves once routed. */
   publish: (message: OutgoingMessage) => Promise<void>
+  /**
+   * Publish through the whole pipeline, as a client would: resolves `undefined` when
+   * accepted and routed, or with the refusal (already dead-lettered or diverted).
+   */
+  submit: (message: OutgoingMessage, options: SubmitOptions) => Promise<BrokerError | undefined>
   /** Log and count a failure that has no caller to return to (published handlers, timers, queues). */
   reportError: (err: unknown, context?: Readonly<Record<string, unknown>>) => void
 }

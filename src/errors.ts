@@ -20,6 +20,14 @@ export abstract class BrokerError extends Error {
   /** HTTP status the API answers with when this error reaches a route. */
   readonly statusCode: number = 500
 
+  /**
+   * Whether the refused publish is kept as a dead letter (record in the store and on
+   * `$DLQ/<topic>`). By default what is diverted to the dead-letter queue is kept.
+   */
+  get deadLetter (): boolean {
+    return this.disposition === 'dead-letter'
+  }
+
   constructor (message: string, options?: ErrorOptions) {
     super(message, options)
     this.name = new.target.name

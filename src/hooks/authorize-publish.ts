@@ -1,8 +1,8 @@
-import type { AedesOptions, Client } from 'aedes'
-import { ReservedTopicError, toBrokerError, type Disposition } from '../errors.js'
+import type { AedesOptions, Client, PublishPacket } from 'aedes'
+import { BrokerError, ReservedTopicError, toBrokerError, type Disposition } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { CoreMetrics } from '../metrics.js'
-import type { AuthorizePublishHandler } from '../context.js'
+import type { AuthorizePublishHandler, DeadLetterHandler, Origin } from '../context.js'
 import type { Connections } from '../transport/connections.js'
 import { settleChain } from './chain.js'
 import { Attempt } from './publish-attempt.js'
@@ -15,11 +15,33 @@ export const DIVERT_PREFIX: Readonly<Record<Exclude<Disposition, 'reject'>, stri
   discard: '$DISCARD/'
 }
 
-export interface AuthorizePublishDeps {
+export interface PublishGateDeps {
   readonly chain: readonly AuthorizePublishHandler[]
+  /** Builds the dead-letter record of a refused publish; read at call time (the plugin registers it after start). */
+  readonly deadLetter: () => DeadLetterHandler | undefined
+  /** Publishes the record of a refusal that disconnects (the refused packet itself goes nowhere). */
+  readonly publishRecord: (topic: string, record: Buffer) => void
   readonly connections: Connections
   readonly metrics: CoreMetrics
   readonly log: Logger
+}
+
+/** Who a broker-side publish is made for. */
+export interface CheckOptions {
+  readonly origin: Origin
+  readonly clientId?: string | null
+  /** Dead-letter id when this publish replays a dead letter. */
+  readonly replayOf?: string
+}
+
+/** The publish gate: the aedes hook for client publishes and `check` for broker-side ones (HTTP, replay, `broker.publish`). */
+export interface PublishGate {
+  readonly hook: AedesAuthorizePublish
+  /**
+   * Run the chain on `packet`. Resolves `undefined` when accepted, or the refusal:
+   * then `packet` has been diverted (`dead-letter`, `discard`) or goes nowhere (`reject`).
+   */
+  readonly check: (packet: PublishPacket, options: CheckOptions) => Promise<BrokerError | undefined>
 }
 
 /**
@@ -28,54 +50,65 @@ export interface AuthorizePublishDeps {
  * decides by its `disposition`: `reject` disconnects the publisher (MQTT 3.1.1
  * has no negative PUBACK); `dead-letter` and `discard` rewrite the topic so that
  * no subscriber of the original topic sees it, and the publisher is acked.
+ * Whatever the disposition, an error whose `deadLetter` is true is handed to the
+ * dead-letter handler first, and its record goes out on `$DLQ/<topic>`.
  */
-export function adaptAuthorizePublish (deps: AuthorizePublishDeps): AedesAuthorizePublish {
+export function createPublishGate (deps: PublishGateDeps): PublishGate {
   const { chain, connections, metrics, log } = deps
-  return function authorizePublish (client: Client | null, packet, callback) {
-    const topic = packet.topic
-    // wills come through here too, as plain { topic, payload } objects without `cmd`
-    const origin = client === null ? 'internal' : connections.metaOf(client)?.transport ?? 'tcp'
-    if (packet.cmd === 'publish') metrics.publishReceived(origin)
 
+  function decide (packet: PublishPacket, attempt: Attempt, done: (err: BrokerError | undefined) => void): void {
+    const topic = packet.topic
     if (topic.charCodeAt(0) === 36 /* $ */) {
       const err = new ReservedTopicError(topic)
-      log.warn({ clientId: client?.id ?? null, topic, code: err.code }, 'publish to a reserved topic refused, client disconnected')
-      callback(err)
+      log.warn({ clientId: attempt.clientId, topic, code: err.code }, 'publish to a reserved topic refused')
+      done(err)
       return
     }
     if (chain.length === 0) {
+      done(undefined)
+      return
+    }
+    settleChain(chain, attempt, function allowed () { done(undefined) }, function refused (raw: unknown) {
+      const err = toBrokerError(raw)
+      const record = err.deadLetter ? deps.deadLetter()?.(attempt, err) : undefined
+      if (err.disposition === 'reject') {
+        attempt.log.warn({ err }, 'publish refused')
+        if (record !== undefined) deps.publishRecord(DIVERT_PREFIX['dead-letter'] + topic, record)
+      } else {
+        attempt.log.warn({ err }, 'publish diverted')
+        // the only place that rewrites a packet's topic: subscribers of the original topic never see it
+        packet.topic = DIVERT_PREFIX[err.disposition] + topic
+        packet.retain = false
+        if (record !== undefined && err.disposition === 'dead-letter') packet.payload = record
+      }
+      done(err)
+    })
+  }
+
+  function hook (client: Client | null, packet: PublishPacket, callback: (err?: Error | null) => void): void {
+    // wills come through here too, as plain { topic, payload } objects without `cmd`
+    const origin = client === null ? 'internal' : connections.metaOf(client)?.transport ?? 'tcp'
+    if (packet.cmd === 'publish') metrics.publishReceived(origin)
+    if (chain.length === 0 && packet.topic.charCodeAt(0) !== 36 /* $ */) {
+      // nothing to ask: skip building the attempt (the benchmark's no-plugin path)
       callback(null)
       return
     }
-
-    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
-    const attempt = new Attempt(topic, payload, packet.qos, packet.retain, client?.id ?? null, origin, log)
-    settleChain(chain, attempt, function allowed () { callback(null) }, function refused (raw: unknown) {
-      const err = toBrokerError(raw)
-      if (err.disposition === 'reject') {
-        attempt.log.warn({ err }, 'publish refused, client disconnected')
-        callback(err)
-        return
-      }
-      attempt.log.warn({ err }, 'publish diverted')
-      // the only place that rewrites a packet's topic: subscribers of the original topic never see it
-      packet.topic = DIVERT_PREFIX[err.disposition] + topic
-      packet.retain = false
-      callback(null)
+    const attempt = new Attempt(packet.topic, payloadOf(packet), packet.qos, packet.retain, client?.id ?? null, origin, log, undefined)
+    decide(packet, attempt, function decided (err) {
+      callback(err !== undefined && err.disposition === 'reject' ? err : null)
     })
   }
+
+  async function check (packet: PublishPacket, options: CheckOptions): Promise<BrokerError | undefined> {
+    metrics.publishReceived(options.origin)
+    const attempt = new Attempt(packet.topic, payloadOf(packet), packet.qos, packet.retain, options.clientId ?? null, options.origin, log, options.replayOf)
+    return await new Promise((resolve) => { decide(packet, attempt, resolve) })
+  }
+
+  return { hook, check }
 }
 
-/**
- * Run a broker-side publish (`broker.publish()`) through the same adapter as a
- * client's: resolves when allowed (the packet may have been diverted), rejects
- * with the `BrokerError` when refused.
- */
-export async function publishThrough (authorize: AedesAuthorizePublish, packet: Parameters<AedesAuthorizePublish>[1]): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    authorize(null, packet, function publishDecided (err) {
-      if (err === undefined || err === null) resolve()
-      else reject(err)
-    })
-  })
+function payloadOf (packet: PublishPacket): Buffer {
+  return typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
 }

@@ -7,6 +7,9 @@ import { DIVERT_PREFIX } from './authorize-publish.js'
 
 type AedesAuthorizeSubscribe = NonNullable<AedesOptions['authorizeSubscribe']>
 
+/** Where a client finds the dead-letter records of its own refused publishes: `$rejections/<clientId>`. */
+export const REJECTIONS_PREFIX = '$rejections/'
+
 /**
  * Fold the authorizeSubscribe chain into aedes' slot. A refusal is SUBACK 0x80
  * for that filter and the client stays connected (aedes reads a `null`
@@ -16,6 +19,12 @@ export function adaptAuthorizeSubscribe (chain: readonly AuthorizeSubscribeHandl
   return function authorizeSubscribe (client, sub, callback) {
     if (sub.topic.startsWith(DIVERT_PREFIX.discard)) {
       log.warn({ clientId: client.id, topic: sub.topic }, 'subscription refused: discarded messages are not readable')
+      callback(null, null)
+      return
+    }
+    // a client reads its own rejections and no one else's; wildcards would read others'
+    if (sub.topic.startsWith(REJECTIONS_PREFIX) && sub.topic !== REJECTIONS_PREFIX + client.id) {
+      log.warn({ clientId: client.id, topic: sub.topic }, 'subscription refused: only $rejections/<own client id> is readable')
       callback(null, null)
       return
     }

@@ -1,6 +1,7 @@
 import type {
-  AuthorizePublishHandler, AuthorizeSubscribeHandler, ConnectHandler, HookRegistry, PublishedHandler
+  AuthorizePublishHandler, AuthorizeSubscribeHandler, ConnectHandler, DeadLetterHandler, HookRegistry, PublishedHandler
 } from '../context.js'
+import { PluginError } from '../errors.js'
 
 /**
  * The ordered handler lists behind aedes' single hook slots. Plugins append
@@ -12,6 +13,7 @@ export class HookChains {
   readonly authorizePublish: AuthorizePublishHandler[] = []
   readonly authorizeSubscribe: AuthorizeSubscribeHandler[] = []
   readonly published: PublishedHandler[] = []
+  #deadLetter: DeadLetterHandler | undefined
 
   /** The view handed to plugins: they can add handlers, never read or reorder them. */
   readonly registry: HookRegistry = {
@@ -19,7 +21,16 @@ export class HookChains {
     authenticate: (handler) => { this.authenticate.push(handler) },
     authorizePublish: (handler) => { this.authorizePublish.push(handler) },
     authorizeSubscribe: (handler) => { this.authorizeSubscribe.push(handler) },
-    published: (handler) => { this.published.push(handler) }
+    published: (handler) => { this.published.push(handler) },
+    deadLetter: (handler) => {
+      if (this.#deadLetter !== undefined) throw new PluginError(handler.name || 'deadLetter', 'a dead-letter handler is registered already')
+      this.#deadLetter = handler
+    }
+  }
+
+  /** The dead-letter handler, when a plugin registered one. */
+  get deadLetter (): DeadLetterHandler | undefined {
+    return this.#deadLetter
   }
 }
 

@@ -16,7 +16,8 @@ export class Attempt implements PublishAttempt {
     readonly retain: boolean,
     readonly clientId: string | null,
     readonly origin: Origin,
-    parent: Logger
+    parent: Logger,
+    readonly replayOf: string | undefined
   ) {
     this.#parent = parent
   }

@@ -81,7 +81,7 @@ test('a reject refusal disconnects the publisher', async (t) => {
   await gone
 })
 
-test('broker.publish runs the same chain: refused messages reject, diverted ones are moved', async (t) => {
+test('broker.publish runs the same chain: a refusal rejects, and a diverted message is still moved', async (t) => {
   const log: string[] = []
   const broker = await startBroker(t, { plugins: [recorder({ tag: 'r', log })] })
   const watcher = await connect(t, mqttUrl(broker))
@@ -89,8 +89,8 @@ test('broker.publish runs the same chain: refused messages reject, diverted ones
   await assert.rejects(broker.publish({ topic: 'refuse/reject/x', payload: 'no' }), (err: unknown) => err instanceof TestRefusal)
   await assert.rejects(broker.publish({ topic: '$audit/forged', payload: 'no' }), { code: 'BRK_TOPIC_RESERVED' })
   const diverted = nextMessage(watcher)
-  await broker.publish({ topic: 'refuse/dead-letter/y', payload: 'bad', qos: 1 })
-  assert.equal((await diverted).topic, '$DLQ/refuse/dead-letter/y')
+  await assert.rejects(broker.publish({ topic: 'refuse/dead-letter/y', payload: 'bad', qos: 1 }), (err: unknown) => err instanceof TestRefusal)
+  assert.equal((await diverted).topic, '$DLQ/refuse/dead-letter/y', 'refused, yet diverted as a client\'s publish would be')
   assert.deepEqual(log.filter((l) => l.startsWith('r:publish')), ['r:publish:refuse/reject/x', 'r:publish:refuse/dead-letter/y'])
 })
 
