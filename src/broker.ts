@@ -4,7 +4,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { Aedes, type Client, type PublishPacket } from 'aedes'
-import type { Registry } from 'prom-client'
+import { Counter, type Registry } from 'prom-client'
 import { loadConfig, type BrokerConfig, type ConfigInput, type TlsFiles } from './config.js'
 import { ConfigError, ListenError, messageOf, toBrokerError, type BrokerError } from './errors.js'
 import { createPublishGate } from './hooks/authorize-publish.js'
@@ -17,6 +17,8 @@ import { createHttpApi, type HttpApi } from './http/server.js'
 import { createLogger, type Logger } from './logger.js'
 import { CoreMetrics } from './metrics.js'
 import { createBackend, type Backend } from './persistence/index.js'
+import { MemoryDeadLetterStore } from './persistence/dead-letters.js'
+import { builtinPlugins } from './builtins.js'
 import type { OutgoingMessage, PluginEntry, SubmitOptions, Transport } from './context.js'
 import type { CloudEvent } from './cloudevents/envelope.js'
 import { typeToTopic } from './cloudevents/topic.js'
@@ -90,6 +92,8 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
   const chains = new HookChains()
   const backend = createBackend(config, log)
   const reportError = makeErrorReporter(log, metrics)
+  const evicted = new Counter({ name: 'ce_broker_dead_letters_evicted_total', help: 'Dead letters evicted from the full store, oldest first', registers: [metrics.registry] })
+  const deadLetters = new MemoryDeadLetterStore(config.deadLetters.maxEntries, () => { evicted.inc() })
 
   const connect = adaptConnect({ preConnect: chains.preConnect, authenticate: chains.authenticate, connections, log })
   // aedes.publish needs the instance, which needs the gate: the gate reaches it through this late binding
@@ -148,6 +152,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     metrics: metrics.registry,
     publish: publishRaw,
     submit,
+    countEvent: (outcome, reason) => { metrics.event(outcome, reason) },
     reportError: (err, context) => { reportError('plugin', err, { plugin: entry.name, ...context }) }
   }), pluginTimeoutMs, (err, context) => { reportError('plugin', err, context) })
   const listeners: Listener[] = []
@@ -178,7 +183,8 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
 
   try {
     await aedes.listen()
-    await plugins.load(entries)
+    const builtins = await builtinPlugins(config, deadLetters, log)
+    await plugins.load([...builtins.entries, ...entries])
 
     const handle = (stream: Duplex, socket: Socket, transport: Transport, req?: IncomingMessage): void => {
       connections.track(socket, transport)
@@ -211,7 +217,10 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       persistence: backend.kind,
       connectedClients: () => [...clientCounts.values()].reduce((a, b) => a + b, 0),
       readiness: () => readiness(listening, backend),
-      retained: backend.retained
+      retained: backend.retained,
+      deadLetters,
+      submit,
+      schemas: builtins.schemas
     }, { bodyLimit: HTTP_BODY_LIMIT, ...(httpTls === undefined ? {} : { tls: httpTls }) })
     const wsTransport: Transport = httpTls === undefined ? 'ws' : 'wss'
     websocket = attachWebSocket(http.server, {

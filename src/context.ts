@@ -123,6 +123,8 @@ export interface PluginContext {
    * accepted and routed, or with the refusal (already dead-lettered or diverted).
    */
   submit: (message: OutgoingMessage, options: SubmitOptions) => Promise<BrokerError | undefined>
+  /** Count an event outcome in `ce_broker_events_total` (`reason` for rejections). */
+  countEvent: (outcome: 'accepted' | 'rejected' | 'duplicate', reason?: string) => void
   /** Log and count a failure that has no caller to return to (published handlers, timers, queues). */
   reportError: (err: unknown, context?: Readonly<Record<string, unknown>>) => void
 }

@@ -63,6 +63,67 @@ export class SchemaFileError extends BrokerError {
   }
 }
 
+/** Why an event was refused; the reason codes of PRODUCT §2 (and `delivery_failed` for webhooks). */
+export type RejectReason =
+  | 'payload_too_large' | 'invalid_json' | 'invalid_cloudevent' | 'type_topic_mismatch'
+  | 'unknown_type' | 'schema_validation_failed' | 'no_matching_rule'
+
+/** One problem in an event: a JSON pointer into the event and what is wrong there. */
+export interface EventProblem {
+  readonly path: string
+  readonly message: string
+}
+
+/** HTTP status of each reason when an event arrives over HTTP. */
+const REASON_STATUS: Readonly<Record<RejectReason, number>> = {
+  payload_too_large: 413,
+  invalid_json: 400,
+  invalid_cloudevent: 400,
+  type_topic_mismatch: 400,
+  no_matching_rule: 400,
+  unknown_type: 422,
+  schema_validation_failed: 422
+}
+
+/** What is known of a refused event, for logs and records (nothing when it was not a CloudEvent). */
+export interface EventSummary {
+  readonly id?: string
+  readonly type?: string
+  readonly source?: string
+  /** Extension values that tie one business flow together across services. */
+  readonly correlationid?: unknown
+  readonly causationid?: unknown
+  readonly traceparent?: unknown
+}
+
+/**
+ * An event the pipeline refused. `reason` is the PRODUCT §2 code; `problems` say
+ * where and why. It is always dead-lettered: `onInvalid: "dlq"` acks the publisher,
+ * `"disconnect"` drops it.
+ */
+export class EventRejectedError extends BrokerError {
+  readonly code = 'BRK_EVENT_REJECTED'
+  override readonly disposition: Disposition
+  override readonly statusCode: number
+
+  constructor (
+    readonly reason: RejectReason,
+    readonly topic: string,
+    readonly problems: readonly EventProblem[],
+    onInvalid: 'dlq' | 'disconnect',
+    readonly event: EventSummary = {}
+  ) {
+    const first = problems[0]
+    super(`event on "${topic}" rejected: ${reason}${first === undefined ? '' : ` (${first.path === '' ? '' : `${first.path} `}${first.message})`}`)
+    this.disposition = onInvalid === 'disconnect' ? 'reject' : 'dead-letter'
+    this.statusCode = REASON_STATUS[reason]
+  }
+
+  override get deadLetter (): boolean {
+    return true
+  }
+}
+
 /** A listener could not bind its address (port in use, address not available, permission). */
 export class ListenError extends BrokerError {
   readonly code = 'BRK_LISTEN_FAILED'

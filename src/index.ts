@@ -7,10 +7,10 @@
  * await broker.close()
  * ```
  */
-export { createBroker, type Broker, type BrokerInput, type BoundPorts } from './broker.js'
-export { loadConfig, readConfigFile, defaults, OPTIONS, type BrokerConfig, type ConfigInput, type LoadConfigOptions, type LogLevel, type OptionSpec, type TlsFiles } from './config.js'
+export { loadConfig, readConfigFile, defaults, OPTIONS, type BrokerConfig, type ConfigInput, type LoadConfigOptions, type LogLevel, type OptionSpec, type TlsFiles, type ValidationRule } from './config.js'
 export {
-  BrokerError, ConfigError, PluginError, ReservedTopicError, ConnectRefusedError, BadRequestError, InternalError, ListenError, SchemaFileError,
+  BrokerError, ConfigError, PluginError, ReservedTopicError, ConnectRefusedError, BadRequestError, InternalError, ListenError, SchemaFileError, EventRejectedError,
+  type RejectReason, type EventProblem, type EventSummary,
   toBrokerError, type Disposition
 } from './errors.js'
 export { createLogger, type Logger } from './logger.js'
@@ -18,5 +18,18 @@ export {
   definePlugin,
   type AuthorizePublishHandler, type AuthorizeSubscribeHandler, type ConnectAttempt, type ConnectHandler, type Dispose,
   type HookRegistry, type Origin, type OutgoingMessage, type Plugin, type PluginContext, type PluginEntry, type PluginMeta,
-  type PublishAttempt, type PublishedHandler, type PublishedMessage, type SubscribeAttempt, type Transport
+  type PublishAttempt, type PublishedHandler, type PublishedMessage, type SubscribeAttempt, type Transport,
+  type DeadLetterHandler, type SubmitOptions
 } from './context.js'
+export { EnvelopeChecker, toFieldErrors, MAX_ERRORS, type CloudEvent, type EnvelopeResult, type FieldError } from './cloudevents/envelope.js'
+export { typeToTopic, topicToType } from './cloudevents/topic.js'
+export { compileFilter, topicFilterProblem } from './topics.js'
+export { viewPayload, type PayloadView } from './payload.js'
+export {
+  MemoryDeadLetterStore,
+  type DeadLetterEntry, type DeadLetterPage, type DeadLetterQuery, type DeadLetterRecord, type DeadLetterStore, type OriginalMessage
+} from './persistence/dead-letters.js'
+
+// Last on purpose: broker.js loads the built-in plugins, which import this module. Every
+// export above is evaluated by then, so the cycle finds them initialised.
+export { createBroker, type Broker, type BrokerInput, type BoundPorts } from './broker.js'

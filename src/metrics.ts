@@ -13,6 +13,8 @@ export class CoreMetrics {
   readonly #received: Record<Origin, number> = { tcp: 0, tls: 0, ws: 0, wss: 0, http: 0, internal: 0 }
   readonly #delivered: Record<Transport, number> = { tcp: 0, tls: 0, ws: 0, wss: 0 }
   readonly #errors: Counter<'component'>
+  #accepted = 0
+  readonly #events: Counter<'outcome' | 'reason'>
 
   /**
    * @param connections live sockets, read at scrape time for bytes and accepted connections
@@ -43,6 +45,19 @@ export class CoreMetrics {
       collect () {
         this.reset()
         for (const transport of TRANSPORTS) this.inc({ transport }, delivered[transport])
+      }
+    })
+
+    const accepted = (): number => this.#accepted
+    this.#events = new Counter({
+      name: 'ce_broker_events_total',
+      help: 'Events on validated topics by outcome (accepted, rejected, duplicate) and, for rejections, reason',
+      labelNames: ['outcome', 'reason'] as const,
+      registers: [registry],
+      collect () {
+        // accepted events are the hot path: a plain number, copied here at scrape time
+        this.remove({ outcome: 'accepted', reason: '' })
+        this.inc({ outcome: 'accepted', reason: '' }, accepted())
       }
     })
 
@@ -93,6 +108,12 @@ export class CoreMetrics {
 
   messageDelivered (transport: Transport): void {
     this.#delivered[transport]++
+  }
+
+  /** Count an event outcome; `reason` only for rejections. */
+  event (outcome: 'accepted' | 'rejected' | 'duplicate', reason = ''): void {
+    if (outcome === 'accepted') this.#accepted++
+    else this.#events.inc({ outcome, reason })
   }
 
   error (component: string): void {

@@ -12,3 +12,24 @@ export function topicFilterProblem (filter: string): string | undefined {
   }
   return undefined
 }
+
+/**
+ * A matcher for one MQTT topic filter (`+` one level, `#` this level and all below,
+ * `sport/#` matching `sport` too). Filters starting with a wildcard never match `$` topics [MQTT-4.7.2-1].
+ */
+export function compileFilter (filter: string): (topic: string) => boolean {
+  const levels = filter.split('/')
+  const wildcardFirst = filter.startsWith('+') || filter.startsWith('#')
+  if (!filter.includes('+') && !filter.includes('#')) return (topic) => topic === filter
+  return function matchesFilter (topic: string): boolean {
+    if (wildcardFirst && topic.charCodeAt(0) === 36 /* $ */) return false
+    const parts = topic.split('/')
+    for (let i = 0; i < levels.length; i++) {
+      const level = levels[i]
+      if (level === '#') return true
+      if (i >= parts.length) return false
+      if (level !== '+' && level !== parts[i]) return false
+    }
+    return parts.length === levels.length
+  }
+}

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 
 /**
  * This package's version, read from its package.json, which sits two folders up
@@ -16,4 +17,13 @@ export function packageVersion (): string {
     }
   }
   return '0.0.0'
+}
+
+/** The `schemas/` folder shipped with this package (beside `src/`, or beside `dist/`). */
+export function bundledSchemasDir (): string | undefined {
+  for (const relative of ['../schemas/', '../../schemas/']) {
+    const url = new URL(relative, import.meta.url)
+    if (existsSync(new URL('albergue.v1.booking.reserved.json', url))) return fileURLToPath(url)
+  }
+  return undefined
 }

@@ -1,5 +1,6 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import addFormats from 'ajv-formats'
+import type { EventProblem } from '../errors.js'
 
 /** A CloudEvents 1.0 event in structured JSON mode, as checked by `EnvelopeChecker`. */
 export interface CloudEvent {
@@ -18,10 +19,7 @@ export interface CloudEvent {
 }
 
 /** One problem found in an event: a JSON pointer into the event and what is wrong there. */
-export interface FieldError {
-  readonly path: string
-  readonly message: string
-}
+export type FieldError = EventProblem
 
 /** Why an event was refused before its schema was looked at. */
 export type EnvelopeReason = 'invalid_json' | 'invalid_cloudevent'

@@ -1,5 +1,5 @@
 import type { AedesOptions, Client, PublishPacket } from 'aedes'
-import { BrokerError, ReservedTopicError, toBrokerError, type Disposition } from '../errors.js'
+import { BrokerError, EventRejectedError, ReservedTopicError, toBrokerError, type Disposition } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { CoreMetrics } from '../metrics.js'
 import type { AuthorizePublishHandler, DeadLetterHandler, Origin } from '../context.js'
@@ -70,6 +70,7 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
     }
     settleChain(chain, attempt, function allowed () { done(undefined) }, function refused (raw: unknown) {
       const err = toBrokerError(raw)
+      if (err instanceof EventRejectedError) metrics.event('rejected', err.reason)
       const record = err.deadLetter ? deps.deadLetter()?.(attempt, err) : undefined
       if (err.disposition === 'reject') {
         attempt.log.warn({ err }, 'publish refused')

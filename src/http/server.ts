@@ -6,12 +6,15 @@ import { makeErrorHandler, notFound } from './errors.js'
 import { healthRoutes, type HealthSource } from './routes/health.js'
 import { metricsRoutes } from './routes/metrics.js'
 import { retainedRoutes, type RetainedSource } from './routes/retained.js'
+import { deadLetterRoutes, type DeadLetterSource } from './routes/dlq.js'
+import { schemaRoutes, type SchemaListing } from './routes/schemas.js'
 import type { Registry } from 'prom-client'
 
 /** What the HTTP API reads from the broker. */
-export interface HttpDeps extends HealthSource, RetainedSource {
+export interface HttpDeps extends HealthSource, RetainedSource, DeadLetterSource {
   readonly log: Logger
   readonly metrics: Registry
+  readonly schemas: () => readonly SchemaListing[]
 }
 
 export interface HttpOptions {
@@ -50,6 +53,8 @@ export async function createHttpApi (deps: HttpDeps, options: HttpOptions): Prom
   await app.register(healthRoutes, deps)
   await app.register(metricsRoutes, deps)
   await app.register(retainedRoutes, deps)
+  await app.register(deadLetterRoutes, deps)
+  await app.register(schemaRoutes, deps)
   await app.ready()
   return {
     server,

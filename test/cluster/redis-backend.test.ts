@@ -12,15 +12,15 @@ test('with redis.url two brokers route messages to each other and share retained
   const b = await startBroker(t, { nodeId: 'node-b', redis: { url: redis.url } })
 
   const onB = await connect(t, mqttUrl(b))
-  await onB.subscribeAsync('albergue/#', { qos: 1 })
+  await onB.subscribeAsync('hostel/#', { qos: 1 })
   const onA = await connect(t, mqttUrl(a))
-  const crossing = nextMessage(onB, 'albergue/v1/booking/reserved')
-  await onA.publishAsync('albergue/v1/booking/reserved', 'from a', { qos: 1 })
+  const crossing = nextMessage(onB, 'hostel/v1/booking/reserved')
+  await onA.publishAsync('hostel/v1/booking/reserved', 'from a', { qos: 1 })
   assert.equal((await crossing).payload.toString(), 'from a')
 
-  await onA.publishAsync('albergue/status', 'open', { qos: 1, retain: true })
-  const retained = await (await fetch(httpUrl(b, '/api/mqtt/messages/albergue%2Fstatus'))).json() as { messages: Array<{ topic: string }> }
-  assert.deepEqual(retained.messages.map((m) => m.topic), ['albergue/status'])
+  await onA.publishAsync('hostel/status', 'open', { qos: 1, retain: true })
+  const retained = await (await fetch(httpUrl(b, '/api/mqtt/messages/hostel%2Fstatus'))).json() as { messages: Array<{ topic: string }> }
+  assert.deepEqual(retained.messages.map((m) => m.topic), ['hostel/status'])
 
   const ready = await (await fetch(httpUrl(a, '/readyz'))).json()
   assert.deepEqual(ready, { status: 'ready', checks: { listeners: true, redis: true } })
@@ -33,16 +33,16 @@ test('a persistent session started on one node is resumed on another with its qu
   const a = await startBroker(t, { nodeId: 'node-a', redis: { url: redis.url } })
   const b = await startBroker(t, { nodeId: 'node-b', redis: { url: redis.url } })
   const first = await connect(t, mqttUrl(a), { clientId: 'notification-service', clean: false })
-  await first.subscribeAsync('albergue/v1/payment/#', { qos: 1 })
+  await first.subscribeAsync('hostel/v1/payment/#', { qos: 1 })
   await first.endAsync()
 
   const publisher = await connect(t, mqttUrl(a))
-  await publisher.publishAsync('albergue/v1/payment/completed', 'paid', { qos: 1 })
+  await publisher.publishAsync('hostel/v1/payment/completed', 'paid', { qos: 1 })
 
   const { default: mqtt } = await import('mqtt')
   const back = mqtt.connect(mqttUrl(b), { clientId: 'notification-service', clean: false, reconnectPeriod: 0, manualConnect: true })
   defer(t, () => back.endAsync(true))
-  const queued = nextMessage(back, 'albergue/v1/payment/completed')
+  const queued = nextMessage(back, 'hostel/v1/payment/completed')
   back.connect()
   assert.equal((await queued).payload.toString(), 'paid')
 })

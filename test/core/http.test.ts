@@ -49,22 +49,22 @@ test('GET /api/mqtt/messages/:topic lists retained messages on a topic or a filt
   const broker = await startBroker(t)
   const publisher = await connect(t, mqttUrl(broker))
   const event = { specversion: '1.0', id: 'b-1', source: '/booking', type: 'albergue.v1.booking.confirmed', data: { booking_id: 'b-1' } }
-  await publisher.publishAsync('albergue/v1/booking/confirmed', JSON.stringify(event), { qos: 1, retain: true })
-  await publisher.publishAsync('albergue/v1/bed/status_changed', Buffer.from([0xff, 0x00, 0x01]), { qos: 0, retain: true })
+  await publisher.publishAsync('hostel/v1/booking/confirmed', JSON.stringify(event), { qos: 1, retain: true })
+  await publisher.publishAsync('hostel/v1/bed/status_changed', Buffer.from([0xff, 0x00, 0x01]), { qos: 0, retain: true })
   await publisher.publishAsync('elsewhere/x', 'not listed', { qos: 1, retain: true })
 
-  const one = await fetch(httpUrl(broker, `/api/mqtt/messages/${encodeURIComponent('albergue/v1/booking/confirmed')}`))
+  const one = await fetch(httpUrl(broker, `/api/mqtt/messages/${encodeURIComponent('hostel/v1/booking/confirmed')}`))
   assert.equal(one.status, 200)
   assert.deepEqual(await one.json(), {
-    filter: 'albergue/v1/booking/confirmed',
-    messages: [{ topic: 'albergue/v1/booking/confirmed', qos: 1, payload: event }]
+    filter: 'hostel/v1/booking/confirmed',
+    messages: [{ topic: 'hostel/v1/booking/confirmed', qos: 1, payload: event }]
   })
 
-  const filtered = await (await fetch(httpUrl(broker, '/api/mqtt/messages/albergue/%23'))).json() as { filter: string, messages: Array<{ topic: string }> }
-  assert.equal(filtered.filter, 'albergue/#')
-  assert.deepEqual(filtered.messages.map((m) => m.topic).sort(), ['albergue/v1/bed/status_changed', 'albergue/v1/booking/confirmed'])
-  const binary = filtered.messages.find((m) => m.topic === 'albergue/v1/bed/status_changed')
-  assert.deepEqual(binary, { topic: 'albergue/v1/bed/status_changed', qos: 0, payloadBase64: '/wAB' })
+  const filtered = await (await fetch(httpUrl(broker, '/api/mqtt/messages/hostel/%23'))).json() as { filter: string, messages: Array<{ topic: string }> }
+  assert.equal(filtered.filter, 'hostel/#')
+  assert.deepEqual(filtered.messages.map((m) => m.topic).sort(), ['hostel/v1/bed/status_changed', 'hostel/v1/booking/confirmed'])
+  const binary = filtered.messages.find((m) => m.topic === 'hostel/v1/bed/status_changed')
+  assert.deepEqual(binary, { topic: 'hostel/v1/bed/status_changed', qos: 0, payloadBase64: '/wAB' })
 
   const limited = await (await fetch(httpUrl(broker, '/api/mqtt/messages/%23?limit=1'))).json() as { messages: unknown[] }
   assert.equal(limited.messages.length, 1)

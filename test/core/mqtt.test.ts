@@ -9,17 +9,17 @@ test('QoS 0, 1 and 2 messages reach a subscriber over TCP with the granted QoS',
   const broker = await startBroker(t)
   const subscriber = await connect(t, mqttUrl(broker))
   const publisher = await connect(t, mqttUrl(broker))
-  const granted = await subscriber.subscribeAsync('albergue/#', { qos: 2 })
+  const granted = await subscriber.subscribeAsync('hostel/#', { qos: 2 })
   assert.deepEqual(granted.map((g) => g.qos), [2])
 
   const arriving = collectMessages(subscriber, 3)
   for (const qos of [0, 1, 2] as const) {
-    await publisher.publishAsync(`albergue/qos${qos}`, `message at qos ${qos}`, { qos })
+    await publisher.publishAsync(`hostel/qos${qos}`, `message at qos ${qos}`, { qos })
   }
   const messages = await arriving
   assert.deepEqual(
     messages.map((m) => [m.topic, m.payload.toString(), m.qos]).sort(),
-    [['albergue/qos0', 'message at qos 0', 0], ['albergue/qos1', 'message at qos 1', 1], ['albergue/qos2', 'message at qos 2', 2]]
+    [['hostel/qos0', 'message at qos 0', 0], ['hostel/qos1', 'message at qos 1', 1], ['hostel/qos2', 'message at qos 2', 2]]
   )
 })
 
@@ -36,21 +36,21 @@ test('a subscription at QoS 1 receives a QoS 2 publish downgraded to QoS 1', asy
 test('a retained message is delivered to later subscribers with the retain flag, and an empty one clears it', async (t) => {
   const broker = await startBroker(t)
   const publisher = await connect(t, mqttUrl(broker))
-  await publisher.publishAsync('albergue/status', 'open', { qos: 1, retain: true })
+  await publisher.publishAsync('hostel/status', 'open', { qos: 1, retain: true })
 
   const late = await connect(t, mqttUrl(broker))
-  const arriving = nextMessage(late, 'albergue/status')
-  await late.subscribeAsync('albergue/status', { qos: 1 })
+  const arriving = nextMessage(late, 'hostel/status')
+  await late.subscribeAsync('hostel/status', { qos: 1 })
   const retained = await arriving
   assert.equal(retained.payload.toString(), 'open')
   assert.equal(retained.retain, true)
 
-  await publisher.publishAsync('albergue/status', '', { qos: 1, retain: true })
+  await publisher.publishAsync('hostel/status', '', { qos: 1, retain: true })
   const later = await connect(t, mqttUrl(broker))
-  await later.subscribeAsync('albergue/status', { qos: 1 })
+  await later.subscribeAsync('hostel/status', { qos: 1 })
   // a probe published after the subscription proves that nothing retained came first
   const first = nextMessage(later)
-  await publisher.publishAsync('albergue/status', 'probe', { qos: 1 })
+  await publisher.publishAsync('hostel/status', 'probe', { qos: 1 })
   assert.equal((await first).payload.toString(), 'probe')
 })
 
@@ -87,11 +87,11 @@ test('a persistent session keeps its subscription and queues QoS 1 messages whil
   const broker = await startBroker(t)
   const options = { clientId: 'notification-service', clean: false } as const
   const first = await connect(t, mqttUrl(broker), options)
-  await first.subscribeAsync('albergue/v1/booking/#', { qos: 1 })
+  await first.subscribeAsync('hostel/v1/booking/#', { qos: 1 })
   await first.endAsync()
 
   const publisher = await connect(t, mqttUrl(broker))
-  for (const n of [1, 2, 3]) await publisher.publishAsync('albergue/v1/booking/confirmed', `booking ${n}`, { qos: 1 })
+  for (const n of [1, 2, 3]) await publisher.publishAsync('hostel/v1/booking/confirmed', `booking ${n}`, { qos: 1 })
 
   // listen before CONNECT: the queued messages follow the CONNACK at once
   const back = mqtt.connect(mqttUrl(broker), { ...options, reconnectPeriod: 0, manualConnect: true })
@@ -144,7 +144,7 @@ test('publishing to a $ topic disconnects the client and reaches nobody', async 
   await watcher.subscribeAsync('after', { qos: 1 })
   const first = nextMessage(watcher)
 
-  for (const topic of ['$DLQ/albergue/v1/booking/reserved', '$audit/x', '$SYS/fake']) {
+  for (const topic of ['$DLQ/hostel/v1/booking/reserved', '$audit/x', '$SYS/fake']) {
     const intruder = await connect(t, mqttUrl(broker))
     const gone = closed(intruder)
     intruder.publish(topic, 'forged', { qos: 1 })

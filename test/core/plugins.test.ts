@@ -36,9 +36,9 @@ test('plugins load in order, hooks run in that order, and dispose runs in revers
   })
   const broker = await createBroker({ mqtt: { port: 0 }, http: { port: 0 }, logLevel: 'silent', plugins: [first(log), recorder({ tag: 'second', log })] })
   const client = await connect(t, mqttUrl(broker))
-  await client.publishAsync('albergue/x', 'hi', { qos: 1 })
+  await client.publishAsync('hostel/x', 'hi', { qos: 1 })
   await broker.close()
-  assert.deepEqual(log, ['first:setup', 'second:setup', 'first:publish:albergue/x', 'second:publish:albergue/x', 'second:dispose', 'first:dispose'])
+  assert.deepEqual(log, ['first:setup', 'second:setup', 'first:publish:hostel/x', 'second:publish:hostel/x', 'second:dispose', 'first:dispose'])
 })
 
 test('a dead-letter refusal diverts the publish to $DLQ/<topic>; the publisher is acked and stays connected', async (t) => {
@@ -129,10 +129,10 @@ test('a published handler that throws is reported; the publisher and later handl
 })
 
 test('a missing dependency, a failing setup and a slow setup stop start-up with a PluginError naming the plugin', async () => {
-  const needy = definePlugin('needy', async () => undefined, { dependsOn: ['schema-validation'] })
+  const needy = definePlugin('needy', async () => undefined, { dependsOn: ['audit'] })
   await assert.rejects(createBroker({ mqtt: { port: 0 }, http: { port: 0 }, logLevel: 'silent', plugins: [needy()] }), (err: unknown) => {
     assert.ok(err instanceof PluginError)
-    assert.match(err.message, /plugin "needy": depends on "schema-validation"/)
+    assert.match(err.message, /plugin "needy": depends on "audit"/)
     return true
   })
   const broken = definePlugin('broken', async () => { throw new Error('cannot open store') })

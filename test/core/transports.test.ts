@@ -10,11 +10,11 @@ test('MQTT over WebSocket at /mqtt: a browser-style client publishes and subscri
   const wsUrl = `ws://127.0.0.1:${broker.ports.http}/mqtt`
   const dashboard = await connect(t, wsUrl)
   const service = await connect(t, mqttUrl(broker))
-  await dashboard.subscribeAsync('albergue/#', { qos: 1 })
+  await dashboard.subscribeAsync('hostel/#', { qos: 1 })
   await service.subscribeAsync('dashboard/#', { qos: 1 })
 
-  const toDashboard = nextMessage(dashboard, 'albergue/v1/bed/status_changed')
-  await service.publishAsync('albergue/v1/bed/status_changed', '{"bed":"12A"}', { qos: 1 })
+  const toDashboard = nextMessage(dashboard, 'hostel/v1/bed/status_changed')
+  await service.publishAsync('hostel/v1/bed/status_changed', '{"bed":"12A"}', { qos: 1 })
   assert.equal((await toDashboard).payload.toString(), '{"bed":"12A"}')
 
   const toService = nextMessage(service, 'dashboard/ping')

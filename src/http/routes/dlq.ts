@@ -1,0 +1,76 @@
+import type { FastifyPluginAsync } from 'fastify'
+import type { OutgoingMessage, SubmitOptions } from '../../context.js'
+import { EventRejectedError, type BrokerError } from '../../errors.js'
+import type { DeadLetterStore } from '../../persistence/dead-letters.js'
+import { topicFilterProblem } from '../../topics.js'
+import { errorBody } from '../errors.js'
+
+/** What the dead-letter routes use. */
+export interface DeadLetterSource {
+  readonly deadLetters: DeadLetterStore
+  /** The whole publish pipeline, as for a client publish. */
+  readonly submit: (message: OutgoingMessage, options: SubmitOptions) => Promise<BrokerError | undefined>
+}
+
+const MAX_PAGE = 500
+
+/**
+ * `GET /api/dlq` (newest first, `?topic=` filter, `?reason=`, `?limit=`, `?cursor=`),
+ * `POST /api/dlq/:id/replay` (the whole pipeline again: removed when accepted, kept with
+ * the new reason when not) and `DELETE /api/dlq/:id`.
+ */
+export const deadLetterRoutes: FastifyPluginAsync<DeadLetterSource> = async function deadLetterRoutes (app, source) {
+  const { deadLetters } = source
+
+  app.get<{ Querystring: { topic?: string, reason?: string, limit?: number, cursor?: string } }>('/api/dlq', {
+    schema: {
+      querystring: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          topic: { type: 'string', minLength: 1 },
+          reason: { type: 'string', minLength: 1 },
+          limit: { type: 'integer', minimum: 1, maximum: MAX_PAGE },
+          cursor: { type: 'string', minLength: 1 }
+        }
+      }
+    }
+  }, async (req, reply) => {
+    const { topic, reason, cursor } = req.query
+    const problem = topic === undefined ? undefined : topicFilterProblem(topic)
+    if (problem !== undefined) return await reply.code(400).send(errorBody('bad_request', `topic filter ${JSON.stringify(topic)} ${problem}`))
+    const page = await deadLetters.list({
+      limit: req.query.limit ?? 50,
+      ...(topic === undefined ? {} : { topic }),
+      ...(reason === undefined ? {} : { reason }),
+      ...(cursor === undefined ? {} : { cursor })
+    })
+    return {
+      items: page.items.map((entry) => ({ id: entry.id, record: entry.record })),
+      ...(page.next === undefined ? {} : { next: page.next })
+    }
+  })
+
+  app.post<{ Params: { id: string } }>('/api/dlq/:id/replay', async (req, reply) => {
+    const entry = await deadLetters.get(req.params.id)
+    if (entry === undefined) return await reply.code(404).send(errorBody('not_found', `no dead letter with id ${JSON.stringify(req.params.id)}`))
+    const { original } = entry
+    const refusal = await source.submit(
+      { topic: original.topic, payload: original.payload, qos: original.qos, retain: original.retain },
+      { origin: 'http', clientId: original.clientId, replayOf: entry.id }
+    )
+    if (refusal === undefined) {
+      await deadLetters.delete(entry.id)
+      return { replayed: true, id: entry.id, topic: original.topic }
+    }
+    if (refusal instanceof EventRejectedError) {
+      return await reply.code(refusal.statusCode).send(errorBody(refusal.reason, `replay of ${entry.id} rejected again: ${refusal.message}; kept with the new reason`, refusal.problems))
+    }
+    throw refusal
+  })
+
+  app.delete<{ Params: { id: string } }>('/api/dlq/:id', async (req, reply) => {
+    if (!await deadLetters.delete(req.params.id)) return await reply.code(404).send(errorBody('not_found', `no dead letter with id ${JSON.stringify(req.params.id)}`))
+    return await reply.code(204).send()
+  })
+}

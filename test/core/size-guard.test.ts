@@ -1,0 +1,376 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { connect as netConnect, createServer } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { test } from 'node:test'
+import mqttPacket, { type IPublishPacket, type Packet, type QoS } from 'mqtt-packet'
+import { WebSocket, WebSocketServer, createWebSocketStream } from 'ws'
+import { PublishSizeWalker, guardPublishSize, type OversizeInfo } from '../../src/transport/size-guard.js'
+
+const KIB = 1024
+const MIB = 1024 * KIB
+const LIMIT = 256 * KIB
+
+function publish (topic: string, payloadBytes: number, qos: QoS): IPublishPacket {
+  const packet: IPublishPacket = { cmd: 'publish', topic, payload: Buffer.alloc(payloadBytes, 0x61), qos, dup: false, retain: false }
+  if (qos > 0) packet.messageId = 42
+  return packet
+}
+
+function encode (...packets: Packet[]): Buffer {
+  return Buffer.concat(packets.map((packet) => mqttPacket.generate(packet)))
+}
+
+/** MQTT's remaining-length varint [MQTT-2.2.3]. */
+function varint (value: number): Buffer {
+  const bytes: number[] = []
+  let rest = value
+  do {
+    const low = rest % 128
+    rest = Math.floor(rest / 128)
+    bytes.push(rest > 0 ? low | 0x80 : low)
+  } while (rest > 0)
+  return Buffer.from(bytes)
+}
+
+/** The header of a PUBLISH announcing `payloadBytes`, written by hand: fixed header, length, topic, packet id; no payload. */
+function publishHeader (topic: string, payloadBytes: number, qos: QoS): Buffer {
+  const topicBytes = Buffer.from(topic)
+  const topicLength = Buffer.from([topicBytes.length >> 8, topicBytes.length & 0xff])
+  const packetId = qos > 0 ? Buffer.from([0, 42]) : Buffer.alloc(0)
+  const remaining = 2 + topicBytes.length + packetId.length + payloadBytes
+  return Buffer.concat([Buffer.from([0x30 | (qos << 1)]), varint(remaining), topicLength, topicBytes, packetId])
+}
+
+/** Number of remaining-length bytes of the packet starting at `offset`. */
+function lengthBytesAt (bytes: Buffer, offset: number): number {
+  let count = 1
+  while (((bytes[offset + count] ?? 0) & 0x80) !== 0) count++
+  return count
+}
+
+/** A seeded PRNG (mulberry32), so a failing random split can be replayed. */
+function prng (seed: number): () => number {
+  let state = seed
+  return () => {
+    state = (state + 0x6d2b79f5) | 0
+    let x = Math.imul(state ^ (state >>> 15), 1 | state)
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+interface Chunking {
+  readonly name: string
+  readonly chunks: () => Iterable<Buffer>
+}
+
+/**
+ * Ways to cut `bytes`: in two at every byte boundary (only near both ends for streams over 64 KiB),
+ * one byte at a time, and 50 runs of random chunk sizes.
+ */
+function * chunkings (bytes: Buffer, seed: number): Generator<Chunking> {
+  const every = bytes.length <= 64 * KIB
+  for (let at = 0; at <= bytes.length; at++) {
+    if (!every && at > 64 && at < bytes.length - 64) continue
+    yield { name: `split at ${at}`, chunks: () => [bytes.subarray(0, at), bytes.subarray(at)] }
+  }
+  yield {
+    name: 'one byte at a time',
+    chunks: function * bytewise () {
+      for (let at = 0; at < bytes.length; at++) yield bytes.subarray(at, at + 1)
+    }
+  }
+  for (let run = 0; run < 50; run++) {
+    yield {
+      name: `random run ${run} (seed ${seed})`,
+      chunks: function * randomly () {
+        const random = prng(seed + run)
+        const largest = 1 + Math.floor(random() * 8 * KIB)
+        for (let at = 0; at < bytes.length;) {
+          const size = 1 + Math.floor(random() * largest)
+          yield bytes.subarray(at, at + size)
+          at += size
+        }
+      }
+    }
+  }
+}
+
+interface Refusal {
+  readonly info: OversizeInfo
+  /** Stream offsets of the chunk that produced it. */
+  readonly start: number
+  readonly end: number
+}
+
+function feed (walker: PublishSizeWalker, chunks: Iterable<Buffer>): Refusal[] {
+  const refusals: Refusal[] = []
+  let offset = 0
+  for (const chunk of chunks) {
+    const info = walker.push(chunk)
+    if (info !== undefined) refusals.push({ info, start: offset, end: offset + chunk.length })
+    offset += chunk.length
+  }
+  return refusals
+}
+
+/** The mixed stream of the walker tests; the PUBLISH on `big/topic` carries the largest payload. */
+function mixedStream (bigQos: QoS, bigPayload: number): { bytes: Buffer, bigOffset: number } {
+  const before = encode(
+    { cmd: 'connect', clientId: 'walker', protocolVersion: 4, protocolId: 'MQTT', clean: true, keepalive: 30 },
+    { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'a/#', qos: 1 }] },
+    publish('a/qos0', 10, 0),
+    publish('a/qos1', 300, 1),
+    { cmd: 'pingreq' },
+    publish('a/qos2', 20_000, 2)
+  )
+  const after = encode(publish('a/after', 5, 1), { cmd: 'pingreq' }, publish('', 0, 0))
+  return { bytes: Buffer.concat([before, encode(publish('big/topic', bigPayload, bigQos)), after]), bigOffset: before.length }
+}
+
+/** After a stream, a walker still in step with packet boundaries refuses the next oversized header. */
+function assertInStep (walker: PublishSizeWalker, limit: number, name: string): void {
+  assert.deepEqual(walker.push(publishHeader('next', limit + 1, 1)), { payloadBytes: limit + 1, limit, topic: 'next' }, name)
+}
+
+for (const qos of [0, 1, 2] as const) {
+  test(`walker, PUBLISH QoS ${qos} among mixed packets: nothing refused at limit = its payload size, however the stream is cut`, () => {
+    const bigPayload = 30_000
+    const { bytes } = mixedStream(qos, bigPayload)
+    for (const { name, chunks } of chunkings(bytes, 1000 + qos)) {
+      const walker = new PublishSizeWalker(bigPayload)
+      assert.deepEqual(feed(walker, chunks()), [], name)
+      assertInStep(walker, bigPayload, name)
+    }
+  })
+
+  test(`walker, PUBLISH QoS ${qos} among mixed packets: one byte over is refused from the chunk completing its topic length`, () => {
+    const bigPayload = 30_000
+    const { bytes, bigOffset } = mixedStream(qos, bigPayload)
+    const headerEnd = bigOffset + 1 + lengthBytesAt(bytes, bigOffset) + 2
+    const topicEnd = headerEnd + 'big/topic'.length
+    for (const { name, chunks } of chunkings(bytes, 2000 + qos)) {
+      const refusals = feed(new PublishSizeWalker(bigPayload - 1), chunks())
+      assert.equal(refusals.length, 1, name)
+      const [{ info, start, end } = assert.fail(name)] = refusals
+      assert.ok(start < headerEnd && headerEnd <= end, `${name}: refused from chunk ${start}..${end}, header ends at ${headerEnd}`)
+      const expected: OversizeInfo = end >= topicEnd
+        ? { payloadBytes: bigPayload, limit: bigPayload - 1, topic: 'big/topic' }
+        : { payloadBytes: bigPayload, limit: bigPayload - 1 }
+      assert.deepEqual(info, expected, name)
+    }
+
+    // before any payload byte, or even the topic, arrived
+    const walker = new PublishSizeWalker(bigPayload - 1)
+    assert.equal(walker.push(bytes.subarray(0, headerEnd - 1)), undefined)
+    assert.deepEqual(walker.push(bytes.subarray(headerEnd - 1, headerEnd)), { payloadBytes: bigPayload, limit: bigPayload - 1 })
+    assert.equal(walker.inspecting, false)
+  })
+}
+
+test('walker: remaining lengths of 1, 2, 3 and 4 varint bytes, at both edges of each size', () => {
+  // remaining = 2 + topic (1) + packet id (2) + payload, for a QoS 1 PUBLISH on "v"
+  const cases = [[0, 1], [127, 1], [128, 2], [16_383, 2], [16_384, 3], [2_097_151, 3], [2_097_152, 4], [2_100_000, 4]] as const
+  for (const [remaining, expectedLengthBytes] of cases) {
+    const payloadBytes = Math.max(0, remaining - 5)
+    const packet = encode(publish('v', payloadBytes, 1))
+    if (remaining >= 5) assert.equal(packet.length, 1 + expectedLengthBytes + remaining)
+    assert.equal(lengthBytesAt(packet, 0), remaining >= 5 ? expectedLengthBytes : 1)
+    // mqtt-packet writes the same header as the hand-written one the other tests use
+    assert.deepEqual(packet.subarray(0, 1 + lengthBytesAt(packet, 0) + 5), publishHeader('v', payloadBytes, 1))
+    const bytes = Buffer.concat([encode({ cmd: 'pingreq' }), packet, encode({ cmd: 'pingreq' }, publish('w', 3, 0))])
+    const headerEnd = 1 + 1 + lengthBytesAt(bytes, 1) + 2
+    for (const { name, chunks } of chunkings(bytes, remaining)) {
+      const context = `remaining ${remaining}, ${name}`
+      const exact = new PublishSizeWalker(Math.max(payloadBytes, 3))
+      assert.deepEqual(feed(exact, chunks()), [], context)
+      assertInStep(exact, Math.max(payloadBytes, 3), context)
+      if (payloadBytes === 0) continue
+      const refusals = feed(new PublishSizeWalker(payloadBytes - 1), chunks())
+      assert.equal(refusals.length, 1, context)
+      assert.equal(refusals[0]?.info.payloadBytes, payloadBytes, context)
+      assert.ok((refusals[0]?.end ?? 0) >= headerEnd && (refusals[0]?.start ?? Infinity) < headerEnd, context)
+    }
+  }
+})
+
+test('walker: a 200 MB PUBLISH is refused from its first 7 bytes (4-byte remaining length)', () => {
+  const payloadBytes = 200 * MIB
+  for (const qos of [0, 1, 2] as const) {
+    const header = publishHeader('uploads/big', payloadBytes, qos)
+    assert.equal(lengthBytesAt(header, 0), 4)
+    assert.deepEqual(new PublishSizeWalker(LIMIT).push(header.subarray(0, 7)), { payloadBytes, limit: LIMIT })
+    assert.deepEqual(new PublishSizeWalker(LIMIT).push(header), { payloadBytes, limit: LIMIT, topic: 'uploads/big' })
+
+    const bytewise = new PublishSizeWalker(LIMIT)
+    for (let at = 0; at < 6; at++) assert.equal(bytewise.push(header.subarray(at, at + 1)), undefined, `byte ${at}`)
+    assert.deepEqual(bytewise.push(header.subarray(6, 7)), { payloadBytes, limit: LIMIT })
+    assert.equal(bytewise.push(header.subarray(7)), undefined, 'a refused stream is not inspected further')
+  }
+})
+
+test('walker: a fifth remaining-length byte is left to the parser, which refuses it; bytes then pass uninspected', () => {
+  const malformed = Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x7f])
+  const walker = new PublishSizeWalker(LIMIT)
+  assert.equal(walker.push(malformed), undefined)
+  assert.equal(walker.inspecting, false)
+  assert.equal(walker.push(publishHeader('t', 200 * MIB, 0)), undefined)
+
+  // what aedes relies on to close such a connection
+  const parser = mqttPacket.parser({ protocolVersion: 4 })
+  const errors: Error[] = []
+  parser.on('error', (err: Error) => { errors.push(err) })
+  parser.parse(malformed)
+  assert.equal(errors.length, 1)
+})
+
+/** `stream` with the guard, read the way aedes 1.2 does (lib/client.js: `conn.read(null)` in 'readable'). */
+interface GuardedReader {
+  /** What the reader got, in order. */
+  readonly chunks: Buffer[]
+  /** `typeof` of anything `read` returned that was not a Buffer. */
+  readonly notBuffers: string[]
+  readonly refusals: OversizeInfo[]
+  readonly oversize: Promise<OversizeInfo>
+  readonly closed: Promise<void>
+  untilBytes: (bytes: number) => Promise<void>
+}
+
+function guardedReader (stream: Duplex): GuardedReader {
+  const chunks: Buffer[] = []
+  const notBuffers: string[] = []
+  const refusals: OversizeInfo[] = []
+  let waiter: { readonly bytes: number, readonly resolve: () => void } | undefined
+  let refused: (info: OversizeInfo) => void = () => {}
+  const oversize = new Promise<OversizeInfo>((resolve) => { refused = resolve })
+  const closed = new Promise<void>((resolve) => { stream.once('close', () => { resolve() }) })
+  const received = (): number => chunks.reduce((sum, chunk) => sum + chunk.length, 0)
+
+  guardPublishSize(stream, {
+    maxPayloadBytes: LIMIT,
+    onOversize: function recordOversize (info) {
+      refusals.push(info)
+      refused(info)
+    }
+  })
+  stream.on('readable', function readLikeAedes () {
+    for (let chunk: unknown = stream.read(); chunk !== null; chunk = stream.read()) {
+      if (Buffer.isBuffer(chunk)) chunks.push(chunk)
+      else notBuffers.push(typeof chunk)
+    }
+    if (waiter !== undefined && received() >= waiter.bytes) waiter.resolve()
+  })
+  // aedes listens for errors too; a refusal destroys without one, so none is expected here
+  stream.on('error', function streamError (err: Error) { notBuffers.push(`error: ${err.message}`) })
+
+  return {
+    chunks,
+    notBuffers,
+    refusals,
+    oversize,
+    closed,
+    untilBytes: async (bytes) => {
+      if (received() >= bytes) return
+      await new Promise<void>((resolve) => { waiter = { bytes, resolve } })
+    }
+  }
+}
+
+async function within<T> (promise: Promise<T>, what: string, ms = 5_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => { reject(new Error(`${what}: nothing within ${ms} ms`)) }, ms)
+  })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+const SMALL = encode(publish('sensors/1', 64, 1))
+/** A header announcing 200 MB, then a few KB of its payload. */
+const HUGE_START = Buffer.concat([publishHeader('uploads/big', 200 * MIB, 1), Buffer.alloc(4 * KIB, 0x62)])
+
+function assertRefusedHuge (peer: GuardedReader): void {
+  assert.equal(peer.refusals.length, 1, 'onOversize is called once')
+  const [info] = peer.refusals
+  assert.equal(info?.payloadBytes, 200 * MIB)
+  assert.equal(info.limit, LIMIT)
+  // the topic is reported only when it came in the same chunk as the topic length
+  assert.ok(info.topic === undefined || info.topic === 'uploads/big')
+  assert.deepEqual(Buffer.concat(peer.chunks), SMALL, 'the reader got the small PUBLISH and nothing of the large one')
+  assert.deepEqual(peer.notBuffers, [])
+}
+
+test('over TCP: a PUBLISH announcing 200 MB closes the connection before its bytes reach the reader', async (t) => {
+  let serverSide: ((peer: GuardedReader) => void) | undefined
+  const accepted = new Promise<GuardedReader>((resolve) => { serverSide = resolve })
+  const sockets: Array<{ destroy: () => void }> = []
+  const server = createServer(function guardedConnection (socket) {
+    sockets.push(socket)
+    serverSide?.(guardedReader(socket))
+  })
+  server.listen(0, '127.0.0.1')
+  await within(once(server, 'listening'), 'listen')
+  const address = server.address()
+  assert.ok(typeof address === 'object' && address !== null)
+
+  const client = netConnect(address.port, '127.0.0.1')
+  sockets.push(client)
+  t.after(async () => {
+    for (const socket of sockets) socket.destroy()
+    await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+  })
+  const clientClosed = new Promise<void>((resolve) => { client.once('close', () => { resolve() }) })
+  // the rest of the large write may hit the closed socket (EPIPE, ECONNRESET): the test asserts on 'close'
+  client.on('error', function clientError () {})
+  await within(once(client, 'connect'), 'connect')
+  const peer = await within(accepted, 'accept')
+
+  client.write(SMALL)
+  await within(peer.untilBytes(SMALL.length), 'the small PUBLISH')
+  assert.deepEqual(Buffer.concat(peer.chunks), SMALL)
+
+  client.write(HUGE_START)
+  await within(peer.oversize, 'onOversize')
+  await within(peer.closed, 'server socket close')
+  await within(clientClosed, 'client sees the close')
+  assertRefusedHuge(peer)
+})
+
+test('over WebSocket (ws createWebSocketStream): read returns Buffers, and the guard closes the WebSocket', async (t) => {
+  let serverSide: ((peer: GuardedReader) => void) | undefined
+  const accepted = new Promise<GuardedReader>((resolve) => { serverSide = resolve })
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  wss.on('connection', function guardedWebSocket (ws) {
+    const stream = createWebSocketStream(ws)
+    serverSide?.(guardedReader(stream))
+  })
+  await within(once(wss, 'listening'), 'listen')
+  const address = wss.address()
+  assert.ok(typeof address === 'object')
+
+  const client = new WebSocket(`ws://127.0.0.1:${address.port}`)
+  t.after(async () => {
+    client.terminate()
+    for (const ws of wss.clients) ws.terminate()
+    await new Promise<void>((resolve) => { wss.close(() => { resolve() }) })
+  })
+  const clientClosed = new Promise<number>((resolve) => { client.once('close', (code: number) => { resolve(code) }) })
+  client.on('error', function clientError () { /* a terminated connection shows up as 'close' */ })
+  await within(once(client, 'open'), 'open')
+  const peer = await within(accepted, 'accept')
+
+  client.send(SMALL)
+  await within(peer.untilBytes(SMALL.length), 'the small PUBLISH')
+  assert.deepEqual(Buffer.concat(peer.chunks), SMALL)
+
+  client.send(HUGE_START)
+  await within(peer.oversize, 'onOversize')
+  await within(peer.closed, 'stream close')
+  // destroying the ws stream terminates the socket: no close frame, the client sees 1006
+  assert.equal(await within(clientClosed, 'client sees the close'), 1006)
+  assertRefusedHuge(peer)
+})
