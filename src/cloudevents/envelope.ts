@@ -93,17 +93,22 @@ function isEvent (value: unknown): value is CloudEvent {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
-/** ajv errors → `{ path, message }` with the offending value named, at most `MAX_ERRORS`. */
-export function toFieldErrors (errors: readonly ErrorObject[] | null | undefined, root: unknown, prefix = ''): FieldError[] {
+/**
+ * ajv errors → `{ path, message }`, at most `MAX_ERRORS`, paths prefixed with `prefix`
+ * (`/data` for schema errors). With `showValue` (envelope attributes) the message
+ * names the value received; schema errors keep ajv's message as PRODUCT §3 shows it
+ * (`must be >= 1`), the record carrying the whole payload beside them.
+ */
+export function toFieldErrors (errors: readonly ErrorObject[] | null | undefined, root: unknown, prefix = '', showValue = prefix === ''): FieldError[] {
   const out: FieldError[] = []
   for (const error of errors ?? []) {
     if (out.length >= MAX_ERRORS) break
-    out.push(describe(error, root, prefix))
+    out.push(describe(error, root, prefix, showValue))
   }
   return out
 }
 
-function describe (error: ErrorObject, root: unknown, prefix: string): FieldError {
+function describe (error: ErrorObject, root: unknown, prefix: string, showValue: boolean): FieldError {
   const path = prefix + error.instancePath
   switch (error.keyword) {
     case 'required':
@@ -117,7 +122,7 @@ function describe (error: ErrorObject, root: unknown, prefix: string): FieldErro
         ? { path: `${prefix}/data_base64`, message: 'must not be present together with data' }
         : { path, message: error.message ?? 'is not allowed' }
     default:
-      return { path, message: `${error.message ?? error.keyword}, got ${shortJson(valueAt(root, error.instancePath))}` }
+      return { path, message: showValue ? `${error.message ?? error.keyword}, got ${shortJson(valueAt(root, error.instancePath))}` : error.message ?? error.keyword }
   }
 }
 
