@@ -220,6 +220,9 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       retained: backend.retained,
       deadLetters,
       submit,
+      keep: (message, error, options) => { gate.keep(toPacket(message), error, options) },
+      countTooLarge: () => { metrics.event('rejected', 'payload_too_large') },
+      maxPayloadBytes: config.limits.maxPayloadBytes,
       schemas: builtins.schemas
     }, { bodyLimit: HTTP_BODY_LIMIT, ...(httpTls === undefined ? {} : { tls: httpTls }) })
     const wsTransport: Transport = httpTls === undefined ? 'ws' : 'wss'

@@ -42,6 +42,11 @@ export interface PublishGate {
    * then `packet` has been diverted (`dead-letter`, `discard`) or goes nowhere (`reject`).
    */
   readonly check: (packet: PublishPacket, options: CheckOptions) => Promise<BrokerError | undefined>
+  /**
+   * Dead-letter what was refused before the chain could run (an HTTP body that is
+   * not even JSON): the record is kept and published on `$DLQ/<topic>`.
+   */
+  readonly keep: (packet: PublishPacket, error: BrokerError, options: CheckOptions) => void
 }
 
 /**
@@ -107,7 +112,15 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
     return await new Promise((resolve) => { decide(packet, attempt, resolve) })
   }
 
-  return { hook, check }
+  function keep (packet: PublishPacket, error: BrokerError, options: CheckOptions): void {
+    if (error instanceof EventRejectedError) metrics.event('rejected', error.reason)
+    const attempt = new Attempt(packet.topic, payloadOf(packet), packet.qos, packet.retain, options.clientId ?? null, options.origin, log, options.replayOf)
+    attempt.log.warn({ err: error }, 'publish refused')
+    const record = deps.deadLetter()?.(attempt, error)
+    if (record !== undefined) deps.publishRecord(DIVERT_PREFIX['dead-letter'] + packet.topic, record)
+  }
+
+  return { hook, check, keep }
 }
 
 function payloadOf (packet: PublishPacket): Buffer {

@@ -8,10 +8,11 @@ import { metricsRoutes } from './routes/metrics.js'
 import { retainedRoutes, type RetainedSource } from './routes/retained.js'
 import { deadLetterRoutes, type DeadLetterSource } from './routes/dlq.js'
 import { schemaRoutes, type SchemaListing } from './routes/schemas.js'
+import { ingressRoutes, type IngressSource } from './routes/publish.js'
 import type { Registry } from 'prom-client'
 
 /** What the HTTP API reads from the broker. */
-export interface HttpDeps extends HealthSource, RetainedSource, DeadLetterSource {
+export interface HttpDeps extends HealthSource, RetainedSource, DeadLetterSource, IngressSource {
   readonly log: Logger
   readonly metrics: Registry
   readonly schemas: () => readonly SchemaListing[]
@@ -55,6 +56,7 @@ export async function createHttpApi (deps: HttpDeps, options: HttpOptions): Prom
   await app.register(retainedRoutes, deps)
   await app.register(deadLetterRoutes, deps)
   await app.register(schemaRoutes, deps)
+  await app.register(ingressRoutes, deps)
   await app.ready()
   return {
     server,

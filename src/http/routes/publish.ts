@@ -1,0 +1,152 @@
+import type { FastifyPluginAsync, FastifyReply } from 'fastify'
+import type { OutgoingMessage, SubmitOptions } from '../../context.js'
+import { typeToTopic } from '../../cloudevents/topic.js'
+import { BadRequestError, EventRejectedError, type BrokerError, type EventProblem, type RejectReason } from '../../errors.js'
+import { EnvelopeChecker } from '../../cloudevents/envelope.js'
+import { topicFilterProblem } from '../../topics.js'
+import { fromHttp, type BoundEvent } from '../cloudevents-binding.js'
+import { errorBody } from '../errors.js'
+
+/** What the ingress routes use. */
+export interface IngressSource {
+  /** The whole publish pipeline, as for a client publish. */
+  readonly submit: (message: OutgoingMessage, options: SubmitOptions) => Promise<BrokerError | undefined>
+  /** Dead-letter a message refused before the pipeline could read it. */
+  readonly keep: (message: OutgoingMessage, error: BrokerError, options: SubmitOptions) => void
+  /** Count a refusal that is not dead-lettered (nothing was read to keep). */
+  readonly countTooLarge: () => void
+  readonly maxPayloadBytes: number
+}
+
+/** What one event of a request came to. */
+type Outcome =
+  | { readonly accepted: true, readonly topic: string, readonly id?: string }
+  | { readonly accepted: false, readonly error: BrokerError }
+
+const HTTP: SubmitOptions = { origin: 'http' }
+
+/**
+ * `POST /api/events` (the CloudEvents HTTP binding: binary, structured, batch) and
+ * `POST /api/mqtt/publish` (`{ topic, payload, qos, retain }`). Both run the same
+ * pipeline as an MQTT publish: 202 when accepted; 400, 413 or 422 with the reason
+ * code otherwise, and the rejected event is dead-lettered like any other.
+ */
+export const ingressRoutes: FastifyPluginAsync<IngressSource> = async function ingressRoutes (app, source) {
+  // every content type arrives as raw bytes: the binding decides what they are, and the size check comes first
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, function rawBody (_req, body, done) { done(null, body) })
+  const bodyLimit = Math.max(source.maxPayloadBytes, 1024 * 1024)
+  const envelope = new EnvelopeChecker()
+  // a body over bodyLimit is refused by fastify before it is read: count it as the reason it is
+  app.setErrorHandler(function ingressError (err: unknown) {
+    if (typeof err === 'object' && err !== null && 'code' in err && err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') source.countTooLarge()
+    throw err
+  })
+
+  async function publishEvent (bound: BoundEvent): Promise<Outcome> {
+    if (!bound.ok) {
+      const error = new EventRejectedError(bound.reason, '', bound.errors, 'dlq')
+      return { accepted: false, error }
+    }
+    const payload = Buffer.from(JSON.stringify(bound.event))
+    // this route takes CloudEvents only, whatever the validation rules say about the topic
+    const checked = envelope.checkValue(bound.event)
+    if (!checked.ok) {
+      const error = new EventRejectedError(checked.reason, '', checked.errors, 'dlq', typeof bound.event.id === 'string' ? { id: bound.event.id } : {})
+      source.keep({ topic: '', payload, qos: 1 }, error, HTTP)
+      return { accepted: false, error }
+    }
+    const type = bound.event.type
+    const id = typeof bound.event.id === 'string' ? bound.event.id : undefined
+    const topic = typeof type === 'string' && type !== '' && topicFilterProblem(type) === undefined && !type.includes('/') ? typeToTopic(type) : ''
+    if (payload.length > source.maxPayloadBytes) return tooLarge(payload.length, topic)
+    if (topic === '') {
+      // a type that makes no topic: refuse and keep it here, there is no topic to run the pipeline on
+      const error = new EventRejectedError('invalid_cloudevent', '', [{ path: '/type', message: `must map to an MQTT topic: no "/", "+" or "#", got ${JSON.stringify(type)}` }], 'dlq', id === undefined ? {} : { id })
+      source.keep({ topic: '', payload, qos: 1 }, error, HTTP)
+      return { accepted: false, error }
+    }
+    const refusal = await source.submit({ topic, payload, qos: 1 }, HTTP)
+    return refusal === undefined ? { accepted: true, topic, ...(id === undefined ? {} : { id }) } : { accepted: false, error: refusal }
+  }
+
+  function tooLarge (bytes: number, topic: string): Outcome {
+    source.countTooLarge()
+    return { accepted: false, error: new EventRejectedError('payload_too_large', topic, [{ path: '', message: `payload of ${bytes} bytes is over the limit of ${source.maxPayloadBytes}` }], 'dlq') }
+  }
+
+  app.post('/api/events', { bodyLimit }, async (req, reply) => {
+    const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0)
+    const bound = fromHttp(req.headers, body)
+    // an unreadable body holds no event to keep in the dead-letter store beyond its bytes
+    const outcomes: Outcome[] = []
+    for (const event of bound.events) {
+      const outcome = await publishEvent(event)
+      if (!outcome.accepted && !event.ok) source.keep({ topic: '', payload: body, qos: 1 }, outcome.error, HTTP)
+      outcomes.push(outcome)
+    }
+    if (bound.mode !== 'batch') return await answer(reply, outcomes[0])
+    const refused = outcomes.flatMap((o, index) => o.accepted ? [] : [{ index, error: o.error }])
+    const first = refused[0]
+    if (first === undefined) {
+      return await reply.code(202).send({ accepted: outcomes.length, events: outcomes.map((o) => o.accepted ? { topic: o.topic, id: o.id } : {}) })
+    }
+    return await reply.code(first.error.statusCode).send(errorBody(
+      reasonOf(first.error),
+      `${refused.length} of ${outcomes.length} events rejected (the others were accepted and published)`,
+      refused.map(({ index, error }) => ({ index, reason: reasonOf(error), errors: problemsOf(error) }))
+    ))
+  })
+
+  app.post<{ Body: { topic: string, payload: unknown, qos?: 0 | 1 | 2, retain?: boolean } }>('/api/mqtt/publish', {
+    bodyLimit,
+    // the raw-body parser above leaves JSON to us: parse and check it here
+    preValidation: async (req) => {
+      const raw = req.body
+      if (!Buffer.isBuffer(raw)) return
+      try {
+        req.body = JSON.parse(raw.toString('utf8'))
+      } catch (err: unknown) {
+        throw new BadRequestError(`body is not JSON: ${err instanceof Error ? err.message : String(err)}`)
+      }
+    },
+    schema: {
+      body: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['topic', 'payload'],
+        properties: {
+          topic: { type: 'string', minLength: 1 },
+          payload: {},
+          qos: { enum: [0, 1, 2] },
+          retain: { type: 'boolean' }
+        }
+      }
+    }
+  }, async (req, reply) => {
+    const { topic, qos = 1, retain = false } = req.body
+    const problem = topicFilterProblem(topic)
+    if (problem !== undefined || topic.includes('+') || topic.includes('#')) {
+      throw new BadRequestError(`topic ${JSON.stringify(topic)} ${problem ?? 'must not contain wildcards'}`)
+    }
+    const payload = Buffer.from(typeof req.body.payload === 'string' ? req.body.payload : JSON.stringify(req.body.payload))
+    if (payload.length > source.maxPayloadBytes) return await answer(reply, tooLarge(payload.length, topic))
+    const refusal = await source.submit({ topic, payload, qos, retain }, HTTP)
+    return await answer(reply, refusal === undefined ? { accepted: true, topic } : { accepted: false, error: refusal })
+  })
+}
+
+async function answer (reply: FastifyReply, outcome: Outcome | undefined): Promise<FastifyReply> {
+  if (outcome === undefined) return await reply.code(400).send(errorBody('invalid_cloudevent', 'the request holds no event'))
+  if (outcome.accepted) return await reply.code(202).send({ accepted: true, topic: outcome.topic, ...(outcome.id === undefined ? {} : { id: outcome.id }) })
+  if (!(outcome.error instanceof EventRejectedError)) throw outcome.error
+  return await reply.code(outcome.error.statusCode).send(errorBody(outcome.error.reason, outcome.error.message, outcome.error.problems))
+}
+
+function reasonOf (error: BrokerError): RejectReason | string {
+  return error instanceof EventRejectedError ? error.reason : error.code
+}
+
+function problemsOf (error: BrokerError): readonly EventProblem[] {
+  return error instanceof EventRejectedError ? error.problems : [{ path: '', message: error.message }]
+}
