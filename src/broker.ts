@@ -26,6 +26,7 @@ import { PluginLoader } from './plugin-loader.js'
 import { Connections } from './transport/connections.js'
 import { listenMqtt, type Listener } from './transport/mqtt-listener.js'
 import { attachWebSocket } from './transport/websocket.js'
+import { guardPublishSize } from './transport/size-guard.js'
 import { packageVersion } from './version.js'
 
 /** `createBroker()` input: a partial config plus what only code can give. */
@@ -66,8 +67,8 @@ export interface Broker {
   close: () => Promise<void>
 }
 
-/** WebSocket messages larger than this close the connection; MQTT's own limit is 256 MiB. */
-const WS_MAX_PAYLOAD = 64 * 1024 * 1024
+/** Room in a WebSocket message beyond the payload limit: fixed header, topic (up to 64 KiB), packet id. */
+const WS_FRAME_HEADROOM = 64 * 1024 + 16
 /** Default HTTP request body limit. */
 const HTTP_BODY_LIMIT = 1024 * 1024
 const DEFAULT_PLUGIN_TIMEOUT_MS = 10_000
@@ -188,7 +189,16 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
 
     const handle = (stream: Duplex, socket: Socket, transport: Transport, req?: IncomingMessage): void => {
       connections.track(socket, transport)
-      const client = aedes.handle(stream, req)
+      let client: Client | undefined
+      // installed before aedes reads a byte: a PUBLISH over the limit is refused from its header
+      guardPublishSize(stream, {
+        maxPayloadBytes: config.limits.maxPayloadBytes,
+        onOversize: function refuseOversize (info) {
+          metrics.event('rejected', 'payload_too_large')
+          log.warn({ clientId: client?.id, transport, remoteAddress: socket.remoteAddress, reason: 'payload_too_large', ...info }, 'publish over limits.maxPayloadBytes refused, client disconnected')
+        }
+      })
+      client = aedes.handle(stream, req)
       connections.attach(client, { transport, remoteAddress: socket.remoteAddress })
     }
     listeners.push(await listenMqtt({
@@ -228,7 +238,8 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     const wsTransport: Transport = httpTls === undefined ? 'ws' : 'wss'
     websocket = attachWebSocket(http.server, {
       log,
-      maxPayload: WS_MAX_PAYLOAD,
+      // a WebSocket message is read whole before MQTT sees it: bound it by the largest PUBLISH allowed
+      maxPayload: config.limits.maxPayloadBytes + WS_FRAME_HEADROOM,
       onConnection: (stream, socket, req) => { handle(stream, socket, wsTransport, req) }
     })
     const httpPort = await listenHttp(http, config.http.host, config.http.port)

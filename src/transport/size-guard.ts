@@ -143,7 +143,9 @@ export class PublishSizeWalker {
  * the offending bytes to the reader. Zero-copy and no extra stream layer: it wraps the stream's own `read` method.
  *
  * Call it before `aedes.handle(stream)`. The refusal is decided as soon as the header's first 4–7 bytes
- * have arrived, so a 200 MB PUBLISH costs the broker at most one socket buffer (highWaterMark) of payload.
+ * have been read, so over TCP and TLS a 200 MB PUBLISH costs the broker about one socket read of payload
+ * (the readable highWaterMark, 16 KiB on Node 20, or one 64 KiB libuv read). Over WebSocket, ws assembles
+ * each WebSocket message whole before the stream sees it: there the bound is ws' `maxPayload`.
  * What the guard withholds is the chunk that completes the oversized header; up to 6 header bytes that came
  * in earlier chunks were already passed on and sit in mqtt-packet's parser, which is dropped with the connection.
  * Other packets in the refused chunk are dropped with it: no PUBACK was sent for them, and a QoS 0 message

@@ -277,3 +277,24 @@ test('broker.publish(event) runs the pipeline: the event goes to its type\'s top
   })
   assert.equal((await listDlq(httpUrl(broker, '/api/dlq'))).items[0]?.record.data.clientId, null)
 })
+
+test('payload_too_large: a PUBLISH over limits.maxPayloadBytes disconnects its client from the header on, over TCP and WebSocket; others carry on', async (t) => {
+  const broker = await startBroker(t, { limits: { maxPayloadBytes: 1024 } })
+  const bystander = await connect(t, mqttUrl(broker))
+  await bystander.subscribeAsync(['big/#', '$DLQ/#'], { qos: 1 })
+  for (const url of [mqttUrl(broker), `ws://127.0.0.1:${broker.ports.http}/mqtt`]) {
+    const publisher = await connect(t, url)
+    const fits = nextMessage(bystander)
+    await publisher.publishAsync('big/fits', Buffer.alloc(1024, 1), { qos: 1 })
+    assert.equal((await fits).payload.length, 1024)
+    const gone = closed(publisher)
+    publisher.publish('big/too', Buffer.alloc(1025, 1), { qos: 1 })
+    await gone
+  }
+  const after = nextMessage(bystander)
+  const other = await connect(t, mqttUrl(broker))
+  await other.publishAsync('big/after', 'still here', { qos: 1 })
+  assert.equal((await after).topic, 'big/after', 'nothing oversized was delivered or dead-lettered before it')
+  assert.equal(sample(await broker.metrics.metrics(), 'ce_broker_events_total', { outcome: 'rejected', reason: 'payload_too_large' }), 2)
+  assert.deepEqual((await listDlq(httpUrl(broker, '/api/dlq'))).items, [])
+})
