@@ -16,6 +16,7 @@ import {
   type BrokerKind, type LoadgenMessage, type LoadResult, type ReadyMessage, type ResultMessage, type ServerMessage, type StatsMessage
 } from './protocol.js'
 import { SCENARIOS, type Scenario } from './scenarios.js'
+import { measureValidation } from './validation.js'
 
 const SERVER_SCRIPT = new URL('./server.js', import.meta.url)
 const LOADGEN_SCRIPT = new URL('./loadgen.js', import.meta.url)
@@ -187,6 +188,13 @@ async function runScenario (scenario: Scenario, settings: Settings): Promise<voi
 async function main (): Promise<void> {
   const settings = readSettings(process.env)
   for (const scenario of SCENARIOS) await runScenario(scenario, settings)
+
+  // The checks alone, in this process: here the baseline column is JSON.parse of the same
+  // payload, the least any broker that looks at events must spend (raw Aedes never parses).
+  const micro = await measureValidation(settings.rounds)
+  detail(`validation-us medians over ${settings.rounds} rounds: JSON.parse ${micro.parseUs.toFixed(3)} µs, whole check ${micro.checkUs.toFixed(3)} µs,` +
+    ` validation beyond JSON.parse ${(micro.checkUs - micro.parseUs).toFixed(3)} µs per event`)
+  process.stdout.write(`bench validation-us ce-broker=${micro.checkUs.toFixed(3)} aedes=${micro.parseUs.toFixed(3)} ratio=${(micro.checkUs / micro.parseUs).toFixed(3)}\n`)
 }
 
 main().catch(function failed (err: unknown) {

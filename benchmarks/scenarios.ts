@@ -32,19 +32,29 @@ export interface Scenario {
   readonly load: LoadSpec
 }
 
+/** 8 publishers of 1 KiB `albergue.v1.booking.reserved` events, one `albergue/#` subscriber. */
+const FANIN_LOAD: FaninLoad = {
+  mode: 'fanin-qos0',
+  publishers: 8,
+  packetsPerWrite: 64,
+  topic: 'albergue/v1/booking/reserved',
+  subscription: 'albergue/#',
+  payloadBytes: 1024
+}
+
 /** Every scenario `npm run bench` runs, in this order. Add new ones here. */
 export const SCENARIOS: readonly Scenario[] = [
   {
     name: 'fanin-qos0',
-    ceBroker: function faninCeBroker () { return {} },
-    load: {
-      mode: 'fanin-qos0',
-      publishers: 8,
-      packetsPerWrite: 64,
-      topic: 'albergue/v1/booking/reserved',
-      subscription: 'albergue/#',
-      payloadBytes: 1024
-    }
+    // the broker alone: no validation rule, so no check runs on the publish path
+    ceBroker: function faninCeBroker () { return { validation: { rules: [] } } },
+    load: FANIN_LOAD
+  },
+  {
+    name: 'fanin-qos0-validated',
+    // the default config: albergue/# validated against the bundled schemas, dead letters on
+    ceBroker: function faninValidatedCeBroker () { return {} },
+    load: FANIN_LOAD
   }
 ]
 

@@ -22,7 +22,8 @@ export {
   type DeadLetterHandler, type SubmitOptions
 } from './context.js'
 export { EnvelopeChecker, toFieldErrors, MAX_ERRORS, type CloudEvent, type EnvelopeResult, type FieldError } from './cloudevents/envelope.js'
-export { typeToTopic, topicToType } from './cloudevents/topic.js'
+export { typeToTopic, topicToType, typeMatchesTopic } from './cloudevents/topic.js'
+export { isRfc3339, isRfc3339Date } from './cloudevents/rfc3339.js'
 export { compileFilter, topicFilterProblem } from './topics.js'
 export { viewPayload, type PayloadView } from './payload.js'
 export {

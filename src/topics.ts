@@ -21,15 +21,19 @@ export function compileFilter (filter: string): (topic: string) => boolean {
   const levels = filter.split('/')
   const wildcardFirst = filter.startsWith('+') || filter.startsWith('#')
   if (!filter.includes('+') && !filter.includes('#')) return (topic) => topic === filter
+  // walks the topic in place, level by level, without splitting it: this runs on every publish
   return function matchesFilter (topic: string): boolean {
     if (wildcardFirst && topic.charCodeAt(0) === 36 /* $ */) return false
-    const parts = topic.split('/')
+    let start = 0
     for (let i = 0; i < levels.length; i++) {
       const level = levels[i]
       if (level === '#') return true
-      if (i >= parts.length) return false
-      if (level !== '+' && level !== parts[i]) return false
+      if (start > topic.length) return false
+      let end = topic.indexOf('/', start)
+      if (end === -1) end = topic.length
+      if (level !== '+' && (end - start !== level?.length || !topic.startsWith(level, start))) return false
+      start = end + 1
     }
-    return parts.length === levels.length
+    return start === topic.length + 1
   }
 }

@@ -1,6 +1,6 @@
 import {
-  EnvelopeChecker, EventRejectedError, compileFilter, definePlugin, toFieldErrors, typeToTopic,
-  type CloudEvent, type EventProblem, type EventSummary, type PublishAttempt, type ValidationRule
+  EnvelopeChecker, EventRejectedError, compileFilter, definePlugin, toFieldErrors, typeMatchesTopic, typeToTopic,
+  type CloudEvent, type EventProblem, type EventSummary, type PublishAttempt, type RejectReason, type ValidationRule
 } from '../../src/index.js'
 import type { SchemaRegistry } from './registry.js'
 
@@ -24,30 +24,48 @@ export interface SchemaValidationOptions {
  * compiled validator calls.
  */
 export const schemaValidation = definePlugin<SchemaValidationOptions>('schema-validation', async (ctx, opts) => {
+  const check = createEventCheck(opts)
+  ctx.hooks.authorizePublish(function validateEvent (attempt: PublishAttempt): void {
+    if (check(attempt.topic, attempt.payload)) ctx.countEvent('accepted')
+  })
+  ctx.log.info({ rules: opts.rules.length, types: opts.registry.list().length, default: opts.default }, 'validation ready')
+})
+
+/**
+ * The checks of one publish, as a plain function (the plugin's hook, and what the
+ * micro-benchmark times). Returns true for an accepted event on a validated topic,
+ * false for a topic that is not validated; throws an `EventRejectedError` otherwise.
+ */
+export function createEventCheck (opts: SchemaValidationOptions): (topic: string, payload: Buffer) => boolean {
   const envelope = new EnvelopeChecker()
   const rules = opts.rules.map((rule) => ({ rule, matches: compileFilter(rule.match) }))
   const { registry } = opts
 
-  ctx.hooks.authorizePublish(function validateEvent (attempt: PublishAttempt): void {
-    const match = rules.find((r) => r.matches(attempt.topic))
-    if (match === undefined) {
-      if (opts.default === 'reject') {
-        throw new EventRejectedError('no_matching_rule', attempt.topic, [{ path: '', message: `no validation rule matches topic "${attempt.topic}"` }], 'dlq')
+  return function checkEvent (topic: string, payload: Buffer): boolean {
+    let rule: ValidationRule | undefined
+    for (const candidate of rules) {
+      if (candidate.matches(topic)) {
+        rule = candidate.rule
+        break
       }
-      return
     }
-    const { rule } = match
-    if (!rule.cloudevents) return
-    const refuse = (reason: ConstructorParameters<typeof EventRejectedError>[0], problems: readonly EventProblem[], event?: CloudEvent): never => {
-      throw new EventRejectedError(reason, attempt.topic, problems, rule.onInvalid, event === undefined ? {} : summary(event))
+    if (rule === undefined) {
+      if (opts.default === 'reject') {
+        throw new EventRejectedError('no_matching_rule', topic, [{ path: '', message: `no validation rule matches topic "${topic}"` }], 'dlq')
+      }
+      return false
+    }
+    if (!rule.cloudevents) return false
+    const onInvalid = rule.onInvalid
+    const refuse = (reason: RejectReason, problems: readonly EventProblem[], event?: CloudEvent): never => {
+      throw new EventRejectedError(reason, topic, problems, onInvalid, event === undefined ? {} : summary(event))
     }
 
-    const checked = envelope.check(attempt.payload)
+    const checked = envelope.check(payload)
     if (!checked.ok) return refuse(checked.reason, checked.errors)
     const event = checked.event
-    const expected = typeToTopic(event.type)
-    if (expected !== attempt.topic) {
-      return refuse('type_topic_mismatch', [{ path: '/type', message: `type "${event.type}" belongs on topic "${expected}", not "${attempt.topic}"` }], event)
+    if (!typeMatchesTopic(event.type, topic)) {
+      return refuse('type_topic_mismatch', [{ path: '/type', message: `type "${event.type}" belongs on topic "${typeToTopic(event.type)}", not "${topic}"` }], event)
     }
     if (rule.schema !== 'none') {
       // a dataschema naming a registered $id picks that schema; otherwise the type's
@@ -58,10 +76,9 @@ export const schemaValidation = definePlugin<SchemaValidationOptions>('schema-va
         return refuse('schema_validation_failed', toFieldErrors(validate.errors, event.data, '/data'), event)
       }
     }
-    ctx.countEvent('accepted')
-  })
-  ctx.log.info({ rules: rules.length, types: registry.list().length, default: opts.default }, 'validation ready')
-})
+    return true
+  }
+}
 
 function summary (event: CloudEvent): EventSummary {
   const out: { -readonly [K in keyof EventSummary]: EventSummary[K] } = { id: event.id, type: event.type, source: event.source }

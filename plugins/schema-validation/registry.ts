@@ -3,7 +3,7 @@ import { basename, join } from 'node:path'
 import { Ajv, type AnySchemaObject, type ValidateFunction } from 'ajv'
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import addFormats from 'ajv-formats'
-import { SchemaFileError } from '../../src/index.js'
+import { SchemaFileError, isRfc3339, isRfc3339Date } from '../../src/index.js'
 
 /** JSON Schema dialects the registry reads, by their `$schema` URI. */
 const DRAFTS = {
@@ -112,6 +112,10 @@ const OPTIONS = { strict: true, strictRequired: false, allErrors: true, allowUni
 
 function makeAjv (ajv: Ajv): Ajv {
   addFormats.default(ajv)
+  // date and date-time are checked on every event's data: the same RFC 3339 rules as
+  // ajv-formats' full mode, on character codes, at a fraction of the cost (see rfc3339.ts)
+  ajv.addFormat('date', { type: 'string', validate: isRfc3339Date })
+  ajv.addFormat('date-time', { type: 'string', validate: isRfc3339 })
   ajv.addKeyword({ keyword: TYPE_KEYWORD, schemaType: 'string' })
   return ajv
 }

@@ -7,3 +7,13 @@ export function typeToTopic (type: string): string {
 export function topicToType (topic: string): string {
   return topic.replaceAll('/', '.')
 }
+
+/** Whether `type` maps to `topic` (`typeToTopic(type) === topic`), compared in place: it runs on every event. */
+export function typeMatchesTopic (type: string, topic: string): boolean {
+  if (type.length !== topic.length) return false
+  for (let i = 0; i < type.length; i++) {
+    const code = type.charCodeAt(i)
+    if ((code === 46 /* . */ ? 47 /* / */ : code) !== topic.charCodeAt(i)) return false
+  }
+  return true
+}

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { EnvelopeChecker, MAX_ERRORS } from '../../src/cloudevents/envelope.js'
-import { topicToType, typeToTopic } from '../../src/cloudevents/topic.js'
+import { topicToType, typeMatchesTopic, typeToTopic } from '../../src/cloudevents/topic.js'
 
 const checker = new EnvelopeChecker()
 const valid = {
@@ -38,7 +38,7 @@ test('a payload that is not JSON is invalid_json', () => {
 
 test('every envelope rule names the attribute and the value', () => {
   const cases: Array<[Record<string, unknown>, Array<{ path: string, message: RegExp }>]> = [
-    [{ ...valid, specversion: '0.3' }, [{ path: '/specversion', message: /must be equal to constant, got "0.3"/ }]],
+    [{ ...valid, specversion: '0.3' }, [{ path: '/specversion', message: /must be equal to constant "1.0", got "0.3"/ }]],
     [{ ...valid, id: '' }, [{ path: '/id', message: /must NOT have fewer than 1 characters, got ""/ }]],
     [{ ...valid, source: 'not a uri ref with spaces' }, [{ path: '/source', message: /must match format "uri-reference"/ }]],
     [{ ...valid, type: 42 }, [{ path: '/type', message: /must be string, got 42/ }]],
@@ -73,4 +73,38 @@ test('missing required attributes are each reported; never more than MAX_ERRORS'
 test('type ⇄ topic: dots become slashes', () => {
   assert.equal(typeToTopic('albergue.v1.booking.reserved'), 'albergue/v1/booking/reserved')
   assert.equal(topicToType('albergue/v1/booking/reserved'), 'albergue.v1.booking.reserved')
+  assert.equal(typeMatchesTopic('albergue.v1.booking.reserved', 'albergue/v1/booking/reserved'), true)
+  assert.equal(typeMatchesTopic('albergue.v1.booking.reserved', 'albergue/v1/booking/confirmed'), false)
+  assert.equal(typeMatchesTopic('albergue.v1.booking', 'albergue/v1/booking/reserved'), false)
+  assert.equal(typeMatchesTopic('albergue/v1', 'albergue/v1'), true, 'a slash in a type maps to itself')
+})
+
+test('topic filters match as MQTT does', async () => {
+  const { compileFilter } = await import('../../src/topics.js')
+  const cases: Array<[string, string, boolean]> = [
+    ['albergue/#', 'albergue/v1/booking/reserved', true], ['albergue/#', 'albergue', true], ['albergue/#', 'albergues/x', false],
+    ['albergue/+/booking/#', 'albergue/v1/booking/reserved', true], ['albergue/+/booking/#', 'albergue/v1/payment/x', false],
+    ['a/+', 'a/b', true], ['a/+', 'a/b/c', false], ['a/+', 'a/', true], ['a/+', 'a', false], ['+/+', '/x', true],
+    ['#', '$SYS/x', false], ['+/x', '$DLQ/x', false], ['$DLQ/#', '$DLQ/a/b', true], ['a/b', 'a/b', true], ['a/b', 'a/bc', false],
+    ['a/+/c', 'a//c', true], ['a/+/c', 'a/b/c/d', false], ['a/b/#', 'a/b', true], ['a/b/#', 'a', false]
+  ]
+  for (const [filter, topic, expected] of cases) assert.equal(compileFilter(filter)(topic), expected, `${filter} ~ ${topic}`)
+})
+
+test('time is RFC 3339: real dates, 24-hour times, leap seconds, offsets', async () => {
+  const { isRfc3339 } = await import('../../src/cloudevents/rfc3339.js')
+  for (const ok of ['2026-11-23T10:00:00Z', '2026-11-23t10:00:00z', '2024-02-29T23:59:60.123456+01:00', '2026-01-01T00:00:00.5-23:59', '1990-12-31T23:59:59+00:00']) {
+    assert.equal(isRfc3339(ok), true, ok)
+  }
+  for (const bad of ['2026-11-23T10:00:00', '2026-11-23 10:00:00Z', '2025-02-29T10:00:00Z', '2026-13-01T10:00:00Z', '2026-04-31T10:00:00Z', '2026-11-23T24:00:00Z',
+    '2026-11-23T10:60:00Z', '2026-11-23T10:00:61Z', '2026-11-23T10:00:00.Z', '2026-11-23T10:00:00+2400', '2026-11-23T10:00:00+24:00', '2026-11-23T10:00:00+01:60',
+    '2026-11-23T10:00:00Zjunk', '20261123T100000Z', 'yesterday', '']) {
+    assert.equal(isRfc3339(bad), false, bad)
+  }
+})
+
+test('full-date is RFC 3339 too', async () => {
+  const { isRfc3339Date } = await import('../../src/cloudevents/rfc3339.js')
+  for (const ok of ['2026-05-01', '2024-02-29', '2000-02-29']) assert.equal(isRfc3339Date(ok), true, ok)
+  for (const bad of ['2025-02-29', '1900-02-29', '2026-00-10', '2026-06-31', '2026-5-01', '2026-05-01T00:00:00Z', 'tomorrow']) assert.equal(isRfc3339Date(bad), false, bad)
 })
