@@ -77,11 +77,10 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
       const err = toBrokerError(raw)
       if (err instanceof EventRejectedError) metrics.event('rejected', err.reason)
       const record = err.deadLetter ? deps.deadLetter()?.(attempt, err) : undefined
+      logRefusal(attempt, err, err.disposition === 'reject' ? 'publish refused' : 'publish diverted')
       if (err.disposition === 'reject') {
-        attempt.log.warn({ err }, 'publish refused')
         if (record !== undefined) deps.publishRecord(DIVERT_PREFIX['dead-letter'] + topic, record)
       } else {
-        attempt.log.warn({ err }, 'publish diverted')
         // the only place that rewrites a packet's topic: subscribers of the original topic never see it
         packet.topic = DIVERT_PREFIX[err.disposition] + topic
         packet.retain = false
@@ -115,12 +114,36 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
   function keep (packet: PublishPacket, error: BrokerError, options: CheckOptions): void {
     if (error instanceof EventRejectedError) metrics.event('rejected', error.reason)
     const attempt = new Attempt(packet.topic, payloadOf(packet), packet.qos, packet.retain, options.clientId ?? null, options.origin, log, options.replayOf)
-    attempt.log.warn({ err: error }, 'publish refused')
+    logRefusal(attempt, error, 'publish refused')
     const record = deps.deadLetter()?.(attempt, error)
     if (record !== undefined) deps.publishRecord(DIVERT_PREFIX['dead-letter'] + packet.topic, record)
   }
 
   return { hook, check, keep }
+}
+
+/**
+ * One warn line per refusal, with the reason, the event id and the extension values
+ * that tie a business flow together (correlationid, causationid, traceparent), so one
+ * flow can be followed across services; the payload only at debug.
+ */
+function logRefusal (attempt: Attempt, err: BrokerError, msg: string): void {
+  if (!(err instanceof EventRejectedError)) {
+    attempt.log.warn({ err }, msg)
+    return
+  }
+  const { event } = err
+  attempt.log.warn({
+    reason: err.reason,
+    eventId: event.id,
+    type: event.type,
+    correlationid: event.correlationid,
+    causationid: event.causationid,
+    traceparent: event.traceparent,
+    errors: err.problems,
+    origin: attempt.origin
+  }, msg)
+  attempt.log.debug({ reason: err.reason, eventId: event.id, payload: attempt.payload.toString('utf8') }, 'refused payload')
 }
 
 function payloadOf (packet: PublishPacket): Buffer {

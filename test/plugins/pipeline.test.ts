@@ -298,3 +298,26 @@ test('payload_too_large: a PUBLISH over limits.maxPayloadBytes disconnects its c
   assert.equal(sample(await broker.metrics.metrics(), 'ce_broker_events_total', { outcome: 'rejected', reason: 'payload_too_large' }), 2)
   assert.deepEqual((await listDlq(httpUrl(broker, '/api/dlq'))).items, [])
 })
+
+test('one warn line per rejection: clientId, topic, event id, reason and the flow\'s extension values, no payload', async (t) => {
+  const { pino } = await import('pino')
+  const { Writable } = await import('node:stream')
+  const lines: Array<Record<string, unknown>> = []
+  const sink = new Writable({ write (chunk: Buffer, _enc, done) { lines.push(JSON.parse(chunk.toString())); done() } })
+  const broker = await startBroker(t, { logger: pino({ level: 'warn' }, sink) })
+  const publisher = await connect(t, mqttUrl(broker), { clientId: 'booking-service' })
+  const bad = bookingReserved({ nights: 0 }, { correlationid: 'flow-42', causationid: 'cmd-7', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' })
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(bad), { qos: 1 })
+  const refusals = lines.filter((l) => l.msg === 'publish diverted')
+  assert.equal(refusals.length, 1)
+  const [line] = refusals
+  assert.equal(line?.level, 40)
+  assert.equal(line?.clientId, 'booking-service')
+  assert.equal(line?.topic, BOOKING_RESERVED_TOPIC)
+  assert.equal(line?.eventId, bad.id)
+  assert.equal(line?.reason, 'schema_validation_failed')
+  assert.equal(line?.correlationid, 'flow-42')
+  assert.equal(line?.causationid, 'cmd-7')
+  assert.equal(line?.traceparent, bad.traceparent)
+  assert.ok(!JSON.stringify(line).includes('b-1001'), 'no payload at warn')
+})
