@@ -17,7 +17,11 @@ export interface ValidationFigures {
 
 const TOPIC = 'albergue/v1/booking/reserved'
 
-/** Median of `rounds` alternating timings of `iterations` events each. */
+/**
+ * Best of `rounds` alternating timings of `iterations` events each. The best, not the
+ * median: on a shared machine noise only ever adds time, and what is timed here is a
+ * pure function of one fixed input.
+ */
 export async function measureValidation (rounds: number, iterations = 200_000): Promise<ValidationFigures> {
   const registry = await SchemaRegistry.load(fileURLToPath(new URL('../../schemas/', import.meta.url)))
   const check = createEventCheck({ registry, default: 'pass', rules: [{ match: 'albergue/#', cloudevents: true, schema: 'required', onInvalid: 'dlq' }] })
@@ -47,11 +51,5 @@ export async function measureValidation (rounds: number, iterations = 200_000): 
     }
   }
   if (sink === 0) throw new Error('nothing was checked')
-  return { parseUs: median(parse), checkUs: median(full) }
-}
-
-function median (values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[mid] ?? 0 : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2
+  return { parseUs: Math.min(...parse), checkUs: Math.min(...full) }
 }
