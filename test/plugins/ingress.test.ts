@@ -133,3 +133,11 @@ test('POST /api/mqtt/publish takes { topic, payload, qos, retain } with payload 
   assert.equal(reserved.status, 403)
   assert.equal((reserved.json as ErrorReply).error.code, 'reserved_topic')
 })
+
+test('a body over the route limit is refused by the HTTP parser as payload_too_large and counted', async (t) => {
+  const broker = await startBroker(t)
+  const reply = await post(httpUrl(broker, '/api/events'), { 'content-type': 'application/cloudevents+json' }, Buffer.alloc(2 * 1024 * 1024, 0x20))
+  assert.equal(reply.status, 413)
+  assert.equal((reply.json as ErrorReply).error.code, 'payload_too_large')
+  assert.equal(sample(await broker.metrics.metrics(), 'ce_broker_events_total', { outcome: 'rejected', reason: 'payload_too_large' }), 1)
+})
