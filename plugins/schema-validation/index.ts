@@ -20,8 +20,8 @@ export interface SchemaValidationOptions {
  * CloudEvents 1.0 envelope, `type` ⇄ topic, a registered schema for the type,
  * then `data` against it. The first failure throws an `EventRejectedError` with
  * its reason; the rule's `onInvalid` makes it dead-letter (ack) or disconnect.
- * Validators are compiled at start-up; a publish costs one JSON.parse and two
- * compiled validator calls.
+ * Schemas are compiled at start-up; a publish costs one JSON.parse, the envelope
+ * checks and one compiled validator call.
  */
 export const schemaValidation = definePlugin<SchemaValidationOptions>('schema-validation', async (ctx, opts) => {
   const check = createEventCheck(opts)
