@@ -8,6 +8,7 @@ import mqemitter, { type MQEmitter } from 'mqemitter'
 import mqemitterRedis from 'mqemitter-redis'
 import type { BrokerConfig } from '../config.js'
 import type { Logger } from '../logger.js'
+import { boundRecursion } from './bounded-mq.js'
 
 // aedes-persistence's types declare an ESM default export, but the package is
 // CommonJS and module.exports is the factory itself (aedes loads it the same way).
@@ -47,7 +48,7 @@ export function createBackend (config: BrokerConfig, log: Logger): Backend {
     return {
       kind: 'memory',
       persistence,
-      mq: mqemitter(mqOptions),
+      mq: boundRecursion(mqemitter(mqOptions)),
       ready: () => true,
       retained: (filter, limit) => readRetained(persistence, filter, limit),
       close: async () => { await persistence.destroy() }
@@ -60,7 +61,7 @@ export function createBackend (config: BrokerConfig, log: Logger): Backend {
   const connections = ['persistence', 'publish', 'subscribe'].map((role) => watch(new Redis(url, { lazyConnect: false }), role, redisLog))
   const [db, pubConn, subConn] = connections as [Redis, Redis, Redis]
   const persistence = redisPersistence({ conn: db })
-  const mq = mqemitterRedis({ ...mqOptions, pubConn, subConn })
+  const mq = boundRecursion(mqemitterRedis({ ...mqOptions, pubConn, subConn }))
   // mqemitter-redis re-emits connection errors on an untyped `state` emitter; unheard,
   // an EventEmitter 'error' throws. The connections' own listeners (watch) log them.
   const state: unknown = Reflect.get(mq, 'state')
