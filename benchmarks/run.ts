@@ -182,7 +182,12 @@ async function runScenario (scenario: Scenario, settings: Settings): Promise<voi
   if (Math.max(...loadgenCpu) > LOADGEN_CPU_WARNING) {
     detail(`${scenario.name} warning: the load generator used over ${percent(LOADGEN_CPU_WARNING)} of a core; it may be what limits these figures`)
   }
-  process.stdout.write(`bench ${scenario.name} ce-broker=${Math.round(ce)} aedes=${Math.round(aedes)} ratio=${(ce / aedes).toFixed(3)}\n`)
+  // The ratio is the median of each round's own ratio: a round measures both brokers back to
+  // back, so a machine that slows down for a while slows both sides of that round alike.
+  const ceRuns = of('ce-broker')
+  const ratios = of('aedes').map((run, i) => (ceRuns[i]?.load.msgsPerSec ?? 0) / run.load.msgsPerSec)
+  detail(`${scenario.name} per-round ratios: ${ratios.map((r) => r.toFixed(3)).join(' ')}`)
+  process.stdout.write(`bench ${scenario.name} ce-broker=${Math.round(ce)} aedes=${Math.round(aedes)} ratio=${median(ratios).toFixed(3)}\n`)
 }
 
 async function main (): Promise<void> {
