@@ -25,6 +25,8 @@ export { EnvelopeChecker, toFieldErrors, MAX_ERRORS, type CloudEvent, type Envel
 export { typeToTopic, topicToType, typeMatchesTopic } from './cloudevents/topic.js'
 export { isRfc3339, isRfc3339Date } from './cloudevents/rfc3339.js'
 export { compileFilter, topicFilterProblem } from './topics.js'
+export { REJECTIONS_PREFIX } from './hooks/authorize-subscribe.js'
+export { TRANSPORTS } from './transport/connections.js'
 export { viewPayload, type PayloadView } from './payload.js'
 export {
   MemoryDeadLetterStore,

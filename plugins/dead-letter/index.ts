@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { Counter } from 'prom-client'
 import {
-  EventRejectedError, MAX_ERRORS, definePlugin, viewPayload,
+  EventRejectedError, MAX_ERRORS, REJECTIONS_PREFIX, TRANSPORTS, definePlugin, viewPayload,
   type BrokerError, type DeadLetterRecord, type DeadLetterStore, type Origin, type PublishAttempt
 } from '../../src/index.js'
 
@@ -11,7 +11,7 @@ export interface DeadLetterOptions {
   readonly store: DeadLetterStore
 }
 
-const MQTT_ORIGINS: ReadonlySet<Origin> = new Set(['tcp', 'tls', 'ws', 'wss'])
+const MQTT_ORIGINS: ReadonlySet<Origin> = new Set(TRANSPORTS)
 
 /**
  * Keeps every refused event: builds its dead-letter record (PRODUCT §3), stores
@@ -55,7 +55,7 @@ export const deadLetter = definePlugin<DeadLetterOptions>('dead-letter', async (
 
     const bytes = Buffer.from(JSON.stringify(record))
     if (attempt.clientId !== null && MQTT_ORIGINS.has(attempt.origin)) {
-      ctx.publish({ topic: `$rejections/${attempt.clientId}`, payload: bytes, qos: 1 })
+      ctx.publish({ topic: REJECTIONS_PREFIX + attempt.clientId, payload: bytes, qos: 1 })
         .catch((err: unknown) => { ctx.reportError(err, { op: 'publish rejection', clientId: attempt.clientId }) })
     }
     return bytes
