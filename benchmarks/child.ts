@@ -29,10 +29,11 @@ export class Child<M> {
    * @param script compiled `.js` file to run, next to the caller (`new URL('./x.js', import.meta.url)`)
    * @param accept narrows an IPC message; other messages fail the child's waits
    * @param onMessage sees every accepted message, before any waiter does
+   * @param execArgv node flags for the child (`--cpu-prof`, ...)
    */
-  constructor (label: string, script: URL, args: readonly string[], accept: (message: unknown) => message is M, onMessage?: (message: M) => void) {
+  constructor (label: string, script: URL, args: readonly string[], accept: (message: unknown) => message is M, onMessage?: (message: M) => void, execArgv: readonly string[] = []) {
     this.#label = label
-    this.#process = fork(script, args, { stdio: ['ignore', 2, 2, 'ipc'] })
+    this.#process = fork(script, args, { stdio: ['ignore', 2, 2, 'ipc'], execArgv: [...execArgv] })
     const child = this
     this.#process.on('message', function onChildMessage (message: unknown) {
       if (!accept(message)) {

@@ -8,7 +8,8 @@
  * That line is a contract (scripts compare it across commits); everything else
  * (per-round figures, CPU shares) goes to stderr and never starts with `bench `.
  * Env: BENCH_ROUNDS (default 5), BENCH_SECONDS (measuring window, default 3),
- * BENCH_WARMUP_SECONDS (default 1). Exits non-zero if any child fails.
+ * BENCH_WARMUP_SECONDS (default 1), BENCH_ONLY (comma-separated scenario names),
+ * BENCH_PROFILE_DIR (servers write V8 CPU profiles there). Exits non-zero if any child fails.
  */
 import { Child } from './child.js'
 import {
@@ -37,6 +38,8 @@ interface Settings {
   readonly rounds: number
   readonly warmupMs: number
   readonly windowMs: number
+  /** Scenario names to run; empty runs them all. */
+  readonly only: readonly string[]
 }
 
 /** What one (scenario, kind, round) run measured. */
@@ -60,7 +63,8 @@ function readSettings (env: NodeJS.ProcessEnv): Settings {
   return {
     rounds: number('BENCH_ROUNDS', 5, 1, true),
     windowMs: Math.round(number('BENCH_SECONDS', 3, 0.1, false) * 1000),
-    warmupMs: Math.round(number('BENCH_WARMUP_SECONDS', 1, 0, false) * 1000)
+    warmupMs: Math.round(number('BENCH_WARMUP_SECONDS', 1, 0, false) * 1000),
+    only: (env.BENCH_ONLY ?? '').split(',').map((name) => name.trim()).filter((name) => name !== '')
   }
 }
 
@@ -70,7 +74,10 @@ class ServerProcess {
   #nextId = 1
 
   constructor (kind: BrokerKind, scenario: Scenario) {
-    this.#child = new Child(`server ${kind}`, SERVER_SCRIPT, [kind, scenario.name], isServerMessage)
+    // BENCH_PROFILE_DIR: each server writes a V8 CPU profile there when it exits
+    const profileDir = process.env.BENCH_PROFILE_DIR
+    const execArgv = profileDir === undefined || profileDir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${scenario.name}-${kind}-${Date.now()}.cpuprofile`]
+    this.#child = new Child(`server ${kind}`, SERVER_SCRIPT, [kind, scenario.name], isServerMessage, undefined, execArgv)
   }
 
   async ready (): Promise<number> {
@@ -192,7 +199,12 @@ async function runScenario (scenario: Scenario, settings: Settings): Promise<voi
 
 async function main (): Promise<void> {
   const settings = readSettings(process.env)
-  for (const scenario of SCENARIOS) await runScenario(scenario, settings)
+  const known = [...SCENARIOS.map((s) => s.name), 'validation-us']
+  const unknown = settings.only.filter((name) => !known.includes(name))
+  if (unknown.length > 0) throw new Error(`BENCH_ONLY names unknown scenarios ${unknown.join(', ')} (known: ${known.join(', ')})`)
+  const wanted = (name: string): boolean => settings.only.length === 0 || settings.only.includes(name)
+  for (const scenario of SCENARIOS) if (wanted(scenario.name)) await runScenario(scenario, settings)
+  if (!wanted('validation-us')) return
 
   // The checks alone, in this process: here the baseline column is JSON.parse of the same
   // payload, the least any broker that looks at events must spend (raw Aedes never parses).
