@@ -38,6 +38,6 @@ export async function builtinPlugins (config: BrokerConfig, store: DeadLetterSto
     }
   }
   const registry = await SchemaRegistry.load(dir)
-  entries.push(schemaValidation({ rules: config.validation.rules, default: config.validation.default, registry }))
+  entries.push(schemaValidation({ rules: config.validation.rules, default: config.validation.default, workers: config.validation.workers, registry }))
   return { entries, schemas: () => registry.list() }
 }

@@ -1,4 +1,4 @@
-import { hostname } from 'node:os'
+import { availableParallelism, hostname } from 'node:os'
 import { readFileSync } from 'node:fs'
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import addFormats from 'ajv-formats'
@@ -58,6 +58,8 @@ export interface BrokerConfig {
     readonly default: 'pass' | 'reject'
     /** Checked in order; the first rule whose `match` filter matches the topic applies. */
     readonly rules: readonly ValidationRule[]
+    /** Worker threads that parse and check events; 0 checks on the event loop. Default: one per core beyond the first, at most 4. */
+    readonly workers: number
   }
   readonly limits: {
     /** Largest PUBLISH payload in bytes, refused while parsing. Default 262144 (256 KiB). */
@@ -99,7 +101,8 @@ export function defaults (): BrokerConfig {
     schemas: { dir: './schemas' },
     validation: {
       default: 'pass',
-      rules: [{ match: 'albergue/#', cloudevents: true, schema: 'required', onInvalid: 'dlq' }]
+      rules: [{ match: 'albergue/#', cloudevents: true, schema: 'required', onInvalid: 'dlq' }],
+      workers: Math.min(Math.max(availableParallelism() - 1, 0), 4)
     },
     limits: { maxPayloadBytes: 256 * 1024 },
     deadLetters: { maxEntries: 10_000 }
@@ -136,6 +139,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { paths: ['logLevel'], env: 'CE_BROKER_LOG_LEVEL', flag: '--log-level', default: 'info', doc: 'fatal, error, warn, info, debug, trace or silent' },
   { paths: ['schemas.dir'], env: 'CE_BROKER_SCHEMAS_DIR', flag: '--schemas', default: './schemas', doc: 'folder of JSON Schema files' },
   { paths: ['validation.default'], env: 'CE_BROKER_VALIDATION_DEFAULT', default: 'pass', doc: 'pass or reject publishes on topics no validation rule matches' },
+  { paths: ['validation.workers'], env: 'CE_BROKER_VALIDATION_WORKERS', flag: '--validation-workers', default: 'cores - 1, at most 4', doc: 'worker threads that parse and check events (0 = on the event loop)' },
   { paths: ['limits.maxPayloadBytes'], env: 'CE_BROKER_LIMITS_MAX_PAYLOAD_BYTES', default: '262144', doc: 'largest PUBLISH payload, refused while parsing' },
   { paths: ['deadLetters.maxEntries'], env: 'CE_BROKER_DEAD_LETTERS_MAX_ENTRIES', default: '10000', doc: 'dead letters kept; the oldest are evicted' }
 ]
@@ -166,8 +170,9 @@ function configSchema (partial: boolean): object {
           schema: { enum: ['required', 'optional', 'none'] },
           onInvalid: { enum: ['dlq', 'disconnect'] }
         }, ['match'])
-      }
-    }, ['default', 'rules']),
+      },
+      workers: { type: 'integer', minimum: 0, maximum: 64 }
+    }, ['default', 'rules', 'workers']),
     limits: strict({ maxPayloadBytes: { type: 'integer', minimum: 1, maximum: 268435455 } }, ['maxPayloadBytes']),
     deadLetters: strict({ maxEntries: { type: 'integer', minimum: 1 } }, ['maxEntries'])
   }, ['mqtt', 'http', 'nodeId', 'logLevel', 'schemas', 'validation', 'limits', 'deadLetters'])

@@ -26,6 +26,12 @@ export interface SchemaEntry {
   readonly schema: AnySchemaObject
 }
 
+/** One schema file as read: its name within the folder and its parsed JSON. */
+export interface SchemaDocument {
+  readonly file: string
+  readonly schema: AnySchemaObject
+}
+
 interface Compiled extends SchemaEntry {
   readonly validate: ValidateFunction
 }
@@ -41,8 +47,10 @@ const TYPE_KEYWORD = 'x-cloudevents-type'
 export class SchemaRegistry {
   readonly #byType: ReadonlyMap<string, Compiled>
   readonly #byId: ReadonlyMap<string, Compiled>
+  readonly #documents: readonly SchemaDocument[]
 
-  private constructor (entries: readonly Compiled[]) {
+  private constructor (entries: readonly Compiled[], documents: readonly SchemaDocument[]) {
+    this.#documents = documents
     this.#byType = new Map(entries.map((e) => [e.type, e]))
     this.#byId = new Map(entries.flatMap((e) => e.id === undefined ? [] : [[e.id, e] as const]))
   }
@@ -55,11 +63,20 @@ export class SchemaRegistry {
     } catch (err: unknown) {
       throw new SchemaFileError(dir, 'cannot be read as a schema folder', { cause: err })
     }
+    const documents: SchemaDocument[] = []
+    for (const file of names) documents.push({ file, schema: await readSchema(join(dir, file)) })
+    return SchemaRegistry.compile(documents)
+  }
+
+  /**
+   * Compile schema documents already read (what `load` does after reading the folder,
+   * and how a validation worker rebuilds the registry from `documents()`).
+   */
+  static compile (documents: readonly SchemaDocument[]): SchemaRegistry {
     const ajvs: Record<Draft, Ajv> = { '2020-12': makeAjv(new Ajv2020(OPTIONS)), 'draft-07': makeAjv(new Ajv(OPTIONS)) }
 
     const files: Array<{ file: string, schema: AnySchemaObject, draft: Draft }> = []
-    for (const file of names) {
-      const schema = await readSchema(join(dir, file))
+    for (const { file, schema } of documents) {
       const declared = schema.$schema
       const draft = declared === undefined ? '2020-12' : DRAFT_BY_URI.get(String(declared).replace(/#$/, ''))
       if (draft === undefined) throw new SchemaFileError(file, `declares "$schema": ${JSON.stringify(declared)}; use draft 2020-12 or draft-07`)
@@ -88,7 +105,7 @@ export class SchemaRegistry {
       if (validate === undefined) throw new SchemaFileError(file, 'could not be compiled')
       compiled.push({ type, file, draft, schema, validate, ...(typeof schema.$id === 'string' ? { id: schema.$id } : {}) })
     }
-    return new SchemaRegistry(compiled)
+    return new SchemaRegistry(compiled, documents)
   }
 
   /** The validator of `type`, or `undefined` when none is registered. */
@@ -99,6 +116,11 @@ export class SchemaRegistry {
   /** The validator whose schema has `$id` equal to `id` (a CloudEvent's `dataschema`). */
   forId (id: string): ValidateFunction | undefined {
     return this.#byId.get(id)?.validate
+  }
+
+  /** The files this registry was compiled from, shared definitions included; plain JSON, fit for `postMessage`. */
+  documents (): readonly SchemaDocument[] {
+    return this.#documents
   }
 
   /** Every event schema, by type. */

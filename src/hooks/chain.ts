@@ -47,7 +47,10 @@ export function runChain<A> (chain: readonly Step<A>[], arg: A, from = 0): Promi
     const step = chain[i]
     if (step === undefined) continue
     const result = step(arg)
-    if (result !== undefined) return result.then(function nextStep () { return runChain(chain, arg, i + 1) })
+    if (result === undefined) continue
+    // the last step's promise is the chain's: no extra promise per publish on the common one-handler chain
+    if (i === chain.length - 1) return result
+    return result.then(function nextStep () { return runChain(chain, arg, i + 1) })
   }
   return undefined
 }

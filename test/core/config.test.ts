@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { availableParallelism } from 'node:os'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { ConfigError, OPTIONS, loadConfig } from '../../src/index.js'
@@ -11,7 +12,8 @@ test('defaults run one embedded node on localhost', () => {
     nodeId: 'x',
     logLevel: 'info',
     schemas: { dir: './schemas' },
-    validation: { default: 'pass', rules: [{ match: 'albergue/#', cloudevents: true, schema: 'required', onInvalid: 'dlq' }] },
+    // one validation worker per core beyond the first, at most 4
+    validation: { default: 'pass', rules: [{ match: 'albergue/#', cloudevents: true, schema: 'required', onInvalid: 'dlq' }], workers: Math.min(availableParallelism() - 1, 4) },
     limits: { maxPayloadBytes: 262144 },
     deadLetters: { maxEntries: 10000 }
   })
