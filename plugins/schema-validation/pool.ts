@@ -206,7 +206,8 @@ export class CheckPool {
       const refused = batch?.refused
       if (batch === undefined || refused === undefined) return
       this.#sent.shift()
-      if (this.#spare.length < MAX_SPARE_BUFFERS) this.#spare.push(batch.buffer)
+      // keep ordinary buffers only: one grown for a huge payload is left to the GC
+      if (this.#spare.length < MAX_SPARE_BUFFERS && batch.buffer.byteLength <= 2 * MAX_BATCH_BYTES) this.#spare.push(batch.buffer)
       let next = 0
       for (let i = 0; i < batch.items.length; i++) {
         const item = batch.items[i]
