@@ -101,6 +101,8 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
   let publishPacket: (packet: PublishPacket) => Promise<void> = async () => { throw new Error('the broker has not started') }
   const gate = createPublishGate({
     chain: chains.authorizePublish,
+    decided: chains.decided,
+    reportError: (err, context) => { reportError('decided', err, context) },
     deadLetter: () => chains.deadLetter,
     publishRecord: (topic, record) => {
       publishPacket(toPacket({ topic, payload: record, qos: 1 })).catch((err: unknown) => { reportError('dead-letter', err, { topic }) })
@@ -194,7 +196,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       guardPublishSize(stream, {
         maxPayloadBytes: config.limits.maxPayloadBytes,
         onOversize: function refuseOversize (info) {
-          metrics.event('rejected', 'payload_too_large')
+          gate.tooLarge(info.topic ?? '', info.payloadBytes, info.limit, { origin: transport, clientId: client?.id ?? null })
           log.warn({ clientId: client?.id, transport, remoteAddress: socket.remoteAddress, reason: 'payload_too_large', ...info }, 'publish over limits.maxPayloadBytes refused, client disconnected')
         }
       })
@@ -231,7 +233,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       deadLetters,
       submit,
       keep: (message, error, options) => { gate.keep(toPacket(message), error, options) },
-      countTooLarge: () => { metrics.event('rejected', 'payload_too_large') },
+      tooLarge: (topic, payloadBytes) => { gate.tooLarge(topic, payloadBytes, config.limits.maxPayloadBytes, { origin: 'http' }) },
       maxPayloadBytes: config.limits.maxPayloadBytes,
       schemas: builtins.schemas
     }, { bodyLimit: HTTP_BODY_LIMIT, ...(httpTls === undefined ? {} : { tls: httpTls }) })

@@ -1,5 +1,5 @@
 import type { Registry } from 'prom-client'
-import type { BrokerError } from './errors.js'
+import type { BrokerError, EventSummary } from './errors.js'
 import type { BrokerConfig } from './config.js'
 import type { Logger } from './logger.js'
 
@@ -34,7 +34,21 @@ export interface PublishAttempt {
   readonly replayOf: string | undefined
   /** Child logger with `{ clientId, topic }`. */
   readonly log: Logger
+  /**
+   * The CloudEvent this publish carries, once a check has read it (schema-validation
+   * does, on topics whose rule asks for CloudEvents): `id`, `source`, `type`, `time`
+   * and the tracing extensions. `undefined` on other topics, and before.
+   */
+  readonly event: EventSummary | undefined
+  /** Say what event the payload holds, for the handlers after this one. Called by the plugin that parsed it. */
+  describe: (event: EventSummary) => void
 }
+
+/**
+ * How the pipeline decided a publish: `undefined` when it was accepted, else the
+ * error that refused it (`EventRejectedError`, `DuplicateEventError`, ...).
+ */
+export type PublishVerdict = BrokerError | undefined
 
 /** A SUBSCRIBE for one filter. */
 export interface SubscribeAttempt {
@@ -58,6 +72,12 @@ export interface PublishedMessage {
 export type ConnectHandler = (attempt: ConnectAttempt) => Promise<void> | void
 /** Passes by returning; refuses by throwing a `BrokerError`, whose `disposition` decides what happens. */
 export type AuthorizePublishHandler = (attempt: PublishAttempt) => Promise<void> | void
+/**
+ * Sees every publish once its verdict is known, before it is routed: accepted ones
+ * and refused ones alike (whatever refused them, the size limit included). Synchronous:
+ * enqueue I/O and return; report failures through `ctx.reportError`.
+ */
+export type DecidedHandler = (attempt: PublishAttempt, verdict: PublishVerdict) => void
 /** Passes by returning; refuses (SUBACK 0x80, client stays connected) by throwing. */
 export type AuthorizeSubscribeHandler = (attempt: SubscribeAttempt) => Promise<void> | void
 /**
@@ -82,6 +102,8 @@ export interface HookRegistry {
   authorizePublish: (handler: AuthorizePublishHandler) => void
   authorizeSubscribe: (handler: AuthorizeSubscribeHandler) => void
   published: (handler: PublishedHandler) => void
+  /** Every publish's verdict, accepted or refused; runs after the dead-letter handler. */
+  decided: (handler: DecidedHandler) => void
   /** The one dead-letter handler; a second registration throws. */
   deadLetter: (handler: DeadLetterHandler) => void
 }

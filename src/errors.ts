@@ -85,11 +85,12 @@ const REASON_STATUS: Readonly<Record<RejectReason, number>> = {
   schema_validation_failed: 422
 }
 
-/** What is known of a refused event, for logs and records (nothing when it was not a CloudEvent). */
+/** What is known of an event, for logs, records and later plugins (nothing when it was not a CloudEvent). */
 export interface EventSummary {
   readonly id?: string
   readonly type?: string
   readonly source?: string
+  readonly time?: string
   /** Extension values that tie one business flow together across services. */
   readonly correlationid?: unknown
   readonly causationid?: unknown
@@ -121,6 +122,21 @@ export class EventRejectedError extends BrokerError {
 
   override get deadLetter (): boolean {
     return true
+  }
+}
+
+/**
+ * The same event (`source` + `id`) was accepted already within the idempotency
+ * window. The publisher is acked as usual; the copy reaches no one and is not
+ * dead-lettered. HTTP answers 200 `{ "duplicate": true }`.
+ */
+export class DuplicateEventError extends BrokerError {
+  readonly code = 'BRK_EVENT_DUPLICATE'
+  override readonly disposition = 'discard'
+  override readonly statusCode = 200
+
+  constructor (readonly topic: string, readonly event: { readonly id: string, readonly source: string }) {
+    super(`event ${JSON.stringify(event.id)} from ${JSON.stringify(event.source)} on "${topic}" is a duplicate`)
   }
 }
 

@@ -34,14 +34,15 @@ export function noMatchingRule (topic: string): EventRejectedError {
 /**
  * The checks of one publish on a topic whose rule asks for CloudEvents, in PRODUCT §2
  * order: JSON, the CloudEvents 1.0 envelope, `type` ⇄ topic, a registered schema for
- * the type, then `data` against it. Returns on success; the first failure throws an
+ * the type, then `data` against it. Returns what later plugins need to know of the
+ * event (`id`, `source`, `type`, `time`, tracing extensions); the first failure throws an
  * `EventRejectedError` with its reason. Schemas are compiled already: a check costs
  * one JSON.parse, the envelope checks and one compiled validator call.
  */
-export function createRuleCheck (registry: SchemaRegistry): (rule: ValidationRule, topic: string, payload: Buffer) => void {
+export function createRuleCheck (registry: SchemaRegistry): (rule: ValidationRule, topic: string, payload: Buffer) => EventSummary {
   const envelope = new EnvelopeChecker()
 
-  return function checkEvent (rule: ValidationRule, topic: string, payload: Buffer): void {
+  return function checkEvent (rule: ValidationRule, topic: string, payload: Buffer): EventSummary {
     const onInvalid = rule.onInvalid
     const refuse = (reason: RejectReason, problems: readonly EventProblem[], event?: CloudEvent): never => {
       throw new EventRejectedError(reason, topic, problems, onInvalid, event === undefined ? {} : summary(event))
@@ -53,7 +54,7 @@ export function createRuleCheck (registry: SchemaRegistry): (rule: ValidationRul
     if (!typeMatchesTopic(event.type, topic)) {
       return refuse('type_topic_mismatch', [{ path: '/type', message: `type "${event.type}" belongs on topic "${typeToTopic(event.type)}", not "${topic}"` }], event)
     }
-    if (rule.schema === 'none') return
+    if (rule.schema === 'none') return summary(event)
     // a dataschema naming a registered $id picks that schema; otherwise the type's
     const validate = (event.dataschema === undefined ? undefined : registry.forId(event.dataschema)) ?? registry.forType(event.type)
     if (validate === undefined) {
@@ -61,6 +62,7 @@ export function createRuleCheck (registry: SchemaRegistry): (rule: ValidationRul
     } else if (!validate(event.data)) {
       refuse('schema_validation_failed', toFieldErrors(validate.errors, event.data, '/data'), event)
     }
+    return summary(event)
   }
 }
 
@@ -86,6 +88,7 @@ export function createEventCheck (opts: ValidationPolicy & { readonly registry: 
 
 function summary (event: CloudEvent): EventSummary {
   const out: { -readonly [K in keyof EventSummary]: EventSummary[K] } = { id: event.id, type: event.type, source: event.source }
+  if (event.time !== undefined) out.time = event.time
   if (event.correlationid !== undefined) out.correlationid = event.correlationid
   if (event.causationid !== undefined) out.causationid = event.causationid
   if (event.traceparent !== undefined) out.traceparent = event.traceparent

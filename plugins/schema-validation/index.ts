@@ -1,5 +1,5 @@
 import { Gauge } from 'prom-client'
-import { definePlugin, type PublishAttempt } from '../../src/index.js'
+import { definePlugin, type EventSummary, type PublishAttempt } from '../../src/index.js'
 import { createRuleCheck, noMatchingRule, ruleMatcher, type ValidationPolicy } from './check.js'
 import { CheckPool } from './pool.js'
 import type { SchemaRegistry } from './registry.js'
@@ -28,11 +28,10 @@ export const schemaValidation = definePlugin<SchemaValidationOptions>('schema-va
   const { rules, registry } = opts
   const ruleOf = ruleMatcher(rules)
   const checkEvent = createRuleCheck(registry)
-  const countAccepted = (): void => { ctx.countEvent('accepted') }
-  function checkInline (index: number, topic: string, payload: Buffer): void {
+  function checkInline (index: number, topic: string, payload: Buffer): EventSummary {
     const rule = rules[index]
     if (rule === undefined) throw new RangeError(`no validation rule ${index}`)
-    checkEvent(rule, topic, payload)
+    return checkEvent(rule, topic, payload)
   }
 
   const workers = opts.workers ?? 0
@@ -44,7 +43,6 @@ export const schemaValidation = definePlugin<SchemaValidationOptions>('schema-va
         size: workers,
         setup: { rules, documents: registry.documents() },
         inline: checkInline,
-        onAccepted: countAccepted,
         onWorkerLost: (err) => {
           gauge.set(pool?.size ?? 0)
           ctx.reportError(err, { during: 'validation', remainingWorkers: pool?.size ?? 0 })
@@ -65,9 +63,9 @@ export const schemaValidation = definePlugin<SchemaValidationOptions>('schema-va
       return undefined
     }
     if (!rule.cloudevents) return undefined
-    if (pool !== undefined) return pool.check(index, attempt.topic, attempt.payload)
-    checkEvent(rule, attempt.topic, attempt.payload)
-    countAccepted()
+    // the event's summary goes on the attempt: the core counts it accepted, later plugins read it
+    if (pool !== undefined) return pool.check(index, attempt.topic, attempt.payload, attempt)
+    attempt.describe(checkEvent(rule, attempt.topic, attempt.payload))
     return undefined
   })
   ctx.log.info({ rules: rules.length, types: registry.list().length, default: opts.default, workers: pool?.size ?? 0 }, 'validation ready')

@@ -1,8 +1,14 @@
 import { Worker } from 'node:worker_threads'
+import type { EventSummary } from '../../src/index.js'
 import { errorOf, isWorkerMessage, itemSize, verdictOf, writeItem, type CheckBatch, type Refusal, type WorkerSetup } from './protocol.js'
 
-/** Checks one publish under the rule at `rule` in this thread; throws the refusal. */
-export type InlineCheck = (rule: number, topic: string, payload: Buffer) => void
+/** Checks one publish under the rule at `rule` in this thread: the event's summary, or throws the refusal. */
+export type InlineCheck = (rule: number, topic: string, payload: Buffer) => EventSummary
+
+/** What is told what an accepted event is, just before its check resolves (the publish attempt). */
+export interface Describable {
+  describe: (event: EventSummary) => void
+}
 
 export interface CheckPoolOptions {
   /** Worker threads to start (≥ 1). */
@@ -10,8 +16,6 @@ export interface CheckPoolOptions {
   readonly setup: WorkerSetup
   /** The same check in this thread: for batches in flight when a worker dies, and for everything once none is left. */
   readonly inline: InlineCheck
-  /** Called once per accepted event, as its verdict is settled. */
-  readonly onAccepted: () => void
   /** A worker died; the pool carries on with the others, then inline. */
   readonly onWorkerLost: (err: Error) => void
   /** The worker script; default `worker.js` next to this file. */
@@ -28,11 +32,18 @@ const MAX_BATCH_ITEMS = 1024
 /** Buffers of settled batches kept for the next ones: a fresh one is zero-filled. */
 const MAX_SPARE_BUFFERS = 16
 
+/** A batch's answer: the refused items by index, the accepted ones' summaries in order. */
+interface Verdicts {
+  readonly refused: readonly Refusal[]
+  readonly accepted: readonly EventSummary[]
+}
+
 interface Item {
   readonly rule: number
   readonly topic: string
   /** The publish's own payload: re-checked inline if the batch's worker dies. */
   readonly payload: Buffer
+  readonly target: Describable
   readonly resolve: () => void
   readonly reject: (err: Error) => void
 }
@@ -46,7 +57,7 @@ class Batch {
   used = 0
   worker: Worker | undefined
   /** Set once the worker (or the inline fallback) has answered. */
-  refused: readonly Refusal[] | undefined
+  verdicts: Verdicts | undefined
 
   constructor (readonly seq: number, buffer: SharedArrayBuffer) {
     this.buffer = buffer
@@ -115,18 +126,18 @@ export class CheckPool {
   }
 
   /**
-   * Check a publish under rule index `rule`. Resolves when accepted, rejects with the
-   * refusal. With no worker left it checks inline: returns `undefined` or throws.
+   * Check a publish under rule index `rule`. Resolves when accepted (after `target`
+   * was told the event), rejects with the refusal. With no worker left it checks
+   * inline: describes and returns `undefined`, or throws.
    */
-  check (rule: number, topic: string, payload: Buffer): Promise<void> | undefined {
+  check (rule: number, topic: string, payload: Buffer, target: Describable): Promise<void> | undefined {
     if (this.#workers.length === 0) {
-      this.#options.inline(rule, topic, payload)
-      this.#options.onAccepted()
+      target.describe(this.#options.inline(rule, topic, payload))
       return undefined
     }
     return new Promise((resolve, reject) => {
       const batch = this.#open ?? this.#openBatch(itemSize(topic, payload))
-      batch.add({ rule, topic, payload, resolve, reject })
+      batch.add({ rule, topic, payload, target, resolve, reject })
       if (batch.full) this.#send()
     })
   }
@@ -141,7 +152,7 @@ export class CheckPool {
       this.#sent.push(this.#open)
       this.#open = undefined
     }
-    for (const batch of this.#sent) batch.refused ??= this.#checkInline(batch)
+    for (const batch of this.#sent) batch.verdicts ??= this.#checkInline(batch)
     this.#settle()
     await Promise.all(workers.map(async (worker) => await worker.terminate()))
   }
@@ -169,7 +180,7 @@ export class CheckPool {
     const worker = this.#workers[this.#turn++ % this.#workers.length]
     if (worker === undefined) {
       // every worker died since the batch was opened
-      batch.refused = this.#checkInline(batch)
+      batch.verdicts = this.#checkInline(batch)
       this.#settle()
       return
     }
@@ -182,8 +193,8 @@ export class CheckPool {
     worker.on('message', (message: unknown) => {
       if (!isWorkerMessage(message) || message.type !== 'verdicts') return
       const batch = this.#sent.find((b) => b.seq === message.seq)
-      if (batch === undefined || batch.refused !== undefined) return
-      batch.refused = message.refused
+      if (batch === undefined || batch.verdicts !== undefined) return
+      batch.verdicts = message
       this.#settle()
     })
     let failure: Error | undefined
@@ -193,7 +204,7 @@ export class CheckPool {
       this.#workers = this.#workers.filter((w) => w !== worker)
       this.#options.onWorkerLost(failure ?? new Error(`validation worker exited with code ${code}`))
       for (const batch of this.#sent) {
-        if (batch.worker === worker) batch.refused ??= this.#checkInline(batch)
+        if (batch.worker === worker) batch.verdicts ??= this.#checkInline(batch)
       }
       this.#settle()
     })
@@ -203,37 +214,45 @@ export class CheckPool {
   #settle (): void {
     while (this.#sent.length > 0) {
       const batch = this.#sent[0]
-      const refused = batch?.refused
-      if (batch === undefined || refused === undefined) return
+      const verdicts = batch?.verdicts
+      if (batch === undefined || verdicts === undefined) return
       this.#sent.shift()
       // keep ordinary buffers only: one grown for a huge payload is left to the GC
       if (this.#spare.length < MAX_SPARE_BUFFERS && batch.buffer.byteLength <= 2 * MAX_BATCH_BYTES) this.#spare.push(batch.buffer)
-      let next = 0
+      const { refused, accepted } = verdicts
+      let nextRefused = 0
+      let nextAccepted = 0
       for (let i = 0; i < batch.items.length; i++) {
         const item = batch.items[i]
         if (item === undefined) continue
-        const refusal = refused[next]
+        const refusal = refused[nextRefused]
         if (refusal?.index === i) {
-          next++
+          nextRefused++
           item.reject(errorOf(refusal.verdict, item.topic))
-        } else {
-          this.#options.onAccepted()
-          item.resolve()
+          continue
         }
+        const event = accepted[nextAccepted++]
+        if (event === undefined) {
+          item.reject(new Error(`validation worker: no verdict for item ${i} of batch ${batch.seq}`))
+          continue
+        }
+        item.target.describe(event)
+        item.resolve()
       }
     }
   }
 
-  #checkInline (batch: Batch): Refusal[] {
+  #checkInline (batch: Batch): Verdicts {
     const refused: Refusal[] = []
+    const accepted: EventSummary[] = []
     batch.items.forEach((item, index) => {
       try {
-        this.#options.inline(item.rule, item.topic, item.payload)
+        accepted.push(this.#options.inline(item.rule, item.topic, item.payload))
       } catch (err: unknown) {
         refused.push({ index, verdict: verdictOf(err) })
       }
     })
-    return refused
+    return { refused, accepted }
   }
 }
 

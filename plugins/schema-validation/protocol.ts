@@ -27,10 +27,14 @@ export interface Refusal {
   readonly verdict: RejectedVerdict | FailedVerdict
 }
 
-/** Worker → main thread: `ready` once compiled, then one `verdicts` per batch, in order. */
+/**
+ * Worker → main thread: `ready` once compiled, then one `verdicts` per batch, in
+ * order: the refused items by index, and the accepted items' event summaries in
+ * item order (one per item not refused).
+ */
 export type WorkerMessage =
   | { readonly type: 'ready' }
-  | { readonly type: 'verdicts', readonly seq: number, readonly refused: readonly Refusal[] }
+  | { readonly type: 'verdicts', readonly seq: number, readonly refused: readonly Refusal[], readonly accepted: readonly EventSummary[] }
 
 /** Bytes `writeItem` may need for an item, at most (UTF-8 takes up to 3 bytes per UTF-16 unit). */
 export function itemSize (topic: string, payload: Buffer): number {
@@ -97,5 +101,6 @@ export function errorOf (verdict: RejectedVerdict | FailedVerdict, topic: string
 
 export function isWorkerMessage (message: unknown): message is WorkerMessage {
   if (typeof message !== 'object' || message === null || !('type' in message)) return false
-  return message.type === 'ready' || (message.type === 'verdicts' && 'seq' in message && 'refused' in message && Array.isArray(message.refused))
+  return message.type === 'ready' || (message.type === 'verdicts' && 'seq' in message && 'refused' in message && Array.isArray(message.refused) &&
+    'accepted' in message && Array.isArray(message.accepted))
 }

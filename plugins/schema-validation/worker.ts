@@ -5,6 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { createRuleCheck } from './check.js'
+import type { EventSummary } from '../../src/index.js'
 import { readItems, verdictOf, type CheckBatch, type Refusal, type WorkerMessage, type WorkerSetup } from './protocol.js'
 import { SchemaRegistry } from './registry.js'
 
@@ -17,16 +18,17 @@ const checkEvent = createRuleCheck(SchemaRegistry.compile(setup.documents))
 
 port.on('message', function checkBatch (batch: CheckBatch) {
   const refused: Refusal[] = []
+  const accepted: EventSummary[] = []
   readItems(Buffer.from(batch.bytes, 0, batch.used), batch.count, function checkItem (index, ruleIndex, topic, payload) {
     try {
       const rule = setup.rules[ruleIndex]
       if (rule === undefined) throw new Error(`no rule ${ruleIndex} for topic "${topic}"`)
-      checkEvent(rule, topic, payload)
+      accepted.push(checkEvent(rule, topic, payload))
     } catch (err: unknown) {
       refused.push({ index, verdict: verdictOf(err) })
     }
   })
-  port.postMessage({ type: 'verdicts', seq: batch.seq, refused } satisfies WorkerMessage)
+  port.postMessage({ type: 'verdicts', seq: batch.seq, refused, accepted } satisfies WorkerMessage)
 })
 
 port.postMessage({ type: 'ready' } satisfies WorkerMessage)

@@ -1,8 +1,8 @@
 import type { AedesOptions, Client, PublishPacket } from 'aedes'
-import { BrokerError, EventRejectedError, ReservedTopicError, toBrokerError, type Disposition } from '../errors.js'
+import { BrokerError, DuplicateEventError, EventRejectedError, ReservedTopicError, toBrokerError, type Disposition } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { CoreMetrics } from '../metrics.js'
-import type { AuthorizePublishHandler, DeadLetterHandler, Origin } from '../context.js'
+import type { AuthorizePublishHandler, DeadLetterHandler, DecidedHandler, Origin, PublishVerdict } from '../context.js'
 import type { Connections } from '../transport/connections.js'
 import { settleChain } from './chain.js'
 import { Attempt } from './publish-attempt.js'
@@ -17,6 +17,9 @@ export const DIVERT_PREFIX: Readonly<Record<Exclude<Disposition, 'reject'>, stri
 
 export interface PublishGateDeps {
   readonly chain: readonly AuthorizePublishHandler[]
+  /** Told every verdict (audit); a throw is reported, never fatal. */
+  readonly decided: readonly DecidedHandler[]
+  readonly reportError: (err: unknown, context: Readonly<Record<string, unknown>>) => void
   /** Builds the dead-letter record of a refused publish; read at call time (the plugin registers it after start). */
   readonly deadLetter: () => DeadLetterHandler | undefined
   /** Publishes the record of a refusal that disconnects (the refused packet itself goes nowhere). */
@@ -47,6 +50,11 @@ export interface PublishGate {
    * not even JSON): the record is kept and published on `$DLQ/<topic>`.
    */
   readonly keep: (packet: PublishPacket, error: BrokerError, options: CheckOptions) => void
+  /**
+   * Count and announce a publish refused for its size before its payload was read
+   * (the transport guard, the HTTP body limit): nothing to keep, but it is audited.
+   */
+  readonly tooLarge: (topic: string, payloadBytes: number, limit: number, options: CheckOptions & { readonly qos?: 0 | 1 | 2 }) => void
 }
 
 /**
@@ -66,6 +74,7 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
     if (topic.charCodeAt(0) === 36 /* $ */) {
       const err = new ReservedTopicError(topic)
       log.warn({ clientId: attempt.clientId, topic, code: err.code }, 'publish to a reserved topic refused')
+      announce(attempt, err)
       done(err)
       return
     }
@@ -73,9 +82,13 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
       done(undefined)
       return
     }
-    settleChain(chain, attempt, function allowed () { done(undefined) }, function refused (raw: unknown) {
+    settleChain(chain, attempt, function allowed () {
+      if (attempt.event !== undefined) metrics.event('accepted')
+      announce(attempt, undefined)
+      done(undefined)
+    }, function refused (raw: unknown) {
       const err = toBrokerError(raw)
-      if (err instanceof EventRejectedError) metrics.event('rejected', err.reason)
+      count(err)
       const record = err.deadLetter ? deps.deadLetter()?.(attempt, err) : undefined
       logRefusal(attempt, err, err.disposition === 'reject' ? 'publish refused' : 'publish diverted')
       if (err.disposition === 'reject') {
@@ -86,8 +99,24 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
         packet.retain = false
         if (record !== undefined && err.disposition === 'dead-letter') packet.payload = record
       }
+      announce(attempt, err)
       done(err)
     })
+  }
+
+  function count (err: BrokerError): void {
+    if (err instanceof EventRejectedError) metrics.event('rejected', err.reason)
+    else if (err instanceof DuplicateEventError) metrics.event('duplicate')
+  }
+
+  function announce (attempt: Attempt, verdict: PublishVerdict): void {
+    for (const handler of deps.decided) {
+      try {
+        handler(attempt, verdict)
+      } catch (err: unknown) {
+        deps.reportError(err, { hook: 'decided', handler: handler.name, topic: attempt.topic })
+      }
+    }
   }
 
   function hook (client: Client | null, packet: PublishPacket, callback: (err?: Error | null) => void): void {
@@ -112,14 +141,21 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
   }
 
   function keep (packet: PublishPacket, error: BrokerError, options: CheckOptions): void {
-    if (error instanceof EventRejectedError) metrics.event('rejected', error.reason)
+    count(error)
     const attempt = new Attempt(packet.topic, payloadOf(packet), packet.qos, packet.retain, options.clientId ?? null, options.origin, log, options.replayOf)
     logRefusal(attempt, error, 'publish refused')
     const record = deps.deadLetter()?.(attempt, error)
     if (record !== undefined) deps.publishRecord(DIVERT_PREFIX['dead-letter'] + packet.topic, record)
+    announce(attempt, error)
   }
 
-  return { hook, check, keep }
+  function tooLarge (topic: string, payloadBytes: number, limit: number, options: CheckOptions & { readonly qos?: 0 | 1 | 2 }): void {
+    const err = new EventRejectedError('payload_too_large', topic, [{ path: '', message: `payload of ${payloadBytes} bytes is over the limit of ${limit}` }], 'disconnect')
+    count(err)
+    announce(new Attempt(topic, EMPTY, options.qos ?? 0, false, options.clientId ?? null, options.origin, log, undefined), err)
+  }
+
+  return { hook, check, keep, tooLarge }
 }
 
 /**
@@ -128,6 +164,11 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
  * flow can be followed across services; the payload only at debug.
  */
 function logRefusal (attempt: Attempt, err: BrokerError, msg: string): void {
+  if (err instanceof DuplicateEventError) {
+    // a publisher retrying is routine, not a warning
+    attempt.log.debug({ eventId: err.event.id, source: err.event.source }, 'duplicate event dropped')
+    return
+  }
   if (!(err instanceof EventRejectedError)) {
     attempt.log.warn({ err }, msg)
     return
@@ -145,6 +186,8 @@ function logRefusal (attempt: Attempt, err: BrokerError, msg: string): void {
   }, msg)
   attempt.log.debug({ reason: err.reason, eventId: event.id, payload: attempt.payload.toString('utf8') }, 'refused payload')
 }
+
+const EMPTY = Buffer.alloc(0)
 
 function payloadOf (packet: PublishPacket): Buffer {
   return typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload

@@ -1,5 +1,5 @@
 import type {
-  AuthorizePublishHandler, AuthorizeSubscribeHandler, ConnectHandler, DeadLetterHandler, HookRegistry, PublishedHandler
+  AuthorizePublishHandler, AuthorizeSubscribeHandler, ConnectHandler, DeadLetterHandler, DecidedHandler, HookRegistry, PublishedHandler
 } from '../context.js'
 import { PluginError } from '../errors.js'
 
@@ -13,6 +13,7 @@ export class HookChains {
   readonly authorizePublish: AuthorizePublishHandler[] = []
   readonly authorizeSubscribe: AuthorizeSubscribeHandler[] = []
   readonly published: PublishedHandler[] = []
+  readonly decided: DecidedHandler[] = []
   #deadLetter: DeadLetterHandler | undefined
 
   /** The view handed to plugins: they can add handlers, never read or reorder them. */
@@ -22,6 +23,7 @@ export class HookChains {
     authorizePublish: (handler) => { this.authorizePublish.push(handler) },
     authorizeSubscribe: (handler) => { this.authorizeSubscribe.push(handler) },
     published: (handler) => { this.published.push(handler) },
+    decided: (handler) => { this.decided.push(handler) },
     deadLetter: (handler) => {
       if (this.#deadLetter !== undefined) throw new PluginError(handler.name || 'deadLetter', 'a dead-letter handler is registered already')
       this.#deadLetter = handler

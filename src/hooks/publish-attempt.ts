@@ -1,3 +1,4 @@
+import type { EventSummary } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { Origin, PublishAttempt } from '../context.js'
 
@@ -8,6 +9,7 @@ import type { Origin, PublishAttempt } from '../context.js'
 export class Attempt implements PublishAttempt {
   #log: Logger | undefined
   readonly #parent: Logger
+  event: EventSummary | undefined = undefined
 
   constructor (
     readonly topic: string,
@@ -20,6 +22,10 @@ export class Attempt implements PublishAttempt {
     readonly replayOf: string | undefined
   ) {
     this.#parent = parent
+  }
+
+  describe (event: EventSummary): void {
+    this.event = event
   }
 
   get log (): Logger {

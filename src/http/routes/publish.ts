@@ -13,8 +13,8 @@ export interface IngressSource {
   readonly submit: (message: OutgoingMessage, options: SubmitOptions) => Promise<BrokerError | undefined>
   /** Dead-letter a message refused before the pipeline could read it. */
   readonly keep: (message: OutgoingMessage, error: BrokerError, options: SubmitOptions) => void
-  /** Count a refusal that is not dead-lettered (nothing was read to keep). */
-  readonly countTooLarge: () => void
+  /** Count and audit a refusal for size, which is not dead-lettered (nothing was read to keep). */
+  readonly tooLarge: (topic: string, payloadBytes: number) => void
   readonly maxPayloadBytes: number
 }
 
@@ -39,7 +39,10 @@ export const ingressRoutes: FastifyPluginAsync<IngressSource> = async function i
   const envelope = new EnvelopeChecker()
   // a body over bodyLimit is refused by fastify before it is read: count it as the reason it is
   app.setErrorHandler(function ingressError (err: unknown) {
-    if (typeof err === 'object' && err !== null && 'code' in err && err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') source.countTooLarge()
+    if (typeof err === 'object' && err !== null && 'code' in err && err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      // the body was not read: its size is only known to be over the limit
+      source.tooLarge('', source.maxPayloadBytes + 1)
+    }
     throw err
   })
 
@@ -71,7 +74,7 @@ export const ingressRoutes: FastifyPluginAsync<IngressSource> = async function i
   }
 
   function tooLarge (bytes: number, topic: string): Outcome {
-    source.countTooLarge()
+    source.tooLarge(topic, bytes)
     return { accepted: false, error: new EventRejectedError('payload_too_large', topic, [{ path: '', message: `payload of ${bytes} bytes is over the limit of ${source.maxPayloadBytes}` }], 'dlq') }
   }
 
