@@ -186,7 +186,12 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
 
   try {
     await aedes.listen()
-    const builtins = await builtinPlugins(config, deadLetters, log)
+    const builtins = await builtinPlugins(config, {
+      deadLetters,
+      redis: backend.redis,
+      metrics: metrics.registry,
+      log
+    })
     await plugins.load([...builtins.entries, ...entries])
 
     const handle = (stream: Duplex, socket: Socket, transport: Transport, req?: IncomingMessage): void => {

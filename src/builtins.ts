@@ -1,6 +1,10 @@
 import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
+import { Counter, type Registry } from 'prom-client'
+import type { Redis } from 'ioredis'
+import { audit, type AuditOptions } from '../plugins/audit/index.js'
 import { deadLetter } from '../plugins/dead-letter/index.js'
+import { MemoryIdempotencyStore, RedisIdempotencyStore, idempotency } from '../plugins/idempotency/index.js'
 import { SchemaRegistry, schemaValidation } from '../plugins/schema-validation/index.js'
 import type { BrokerConfig } from './config.js'
 import type { PluginEntry } from './context.js'
@@ -18,16 +22,31 @@ export interface Builtins {
 
 const DEFAULT_SCHEMAS_DIR = './schemas'
 
+/** What the built-in plugins are built from besides the config. */
+export interface BuiltinDeps {
+  readonly deadLetters: DeadLetterStore
+  /** Present in Redis mode: idempotency keys and the audit stream live there. */
+  readonly redis: Redis | undefined
+  readonly metrics: Registry
+  readonly log: Logger
+}
+
 /**
- * dead-letter, then schema-validation when any validation applies (rules, or
- * `validation.default: reject`). The schema folder is read here, at start-up;
- * the default `./schemas` falls back to the schemas bundled with the package
- * when the working folder has none, so `createBroker()` works from anywhere.
+ * In order: dead-letter; schema-validation when any validation applies (rules, or
+ * `validation.default: reject`); idempotency after it (it keys on the events
+ * validation reads); audit last, so it sees every verdict. The schema folder is
+ * read here, at start-up; the default `./schemas` falls back to the schemas
+ * bundled with the package when the working folder has none, so `createBroker()`
+ * works from anywhere.
  */
-export async function builtinPlugins (config: BrokerConfig, store: DeadLetterStore, log: Logger): Promise<Builtins> {
-  const entries: PluginEntry[] = [deadLetter({ store })]
+export async function builtinPlugins (config: BrokerConfig, deps: BuiltinDeps): Promise<Builtins> {
+  const { log } = deps
+  const entries: PluginEntry[] = [deadLetter({ store: deps.deadLetters })]
   const validating = config.validation.rules.length > 0 || config.validation.default === 'reject'
-  if (!validating) return { entries, schemas: () => [] }
+  if (!validating) {
+    if (config.audit.enabled) entries.push(audit(auditOptions(config, deps.redis)))
+    return { entries, schemas: () => [] }
+  }
 
   let dir = resolve(config.schemas.dir)
   if (config.schemas.dir === DEFAULT_SCHEMAS_DIR && !existsSync(dir)) {
@@ -39,5 +58,22 @@ export async function builtinPlugins (config: BrokerConfig, store: DeadLetterSto
   }
   const registry = await SchemaRegistry.load(dir)
   entries.push(schemaValidation({ rules: config.validation.rules, default: config.validation.default, workers: config.validation.workers, registry }))
+  if (config.idempotency.enabled) {
+    const evicted = new Counter({ name: 'ce_broker_idempotency_evicted_total', help: 'Events the full memory idempotency store forgot before their window ended', registers: [deps.metrics] })
+    const store = deps.redis === undefined
+      ? new MemoryIdempotencyStore(config.idempotency.maxEntries, () => { evicted.inc() })
+      : new RedisIdempotencyStore(deps.redis)
+    entries.push(idempotency({ store, windowMs: config.idempotency.windowMs }))
+  }
+  if (config.audit.enabled) entries.push(audit(auditOptions(config, deps.redis)))
   return { entries, schemas: () => registry.list() }
+}
+
+function auditOptions (config: BrokerConfig, redis: Redis | undefined): AuditOptions {
+  return {
+    payload: config.audit.payload,
+    redact: config.audit.redact,
+    ...(config.audit.file === undefined ? {} : { file: resolve(config.audit.file) }),
+    ...(redis === undefined ? {} : { stream: { redis, key: config.audit.stream.key, maxLen: config.audit.stream.maxLen } })
+  }
 }

@@ -69,6 +69,29 @@ export interface BrokerConfig {
     /** Dead letters kept in the store; the oldest are evicted beyond it. Default 10000. */
     readonly maxEntries: number
   }
+  readonly idempotency: {
+    /** Drop a second copy of an event (same `source` + `id`) on validated topics. Default true. */
+    readonly enabled: boolean
+    /** How long an accepted event's key is remembered, in ms. Default 86400000 (24 h). */
+    readonly windowMs: number
+    /** Keys the memory store keeps; the least recently seen are forgotten beyond it. Default 100000. */
+    readonly maxEntries: number
+  }
+  readonly audit: {
+    /** Write an audit record for every publish on a validated topic. Default true. */
+    readonly enabled: boolean
+    /** JSON-lines file the records are appended to; absent: no file. */
+    readonly file?: string
+    /** Put the event itself in each record (`payload`). Default true. */
+    readonly payload: boolean
+    /** Paths into the event (`data.email`, `data.guests.*.email`) whose values are replaced by "[redacted]". */
+    readonly redact: readonly string[]
+    /** With Redis: the stream records are added to, trimmed to about `maxLen` entries. */
+    readonly stream: {
+      readonly key: string
+      readonly maxLen: number
+    }
+  }
 }
 
 /** A validation rule: which topics it covers and how their publishes are checked. */
@@ -105,7 +128,9 @@ export function defaults (): BrokerConfig {
       workers: Math.min(Math.max(availableParallelism() - 1, 0), 4)
     },
     limits: { maxPayloadBytes: 256 * 1024 },
-    deadLetters: { maxEntries: 10_000 }
+    deadLetters: { maxEntries: 10_000 },
+    idempotency: { enabled: true, windowMs: 24 * 60 * 60 * 1000, maxEntries: 100_000 },
+    audit: { enabled: true, payload: true, redact: [], stream: { key: 'ce-broker:audit', maxLen: 1_000_000 } }
   }
 }
 
@@ -141,7 +166,15 @@ export const OPTIONS: readonly OptionSpec[] = [
   { paths: ['validation.default'], env: 'CE_BROKER_VALIDATION_DEFAULT', default: 'pass', doc: 'pass or reject publishes on topics no validation rule matches' },
   { paths: ['validation.workers'], env: 'CE_BROKER_VALIDATION_WORKERS', flag: '--validation-workers', default: 'cores - 1, at most 4', doc: 'worker threads that parse and check events (0 = on the event loop)' },
   { paths: ['limits.maxPayloadBytes'], env: 'CE_BROKER_LIMITS_MAX_PAYLOAD_BYTES', default: '262144', doc: 'largest PUBLISH payload, refused while parsing' },
-  { paths: ['deadLetters.maxEntries'], env: 'CE_BROKER_DEAD_LETTERS_MAX_ENTRIES', default: '10000', doc: 'dead letters kept; the oldest are evicted' }
+  { paths: ['deadLetters.maxEntries'], env: 'CE_BROKER_DEAD_LETTERS_MAX_ENTRIES', default: '10000', doc: 'dead letters kept; the oldest are evicted' },
+  { paths: ['idempotency.enabled'], env: 'CE_BROKER_IDEMPOTENCY_ENABLED', default: 'true', doc: 'drop a second copy of an event (same source + id) on validated topics' },
+  { paths: ['idempotency.windowMs'], env: 'CE_BROKER_IDEMPOTENCY_WINDOW_MS', default: '86400000', doc: 'how long an accepted event is remembered, in ms (24 h)' },
+  { paths: ['idempotency.maxEntries'], env: 'CE_BROKER_IDEMPOTENCY_MAX_ENTRIES', default: '100000', doc: 'events the memory store remembers; the least recently seen are forgotten beyond it' },
+  { paths: ['audit.enabled'], env: 'CE_BROKER_AUDIT_ENABLED', default: 'true', doc: 'write an audit record for every publish on a validated topic' },
+  { paths: ['audit.file'], env: 'CE_BROKER_AUDIT_FILE', flag: '--audit-file', default: '(none)', doc: 'JSON-lines file the audit records are appended to' },
+  { paths: ['audit.payload'], env: 'CE_BROKER_AUDIT_PAYLOAD', default: 'true', doc: 'put the event itself in each audit record' },
+  { paths: ['audit.stream.key'], env: 'CE_BROKER_AUDIT_STREAM_KEY', default: 'ce-broker:audit', doc: 'with Redis: the stream audit records are added to' },
+  { paths: ['audit.stream.maxLen'], env: 'CE_BROKER_AUDIT_STREAM_MAX_LEN', default: '1000000', doc: 'with Redis: the audit stream is trimmed to about this many entries' }
 ]
 
 const port = { type: 'integer', minimum: 0, maximum: 65535 }
@@ -174,8 +207,20 @@ function configSchema (partial: boolean): object {
       workers: { type: 'integer', minimum: 0, maximum: 64 }
     }, ['default', 'rules', 'workers']),
     limits: strict({ maxPayloadBytes: { type: 'integer', minimum: 1, maximum: 268435455 } }, ['maxPayloadBytes']),
-    deadLetters: strict({ maxEntries: { type: 'integer', minimum: 1 } }, ['maxEntries'])
-  }, ['mqtt', 'http', 'nodeId', 'logLevel', 'schemas', 'validation', 'limits', 'deadLetters'])
+    deadLetters: strict({ maxEntries: { type: 'integer', minimum: 1 } }, ['maxEntries']),
+    idempotency: strict({
+      enabled: { type: 'boolean' },
+      windowMs: { type: 'integer', minimum: 1 },
+      maxEntries: { type: 'integer', minimum: 1 }
+    }, ['enabled', 'windowMs', 'maxEntries']),
+    audit: strict({
+      enabled: { type: 'boolean' },
+      file: nonEmpty,
+      payload: { type: 'boolean' },
+      redact: { type: 'array', items: { type: 'string', pattern: '^[^.]+(\\.[^.]+)*$' } },
+      stream: strict({ key: nonEmpty, maxLen: { type: 'integer', minimum: 1 } }, ['key', 'maxLen'])
+    }, ['enabled', 'payload', 'redact', 'stream'])
+  }, ['mqtt', 'http', 'nodeId', 'logLevel', 'schemas', 'validation', 'limits', 'deadLetters', 'idempotency', 'audit'])
 }
 
 /** The compiled validators; built once per `loadConfig` call site that needs them. */

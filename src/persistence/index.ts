@@ -31,6 +31,8 @@ export interface Backend {
   readonly persistence: AedesMemoryPersistence
   /** Handed to aedes as `mq`. */
   readonly mq: MQEmitter
+  /** A Redis connection for plain commands (idempotency keys, the audit stream); shared with the persistence. */
+  readonly redis: Redis | undefined
   /** Whether the backend can serve: always for memory, Redis connections up for Redis. */
   readonly ready: () => boolean
   /** Retained messages whose topic matches `filter`, at most `limit`. */
@@ -49,6 +51,7 @@ export function createBackend (config: BrokerConfig, log: Logger): Backend {
       kind: 'memory',
       persistence,
       mq: boundRecursion(mqemitter(mqOptions)),
+      redis: undefined,
       ready: () => true,
       retained: (filter, limit) => readRetained(persistence, filter, limit),
       close: async () => { await persistence.destroy() }
@@ -70,6 +73,7 @@ export function createBackend (config: BrokerConfig, log: Logger): Backend {
     kind: 'redis',
     persistence,
     mq,
+    redis: db,
     ready: () => connections.every((conn) => conn.status === 'ready'),
     retained: (filter, limit) => readRetained(persistence, filter, limit),
     close: async () => {

@@ -15,7 +15,9 @@ test('defaults run one embedded node on localhost', () => {
     // one validation worker per core beyond the first, at most 4
     validation: { default: 'pass', rules: [{ match: 'albergue/#', cloudevents: true, schema: 'required', onInvalid: 'dlq' }], workers: Math.min(availableParallelism() - 1, 4) },
     limits: { maxPayloadBytes: 262144 },
-    deadLetters: { maxEntries: 10000 }
+    deadLetters: { maxEntries: 10000 },
+    idempotency: { enabled: true, windowMs: 86400000, maxEntries: 100000 },
+    audit: { enabled: true, payload: true, redact: [], stream: { key: 'ce-broker:audit', maxLen: 1000000 } }
   })
   assert.equal(config.redis, undefined)
   assert.match(config.nodeId, new RegExp(`-${process.pid}$`))

@@ -129,10 +129,10 @@ test('a published handler that throws is reported; the publisher and later handl
 })
 
 test('a missing dependency, a failing setup and a slow setup stop start-up with a PluginError naming the plugin', async () => {
-  const needy = definePlugin('needy', async () => undefined, { dependsOn: ['audit'] })
+  const needy = definePlugin('needy', async () => undefined, { dependsOn: ['metering'] })
   await assert.rejects(createBroker({ mqtt: { port: 0 }, http: { port: 0 }, logLevel: 'silent', plugins: [needy()] }), (err: unknown) => {
     assert.ok(err instanceof PluginError)
-    assert.match(err.message, /plugin "needy": depends on "audit"/)
+    assert.match(err.message, /plugin "needy": depends on "metering"/)
     return true
   })
   const broken = definePlugin('broken', async () => { throw new Error('cannot open store') })

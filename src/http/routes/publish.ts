@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import type { OutgoingMessage, SubmitOptions } from '../../context.js'
 import { typeToTopic } from '../../cloudevents/topic.js'
-import { BadRequestError, EventRejectedError, type BrokerError, type EventProblem, type RejectReason } from '../../errors.js'
+import { BadRequestError, DuplicateEventError, EventRejectedError, type BrokerError, type EventProblem, type RejectReason } from '../../errors.js'
 import { EnvelopeChecker } from '../../cloudevents/envelope.js'
 import { topicFilterProblem } from '../../topics.js'
 import { fromHttp, type BoundEvent } from '../cloudevents-binding.js'
@@ -89,10 +89,15 @@ export const ingressRoutes: FastifyPluginAsync<IngressSource> = async function i
       outcomes.push(outcome)
     }
     if (bound.mode !== 'batch') return await answer(reply, outcomes[0])
-    const refused = outcomes.flatMap((o, index) => o.accepted ? [] : [{ index, error: o.error }])
+    // a duplicate in a batch is no failure: it was accepted before
+    const isDuplicate = (o: Outcome): boolean => !o.accepted && o.error instanceof DuplicateEventError
+    const refused = outcomes.flatMap((o, index) => o.accepted || isDuplicate(o) ? [] : [{ index, error: o.error }])
     const first = refused[0]
     if (first === undefined) {
-      return await reply.code(202).send({ accepted: outcomes.length, events: outcomes.map((o) => o.accepted ? { topic: o.topic, id: o.id } : {}) })
+      return await reply.code(202).send({
+        accepted: outcomes.filter((o) => o.accepted).length,
+        events: outcomes.map((o) => o.accepted ? { topic: o.topic, id: o.id } : o.error instanceof DuplicateEventError ? { topic: o.error.topic, id: o.error.event.id, duplicate: true } : {})
+      })
     }
     return await reply.code(first.error.statusCode).send(errorBody(
       reasonOf(first.error),
@@ -142,6 +147,10 @@ export const ingressRoutes: FastifyPluginAsync<IngressSource> = async function i
 async function answer (reply: FastifyReply, outcome: Outcome | undefined): Promise<FastifyReply> {
   if (outcome === undefined) return await reply.code(400).send(errorBody('invalid_cloudevent', 'the request holds no event'))
   if (outcome.accepted) return await reply.code(202).send({ accepted: true, topic: outcome.topic, ...(outcome.id === undefined ? {} : { id: outcome.id }) })
+  if (outcome.error instanceof DuplicateEventError) {
+    // accepted before: the sender's retry succeeded, nothing new was published
+    return await reply.code(200).send({ duplicate: true, topic: outcome.error.topic, id: outcome.error.event.id })
+  }
   if (!(outcome.error instanceof EventRejectedError)) throw outcome.error
   return await reply.code(outcome.error.statusCode).send(errorBody(outcome.error.reason, outcome.error.message, outcome.error.problems))
 }

@@ -1,0 +1,104 @@
+import type { Redis } from 'ioredis'
+import { Counter } from 'prom-client'
+import { ConfigError, definePlugin, type PublishAttempt, type PublishVerdict } from '../../src/index.js'
+import { buildRecord, compileRedactor, outcomeOf } from './record.js'
+import { fileSink, streamSink, type AuditSink } from './sinks.js'
+
+export { fileSink, streamSink, type AuditSink } from './sinks.js'
+export { compileRedactor, REDACTED, type AuditOutcome, type AuditRecord } from './record.js'
+
+/** Options of the audit plugin. */
+export interface AuditOptions {
+  /** JSON-lines file the records are appended to (opened at start-up). */
+  readonly file?: string
+  /** Redis stream the records are added to. */
+  readonly stream?: { readonly redis: Redis, readonly key: string, readonly maxLen: number }
+  /** Put the event itself in each record. */
+  readonly payload: boolean
+  /** Paths into the event whose values are replaced by "[redacted]" in every record. */
+  readonly redact: readonly string[]
+}
+
+export const AUDIT_PREFIX = '$audit/'
+
+/**
+ * One audit record (PRODUCT §3) for every publish on a validated topic, whatever
+ * became of it: accepted, rejected (with the reason, the size limit included) or
+ * duplicate. Each record is published on `$audit/<topic>` and handed to the durable
+ * sinks, which write in batches once per event-loop turn: a publisher never waits
+ * for the audit's I/O. The plugin's own publishes skip the pipeline, so it never
+ * audits its output.
+ */
+export const audit = definePlugin<AuditOptions>('audit', async (ctx, opts) => {
+  const sinks: AuditSink[] = []
+  if (opts.file !== undefined) {
+    try {
+      sinks.push(await fileSink(opts.file, (err) => { ctx.reportError(err, { sink: 'file', file: opts.file }) }))
+    } catch (err: unknown) {
+      throw new ConfigError('audit plugin', 'audit.file', `cannot be opened for appending: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+    }
+  }
+  if (opts.stream !== undefined) sinks.push(streamSink(opts.stream.redis, opts.stream.key, opts.stream.maxLen))
+  const recordOptions = { node: ctx.nodeId, payload: opts.payload, redact: compileRedactor(opts.redact) }
+  // plain numbers on the hot path, copied into prom-client at scrape time
+  const tally = new Map<string, number>()
+  const count = (sink: string, result: 'written' | 'failed', n: number): void => {
+    const key = `${sink}\n${result}`
+    tally.set(key, (tally.get(key) ?? 0) + n)
+  }
+  new Counter({
+    name: 'ce_broker_audit_records_total',
+    help: 'Audit records by sink (topic, file, stream) and result (written, failed)',
+    labelNames: ['sink', 'result'] as const,
+    registers: [ctx.metrics],
+    collect () {
+      this.reset()
+      for (const [key, n] of tally) {
+        const [sink = '', result = ''] = key.split('\n')
+        this.inc({ sink, result }, n)
+      }
+    }
+  })
+
+  let batch: string[] = []
+  let flushing: Promise<void> = Promise.resolve()
+  function flush (): void {
+    const lines = batch
+    if (lines.length === 0) return
+    batch = []
+    for (const sink of sinks) {
+      const wrote = (written: number): void => {
+        count(sink.name, 'written', written)
+        if (written < lines.length) count(sink.name, 'failed', lines.length - written)
+      }
+      try {
+        const result = sink.write(lines)
+        if (typeof result === 'number') wrote(result)
+        else flushing = Promise.all([flushing, result.then(wrote, (err: unknown) => { wrote(0); ctx.reportError(err, { sink: sink.name }) })]).then(() => undefined)
+      } catch (err: unknown) {
+        wrote(0)
+        ctx.reportError(err, { sink: sink.name })
+      }
+    }
+  }
+
+  ctx.hooks.decided(function auditPublish (attempt: PublishAttempt, verdict: PublishVerdict): void {
+    const audited = outcomeOf(attempt, verdict)
+    if (audited === undefined) return
+    const line = buildRecord(attempt, audited, recordOptions)
+    const topic = attempt.topic === '' ? AUDIT_PREFIX.slice(0, -1) : AUDIT_PREFIX + attempt.topic
+    ctx.publish({ topic, payload: line }).then(
+      () => { count('topic', 'written', 1) },
+      (err: unknown) => { count('topic', 'failed', 1); ctx.reportError(err, { sink: 'topic', topic }) })
+    if (sinks.length === 0) return
+    if (batch.length === 0) setImmediate(flush)
+    batch.push(line)
+  })
+
+  ctx.log.info({ sinks: sinks.map((s) => s.name), payload: opts.payload, redact: opts.redact }, 'audit ready')
+  return async function stopAudit () {
+    if (batch.length > 0) flush()
+    await flushing
+    for (const sink of sinks) await sink.close()
+  }
+})

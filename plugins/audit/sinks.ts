@@ -1,0 +1,56 @@
+import { createWriteStream, type WriteStream } from 'node:fs'
+import { open } from 'node:fs/promises'
+import type { Redis } from 'ioredis'
+
+/** Where audit lines go besides `$audit/...`: written in batches, one per event-loop turn, never awaited by a publish. */
+export interface AuditSink {
+  readonly name: 'file' | 'stream'
+  /** Write a batch of records (one JSON document each); resolves to how many were written. */
+  write: (lines: readonly string[]) => Promise<number> | number
+  close: () => Promise<void>
+}
+
+/** Past this many bytes queued in the file stream (a disk slower than the broker), batches are dropped and counted. */
+const MAX_FILE_BACKLOG_BYTES = 64 * 1024 * 1024
+
+/**
+ * Appends to a JSON-lines file. The file is opened at start-up, so a path that cannot
+ * be written stops start-up with its name; later write errors are reported and counted.
+ */
+export async function fileSink (path: string, onError: (err: unknown) => void): Promise<AuditSink> {
+  const handle = await open(path, 'a')
+  const stream: WriteStream = createWriteStream('', { fd: handle.fd, flags: 'a' })
+  let failed = false
+  stream.on('error', (err) => {
+    failed = true
+    onError(err)
+  })
+  return {
+    name: 'file',
+    write (lines) {
+      if (failed || stream.writableLength > MAX_FILE_BACKLOG_BYTES) return 0
+      stream.write(`${lines.join('\n')}\n`)
+      return lines.length
+    },
+    async close () {
+      if (failed) return
+      await new Promise<void>((resolve) => { stream.end(resolve) })
+    }
+  }
+}
+
+/** Adds to a Redis stream, trimmed to about `maxLen` entries (`XADD key MAXLEN ~ n * record <json>`), one pipeline per batch. */
+export function streamSink (redis: Redis, key: string, maxLen: number): AuditSink {
+  return {
+    name: 'stream',
+    async write (lines) {
+      // while Redis is away the batch is dropped and counted, not queued without bound
+      if (redis.status !== 'ready') return 0
+      const pipeline = redis.pipeline()
+      for (const line of lines) pipeline.xadd(key, 'MAXLEN', '~', maxLen, '*', 'record', line)
+      const results = await pipeline.exec()
+      return (results ?? []).filter(([err]) => err === null).length
+    },
+    async close () {}
+  }
+}
