@@ -18,8 +18,8 @@ const MAX_FILE_BACKLOG_BYTES = 64 * 1024 * 1024
  * be written stops start-up with its name; later write errors are reported and counted.
  */
 export async function fileSink (path: string, onError: (err: unknown) => void): Promise<AuditSink> {
-  const handle = await open(path, 'a')
-  const stream: WriteStream = createWriteStream('', { fd: handle.fd, flags: 'a' })
+  // the stream takes the handle over, and closes it when it ends
+  const stream: WriteStream = createWriteStream('', { fd: await open(path, 'a') })
   let failed = false
   stream.on('error', (err) => {
     failed = true
