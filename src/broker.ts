@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream'
 import { Aedes, type Client, type PublishPacket } from 'aedes'
 import { Counter, type Registry } from 'prom-client'
 import { loadConfig, type BrokerConfig, type ConfigInput, type TlsFiles } from './config.js'
-import { ConfigError, ListenError, messageOf, toBrokerError, type BrokerError } from './errors.js'
+import { ConfigError, DuplicateEventError, ListenError, messageOf, toBrokerError, type BrokerError } from './errors.js'
 import { createPublishGate } from './hooks/authorize-publish.js'
 import { adaptAuthorizeSubscribe } from './hooks/authorize-subscribe.js'
 import { HookChains } from './hooks/chain.js'
@@ -60,7 +60,8 @@ export interface Broker {
    * Publish as a client would, through the same pipeline: a CloudEvent goes to the
    * topic its `type` maps to (QoS 1); a message to its own topic. A refused one
    * is dead-lettered or diverted as a client's would be, and the promise rejects
-   * with its `BrokerError` (its `reason` says why, for events).
+   * with its `BrokerError` (its `reason` says why, for events). A duplicate of an
+   * event accepted within the idempotency window resolves, and goes nowhere.
    */
   publish: (input: OutgoingMessage | CloudEvent) => Promise<void>
   /** Stop listening, close clients, dispose plugins, release persistence. Safe to call twice. */
@@ -271,7 +272,8 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
           ? input
           : { topic: typeToTopic(input.type), payload: JSON.stringify(input), qos: 1 }
         const refusal = await submit(message, { origin: 'internal' })
-        if (refusal !== undefined) throw refusal
+        // a duplicate was accepted before: like MQTT's ack and HTTP's 200, not a failure
+        if (refusal !== undefined && !(refusal instanceof DuplicateEventError)) throw refusal
       },
       close
     }
