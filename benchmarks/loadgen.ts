@@ -4,7 +4,8 @@
  * Runs in its own process (its own core on a 2-core machine) and does as little
  * per message as it can, so the broker is what saturates: packets are encoded
  * once, publishers write one Buffer of many concatenated PUBLISH packets per
- * `write()`, and the subscriber counts PUBLISH packets by their fixed headers.
+ * `write()` (with unique ids, only the id's counter digits are rewritten in it
+ * between writes), and the subscriber counts PUBLISH packets by their fixed headers.
  * Everything is bounded by time; the process exits by itself when done.
  */
 import { connect, type Socket } from 'node:net'
@@ -15,14 +16,19 @@ import { FrameWalker, PacketType } from './mqtt-frames.js'
 import { bookingReservedEvent } from './payload.js'
 import type { LoadgenMessage, LoadResult } from './protocol.js'
 import { findScenario, type FaninLoad, type LoadSpec } from './scenarios.js'
+import { IdStamper, idTemplate, runTag } from './unique-ids.js'
 
 /** Longest wait for a CONNACK or SUBACK, in ms. */
 const HANDSHAKE_TIMEOUT_MS = 5_000
-/** Slack over warm-up + window before the whole run is abandoned, in ms. */
+/** Slack over twice warm-up + window (the load, then at most as long again draining) before the whole run is abandoned, in ms. */
 const OVERRUN_SLACK_MS = 15_000
-/** Writes in a row that may return true before the pump yields to the event loop. */
+/** Writes in a row before the pump yields to the event loop (setImmediate). */
 const WRITES_PER_TURN = 16
-/** Longest the subscriber may take to receive the backlog once publishers stop, in ms. */
+/**
+ * Longest the subscriber may take to receive the backlog once publishers stop, in ms,
+ * on top of the load's own length (warm-up + window): a broker that accepts events
+ * faster than it delivers them (ce-broker on Redis) builds a backlog that grows with it.
+ */
 const DRAIN_TIMEOUT_MS = 10_000
 /** The backlog counts as drained once nothing arrived for this long, in ms. */
 const DRAIN_QUIET_MS = 300
@@ -158,36 +164,78 @@ async function openClient (run: Run, port: number, clientId: string): Promise<Ra
 }
 
 /**
- * Write `buffer` to `socket` until `stopped()`, waiting for 'drain' whenever
- * `write()` says the socket is full; `onWrite` counts each accepted write.
+ * Write `buffer` to `socket` until `stopped()`, one write at a time: the next write
+ * starts from the previous one's callback, once libuv has handed all of it to the
+ * kernel. A 64-packet buffer is over the socket's highWaterMark, so that is also when
+ * 'drain' would come; waiting for the callback instead holds for any size, and means
+ * nothing references `buffer` when `refill` (unique ids) rewrites it before a write.
+ * Throttled by TCP backpressure only: a write completes once the kernel's send
+ * buffer takes it. `onWrite` counts each write.
  */
-function pump (socket: Socket, buffer: Buffer, stopped: () => boolean, onWrite: () => void): void {
-  function writeMore (): void {
-    for (let turn = 0; turn < WRITES_PER_TURN; turn++) {
-      if (stopped() || socket.destroyed) return
-      const more = socket.write(buffer)
-      onWrite()
-      if (!more) {
-        socket.once('drain', writeMore)
-        return
-      }
-    }
-    // the socket keeps accepting: yield so timers (the window's end) still run
-    setImmediate(writeMore)
+function pump (socket: Socket, buffer: Buffer, refill: (() => void) | undefined, stopped: () => boolean, onWrite: () => void): void {
+  let inTurn = 0
+  function writeNext (): void {
+    if (stopped() || socket.destroyed) return
+    refill?.()
+    socket.write(buffer, written)
+    onWrite()
   }
-  writeMore()
+  function written (err?: Error | null): void {
+    // a failed write also fails the socket, whose 'error' and 'close' handlers report it
+    if (err !== undefined && err !== null) return
+    // a write the kernel takes at once calls back on the next tick, before timers:
+    // yield now and then so that they (the window's end) still run
+    if (++inTurn < WRITES_PER_TURN) {
+      writeNext()
+    } else {
+      inTurn = 0
+      setImmediate(writeNext)
+    }
+  }
+  writeNext()
 }
 
-async function faninQos0 (run: Run, port: number, load: FaninLoad, warmupMs: number, windowMs: number): Promise<LoadResult> {
-  const publish = generate({
+/** What one publisher writes over and over, and what renews it before each write. */
+interface Burst {
+  /** `packetsPerWrite` PUBLISH packets, concatenated. */
+  readonly buffer: Buffer
+  /** With unique ids: gives the packets their next ids, in place. */
+  readonly refill: (() => void) | undefined
+}
+
+/** The PUBLISH packet of the fan-in load, its event carrying `id`, and `packetsPerWrite` copies of it. */
+function encodeBurst (load: FaninLoad, id?: string): { readonly packet: Buffer, readonly buffer: Buffer } {
+  const packet = generate({
     cmd: 'publish',
     topic: load.topic,
-    payload: bookingReservedEvent(load.payloadBytes),
+    payload: bookingReservedEvent(load.payloadBytes, id),
     qos: 0,
     dup: false,
     retain: false
   })
-  const burst = Buffer.concat(Array.from({ length: load.packetsPerWrite }, () => publish))
+  return { packet, buffer: Buffer.concat(Array.from({ length: load.packetsPerWrite }, () => packet)) }
+}
+
+/**
+ * One burst per publisher. Identical ids: all publishers share one buffer. Unique
+ * ids: each publisher has its own, numbered by an `IdStamper` (see `unique-ids.ts`).
+ */
+function publisherBursts (load: FaninLoad): Burst[] {
+  if (!load.uniqueIds) {
+    const { buffer } = encodeBurst(load)
+    return Array.from({ length: load.publishers }, () => ({ buffer, refill: undefined }))
+  }
+  const tag = runTag()
+  return Array.from({ length: load.publishers }, (_, i) => {
+    const template = idTemplate(tag, i)
+    const { packet, buffer } = encodeBurst(load, template)
+    const stamper = new IdStamper(buffer, packet, template)
+    return { buffer, refill: function stampIds () { stamper.stamp() } }
+  })
+}
+
+async function faninQos0 (run: Run, port: number, load: FaninLoad, warmupMs: number, windowMs: number): Promise<LoadResult> {
+  const bursts = publisherBursts(load)
 
   const subscriber = await openClient(run, port, 'bench-sub')
   const suback = await subscriber.request(
@@ -201,7 +249,11 @@ async function faninQos0 (run: Run, port: number, load: FaninLoad, warmupMs: num
   let publishing = true
   function stopped (): boolean { return !publishing || run.signal.aborted }
   function counted (): void { written += load.packetsPerWrite }
-  for (const publisher of publishers) pump(publisher.socket, burst, stopped, counted)
+  publishers.forEach(function startPump (publisher, i) {
+    const burst = bursts[i]
+    if (burst === undefined) throw new Error(`no burst for publisher ${i}`)
+    pump(publisher.socket, burst.buffer, burst.refill, stopped, counted)
+  })
 
   await sleep(warmupMs, undefined, { signal: run.signal })
   const start = { received: subscriber.walker.publishes, bytes: subscriber.walker.bytes, written, at: performance.now(), cpu: process.cpuUsage(), elu: performance.eventLoopUtilization() }
@@ -216,7 +268,7 @@ async function faninQos0 (run: Run, port: number, load: FaninLoad, warmupMs: num
   // leaves while its mqemitter queue is long (see README, "aedes under this load").
   publishing = false
   for (const publisher of publishers) publisher.end()
-  const backlog = await receiveBacklog(run, subscriber.walker, function total () { return written })
+  const backlog = await receiveBacklog(run, subscriber.walker, function total () { return written }, DRAIN_TIMEOUT_MS + warmupMs + windowMs)
 
   return {
     backlogMessages: backlog.messages,
@@ -233,9 +285,9 @@ async function faninQos0 (run: Run, port: number, load: FaninLoad, warmupMs: num
 
 /**
  * Wait until `walker` has seen `total()` PUBLISH packets or nothing arrived for
- * DRAIN_QUIET_MS; fails after DRAIN_TIMEOUT_MS. Returns what arrived meanwhile.
+ * DRAIN_QUIET_MS; fails after `timeoutMs`. Returns what arrived meanwhile.
  */
-async function receiveBacklog (run: Run, walker: FrameWalker, total: () => number): Promise<{ messages: number, ms: number }> {
+async function receiveBacklog (run: Run, walker: FrameWalker, total: () => number, timeoutMs: number): Promise<{ messages: number, ms: number }> {
   const from = performance.now()
   const before = walker.publishes
   let seen = before
@@ -249,8 +301,8 @@ async function receiveBacklog (run: Run, walker: FrameWalker, total: () => numbe
     } else if (now - quietSince >= DRAIN_QUIET_MS) {
       break
     }
-    if (now - from > DRAIN_TIMEOUT_MS) {
-      throw new Error(`subscriber still receiving the backlog ${DRAIN_TIMEOUT_MS} ms after publishers stopped (${total() - walker.publishes} to go)`)
+    if (now - from > timeoutMs) {
+      throw new Error(`subscriber still receiving the backlog ${timeoutMs} ms after publishers stopped (${total() - walker.publishes} to go)`)
     }
   }
   return { messages: walker.publishes - before, ms: performance.now() - from }
@@ -275,7 +327,7 @@ async function main (): Promise<void> {
   const warmupMs = integerArg('warmupMs', warmupArg, 0)
   const windowMs = integerArg('windowMs', windowArg, 1)
 
-  const run = new Run(warmupMs + windowMs + OVERRUN_SLACK_MS)
+  const run = new Run(2 * (warmupMs + windowMs) + OVERRUN_SLACK_MS)
   try {
     const result = await runLoad(run, port, scenario.load, warmupMs, windowMs)
     run.stop()

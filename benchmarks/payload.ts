@@ -1,8 +1,12 @@
 /**
  * The event the benchmark publishes: a structured-mode CloudEvents 1.0 JSON
  * envelope, as ce-broker's clients send it (aedes speaks MQTT 3.1.1, so no
- * binary mode). Fixed values: every PUBLISH is identical, so it is encoded once.
+ * binary mode). Fixed values: every PUBLISH is identical, so it is encoded once;
+ * with unique ids (`unique-ids.ts`) only the digits of `id` change, in place.
  */
+
+/** The `id` of every event unless the load asks for unique ids: 36 ASCII characters, UUID-shaped. */
+export const EVENT_ID = '0b6f8e2a-4c1d-4f7e-9a3b-5d2c8e1f7a64'
 
 /** What a pilgrim typed into the booking form; ASCII only, so characters equal bytes. */
 const NOTES = 'Arriving on foot from Sarria, expected around 15:30 unless the weather turns. ' +
@@ -15,14 +19,15 @@ const NOTES = 'Arriving on foot from Sarria, expected around 15:30 unless the we
   'WhatsApp preferred, Spanish or English. Thank you and buen camino. '
 
 /**
- * A CloudEvent of `type` `albergue.v1.booking.reserved`, exactly `bytes` long once
- * serialized: `data.notes` is cut to fill the space the other fields leave.
+ * A CloudEvent of `type` `albergue.v1.booking.reserved` with `id`, exactly `bytes`
+ * long once serialized: `data.notes` is cut to fill the space the other fields leave,
+ * so an `id` of another length changes the notes, not the size.
  * Throws when `bytes` is too small to hold the fields without notes.
  */
-export function bookingReservedEvent (bytes: number): Buffer {
+export function bookingReservedEvent (bytes: number, id: string = EVENT_ID): Buffer {
   const build = (notes: string): string => JSON.stringify({
     specversion: '1.0',
-    id: '0b6f8e2a-4c1d-4f7e-9a3b-5d2c8e1f7a64',
+    id,
     source: '/albergue/santiago/reservations',
     type: 'albergue.v1.booking.reserved',
     subject: 'booking/bk_01HZX4T9Q2M7R8V3K5N6P0W1YB',

@@ -10,12 +10,15 @@
  * Env: BENCH_ROUNDS (default 5), BENCH_SECONDS (measuring window, default 3),
  * BENCH_WARMUP_SECONDS (default 1), BENCH_ONLY (comma-separated scenario names),
  * BENCH_PROFILE_DIR (servers write V8 CPU profiles there). Exits non-zero if any child fails.
+ * Scenarios with `redis: true` get a fresh redis-server per ce-broker run, and are
+ * skipped (a stderr line, no `bench` line) when `redis-server` is not on the PATH.
  */
 import { Child } from './child.js'
 import {
   BROKER_KINDS, isLoadgenMessage, isServerMessage,
   type BrokerKind, type LoadgenMessage, type LoadResult, type ReadyMessage, type ResultMessage, type ServerMessage, type StatsMessage
 } from './protocol.js'
+import { RedisServer, redisServerAvailable, type RedisCpuSample } from './redis-server.js'
 import { SCENARIOS, type Scenario } from './scenarios.js'
 import { measureValidation } from './validation.js'
 
@@ -28,7 +31,7 @@ const SERVER_START_TIMEOUT_MS = 20_000
 const SERVER_STOP_TIMEOUT_MS = 10_000
 /** Longest a server may take to answer a stats request, in ms (its event loop is saturated while loaded). */
 const STATS_TIMEOUT_MS = 5_000
-/** Slack over warm-up + window for the loadgen to connect, report and exit, in ms. */
+/** Slack over twice warm-up + window (the load, then its backlog draining) for the loadgen to connect, report and exit, in ms. */
 const LOADGEN_SLACK_MS = 20_000
 /** Loadgen CPU share (1 = one core) above which it may be what limits the figures. */
 const LOADGEN_CPU_WARNING = 0.8
@@ -48,6 +51,8 @@ interface RunFigures {
   /** Server CPU time over the loadgen's window divided by the server's wall time; 1 = one core. */
   readonly serverCpuShare: number
   readonly serverRssBytes: number
+  /** redis-server's CPU time over the same window divided by the window's wall time; only when the run had one. */
+  readonly redisCpuShare: number | undefined
 }
 
 function readSettings (env: NodeJS.ProcessEnv): Settings {
@@ -73,11 +78,13 @@ class ServerProcess {
   readonly #child: Child<ServerMessage>
   #nextId = 1
 
-  constructor (kind: BrokerKind, scenario: Scenario) {
+  /** @param redisUrl the redis-server started for this run, passed on as server.js's third argument */
+  constructor (kind: BrokerKind, scenario: Scenario, redisUrl: string | undefined) {
     // BENCH_PROFILE_DIR: each server writes a V8 CPU profile there when it exits
     const profileDir = process.env.BENCH_PROFILE_DIR
     const execArgv = profileDir === undefined || profileDir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${scenario.name}-${kind}-${Date.now()}.cpuprofile`]
-    this.#child = new Child(`server ${kind}`, SERVER_SCRIPT, [kind, scenario.name], isServerMessage, undefined, execArgv)
+    const args = redisUrl === undefined ? [kind, scenario.name] : [kind, scenario.name, redisUrl]
+    this.#child = new Child(`server ${kind}`, SERVER_SCRIPT, args, isServerMessage, undefined, execArgv)
   }
 
   async ready (): Promise<number> {
@@ -97,30 +104,53 @@ class ServerProcess {
   kill (): void { this.#child.kill() }
 }
 
-/** Start `kind` for `scenario`, put the scenario's load on it, stop it. */
+/**
+ * Start `kind` for `scenario`, put the scenario's load on it, stop it. A scenario with
+ * `redis: true` gets an empty redis-server of its own for a ce-broker run, started
+ * before the broker and stopped after it; raw Aedes stays the memory-only baseline.
+ */
 async function measure (scenario: Scenario, kind: BrokerKind, settings: Settings): Promise<RunFigures> {
-  const server = new ServerProcess(kind, scenario)
+  const redis = kind === 'ce-broker' && scenario.redis === true ? await RedisServer.start() : undefined
+  let figures: RunFigures
+  try {
+    figures = await measureBroker(scenario, kind, settings, redis)
+  } catch (err: unknown) {
+    // the broker's failure is the one to report, not how Redis took being killed
+    redis?.kill()
+    throw err
+  }
+  await redis?.stop()
+  return figures
+}
+
+async function measureBroker (scenario: Scenario, kind: BrokerKind, settings: Settings, redis: RedisServer | undefined): Promise<RunFigures> {
+  const server = new ServerProcess(kind, scenario, redis?.url)
   try {
     const port = await server.ready()
-    // the loadgen says when its window opens and closes; sample the server at both ends.
+    // the loadgen says when its window opens and closes; sample the server (and Redis) at both ends.
     // A failed sample is kept as a value: if the loadgen fails too, its error is the one to report
     const samples: Array<Promise<StatsMessage | Error>> = []
+    const redisSamples: Array<Promise<RedisCpuSample | Error>> = []
     const loadgen = new Child<LoadgenMessage>('loadgen', LOADGEN_SCRIPT,
       [scenario.name, String(port), String(settings.warmupMs), String(settings.windowMs)],
       isLoadgenMessage,
       function onLoadgenMessage (message) {
-        if (message.type === 'window') samples.push(server.stats().catch(toError))
+        if (message.type !== 'window') return
+        samples.push(server.stats().catch(toError))
+        if (redis !== undefined) redisSamples.push(redis.cpu().catch(toError))
       })
     let result: LoadResult
     try {
       const isResult = (m: LoadgenMessage): m is ResultMessage => m.type === 'result'
-      const budgetMs = settings.warmupMs + settings.windowMs + LOADGEN_SLACK_MS
+      // the loadgen allows the backlog as long to drain as the load lasted (see its DRAIN_TIMEOUT_MS)
+      const budgetMs = 2 * (settings.warmupMs + settings.windowMs) + LOADGEN_SLACK_MS
       result = (await loadgen.next(isResult, budgetMs)).result
       await loadgen.ended(LOADGEN_SLACK_MS)
     } finally {
       loadgen.kill()
     }
     const [start, end] = await Promise.all(samples)
+    const redisCpu = await Promise.all(redisSamples)
     await server.stop()
     if (start instanceof Error) throw start
     if (end instanceof Error) throw end
@@ -128,11 +158,21 @@ async function measure (scenario: Scenario, kind: BrokerKind, settings: Settings
     return {
       load: result,
       serverCpuShare: (end.cpuMicros - start.cpuMicros) / 1000 / (end.nowMs - start.nowMs),
-      serverRssBytes: end.rssBytes
+      serverRssBytes: end.rssBytes,
+      redisCpuShare: redis === undefined ? undefined : cpuShare(redisCpu)
     }
   } finally {
     server.kill()
   }
+}
+
+/** CPU share between the two samples of a window (1 = one core); throws a failed sample's error. */
+function cpuShare (samples: ReadonlyArray<RedisCpuSample | Error>): number {
+  const [start, end] = samples
+  if (start instanceof Error) throw start
+  if (end instanceof Error) throw end
+  if (start === undefined || end === undefined) throw new Error(`got ${samples.length} Redis CPU samples, expected 2`)
+  return (end.cpuSeconds - start.cpuSeconds) * 1000 / (end.atMs - start.atMs)
 }
 
 function toError (err: unknown): Error {
@@ -168,6 +208,7 @@ async function runScenario (scenario: Scenario, settings: Settings): Promise<voi
         ` (offered ${Math.round(load.offeredPerSec)}/s, ${(load.bytesPerSec / 1e6).toFixed(1)} MB/s in)` +
         ` | loadgen cpu ${percent(load.cpuShare)} elu ${percent(load.eventLoopUtilization)}` +
         ` | server cpu ${percent(run.serverCpuShare)} rss ${(run.serverRssBytes / 2 ** 20).toFixed(0)} MiB` +
+        (run.redisCpuShare === undefined ? '' : ` | redis cpu ${percent(run.redisCpuShare)}`) +
         ` | backlog ${load.backlogMessages} msgs in ${Math.round(load.drainMs)} ms, undelivered ${load.undelivered}`)
     }
   }
@@ -178,10 +219,12 @@ async function runScenario (scenario: Scenario, settings: Settings): Promise<voi
   const aedes = rate('aedes')
   const all = [...figures.values()].flat()
   const loadgenCpu = all.map((r) => r.load.cpuShare)
+  const redisCpu = all.flatMap((r) => r.redisCpuShare === undefined ? [] : [r.redisCpuShare])
   detail(`${scenario.name} medians over ${settings.rounds} rounds of ${settings.windowMs} ms:` +
     ` loadgen cpu ${percent(median(loadgenCpu))} (max ${percent(Math.max(...loadgenCpu))}),` +
     ` server cpu ce-broker ${percent(median(of('ce-broker').map((r) => r.serverCpuShare)))}` +
-    ` aedes ${percent(median(of('aedes').map((r) => r.serverCpuShare)))}`)
+    ` aedes ${percent(median(of('aedes').map((r) => r.serverCpuShare)))}` +
+    (redisCpu.length === 0 ? '' : `, redis cpu (ce-broker runs) ${percent(median(redisCpu))}`))
   const undelivered = all.reduce((sum, r) => sum + r.load.undelivered, 0)
   if (undelivered !== 0) {
     detail(`${scenario.name} warning: ${undelivered} messages were written but never received once the backlog drained`)
@@ -203,7 +246,16 @@ async function main (): Promise<void> {
   const unknown = settings.only.filter((name) => !known.includes(name))
   if (unknown.length > 0) throw new Error(`BENCH_ONLY names unknown scenarios ${unknown.join(', ')} (known: ${known.join(', ')})`)
   const wanted = (name: string): boolean => settings.only.length === 0 || settings.only.includes(name)
-  for (const scenario of SCENARIOS) if (wanted(scenario.name)) await runScenario(scenario, settings)
+  let redisAvailable: boolean | undefined
+  for (const scenario of SCENARIOS) {
+    if (!wanted(scenario.name)) continue
+    if (scenario.redis === true && !(redisAvailable ??= redisServerAvailable())) {
+      // a missing optional tool is not a failure of the run: say so, and print no result line
+      detail(`${scenario.name} skipped: redis-server is not on the PATH (install Redis to run this scenario)`)
+      continue
+    }
+    await runScenario(scenario, settings)
+  }
   if (!wanted('validation-us')) return
 
   // The checks alone, in this process: here the baseline column is JSON.parse of the same
