@@ -71,6 +71,7 @@ export async function builtinPlugins (config: BrokerConfig, deps: BuiltinDeps): 
 
 function auditOptions (config: BrokerConfig, redis: Redis | undefined): AuditOptions {
   return {
+    topic: config.audit.topic,
     payload: config.audit.payload,
     redact: config.audit.redact,
     ...(config.audit.file === undefined ? {} : { file: resolve(config.audit.file) }),

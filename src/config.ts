@@ -80,6 +80,8 @@ export interface BrokerConfig {
   readonly audit: {
     /** Write an audit record for every publish on a validated topic. Default true. */
     readonly enabled: boolean
+    /** Publish each record on `$audit/<topic>`. Default true. */
+    readonly topic: boolean
     /** JSON-lines file the records are appended to; absent: no file. */
     readonly file?: string
     /** Put the event itself in each record (`payload`). Default true. */
@@ -130,7 +132,7 @@ export function defaults (): BrokerConfig {
     limits: { maxPayloadBytes: 256 * 1024 },
     deadLetters: { maxEntries: 10_000 },
     idempotency: { enabled: true, windowMs: 24 * 60 * 60 * 1000, maxEntries: 100_000 },
-    audit: { enabled: true, payload: true, redact: [], stream: { key: 'ce-broker:audit', maxLen: 1_000_000 } }
+    audit: { enabled: true, topic: true, payload: true, redact: [], stream: { key: 'ce-broker:audit', maxLen: 1_000_000 } }
   }
 }
 
@@ -171,6 +173,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { paths: ['idempotency.windowMs'], env: 'CE_BROKER_IDEMPOTENCY_WINDOW_MS', default: '86400000', doc: 'how long an accepted event is remembered, in ms (24 h)' },
   { paths: ['idempotency.maxEntries'], env: 'CE_BROKER_IDEMPOTENCY_MAX_ENTRIES', default: '100000', doc: 'events the memory store remembers; the least recently seen are forgotten beyond it' },
   { paths: ['audit.enabled'], env: 'CE_BROKER_AUDIT_ENABLED', default: 'true', doc: 'write an audit record for every publish on a validated topic' },
+  { paths: ['audit.topic'], env: 'CE_BROKER_AUDIT_TOPIC', default: 'true', doc: 'publish each audit record on $audit/<topic> (the live mirror; the logs are written either way)' },
   { paths: ['audit.file'], env: 'CE_BROKER_AUDIT_FILE', flag: '--audit-file', default: '(none)', doc: 'JSON-lines file the audit records are appended to' },
   { paths: ['audit.payload'], env: 'CE_BROKER_AUDIT_PAYLOAD', default: 'true', doc: 'put the event itself in each audit record' },
   { paths: ['audit.stream.key'], env: 'CE_BROKER_AUDIT_STREAM_KEY', default: 'ce-broker:audit', doc: 'with Redis: the stream audit records are added to' },
@@ -215,11 +218,12 @@ function configSchema (partial: boolean): object {
     }, ['enabled', 'windowMs', 'maxEntries']),
     audit: strict({
       enabled: { type: 'boolean' },
+      topic: { type: 'boolean' },
       file: nonEmpty,
       payload: { type: 'boolean' },
       redact: { type: 'array', items: { type: 'string', pattern: '^[^.]+(\\.[^.]+)*$' } },
       stream: strict({ key: nonEmpty, maxLen: { type: 'integer', minimum: 1 } }, ['key', 'maxLen'])
-    }, ['enabled', 'payload', 'redact', 'stream'])
+    }, ['enabled', 'topic', 'payload', 'redact', 'stream'])
   }, ['mqtt', 'http', 'nodeId', 'logLevel', 'schemas', 'validation', 'limits', 'deadLetters', 'idempotency', 'audit'])
 }
 

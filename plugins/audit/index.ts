@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis'
 import { Counter } from 'prom-client'
 import { ConfigError, definePlugin, type PublishAttempt, type PublishVerdict } from '../../src/index.js'
-import { buildRecord, compileRedactor, outcomeOf } from './record.js'
+import { RecordWriter, compileRedactor, outcomeOf } from './record.js'
 import { fileSink, streamSink, type AuditSink } from './sinks.js'
 
 export { fileSink, streamSink, type AuditSink } from './sinks.js'
@@ -9,6 +9,8 @@ export { compileRedactor, REDACTED, type AuditOutcome, type AuditRecord } from '
 
 /** Options of the audit plugin. */
 export interface AuditOptions {
+  /** Publish each record on `$audit/<topic>` (default true): a message through the broker per event. */
+  readonly topic?: boolean
   /** JSON-lines file the records are appended to (opened at start-up). */
   readonly file?: string
   /** Redis stream the records are added to. */
@@ -39,7 +41,7 @@ export const audit = definePlugin<AuditOptions>('audit', async (ctx, opts) => {
     }
   }
   if (opts.stream !== undefined) sinks.push(streamSink(opts.stream.redis, opts.stream.key, opts.stream.maxLen))
-  const recordOptions = { node: ctx.nodeId, payload: opts.payload, redact: compileRedactor(opts.redact) }
+  const records = new RecordWriter({ node: ctx.nodeId, payload: opts.payload, redact: compileRedactor(opts.redact) })
   // plain numbers on the hot path, copied into prom-client at scrape time
   const tally = new Map<string, number>()
   const count = (sink: string, result: 'written' | 'failed', n: number): void => {
@@ -60,7 +62,7 @@ export const audit = definePlugin<AuditOptions>('audit', async (ctx, opts) => {
     }
   })
 
-  let batch: string[] = []
+  let batch: Buffer[] = []
   let flushing: Promise<void> = Promise.resolve()
   function flush (): void {
     const lines = batch
@@ -85,11 +87,13 @@ export const audit = definePlugin<AuditOptions>('audit', async (ctx, opts) => {
   ctx.hooks.decided(function auditPublish (attempt: PublishAttempt, verdict: PublishVerdict): void {
     const audited = outcomeOf(attempt, verdict)
     if (audited === undefined) return
-    const line = buildRecord(attempt, audited, recordOptions)
-    const topic = attempt.topic === '' ? AUDIT_PREFIX.slice(0, -1) : AUDIT_PREFIX + attempt.topic
-    ctx.publish({ topic, payload: line }).then(
-      () => { count('topic', 'written', 1) },
-      (err: unknown) => { count('topic', 'failed', 1); ctx.reportError(err, { sink: 'topic', topic }) })
+    const line = records.build(attempt, audited)
+    if (opts.topic !== false) {
+      const topic = attempt.topic === '' ? AUDIT_PREFIX.slice(0, -1) : AUDIT_PREFIX + attempt.topic
+      ctx.publish({ topic, payload: line }).then(
+        () => { count('topic', 'written', 1) },
+        (err: unknown) => { count('topic', 'failed', 1); ctx.reportError(err, { sink: 'topic', topic }) })
+    }
     if (sinks.length === 0) return
     if (batch.length === 0) setImmediate(flush)
     batch.push(line)

@@ -22,37 +22,46 @@ export interface IdempotencyOptions {
  * accepted events are remembered and a refused one may be fixed and sent again.
  */
 export const idempotency = definePlugin<IdempotencyOptions>('idempotency', async (ctx, { store, windowMs }) => {
-  const claimed = new WeakMap<PublishAttempt, string>()
+  /** Events let through because the store failed: no claim of ours to give back. Rare, so a WeakSet off the hot path. */
+  const unclaimed = new WeakSet<PublishAttempt>()
   const failures = new Counter({ name: 'ce_broker_idempotency_store_errors_total', help: 'Idempotency store calls that failed (the event was let through)', registers: [ctx.metrics] })
 
   ctx.hooks.authorizePublish(function dropDuplicates (attempt: PublishAttempt): Promise<void> | undefined {
-    const event = attempt.event
-    if (event?.id === undefined || event.source === undefined) return undefined
-    const { id, source } = event
-    // length-prefixed: no source/id pair can spell another's key
-    const key = `${source.length}:${source}${id}`
+    const key = keyOf(attempt)
+    if (key === undefined) return undefined
     const fresh = store.claim(key, windowMs)
-    if (fresh === true) {
-      claimed.set(attempt, key)
-      return undefined
-    }
-    if (fresh === false) throw new DuplicateEventError(attempt.topic, { id, source })
+    if (fresh === true) return undefined
+    if (fresh === false) throw duplicate(attempt)
     return fresh.then(function claimedOrNot (isFresh) {
-      if (!isFresh) throw new DuplicateEventError(attempt.topic, { id, source })
-      claimed.set(attempt, key)
+      if (!isFresh) throw duplicate(attempt)
     }, function storeFailed (err: unknown) {
       // fail open: delivering a rare duplicate beats refusing events while Redis is away
+      unclaimed.add(attempt)
       failures.inc()
-      ctx.reportError(err, { op: 'claim', eventId: id, source })
+      ctx.reportError(err, { op: 'claim', eventId: attempt.event?.id, source: attempt.event?.source })
     })
   })
 
   ctx.hooks.decided(function giveBackRefused (attempt: PublishAttempt, verdict: PublishVerdict): void {
-    if (verdict === undefined) return
-    const key = claimed.get(attempt)
+    // Refused after the claim: only validated events carry an event, and validation runs
+    // before this plugin, so a described event that was refused, not as a duplicate, was
+    // refused by a handler after the claim. Its key is given back.
+    if (verdict === undefined || verdict instanceof DuplicateEventError || unclaimed.has(attempt)) return
+    const key = keyOf(attempt)
     if (key === undefined) return
     const released = store.release(key)
     if (released instanceof Promise) released.catch((err: unknown) => { ctx.reportError(err, { op: 'release', key }) })
   })
   ctx.log.info({ windowMs }, 'idempotency ready')
-})
+}, { dependsOn: ['schema-validation'] })
+
+/** `source` + `id`, length-prefixed so that no pair can spell another's key; `undefined` without an event. */
+function keyOf (attempt: PublishAttempt): string | undefined {
+  const event = attempt.event
+  if (event?.id === undefined || event.source === undefined) return undefined
+  return `${event.source.length}:${event.source}${event.id}`
+}
+
+function duplicate (attempt: PublishAttempt): DuplicateEventError {
+  return new DuplicateEventError(attempt.topic, { id: attempt.event?.id ?? '', source: attempt.event?.source ?? '' })
+}

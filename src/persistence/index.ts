@@ -63,6 +63,8 @@ export function createBackend (config: BrokerConfig, log: Logger): Backend {
   // One connection for the persistence, two for pub/sub routing (a subscriber connection can do nothing else).
   const connections = ['persistence', 'publish', 'subscribe'].map((role) => watch(new Redis(url, { lazyConnect: false }), role, redisLog))
   const [db, pubConn, subConn] = connections as [Redis, Redis, Redis]
+  observeQuit(pubConn)
+  observeQuit(subConn)
   const persistence = redisPersistence({ conn: db })
   const mq = boundRecursion(mqemitterRedis({ ...mqOptions, pubConn, subConn }))
   // mqemitter-redis re-emits connection errors on an untyped `state` emitter; unheard,
@@ -115,4 +117,20 @@ async function readRetained (persistence: AedesMemoryPersistence, filter: string
     }
   }
   return out
+}
+
+/**
+ * mqemitter-redis closes with a bare `conn.quit()` and drops the promise ioredis
+ * returns. When Redis is gone at close time, the QUIT waits in the offline queue
+ * and is rejected ("Connection is closed.") once `close()` disconnects: an unhandled
+ * rejection. Observe that promise here; the close goes on regardless.
+ */
+function observeQuit (conn: Redis): void {
+  const quit: unknown = Reflect.get(conn, 'quit')
+  if (typeof quit !== 'function') return
+  Reflect.set(conn, 'quit', function observedQuit (...args: unknown[]): unknown {
+    const result: unknown = Reflect.apply(quit, conn, args)
+    if (result instanceof Promise) result.catch(() => {})
+    return result
+  })
 }

@@ -17,7 +17,7 @@ test('defaults run one embedded node on localhost', () => {
     limits: { maxPayloadBytes: 262144 },
     deadLetters: { maxEntries: 10000 },
     idempotency: { enabled: true, windowMs: 86400000, maxEntries: 100000 },
-    audit: { enabled: true, payload: true, redact: [], stream: { key: 'ce-broker:audit', maxLen: 1000000 } }
+    audit: { enabled: true, topic: true, payload: true, redact: [], stream: { key: 'ce-broker:audit', maxLen: 1000000 } }
   })
   assert.equal(config.redis, undefined)
   assert.match(config.nodeId, new RegExp(`-${process.pid}$`))

@@ -100,6 +100,22 @@ test('audit.redact replaces values in every record; audit.payload: false leaves 
   assert.equal(bareRecord?.event.id, event.id)
 })
 
+test('audit.topic: false keeps the log and publishes nothing on $audit', async (t) => {
+  const file = await tempFile(t, 'audit.jsonl')
+  const broker = await startBroker(t, { audit: { file, topic: false } })
+  const watcher = await connect(t, mqttUrl(broker))
+  await watcher.subscribeAsync(['$audit/#', 'albergue/#'], { qos: 1 })
+  const publisher = await connect(t, mqttUrl(broker))
+  const event = bookingReserved()
+  // the record would be published before the event is routed: the first message tells
+  const first = collectMessages(watcher, 1)
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(event), { qos: 1 })
+  assert.equal((await first)[0]?.topic, BOOKING_RESERVED_TOPIC)
+  await broker.close()
+  const lines = (await readFile(file, 'utf8')).trim().split('\n').map((line) => parse(line))
+  assert.deepEqual(lines.map((r) => [r.outcome, r.event.id]), [['accepted', event.id]])
+})
+
 test('redaction paths reach into arrays and objects with *', () => {
   const redact = compileRedactor(['data.guests.*.email', 'data.missing.deeper', 'id'])
   assert.ok(redact !== undefined)
