@@ -26,8 +26,8 @@ export const AUDIT_PREFIX = '$audit/'
 /**
  * One audit record (PRODUCT §3) for every publish on a validated topic, whatever
  * became of it: accepted, rejected (with the reason, the size limit included) or
- * duplicate. Each record is published on `$audit/<topic>` and handed to the durable
- * sinks, which write in batches once per event-loop turn: a publisher never waits
+ * duplicate. Each record is published on `$audit/<topic>` (unless `topic: false`) and
+ * handed to the durable sinks, which write in batches once per event-loop turn: a publisher never waits
  * for the audit's I/O. The plugin's own publishes skip the pipeline, so it never
  * audits its output.
  */

@@ -52,17 +52,26 @@ function joinLines (lines: readonly Buffer[]): Buffer {
   return out
 }
 
+/** Past this many records waiting on Redis (a Redis slower than the broker), batches are dropped and counted. */
+const MAX_STREAM_BACKLOG = 100_000
+
 /** Adds to a Redis stream, trimmed to about `maxLen` entries (`XADD key MAXLEN ~ n * record <json>`), one pipeline per batch. */
 export function streamSink (redis: Redis, key: string, maxLen: number): AuditSink {
+  let waiting = 0
   return {
     name: 'stream',
     async write (lines) {
-      // while Redis is away the batch is dropped and counted, not queued without bound
-      if (redis.status !== 'ready') return 0
+      // while Redis is away or behind, the batch is dropped and counted, not queued without bound
+      if (redis.status !== 'ready' || waiting > MAX_STREAM_BACKLOG) return 0
       const pipeline = redis.pipeline()
       for (const line of lines) pipeline.xadd(key, 'MAXLEN', '~', maxLen, '*', 'record', line)
-      const results = await pipeline.exec()
-      return (results ?? []).filter(([err]) => err === null).length
+      waiting += lines.length
+      try {
+        const results = await pipeline.exec()
+        return (results ?? []).filter(([err]) => err === null).length
+      } finally {
+        waiting -= lines.length
+      }
     },
     async close () {}
   }
