@@ -19,6 +19,7 @@ import { CoreMetrics } from './metrics.js'
 import { createBackend, type Backend } from './persistence/index.js'
 import { MemoryDeadLetterStore } from './persistence/dead-letters.js'
 import { builtinPlugins } from './builtins.js'
+import { WebhookRegistry } from '../plugins/webhooks/index.js'
 import type { OutgoingMessage, PluginEntry, SubmitOptions, Transport } from './context.js'
 import type { CloudEvent } from './cloudevents/envelope.js'
 import { typeToTopic } from './cloudevents/topic.js'
@@ -95,6 +96,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
   const backend = createBackend(config, log)
   const reportError = makeErrorReporter(log, metrics)
   const evicted = new Counter({ name: 'ce_broker_dead_letters_evicted_total', help: 'Dead letters evicted from the full store, oldest first', registers: [metrics.registry] })
+  const webhookRegistry = new WebhookRegistry(config.webhooks.denyNetworks)
   const deadLetters = new MemoryDeadLetterStore(config.deadLetters.maxEntries, () => { evicted.inc() })
 
   const connect = adaptConnect({ preConnect: chains.preConnect, authenticate: chains.authenticate, connections, log })
@@ -156,6 +158,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     metrics: metrics.registry,
     publish: publishRaw,
     submit,
+    deadLetter: (message, error, options) => { gate.keep(toPacket(message), error, options) },
     countEvent: (outcome, reason) => { metrics.event(outcome, reason) },
     reportError: (err, context) => { reportError('plugin', err, { plugin: entry.name, ...context }) }
   }), pluginTimeoutMs, (err, context) => { reportError('plugin', err, context) })
@@ -191,7 +194,8 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       deadLetters,
       redis: backend.redis,
       metrics: metrics.registry,
-      log
+      log,
+      webhooks: webhookRegistry
     })
     await plugins.load([...builtins.entries, ...entries])
 
@@ -241,7 +245,8 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       keep: (message, error, options) => { gate.keep(toPacket(message), error, options) },
       tooLarge: (topic, payloadBytes) => { gate.tooLarge(topic, payloadBytes, config.limits.maxPayloadBytes, { origin: 'http' }) },
       maxPayloadBytes: config.limits.maxPayloadBytes,
-      schemas: builtins.schemas
+      schemas: builtins.schemas,
+      webhooks: webhookRegistry
     }, { bodyLimit: HTTP_BODY_LIMIT, ...(httpTls === undefined ? {} : { tls: httpTls }) })
     const wsTransport: Transport = httpTls === undefined ? 'ws' : 'wss'
     websocket = attachWebSocket(http.server, {

@@ -6,6 +6,7 @@ import { audit, type AuditOptions } from '../plugins/audit/index.js'
 import { deadLetter } from '../plugins/dead-letter/index.js'
 import { MemoryIdempotencyStore, RedisIdempotencyStore, idempotency } from '../plugins/idempotency/index.js'
 import { SchemaRegistry, schemaValidation } from '../plugins/schema-validation/index.js'
+import { webhooks, type WebhookRegistry } from '../plugins/webhooks/index.js'
 import type { BrokerConfig } from './config.js'
 import type { PluginEntry } from './context.js'
 import type { Logger } from './logger.js'
@@ -29,12 +30,15 @@ export interface BuiltinDeps {
   readonly redis: Redis | undefined
   readonly metrics: Registry
   readonly log: Logger
+  /** Webhook subscriptions, shared with the HTTP API. */
+  readonly webhooks: WebhookRegistry
 }
 
 /**
  * In order: dead-letter; schema-validation when any validation applies (rules, or
  * `validation.default: reject`); idempotency after it (it keys on the events
- * validation reads); audit last, so it sees every verdict. The schema folder is
+ * validation reads); audit, which sees every verdict; webhooks, which deliver
+ * what was published. The schema folder is
  * read here, at start-up; the default `./schemas` falls back to the schemas
  * bundled with the package when the working folder has none, so `createBroker()`
  * works from anywhere.
@@ -45,6 +49,7 @@ export async function builtinPlugins (config: BrokerConfig, deps: BuiltinDeps): 
   const validating = config.validation.rules.length > 0 || config.validation.default === 'reject'
   if (!validating) {
     if (config.audit.enabled) entries.push(audit(auditOptions(config, deps.redis)))
+    entries.push(webhooksEntry(config, deps))
     return { entries, schemas: () => [] }
   }
 
@@ -66,7 +71,20 @@ export async function builtinPlugins (config: BrokerConfig, deps: BuiltinDeps): 
     entries.push(idempotency({ store, windowMs: config.idempotency.windowMs }))
   }
   if (config.audit.enabled) entries.push(audit(auditOptions(config, deps.redis)))
+  entries.push(webhooksEntry(config, deps))
   return { entries, schemas: () => registry.list() }
+}
+
+function webhooksEntry (config: BrokerConfig, deps: BuiltinDeps): PluginEntry {
+  const { defaults } = config.webhooks
+  return webhooks({
+    registry: deps.webhooks,
+    subscriptions: config.webhooks.subscriptions,
+    retry: defaults.retry,
+    timeoutMs: defaults.timeoutMs,
+    concurrency: defaults.concurrency,
+    maxQueued: config.webhooks.maxQueued
+  })
 }
 
 function auditOptions (config: BrokerConfig, redis: Redis | undefined): AuditOptions {

@@ -94,6 +94,30 @@ export interface BrokerConfig {
       readonly maxLen: number
     }
   }
+  readonly webhooks: {
+    /** What every subscription gets unless it says otherwise. */
+    readonly defaults: {
+      readonly retry: { readonly maxAttempts: number, readonly initialDelayMs: number, readonly maxDelayMs: number }
+      /** Per request, in ms. Default 10000. */
+      readonly timeoutMs: number
+      /** Requests in flight per subscription. Default 8. */
+      readonly concurrency: number
+    }
+    /** Deliveries queued or waiting for a retry; beyond it new ones are dead-lettered (`queue_full`). Default 10000. */
+    readonly maxQueued: number
+    /** Networks no webhook URL may point into (CIDR). Default link-local and cloud metadata addresses. */
+    readonly denyNetworks: readonly string[]
+    /** Subscriptions registered at start-up (PRODUCT §4 format). */
+    readonly subscriptions: ReadonlyArray<{
+      readonly service_id: string
+      readonly webhook_url: string
+      readonly topic_filters: readonly string[]
+      readonly secret?: string
+      readonly mode?: 'binary' | 'structured'
+      readonly retry?: { readonly maxAttempts?: number, readonly initialDelayMs?: number, readonly maxDelayMs?: number }
+      readonly timeoutMs?: number
+    }>
+  }
 }
 
 /** A validation rule: which topics it covers and how their publishes are checked. */
@@ -132,7 +156,13 @@ export function defaults (): BrokerConfig {
     limits: { maxPayloadBytes: 256 * 1024 },
     deadLetters: { maxEntries: 10_000 },
     idempotency: { enabled: true, windowMs: 24 * 60 * 60 * 1000, maxEntries: 100_000 },
-    audit: { enabled: true, topic: true, payload: true, redact: [], stream: { key: 'ce-broker:audit', maxLen: 1_000_000 } }
+    audit: { enabled: true, topic: true, payload: true, redact: [], stream: { key: 'ce-broker:audit', maxLen: 1_000_000 } },
+    webhooks: {
+      defaults: { retry: { maxAttempts: 8, initialDelayMs: 1000, maxDelayMs: 300_000 }, timeoutMs: 10_000, concurrency: 8 },
+      maxQueued: 10_000,
+      denyNetworks: ['169.254.0.0/16', 'fd00:ec2::254/128'],
+      subscriptions: []
+    }
   }
 }
 
@@ -177,10 +207,22 @@ export const OPTIONS: readonly OptionSpec[] = [
   { paths: ['audit.file'], env: 'CE_BROKER_AUDIT_FILE', flag: '--audit-file', default: '(none)', doc: 'JSON-lines file the audit records are appended to' },
   { paths: ['audit.payload'], env: 'CE_BROKER_AUDIT_PAYLOAD', default: 'true', doc: 'put the event itself in each audit record' },
   { paths: ['audit.stream.key'], env: 'CE_BROKER_AUDIT_STREAM_KEY', default: 'ce-broker:audit', doc: 'with Redis: the stream audit records are added to' },
-  { paths: ['audit.stream.maxLen'], env: 'CE_BROKER_AUDIT_STREAM_MAX_LEN', default: '1000000', doc: 'with Redis: the audit stream is trimmed to about this many entries' }
+  { paths: ['audit.stream.maxLen'], env: 'CE_BROKER_AUDIT_STREAM_MAX_LEN', default: '1000000', doc: 'with Redis: the audit stream is trimmed to about this many entries' },
+  { paths: ['webhooks.defaults.retry.maxAttempts'], env: 'CE_BROKER_WEBHOOKS_MAX_ATTEMPTS', default: '8', doc: 'attempts per webhook delivery before it is dead-lettered' },
+  { paths: ['webhooks.defaults.retry.initialDelayMs'], env: 'CE_BROKER_WEBHOOKS_INITIAL_DELAY_MS', default: '1000', doc: 'backoff before the first retry, in ms (doubling, full jitter)' },
+  { paths: ['webhooks.defaults.retry.maxDelayMs'], env: 'CE_BROKER_WEBHOOKS_MAX_DELAY_MS', default: '300000', doc: 'longest backoff between attempts, in ms (Retry-After included)' },
+  { paths: ['webhooks.defaults.timeoutMs'], env: 'CE_BROKER_WEBHOOKS_TIMEOUT_MS', default: '10000', doc: 'timeout of one webhook request, in ms' },
+  { paths: ['webhooks.defaults.concurrency'], env: 'CE_BROKER_WEBHOOKS_CONCURRENCY', default: '8', doc: 'webhook requests in flight per subscription' },
+  { paths: ['webhooks.maxQueued'], env: 'CE_BROKER_WEBHOOKS_MAX_QUEUED', default: '10000', doc: 'webhook deliveries queued or waiting for a retry; beyond it they are dead-lettered (queue_full)' }
 ]
 
 const port = { type: 'integer', minimum: 0, maximum: 65535 }
+/** A webhook retry policy, in the config and in a subscription. */
+const retryProperties = {
+  maxAttempts: { type: 'integer', minimum: 1, maximum: 100 },
+  initialDelayMs: { type: 'integer', minimum: 0 },
+  maxDelayMs: { type: 'integer', minimum: 0 }
+}
 const nonEmpty = { type: 'string', minLength: 1 }
 
 /** JSON Schema of the config; `partial` drops `required` so each layer can be checked on its own. */
@@ -223,8 +265,29 @@ function configSchema (partial: boolean): object {
       payload: { type: 'boolean' },
       redact: { type: 'array', items: { type: 'string', pattern: '^[^.]+(\\.[^.]+)*$' } },
       stream: strict({ key: nonEmpty, maxLen: { type: 'integer', minimum: 1 } }, ['key', 'maxLen'])
-    }, ['enabled', 'topic', 'payload', 'redact', 'stream'])
-  }, ['mqtt', 'http', 'nodeId', 'logLevel', 'schemas', 'validation', 'limits', 'deadLetters', 'idempotency', 'audit'])
+    }, ['enabled', 'topic', 'payload', 'redact', 'stream']),
+    webhooks: strict({
+      defaults: strict({
+        retry: strict(retryProperties, ['maxAttempts', 'initialDelayMs', 'maxDelayMs']),
+        timeoutMs: { type: 'integer', minimum: 1 },
+        concurrency: { type: 'integer', minimum: 1 }
+      }, ['retry', 'timeoutMs', 'concurrency']),
+      maxQueued: { type: 'integer', minimum: 1 },
+      denyNetworks: { type: 'array', items: { type: 'string', pattern: '^[0-9a-fA-F:.]+(/[0-9]{1,3})?$' } },
+      subscriptions: {
+        type: 'array',
+        items: strict({
+          service_id: nonEmpty,
+          webhook_url: { type: 'string', format: 'uri' },
+          topic_filters: { type: 'array', minItems: 1, items: nonEmpty },
+          secret: { type: 'string', minLength: 16 },
+          mode: { enum: ['binary', 'structured'] },
+          retry: strict(retryProperties),
+          timeoutMs: { type: 'integer', minimum: 1 }
+        }, ['service_id', 'webhook_url', 'topic_filters'])
+      }
+    }, ['defaults', 'maxQueued', 'denyNetworks', 'subscriptions'])
+  }, ['mqtt', 'http', 'nodeId', 'logLevel', 'schemas', 'validation', 'limits', 'deadLetters', 'idempotency', 'audit', 'webhooks'])
 }
 
 /** The compiled validators; built once per `loadConfig` call site that needs them. */

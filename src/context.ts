@@ -145,6 +145,11 @@ export interface PluginContext {
    * accepted and routed, or with the refusal (already dead-lettered or diverted).
    */
   submit: (message: OutgoingMessage, options: SubmitOptions) => Promise<BrokerError | undefined>
+  /**
+   * Keep a message the plugin could not handle (a webhook delivery that failed for good)
+   * as a dead letter: stored with `error` as its reason and published on `$DLQ/<topic>`.
+   */
+  deadLetter: (message: OutgoingMessage, error: BrokerError, options: SubmitOptions) => void
   /** Count an event outcome in `ce_broker_events_total` (`reason` for rejections). */
   countEvent: (outcome: 'accepted' | 'rejected' | 'duplicate', reason?: string) => void
   /** Log and count a failure that has no caller to return to (published handlers, timers, queues). */

@@ -140,6 +140,27 @@ export class DuplicateEventError extends BrokerError {
   }
 }
 
+/**
+ * An accepted event that could not be delivered to a webhook subscription: its
+ * attempts ran out or the endpoint refused it for good (`delivery_failed`), or the
+ * delivery queue was full (`queue_full`). Kept as a dead letter for that subscription.
+ */
+export class DeliveryFailedError extends BrokerError {
+  readonly code = 'BRK_DELIVERY_FAILED'
+  override readonly disposition = 'dead-letter'
+
+  constructor (
+    readonly reason: 'delivery_failed' | 'queue_full',
+    readonly subscription: string,
+    readonly eventId: string | undefined,
+    readonly attempts: number,
+    readonly lastStatus: number | undefined,
+    detail: string
+  ) {
+    super(`delivery to subscription ${subscription} failed (${reason}): ${detail}`)
+  }
+}
+
 /** A listener could not bind its address (port in use, address not available, permission). */
 export class ListenError extends BrokerError {
   readonly code = 'BRK_LISTEN_FAILED'

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { Counter } from 'prom-client'
 import {
-  EventRejectedError, MAX_ERRORS, REJECTIONS_PREFIX, TRANSPORTS, definePlugin, viewPayload,
+  DeliveryFailedError, EventRejectedError, MAX_ERRORS, REJECTIONS_PREFIX, TRANSPORTS, definePlugin, viewPayload,
   type BrokerError, type DeadLetterRecord, type DeadLetterStore, type Origin, type PublishAttempt
 } from '../../src/index.js'
 
@@ -30,7 +30,8 @@ export const deadLetter = definePlugin<DeadLetterOptions>('dead-letter', async (
 
   ctx.hooks.deadLetter(function keepDeadLetter (attempt: PublishAttempt, error: BrokerError): Buffer {
     const rejected = error instanceof EventRejectedError ? error : undefined
-    const reason = rejected?.reason ?? error.code
+    const undelivered = error instanceof DeliveryFailedError ? error : undefined
+    const reason = rejected?.reason ?? undelivered?.reason ?? error.code
     const id = attempt.replayOf ?? randomUUID()
     const record: DeadLetterRecord = {
       specversion: '1.0',
@@ -44,7 +45,10 @@ export const deadLetter = definePlugin<DeadLetterOptions>('dead-letter', async (
         errors: (rejected?.problems ?? [{ path: '', message: error.message }]).slice(0, MAX_ERRORS),
         topic: attempt.topic,
         clientId: attempt.clientId,
-        ...viewPayload(attempt.payload)
+        ...viewPayload(attempt.payload),
+        ...(undelivered === undefined
+          ? {}
+          : { attempts: undelivered.attempts, ...(undelivered.lastStatus === undefined ? {} : { lastStatus: undelivered.lastStatus }), subscription: undelivered.subscription })
       }
     }
     const stored = attempt.replayOf === undefined

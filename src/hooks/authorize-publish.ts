@@ -1,5 +1,5 @@
 import type { AedesOptions, Client, PublishPacket } from 'aedes'
-import { BrokerError, DuplicateEventError, EventRejectedError, ReservedTopicError, toBrokerError, type Disposition } from '../errors.js'
+import { BrokerError, DeliveryFailedError, DuplicateEventError, EventRejectedError, ReservedTopicError, toBrokerError, type Disposition } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { CoreMetrics } from '../metrics.js'
 import type { AuthorizePublishHandler, DeadLetterHandler, DecidedHandler, Origin, PublishVerdict } from '../context.js'
@@ -167,6 +167,10 @@ function logRefusal (attempt: Attempt, err: BrokerError, msg: string): void {
   if (err instanceof DuplicateEventError) {
     // a publisher retrying is routine, not a warning
     attempt.log.debug({ eventId: err.event.id, source: err.event.source }, 'duplicate event dropped')
+    return
+  }
+  if (err instanceof DeliveryFailedError) {
+    attempt.log.warn({ reason: err.reason, subscription: err.subscription, eventId: err.eventId, attempts: err.attempts, lastStatus: err.lastStatus, detail: err.message }, 'webhook delivery failed for good: dead-lettered')
     return
   }
   if (!(err instanceof EventRejectedError)) {

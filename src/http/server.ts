@@ -9,10 +9,11 @@ import { retainedRoutes, type RetainedSource } from './routes/retained.js'
 import { deadLetterRoutes, type DeadLetterSource } from './routes/dlq.js'
 import { schemaRoutes, type SchemaListing } from './routes/schemas.js'
 import { ingressRoutes, type IngressSource } from './routes/publish.js'
+import { webhookRoutes, type WebhookSource } from './routes/webhooks.js'
 import type { Registry } from 'prom-client'
 
 /** What the HTTP API reads from the broker. */
-export interface HttpDeps extends HealthSource, RetainedSource, DeadLetterSource, IngressSource {
+export interface HttpDeps extends HealthSource, RetainedSource, DeadLetterSource, IngressSource, WebhookSource {
   readonly log: Logger
   readonly metrics: Registry
   readonly schemas: () => readonly SchemaListing[]
@@ -57,6 +58,7 @@ export async function createHttpApi (deps: HttpDeps, options: HttpOptions): Prom
   await app.register(deadLetterRoutes, deps)
   await app.register(schemaRoutes, deps)
   await app.register(ingressRoutes, deps)
+  await app.register(webhookRoutes, deps)
   await app.ready()
   return {
     server,

@@ -17,6 +17,10 @@ export interface DeadLetterRecord {
     readonly payload?: unknown
     /** The original payload in base64, when it was not JSON. */
     readonly payloadBase64?: string
+    /** Reason `delivery_failed`: attempts made, the last HTTP status, the webhook subscription id. */
+    readonly attempts?: number
+    readonly lastStatus?: number
+    readonly subscription?: string
   }
 }
 

@@ -17,7 +17,13 @@ test('defaults run one embedded node on localhost', () => {
     limits: { maxPayloadBytes: 262144 },
     deadLetters: { maxEntries: 10000 },
     idempotency: { enabled: true, windowMs: 86400000, maxEntries: 100000 },
-    audit: { enabled: true, topic: true, payload: true, redact: [], stream: { key: 'ce-broker:audit', maxLen: 1000000 } }
+    audit: { enabled: true, topic: true, payload: true, redact: [], stream: { key: 'ce-broker:audit', maxLen: 1000000 } },
+    webhooks: {
+      defaults: { retry: { maxAttempts: 8, initialDelayMs: 1000, maxDelayMs: 300000 }, timeoutMs: 10000, concurrency: 8 },
+      maxQueued: 10000,
+      denyNetworks: ['169.254.0.0/16', 'fd00:ec2::254/128'],
+      subscriptions: []
+    }
   })
   assert.equal(config.redis, undefined)
   assert.match(config.nodeId, new RegExp(`-${process.pid}$`))

@@ -33,6 +33,10 @@ export interface RecordData {
   clientId: string | null
   payload?: unknown
   payloadBase64?: string
+  /** Reason `delivery_failed` only. */
+  attempts?: number
+  lastStatus?: number
+  subscription?: string
 }
 
 /** Parse a dead-letter record from a message payload. */

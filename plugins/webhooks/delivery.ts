@@ -1,0 +1,174 @@
+import { Agent, request } from 'undici'
+import type { RetryPolicy, Subscription } from './subscriptions.js'
+import type { WebhookRequest } from './request.js'
+
+/** One (event, subscription) to deliver. */
+export interface Job {
+  readonly subscription: Subscription
+  /** Standard Webhooks `webhook-id`: the same on every attempt. */
+  readonly id: string
+  readonly eventId: string | undefined
+  readonly topic: string
+  /** The event's bytes as published. */
+  readonly raw: Buffer
+  readonly event: Record<string, unknown>
+  attempts: number
+  lastStatus: number | undefined
+  lastError: string | undefined
+}
+
+/** How an attempt ended. */
+export type AttemptResult =
+  | { readonly kind: 'delivered', readonly status: number }
+  | { readonly kind: 'retry', readonly status: number | undefined, readonly error: string, readonly retryAfterMs: number | undefined }
+  | { readonly kind: 'failed', readonly status: number, readonly gone: boolean }
+
+export interface DeliveryOptions {
+  readonly retry: RetryPolicy
+  readonly timeoutMs: number
+  /** Requests in flight per subscription at most. */
+  readonly concurrency: number
+  /** Deliveries waiting (queued or between attempts) at most; beyond it `enqueue` refuses. */
+  readonly maxQueued: number
+  readonly build: (job: Job, now: Date) => WebhookRequest
+  readonly onDelivered: (job: Job, latencyMs: number) => void
+  /** Attempts ran out or the endpoint refused for good (`gone`: 410). */
+  readonly onFailed: (job: Job, gone: boolean) => void
+}
+
+/** Backoff before attempt `attempt + 1` (1-based `attempt` just failed): full jitter over an exponential cap. */
+export function backoffMs (policy: RetryPolicy, attempt: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(policy.maxDelayMs, policy.initialDelayMs * 2 ** (attempt - 1))
+  return Math.floor(random() * ceiling)
+}
+
+/** `Retry-After` as milliseconds (seconds or an HTTP date), or `undefined`. */
+export function retryAfterMs (header: string | string[] | undefined, now = Date.now()): number | undefined {
+  const value = Array.isArray(header) ? header[0] : header
+  if (value === undefined || value.trim() === '') return undefined
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000
+  const at = Date.parse(value)
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now)
+}
+
+/** 408, 429 and 5xx are worth another attempt; other statuses are final. */
+export function isRetryable (status: number): boolean {
+  return status === 408 || status === 429 || status >= 500
+}
+
+/**
+ * The in-memory delivery queue: a FIFO per subscription, at most `concurrency`
+ * requests in flight each, retries scheduled with backoff. Requests go through one
+ * undici Agent: a keep-alive connection pool per origin. Nothing here is awaited by a
+ * publisher: `enqueue` only queues.
+ */
+export class DeliveryQueue {
+  readonly #options: DeliveryOptions
+  readonly #agent: Agent
+  readonly #waiting = new Map<string, Job[]>()
+  readonly #inFlight = new Map<string, number>()
+  readonly #timers = new Set<NodeJS.Timeout>()
+  #queued = 0
+  #closed = false
+
+  constructor (options: DeliveryOptions) {
+    this.#options = options
+    this.#agent = new Agent({ connections: options.concurrency, keepAliveTimeout: 30_000 })
+  }
+
+  /** Deliveries queued or waiting to be retried. */
+  get depth (): number {
+    return this.#queued
+  }
+
+  /** Queue a job; `false` when the queue is full (the caller dead-letters it). */
+  enqueue (job: Job): boolean {
+    if (this.#closed || this.#queued >= this.#options.maxQueued) return false
+    this.#queued++
+    this.#push(job)
+    return true
+  }
+
+  async close (): Promise<void> {
+    this.#closed = true
+    for (const timer of this.#timers) clearTimeout(timer)
+    this.#timers.clear()
+    await this.#agent.close()
+  }
+
+  #push (job: Job): void {
+    const key = job.subscription.id
+    const list = this.#waiting.get(key)
+    if (list === undefined) this.#waiting.set(key, [job])
+    else list.push(job)
+    this.#pump(key)
+  }
+
+  #pump (key: string): void {
+    const list = this.#waiting.get(key)
+    while (list !== undefined && list.length > 0 && (this.#inFlight.get(key) ?? 0) < this.#options.concurrency && !this.#closed) {
+      const job = list.shift()
+      if (job === undefined) break
+      this.#inFlight.set(key, (this.#inFlight.get(key) ?? 0) + 1)
+      this.#attempt(job).finally(() => {
+        this.#inFlight.set(key, (this.#inFlight.get(key) ?? 1) - 1)
+        this.#pump(key)
+      }).catch(() => {})
+    }
+    if (list?.length === 0) this.#waiting.delete(key)
+  }
+
+  async #attempt (job: Job): Promise<void> {
+    job.attempts++
+    const started = performance.now()
+    const result = await this.#send(job)
+    if (result.kind === 'delivered') {
+      this.#queued--
+      this.#options.onDelivered(job, performance.now() - started)
+      return
+    }
+    job.lastStatus = result.status
+    if (result.kind === 'failed') {
+      this.#queued--
+      job.lastError = `HTTP ${result.status}`
+      this.#options.onFailed(job, result.gone)
+      return
+    }
+    job.lastError = result.error
+    const policy = { ...this.#options.retry, ...job.subscription.retry }
+    if (job.attempts >= policy.maxAttempts || this.#closed) {
+      this.#queued--
+      this.#options.onFailed(job, false)
+      return
+    }
+    const delay = result.retryAfterMs === undefined ? backoffMs(policy, job.attempts) : Math.min(result.retryAfterMs, policy.maxDelayMs)
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer)
+      this.#push(job)
+    }, delay)
+    this.#timers.add(timer)
+  }
+
+  async #send (job: Job): Promise<AttemptResult> {
+    const { headers, body } = this.#options.build(job, new Date())
+    const timeoutMs = job.subscription.timeoutMs ?? this.#options.timeoutMs
+    try {
+      const res = await request(job.subscription.webhook_url, {
+        method: 'POST',
+        headers,
+        body,
+        dispatcher: this.#agent,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        signal: AbortSignal.timeout(timeoutMs)
+      })
+      await res.body.dump()
+      const status = res.statusCode
+      if (status >= 200 && status < 300) return { kind: 'delivered', status }
+      if (isRetryable(status)) return { kind: 'retry', status, error: `HTTP ${status}`, retryAfterMs: retryAfterMs(res.headers['retry-after']) }
+      return { kind: 'failed', status, gone: status === 410 }
+    } catch (err: unknown) {
+      return { kind: 'retry', status: undefined, error: err instanceof Error ? err.message : String(err), retryAfterMs: undefined }
+    }
+  }
+}

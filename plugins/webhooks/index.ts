@@ -1,0 +1,148 @@
+import { Counter, Gauge, Histogram } from 'prom-client'
+import { BadRequestError, DeliveryFailedError, definePlugin, type PublishedMessage } from '../../src/index.js'
+import { DeliveryQueue, type Job } from './delivery.js'
+import { buildRequest, webhookId } from './request.js'
+import { SubscriptionStore, toMqttFilter, viewOf, type RetryPolicy, type Subscription, type SubscriptionInput, type SubscriptionView } from './subscriptions.js'
+import { UrlPolicy } from './url-policy.js'
+
+export { DEFAULT_DENY_NETWORKS, UrlPolicy } from './url-policy.js'
+export { backoffMs, retryAfterMs, isRetryable } from './delivery.js'
+export { toMqttFilter, type RetryPolicy, type Subscription, type SubscriptionInput, type SubscriptionView } from './subscriptions.js'
+
+/**
+ * The webhook subscriptions of a broker, as the HTTP API and the plugin share them:
+ * registration checks the body, the filters and the URL.
+ */
+export class WebhookRegistry {
+  readonly store = new SubscriptionStore()
+  readonly #policy: UrlPolicy
+
+  constructor (denyNetworks?: readonly string[]) {
+    this.#policy = new UrlPolicy(denyNetworks)
+  }
+
+  /** Register or update (same `service_id` + `webhook_url`); a `BadRequestError` names what is wrong. */
+  async register (input: SubscriptionInput): Promise<{ subscription: SubscriptionView, created: boolean }> {
+    const problem = await this.#policy.problem(input.webhook_url)
+    if (problem !== undefined) throw new BadRequestError(problem)
+    let filters: string[]
+    try {
+      filters = input.topic_filters.map(toMqttFilter)
+    } catch (err: unknown) {
+      throw new BadRequestError(err instanceof Error ? err.message : String(err))
+    }
+    const { subscription, created } = this.store.upsert({ ...input, filters })
+    return { subscription: viewOf(subscription), created }
+  }
+
+  list (): SubscriptionView[] {
+    return this.store.list().map(viewOf)
+  }
+
+  remove (id: string): boolean {
+    return this.store.delete(id)
+  }
+}
+
+/** Options of the webhooks plugin. */
+export interface WebhooksOptions {
+  readonly registry: WebhookRegistry
+  /** Subscriptions from the config file, registered at start-up (a bad one stops it). */
+  readonly subscriptions: readonly SubscriptionInput[]
+  readonly retry: RetryPolicy
+  readonly timeoutMs: number
+  readonly concurrency: number
+  readonly maxQueued: number
+}
+
+/**
+ * The HTTP bridge (PRODUCT §4): every accepted CloudEvent whose topic matches a
+ * subscription's filters is POSTed to its URL in the CloudEvents HTTP binding,
+ * signed when the subscription has a secret. Deliveries are queued from the
+ * `published` hook on the node where the event entered, so a publisher never waits
+ * for a webhook; 408, 429, 5xx and network errors are retried with backoff, other
+ * 4xx fail at once, 410 disables the subscription, and a delivery that fails for
+ * good, or finds the queue full, is dead-lettered.
+ */
+export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, opts) => {
+  const { registry } = opts
+  for (const input of opts.subscriptions) await registry.register(input)
+
+  const deliveries = new Counter({ name: 'ce_broker_webhook_deliveries_total', help: 'Webhook deliveries by subscription and outcome (delivered, failed, queue_full)', labelNames: ['subscription', 'outcome'] as const, registers: [ctx.metrics] })
+  const latency = new Histogram({ name: 'ce_broker_webhook_delivery_seconds', help: 'Time of the successful attempt of a webhook delivery', labelNames: ['subscription'] as const, buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [ctx.metrics] })
+
+  function deadLetter (job: Job, reason: 'delivery_failed' | 'queue_full', detail: string): void {
+    const error = new DeliveryFailedError(reason, job.subscription.id, job.eventId, job.attempts, job.lastStatus, detail)
+    ctx.deadLetter({ topic: job.topic, payload: job.raw, qos: 1 }, error, { origin: 'internal', clientId: null })
+  }
+
+  const queue = new DeliveryQueue({
+    retry: opts.retry,
+    timeoutMs: opts.timeoutMs,
+    concurrency: opts.concurrency,
+    maxQueued: opts.maxQueued,
+    build: (job, now) => buildRequest(job.event, job.raw, job.subscription, job.id, now),
+    onDelivered: (job, ms) => {
+      deliveries.inc({ subscription: job.subscription.id, outcome: 'delivered' })
+      latency.observe({ subscription: job.subscription.id }, ms / 1000)
+    },
+    onFailed: (job, gone) => {
+      deliveries.inc({ subscription: job.subscription.id, outcome: 'failed' })
+      if (gone) {
+        registry.store.disable(job.subscription.id, `${job.subscription.webhook_url} answered 410 Gone`)
+        ctx.log.warn({ subscription: job.subscription.id, url: job.subscription.webhook_url }, 'webhook answered 410 Gone: subscription disabled')
+      }
+      deadLetter(job, 'delivery_failed', job.lastError ?? 'no answer')
+    }
+  })
+  new Gauge({ name: 'ce_broker_webhook_queue_depth', help: 'Webhook deliveries queued or waiting for a retry', registers: [ctx.metrics], collect () { this.set(queue.depth) } })
+
+  ctx.hooks.published(function enqueueDeliveries (message: PublishedMessage): void {
+    if (registry.store.size === 0 || message.topic.charCodeAt(0) === 36 /* $ */) return
+    const matching = registry.store.matching(message.topic)
+    if (matching.length === 0) return
+    const event = cloudEventOf(message.payload)
+    if (event === undefined) {
+      ctx.log.debug({ topic: message.topic }, 'not a CloudEvent: no webhook delivery')
+      return
+    }
+    for (const subscription of matching) {
+      const job: Job = {
+        subscription,
+        id: webhookId(subscription.id, event.source, event.id),
+        eventId: event.id,
+        topic: message.topic,
+        raw: message.payload,
+        event,
+        attempts: 0,
+        lastStatus: undefined,
+        lastError: undefined
+      }
+      if (!queue.enqueue(job)) {
+        deliveries.inc({ subscription: subscription.id, outcome: 'queue_full' })
+        deadLetter(job, 'queue_full', `the delivery queue holds ${opts.maxQueued} deliveries`)
+      }
+    }
+  })
+
+  ctx.log.info({ subscriptions: registry.store.size }, 'webhooks ready')
+  return async function stopWebhooks () {
+    await queue.close()
+  }
+})
+
+/** The payload as a CloudEvent object (structured JSON with the required attributes), or `undefined`. */
+function cloudEventOf (payload: Buffer): (Record<string, unknown> & { id: string, source: string }) | undefined {
+  let value: unknown
+  try {
+    value = JSON.parse(payload.toString('utf8'))
+  } catch {
+    return undefined
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined
+  const event = value as Record<string, unknown>
+  const { id, source, type, specversion } = event
+  if (typeof id !== 'string' || typeof source !== 'string' || typeof type !== 'string' || specversion !== '1.0') return undefined
+  return { ...event, id, source }
+}
+

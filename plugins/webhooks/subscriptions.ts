@@ -1,0 +1,103 @@
+import { randomUUID } from 'node:crypto'
+import { compileFilter, topicFilterProblem } from '../../src/index.js'
+
+/** Retry policy of a subscription (PRODUCT §4); every field optional over the defaults. */
+export interface RetryPolicy {
+  readonly maxAttempts: number
+  readonly initialDelayMs: number
+  readonly maxDelayMs: number
+}
+
+/** A subscription as registered (PRODUCT §4). */
+export interface SubscriptionInput {
+  readonly service_id: string
+  readonly webhook_url: string
+  readonly topic_filters: readonly string[]
+  readonly secret?: string
+  readonly mode?: 'binary' | 'structured'
+  readonly retry?: Partial<RetryPolicy>
+  readonly timeoutMs?: number
+}
+
+/** A stored subscription: the input, its id, its MQTT filters and its state. */
+export interface Subscription extends SubscriptionInput {
+  readonly id: string
+  /** `topic_filters` as MQTT filters (`albergue.v1.booking.*` → `albergue/v1/booking/#`). */
+  readonly filters: readonly string[]
+  readonly mode: 'binary' | 'structured'
+  readonly createdAt: string
+  /** Set when the endpoint answered 410 Gone: nothing more is delivered. */
+  readonly disabled?: { readonly at: string, readonly reason: string }
+}
+
+/** What `GET /api/webhooks` shows of a subscription: never its secret. */
+export type SubscriptionView = Omit<Subscription, 'secret'> & { readonly hasSecret: boolean }
+
+export function viewOf (subscription: Subscription): SubscriptionView {
+  const { secret, ...rest } = subscription
+  return { ...rest, hasSecret: secret !== undefined }
+}
+
+/**
+ * A topic filter in either form PRODUCT §4 allows, as an MQTT filter: MQTT filters
+ * (`+`, `#`) as they are; the dotted form maps `.` to `/` and a `*` level to `#` at
+ * the end (`albergue.v1.booking.*`) or `+` inside. Returns the filter or throws a
+ * message naming the problem.
+ */
+export function toMqttFilter (filter: string): string {
+  const mqtt = filter.includes('/') || filter.includes('+') || filter.includes('#')
+    ? filter
+    : filter.split('.').map((level, i, levels) => level === '*' ? (i === levels.length - 1 ? '#' : '+') : level).join('/')
+  const problem = topicFilterProblem(mqtt)
+  if (problem !== undefined) throw new TypeError(`topic filter ${JSON.stringify(filter)} ${problem}`)
+  return mqtt
+}
+
+/** Subscriptions by id, with a matcher over their filters. In memory, one per broker. */
+export class SubscriptionStore {
+  readonly #byId = new Map<string, { subscription: Subscription, matches: Array<(topic: string) => boolean> }>()
+
+  /** Add, or update the one with the same `service_id` and `webhook_url` (it keeps its id). */
+  upsert (input: SubscriptionInput & { readonly filters: readonly string[] }): { subscription: Subscription, created: boolean } {
+    const existing = [...this.#byId.values()].find(({ subscription: s }) => s.service_id === input.service_id && s.webhook_url === input.webhook_url)
+    const subscription: Subscription = {
+      ...input,
+      mode: input.mode ?? 'binary',
+      id: existing?.subscription.id ?? randomUUID(),
+      createdAt: existing?.subscription.createdAt ?? new Date().toISOString()
+    }
+    this.#byId.set(subscription.id, { subscription, matches: subscription.filters.map((f) => compileFilter(f)) })
+    return { subscription, created: existing === undefined }
+  }
+
+  get (id: string): Subscription | undefined {
+    return this.#byId.get(id)?.subscription
+  }
+
+  list (): Subscription[] {
+    return [...this.#byId.values()].map((entry) => entry.subscription)
+  }
+
+  delete (id: string): boolean {
+    return this.#byId.delete(id)
+  }
+
+  disable (id: string, reason: string): void {
+    const entry = this.#byId.get(id)
+    if (entry === undefined) return
+    entry.subscription = { ...entry.subscription, disabled: { at: new Date().toISOString(), reason } }
+  }
+
+  /** Enabled subscriptions with a filter matching `topic`. */
+  matching (topic: string): Subscription[] {
+    const out: Subscription[] = []
+    for (const { subscription, matches } of this.#byId.values()) {
+      if (subscription.disabled === undefined && matches.some((match) => match(topic))) out.push(subscription)
+    }
+    return out
+  }
+
+  get size (): number {
+    return this.#byId.size
+  }
+}

@@ -1,0 +1,184 @@
+import assert from 'node:assert/strict'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { test, type TestContext } from 'node:test'
+import { HTTP } from 'cloudevents'
+import { Webhook } from 'standardwebhooks'
+import { collectMessages, connect, httpUrl, mqttUrl, startBroker } from '../helpers/broker.js'
+import { defer } from '../helpers/cleanup.js'
+import { BOOKING_RESERVED_TOPIC, bookingReserved, parseRecord } from '../helpers/events.js'
+
+const SECRET = 'a-shared-secret-of-the-booking-team'
+
+interface Received {
+  readonly headers: Record<string, string>
+  readonly body: string
+}
+
+/** A real HTTP receiver on 127.0.0.1: answers each request with `answer(n)` (n counts from 1) and records it. */
+async function receiver (t: TestContext, answer: (n: number, res: ServerResponse) => void = (_n, res) => { res.writeHead(200).end() }): Promise<{ url: string, requests: Received[], next: (count: number) => Promise<Received[]> }> {
+  const requests: Received[] = []
+  const waiters: Array<{ count: number, resolve: () => void }> = []
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = []
+    req.on('data', (chunk: Buffer) => { chunks.push(chunk) })
+    req.on('end', () => {
+      const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : String(v)]))
+      requests.push({ headers, body: Buffer.concat(chunks).toString('utf8') })
+      for (const waiter of waiters.filter((w) => requests.length >= w.count)) waiter.resolve()
+      answer(requests.length, res)
+    })
+  })
+  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+  defer(t, async () => {
+    server.closeAllConnections()
+    await new Promise((resolve) => { server.close(resolve) })
+  })
+  const { port } = server.address() as AddressInfo
+  const next = async (count: number): Promise<Received[]> => {
+    if (requests.length >= count) return requests.slice(0, count)
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => { reject(new Error(`got ${requests.length} of ${count} webhook requests`)) }, 10_000)
+      waiters.push({ count, resolve: () => { clearTimeout(timer); resolve() } })
+    })
+    return requests.slice(0, count)
+  }
+  return { url: `http://127.0.0.1:${port}/hooks`, requests, next }
+}
+
+async function register (brokerHttp: string, body: object, path = '/api/webhooks'): Promise<{ status: number, json: Record<string, unknown> }> {
+  const res = await fetch(brokerHttp + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  return { status: res.status, json: await res.json() as Record<string, unknown> }
+}
+
+const FAST_RETRY = { maxAttempts: 3, initialDelayMs: 5, maxDelayMs: 20 }
+
+test('a binary-mode delivery parses with the CloudEvents SDK and its Standard Webhooks signature verifies', async (t) => {
+  const broker = await startBroker(t)
+  const hook = await receiver(t)
+  const created = await register(httpUrl(broker), { service_id: 'government-gateway', webhook_url: hook.url, topic_filters: ['albergue/v1/booking/#'], secret: SECRET })
+  assert.equal(created.status, 201)
+  const publisher = await connect(t, mqttUrl(broker))
+  const event = bookingReserved({}, { correlationid: 'flow-1' })
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(event), { qos: 1 })
+
+  const [request] = await hook.next(1)
+  assert.ok(request !== undefined)
+  const parsed = HTTP.toEvent({ headers: request.headers, body: request.body })
+  assert.ok(!Array.isArray(parsed))
+  assert.equal(parsed.id, event.id)
+  assert.equal(parsed.type, event.type)
+  assert.equal(parsed.source, event.source)
+  assert.equal(parsed.correlationid, 'flow-1')
+  assert.deepEqual(parsed.data, event.data)
+  assert.equal(request.headers['ce-time'], event.time, 'the time attribute as sent')
+  assert.equal(request.headers['content-type'], 'application/json')
+  assert.doesNotThrow(() => new Webhook(SECRET, { format: 'raw' }).verify(request.body, request.headers))
+  assert.match(request.headers['webhook-id'] ?? '', /^msg_/)
+})
+
+test('subscriptions: 201 then 200 for the same service and URL, listed without their secret, deleted by id; the seed alias and dotted filters give structured mode', async (t) => {
+  const broker = await startBroker(t)
+  const hook = await receiver(t)
+  const first = await register(httpUrl(broker), { service_id: 'notification', webhook_url: hook.url, topic_filters: ['albergue.v1.booking.*'], secret: SECRET, mode: 'structured' }, '/api/mqtt/register-webhook')
+  assert.equal(first.status, 201)
+  assert.deepEqual(first.json.filters, ['albergue/v1/booking/#'])
+  const again = await register(httpUrl(broker), { service_id: 'notification', webhook_url: hook.url, topic_filters: ['albergue.v1.booking.*', 'albergue/v1/payment/+'], mode: 'structured' })
+  assert.equal(again.status, 200)
+  assert.equal(again.json.id, first.json.id)
+  const listed = await (await fetch(httpUrl(broker, '/api/webhooks'))).json() as { subscriptions: Array<Record<string, unknown>> }
+  assert.equal(listed.subscriptions.length, 1)
+  assert.equal(listed.subscriptions[0]?.secret, undefined)
+  assert.deepEqual(listed.subscriptions[0]?.filters, ['albergue/v1/booking/#', 'albergue/v1/payment/+'])
+
+  const publisher = await connect(t, mqttUrl(broker))
+  const event = bookingReserved()
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(event), { qos: 1 })
+  const [request] = await hook.next(1)
+  assert.match(request?.headers['content-type'] ?? '', /^application\/cloudevents\+json/)
+  assert.deepEqual(JSON.parse(request?.body ?? ''), event, 'structured mode sends the event as published')
+
+  const id = String(first.json.id)
+  assert.equal((await fetch(httpUrl(broker, `/api/webhooks/${id}`), { method: 'DELETE' })).status, 204)
+  assert.equal((await fetch(httpUrl(broker, `/api/webhooks/${id}`), { method: 'DELETE' })).status, 404)
+})
+
+test('URLs that are not http(s), carry credentials or point at metadata addresses are refused with 400 naming why', async (t) => {
+  const broker = await startBroker(t)
+  const cases: Array<[string, RegExp]> = [
+    ['ftp://127.0.0.1/x', /must be http or https/],
+    ['http://user:pw@127.0.0.1/x', /must not carry credentials/],
+    ['http://169.254.169.254/latest/meta-data', /169\.254\.169\.254 is in a denied network/],
+    ['not a url', /is not a URL/]
+  ]
+  for (const [url, why] of cases) {
+    const reply = await register(httpUrl(broker), { service_id: 's', webhook_url: url, topic_filters: ['#'] })
+    assert.equal(reply.status, 400, url)
+    assert.match(String((reply.json.error as { message: string }).message), why)
+  }
+  const badFilter = await register(httpUrl(broker), { service_id: 's', webhook_url: 'http://127.0.0.1/x', topic_filters: ['albergue/#/x'] })
+  assert.equal(badFilter.status, 400)
+})
+
+test('408, 429 and 5xx are retried with the same webhook-id until the endpoint takes the event', async (t) => {
+  const broker = await startBroker(t)
+  const statuses = [503, 429, 408, 200]
+  const hook = await receiver(t, (n, res) => {
+    const status = statuses[n - 1] ?? 200
+    res.writeHead(status, status === 429 ? { 'retry-after': '0' } : {}).end()
+  })
+  await register(httpUrl(broker), { service_id: 'payments', webhook_url: hook.url, topic_filters: ['albergue/#'], secret: SECRET, retry: { ...FAST_RETRY, maxAttempts: 5 } })
+  const publisher = await connect(t, mqttUrl(broker))
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(bookingReserved()), { qos: 1 })
+  const requests = await hook.next(4)
+  assert.equal(new Set(requests.map((r) => r.headers['webhook-id'])).size, 1)
+  // the last answer is counted once the broker has read it: wait for that, a bounded poll
+  const delivered = /ce_broker_webhook_deliveries_total\{subscription="[^"]+",outcome="delivered"\} 1/
+  for (let i = 0; i < 100 && !delivered.test(await broker.metrics.metrics()); i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  assert.match(await broker.metrics.metrics(), delivered)
+  assert.equal(hook.requests.length, 4)
+})
+
+test('a 4xx fails at once, exhausted retries fail after the last attempt, 410 disables: each is dead-lettered as delivery_failed', async (t) => {
+  const broker = await startBroker(t)
+  const watcher = await connect(t, mqttUrl(broker))
+  await watcher.subscribeAsync('$DLQ/#', { qos: 1 })
+  const refusing = await receiver(t, (_n, res) => { res.writeHead(400).end() })
+  const failing = await receiver(t, (_n, res) => { res.writeHead(500).end() })
+  const gone = await receiver(t, (_n, res) => { res.writeHead(410).end() })
+  const ids: Record<string, string> = {}
+  for (const [name, hook] of [['refusing', refusing], ['failing', failing], ['gone', gone]] as const) {
+    const reply = await register(httpUrl(broker), { service_id: name, webhook_url: hook.url, topic_filters: ['albergue/#'], retry: FAST_RETRY })
+    ids[name] = String(reply.json.id)
+  }
+  const dead = collectMessages(watcher, 3, 10_000)
+  const publisher = await connect(t, mqttUrl(broker))
+  const event = bookingReserved()
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(event), { qos: 1 })
+  const records = (await dead).map((m) => parseRecord(m.payload).data)
+  const bySubscription = new Map(records.map((r) => [r.subscription, r]))
+  assert.deepEqual([bySubscription.get(ids.refusing)?.attempts, bySubscription.get(ids.refusing)?.lastStatus], [1, 400])
+  assert.deepEqual([bySubscription.get(ids.failing)?.attempts, bySubscription.get(ids.failing)?.lastStatus], [3, 500])
+  assert.deepEqual([bySubscription.get(ids.gone)?.attempts, bySubscription.get(ids.gone)?.lastStatus], [1, 410])
+  assert.ok(records.every((r) => r.reason === 'delivery_failed' && r.topic === BOOKING_RESERVED_TOPIC && (r.payload as { id: string }).id === event.id))
+  assert.deepEqual([refusing.requests.length, failing.requests.length, gone.requests.length], [1, 3, 1])
+
+  const listed = await (await fetch(httpUrl(broker, '/api/webhooks'))).json() as { subscriptions: Array<{ id: string, disabled?: { reason: string } }> }
+  assert.match(listed.subscriptions.find((s) => s.id === ids.gone)?.disabled?.reason ?? '', /410 Gone/)
+  assert.equal(listed.subscriptions.find((s) => s.id === ids.failing)?.disabled, undefined)
+})
+
+test('an endpoint that never answers slows neither the publisher nor the other endpoints', async (t) => {
+  const broker = await startBroker(t, { webhooks: { defaults: { retry: { maxAttempts: 1, initialDelayMs: 0, maxDelayMs: 0 }, timeoutMs: 60_000, concurrency: 2 } } })
+  const stuck = await receiver(t, () => { /* never answers */ })
+  const fast = await receiver(t)
+  await register(httpUrl(broker), { service_id: 'stuck', webhook_url: stuck.url, topic_filters: ['albergue/#'] })
+  await register(httpUrl(broker), { service_id: 'fast', webhook_url: fast.url, topic_filters: ['albergue/#'] })
+  const publisher = await connect(t, mqttUrl(broker))
+  const events = Array.from({ length: 20 }, () => bookingReserved())
+  // every PUBACK arrives although the stuck endpoint holds its two connections
+  await Promise.all(events.map(async (event) => await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(event), { qos: 1 })))
+  const delivered = await fast.next(20)
+  assert.deepEqual(new Set(delivered.map((r) => r.headers['ce-id'])), new Set(events.map((e) => e.id)))
+  assert.equal(stuck.requests.length, 2, 'the stuck endpoint holds its concurrency, no more')
+})
