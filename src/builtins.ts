@@ -83,7 +83,8 @@ function webhooksEntry (config: BrokerConfig, deps: BuiltinDeps): PluginEntry {
     retry: defaults.retry,
     timeoutMs: defaults.timeoutMs,
     concurrency: defaults.concurrency,
-    maxQueued: config.webhooks.maxQueued
+    maxQueued: config.webhooks.maxQueued,
+    breaker: config.webhooks.breaker
   })
 }
 

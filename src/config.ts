@@ -105,6 +105,8 @@ export interface BrokerConfig {
     }
     /** Deliveries queued or waiting for a retry; beyond it new ones are dead-lettered (`queue_full`). Default 10000. */
     readonly maxQueued: number
+    /** Circuit breaker per subscription: opens after `failures` failed attempts in a row, probes after `halfOpenAfterMs`. */
+    readonly breaker: { readonly failures: number, readonly halfOpenAfterMs: number }
     /** Networks no webhook URL may point into (CIDR). Default link-local and cloud metadata addresses. */
     readonly denyNetworks: readonly string[]
     /** Subscriptions registered at start-up (PRODUCT §4 format). */
@@ -160,6 +162,7 @@ export function defaults (): BrokerConfig {
     webhooks: {
       defaults: { retry: { maxAttempts: 8, initialDelayMs: 1000, maxDelayMs: 300_000 }, timeoutMs: 10_000, concurrency: 8 },
       maxQueued: 10_000,
+      breaker: { failures: 5, halfOpenAfterMs: 30_000 },
       denyNetworks: ['169.254.0.0/16', 'fd00:ec2::254/128'],
       subscriptions: []
     }
@@ -213,6 +216,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { paths: ['webhooks.defaults.retry.maxDelayMs'], env: 'CE_BROKER_WEBHOOKS_MAX_DELAY_MS', default: '300000', doc: 'longest backoff between attempts, in ms (Retry-After included)' },
   { paths: ['webhooks.defaults.timeoutMs'], env: 'CE_BROKER_WEBHOOKS_TIMEOUT_MS', default: '10000', doc: 'timeout of one webhook request, in ms' },
   { paths: ['webhooks.defaults.concurrency'], env: 'CE_BROKER_WEBHOOKS_CONCURRENCY', default: '8', doc: 'webhook requests in flight per subscription' },
+  { paths: ['webhooks.breaker.failures'], env: 'CE_BROKER_WEBHOOKS_BREAKER_FAILURES', default: '5', doc: 'failed attempts in a row that open a subscription\'s circuit' },
+  { paths: ['webhooks.breaker.halfOpenAfterMs'], env: 'CE_BROKER_WEBHOOKS_BREAKER_HALF_OPEN_AFTER_MS', default: '30000', doc: 'how long an open circuit holds deliveries before one probe, in ms' },
   { paths: ['webhooks.maxQueued'], env: 'CE_BROKER_WEBHOOKS_MAX_QUEUED', default: '10000', doc: 'webhook deliveries queued or waiting for a retry; beyond it they are dead-lettered (queue_full)' }
 ]
 
@@ -273,6 +278,7 @@ function configSchema (partial: boolean): object {
         concurrency: { type: 'integer', minimum: 1 }
       }, ['retry', 'timeoutMs', 'concurrency']),
       maxQueued: { type: 'integer', minimum: 1 },
+      breaker: strict({ failures: { type: 'integer', minimum: 1 }, halfOpenAfterMs: { type: 'integer', minimum: 1 } }, ['failures', 'halfOpenAfterMs']),
       denyNetworks: { type: 'array', items: { type: 'string', pattern: '^[0-9a-fA-F:.]+(/[0-9]{1,3})?$' } },
       subscriptions: {
         type: 'array',
@@ -286,7 +292,7 @@ function configSchema (partial: boolean): object {
           timeoutMs: { type: 'integer', minimum: 1 }
         }, ['service_id', 'webhook_url', 'topic_filters'])
       }
-    }, ['defaults', 'maxQueued', 'denyNetworks', 'subscriptions'])
+    }, ['defaults', 'maxQueued', 'breaker', 'denyNetworks', 'subscriptions'])
   }, ['mqtt', 'http', 'nodeId', 'logLevel', 'schemas', 'validation', 'limits', 'deadLetters', 'idempotency', 'audit', 'webhooks'])
 }
 

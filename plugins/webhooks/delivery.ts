@@ -1,3 +1,4 @@
+import { BrokenCircuitError, CircuitState, ConsecutiveBreaker, circuitBreaker, handleWhenResult, type CircuitBreakerPolicy } from 'cockatiel'
 import { Agent, request } from 'undici'
 import type { RetryPolicy, Subscription } from './subscriptions.js'
 import type { WebhookRequest } from './request.js'
@@ -30,6 +31,10 @@ export interface DeliveryOptions {
   readonly concurrency: number
   /** Deliveries waiting (queued or between attempts) at most; beyond it `enqueue` refuses. */
   readonly maxQueued: number
+  /** Consecutive failed attempts (network, timeout, 408, 429, 5xx) that open a subscription's circuit. */
+  readonly breakerFailures: number
+  /** How long an open circuit holds deliveries before one probe may go, in ms. */
+  readonly breakerHalfOpenAfterMs: number
   readonly build: (job: Job, now: Date) => WebhookRequest
   readonly onDelivered: (job: Job, latencyMs: number) => void
   /** Attempts ran out or the endpoint refused for good (`gone`: 410). */
@@ -51,6 +56,9 @@ export function retryAfterMs (header: string | string[] | undefined, now = Date.
   return Number.isNaN(at) ? undefined : Math.max(0, at - now)
 }
 
+/** A subscription's circuit, as `GET /api/webhooks` and the metrics show it. */
+export type BreakerState = 'closed' | 'open' | 'half-open'
+
 /** 408, 429 and 5xx are worth another attempt; other statuses are final. */
 export function isRetryable (status: number): boolean {
   return status === 408 || status === 429 || status >= 500
@@ -68,6 +76,8 @@ export class DeliveryQueue {
   readonly #waiting = new Map<string, Job[]>()
   readonly #inFlight = new Map<string, number>()
   readonly #timers = new Set<NodeJS.Timeout>()
+  /** One circuit breaker (cockatiel) per subscription: its endpoint's health. */
+  readonly #breakers = new Map<string, CircuitBreakerPolicy>()
   #queued = 0
   #closed = false
 
@@ -87,6 +97,12 @@ export class DeliveryQueue {
     this.#queued++
     this.#push(job)
     return true
+  }
+
+  /** The circuit of a subscription; `closed` until it has failed. */
+  breakerState (subscriptionId: string): BreakerState {
+    const state = this.#breakers.get(subscriptionId)?.state
+    return state === CircuitState.Open || state === CircuitState.Isolated ? 'open' : state === CircuitState.HalfOpen ? 'half-open' : 'closed'
   }
 
   async close (): Promise<void> {
@@ -119,9 +135,20 @@ export class DeliveryQueue {
   }
 
   async #attempt (job: Job): Promise<void> {
-    job.attempts++
+    let result: AttemptResult
     const started = performance.now()
-    const result = await this.#send(job)
+    try {
+      // attempts whose result is `retry` count against the endpoint's circuit; 4xx answers do not
+      result = await this.#breaker(job.subscription.id).execute(async () => {
+        job.attempts++
+        return await this.#send(job)
+      })
+    } catch (err: unknown) {
+      if (!(err instanceof BrokenCircuitError)) throw err
+      // the circuit is open (or its one probe is out): hold the delivery, it has not been tried
+      this.#later(job, Math.min(this.#options.breakerHalfOpenAfterMs, 1000))
+      return
+    }
     if (result.kind === 'delivered') {
       this.#queued--
       this.#options.onDelivered(job, performance.now() - started)
@@ -141,12 +168,28 @@ export class DeliveryQueue {
       this.#options.onFailed(job, false)
       return
     }
-    const delay = result.retryAfterMs === undefined ? backoffMs(policy, job.attempts) : Math.min(result.retryAfterMs, policy.maxDelayMs)
+    this.#later(job, result.retryAfterMs === undefined ? backoffMs(policy, job.attempts) : Math.min(result.retryAfterMs, policy.maxDelayMs))
+  }
+
+  /** Put a job back in its subscription's queue after `delayMs`. */
+  #later (job: Job, delayMs: number): void {
     const timer = setTimeout(() => {
       this.#timers.delete(timer)
       this.#push(job)
-    }, delay)
+    }, delayMs)
     this.#timers.add(timer)
+  }
+
+  #breaker (subscriptionId: string): CircuitBreakerPolicy {
+    let breaker = this.#breakers.get(subscriptionId)
+    if (breaker === undefined) {
+      breaker = circuitBreaker(handleWhenResult((result) => isAttemptResult(result) && result.kind === 'retry'), {
+        halfOpenAfter: this.#options.breakerHalfOpenAfterMs,
+        breaker: new ConsecutiveBreaker(this.#options.breakerFailures)
+      })
+      this.#breakers.set(subscriptionId, breaker)
+    }
+    return breaker
   }
 
   async #send (job: Job): Promise<AttemptResult> {
@@ -171,4 +214,8 @@ export class DeliveryQueue {
       return { kind: 'retry', status: undefined, error: err instanceof Error ? err.message : String(err), retryAfterMs: undefined }
     }
   }
+}
+
+function isAttemptResult (value: unknown): value is AttemptResult {
+  return typeof value === 'object' && value !== null && 'kind' in value
 }

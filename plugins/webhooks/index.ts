@@ -1,12 +1,12 @@
 import { Counter, Gauge, Histogram } from 'prom-client'
 import { BadRequestError, DeliveryFailedError, definePlugin, type PublishedMessage } from '../../src/index.js'
-import { DeliveryQueue, type Job } from './delivery.js'
+import { DeliveryQueue, type BreakerState, type Job } from './delivery.js'
 import { buildRequest, webhookId } from './request.js'
 import { SubscriptionStore, toMqttFilter, viewOf, type RetryPolicy, type Subscription, type SubscriptionInput, type SubscriptionView } from './subscriptions.js'
 import { UrlPolicy } from './url-policy.js'
 
 export { DEFAULT_DENY_NETWORKS, UrlPolicy } from './url-policy.js'
-export { backoffMs, retryAfterMs, isRetryable } from './delivery.js'
+export { backoffMs, retryAfterMs, isRetryable, type BreakerState } from './delivery.js'
 export { toMqttFilter, type RetryPolicy, type Subscription, type SubscriptionInput, type SubscriptionView } from './subscriptions.js'
 
 /**
@@ -16,6 +16,8 @@ export { toMqttFilter, type RetryPolicy, type Subscription, type SubscriptionInp
 export class WebhookRegistry {
   readonly store = new SubscriptionStore()
   readonly #policy: UrlPolicy
+  /** The circuit of a subscription, once the plugin's queue tells it. */
+  breakerState: (id: string) => BreakerState = () => 'closed'
 
   constructor (denyNetworks?: readonly string[]) {
     this.#policy = new UrlPolicy(denyNetworks)
@@ -35,8 +37,8 @@ export class WebhookRegistry {
     return { subscription: viewOf(subscription), created }
   }
 
-  list (): SubscriptionView[] {
-    return this.store.list().map(viewOf)
+  list (): Array<SubscriptionView & { readonly breaker: BreakerState }> {
+    return this.store.list().map((s) => ({ ...viewOf(s), breaker: this.breakerState(s.id) }))
   }
 
   remove (id: string): boolean {
@@ -53,6 +55,7 @@ export interface WebhooksOptions {
   readonly timeoutMs: number
   readonly concurrency: number
   readonly maxQueued: number
+  readonly breaker: { readonly failures: number, readonly halfOpenAfterMs: number }
 }
 
 /**
@@ -81,6 +84,8 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
     timeoutMs: opts.timeoutMs,
     concurrency: opts.concurrency,
     maxQueued: opts.maxQueued,
+    breakerFailures: opts.breaker.failures,
+    breakerHalfOpenAfterMs: opts.breaker.halfOpenAfterMs,
     build: (job, now) => buildRequest(job.event, job.raw, job.subscription, job.id, now),
     onDelivered: (job, ms) => {
       deliveries.inc({ subscription: job.subscription.id, outcome: 'delivered' })
@@ -93,6 +98,18 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
         ctx.log.warn({ subscription: job.subscription.id, url: job.subscription.webhook_url }, 'webhook answered 410 Gone: subscription disabled')
       }
       deadLetter(job, 'delivery_failed', job.lastError ?? 'no answer')
+    }
+  })
+  registry.breakerState = (id) => queue.breakerState(id)
+  const STATE_VALUE: Readonly<Record<BreakerState, number>> = { closed: 0, 'half-open': 1, open: 2 }
+  new Gauge({
+    name: 'ce_broker_webhook_breaker_state',
+    help: 'Circuit of each webhook subscription: 0 closed, 1 half-open, 2 open',
+    labelNames: ['subscription'] as const,
+    registers: [ctx.metrics],
+    collect () {
+      this.reset()
+      for (const subscription of registry.store.list()) this.set({ subscription: subscription.id }, STATE_VALUE[queue.breakerState(subscription.id)])
     }
   })
   new Gauge({ name: 'ce_broker_webhook_queue_depth', help: 'Webhook deliveries queued or waiting for a retry', registers: [ctx.metrics], collect () { this.set(queue.depth) } })
@@ -127,6 +144,7 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
 
   ctx.log.info({ subscriptions: registry.store.size }, 'webhooks ready')
   return async function stopWebhooks () {
+    registry.breakerState = () => 'closed'
     await queue.close()
   }
 })

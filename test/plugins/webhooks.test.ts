@@ -182,3 +182,31 @@ test('an endpoint that never answers slows neither the publisher nor the other e
   assert.deepEqual(new Set(delivered.map((r) => r.headers['ce-id'])), new Set(events.map((e) => e.id)))
   assert.equal(stuck.requests.length, 2, 'the stuck endpoint holds its concurrency, no more')
 })
+
+test('the circuit opens after failures in a row, holds deliveries instead of failing them, and a successful probe closes it', async (t) => {
+  const broker = await startBroker(t, { webhooks: { breaker: { failures: 3, halfOpenAfterMs: 1000 } } })
+  // fails three times, then takes everything
+  const hook = await receiver(t, (n, res) => { res.writeHead(n <= 3 ? 503 : 200).end() })
+  const created = await register(httpUrl(broker), { service_id: 'flaky', webhook_url: hook.url, topic_filters: ['albergue/#'], retry: { maxAttempts: 20, initialDelayMs: 1, maxDelayMs: 5 } })
+  const id = String(created.json.id)
+  const breakerOf = async (): Promise<unknown> => {
+    const listed = await (await fetch(httpUrl(broker, '/api/webhooks'))).json() as { subscriptions: Array<{ id: string, breaker: unknown }> }
+    return listed.subscriptions.find((s) => s.id === id)?.breaker
+  }
+  assert.equal(await breakerOf(), 'closed')
+
+  const publisher = await connect(t, mqttUrl(broker))
+  const events = [bookingReserved(), bookingReserved()]
+  for (const event of events) await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(event), { qos: 1 })
+  await hook.next(3)
+  // the third answer opens the circuit once the broker has read it: a bounded poll, well inside the 1 s it stays open
+  for (let i = 0; i < 50 && await breakerOf() !== 'open'; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  assert.equal(await breakerOf(), 'open')
+  assert.match(await broker.metrics.metrics(), new RegExp(`ce_broker_webhook_breaker_state\\{subscription="${id}"\\} 2`))
+  // the three failures opened it before a 20-attempt budget ran out: once it closes, both arrive
+  const delivered = await hook.next(5)
+  assert.deepEqual(new Set(delivered.slice(3).map((r) => r.headers['ce-id'])), new Set(events.map((e) => e.id)))
+  assert.equal(await breakerOf(), 'closed')
+  const dlq = await (await fetch(httpUrl(broker, '/api/dlq'))).json() as { items: unknown[] }
+  assert.deepEqual(dlq.items, [], 'held deliveries are not failed')
+})
