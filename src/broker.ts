@@ -246,7 +246,8 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       tooLarge: (topic, payloadBytes) => { gate.tooLarge(topic, payloadBytes, config.limits.maxPayloadBytes, { origin: 'http' }) },
       maxPayloadBytes: config.limits.maxPayloadBytes,
       schemas: builtins.schemas,
-      webhooks: webhookRegistry
+      webhooks: webhookRegistry,
+      redeliver: (subscription, message, deadLetterId) => webhookRegistry.redeliver(subscription, { topic: message.topic, payload: message.payload }, deadLetterId)
     }, { bodyLimit: HTTP_BODY_LIMIT, ...(httpTls === undefined ? {} : { tls: httpTls }) })
     const wsTransport: Transport = httpTls === undefined ? 'ws' : 'wss'
     websocket = attachWebSocket(http.server, {

@@ -79,6 +79,7 @@ function webhooksEntry (config: BrokerConfig, deps: BuiltinDeps): PluginEntry {
   const { defaults } = config.webhooks
   return webhooks({
     registry: deps.webhooks,
+    deadLetters: deps.deadLetters,
     subscriptions: config.webhooks.subscriptions,
     retry: defaults.retry,
     timeoutMs: defaults.timeoutMs,

@@ -13,6 +13,8 @@ export interface Job {
   /** The event's bytes as published. */
   readonly raw: Buffer
   readonly event: Record<string, unknown>
+  /** Set when this delivery replays the dead letter with this id. */
+  readonly replayOf?: string
   attempts: number
   lastStatus: number | undefined
   lastError: string | undefined

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram } from 'prom-client'
-import { BadRequestError, DeliveryFailedError, definePlugin, type PublishedMessage } from '../../src/index.js'
+import { BadRequestError, DeliveryFailedError, definePlugin, type DeadLetterStore, type PublishedMessage } from '../../src/index.js'
 import { DeliveryQueue, type BreakerState, type Job } from './delivery.js'
 import { buildRequest, webhookId } from './request.js'
 import { SubscriptionStore, toMqttFilter, viewOf, type RetryPolicy, type Subscription, type SubscriptionInput, type SubscriptionView } from './subscriptions.js'
@@ -18,6 +18,9 @@ export class WebhookRegistry {
   readonly #policy: UrlPolicy
   /** The circuit of a subscription, once the plugin's queue tells it. */
   breakerState: (id: string) => BreakerState = () => 'closed'
+  /** Queue a dead letter's delivery to one subscription again (set by the plugin): why not, or `undefined`. */
+  redeliver: (subscriptionId: string, message: { readonly topic: string, readonly payload: Buffer | string }, deadLetterId: string) => string | undefined =
+    () => 'webhooks are not running'
 
   constructor (denyNetworks?: readonly string[]) {
     this.#policy = new UrlPolicy(denyNetworks)
@@ -49,6 +52,8 @@ export class WebhookRegistry {
 /** Options of the webhooks plugin. */
 export interface WebhooksOptions {
   readonly registry: WebhookRegistry
+  /** Where a redelivered dead letter is removed from once delivered. */
+  readonly deadLetters: DeadLetterStore
   /** Subscriptions from the config file, registered at start-up (a bad one stops it). */
   readonly subscriptions: readonly SubscriptionInput[]
   readonly retry: RetryPolicy
@@ -76,7 +81,7 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
 
   function deadLetter (job: Job, reason: 'delivery_failed' | 'queue_full', detail: string): void {
     const error = new DeliveryFailedError(reason, job.subscription.id, job.eventId, job.attempts, job.lastStatus, detail)
-    ctx.deadLetter({ topic: job.topic, payload: job.raw, qos: 1 }, error, { origin: 'internal', clientId: null })
+    ctx.deadLetter({ topic: job.topic, payload: job.raw, qos: 1 }, error, { origin: 'internal', clientId: null, ...(job.replayOf === undefined ? {} : { replayOf: job.replayOf }) })
   }
 
   const queue = new DeliveryQueue({
@@ -88,6 +93,9 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
     breakerHalfOpenAfterMs: opts.breaker.halfOpenAfterMs,
     build: (job, now) => buildRequest(job.event, job.raw, job.subscription, job.id, now),
     onDelivered: (job, ms) => {
+      if (job.replayOf !== undefined) {
+        opts.deadLetters.delete(job.replayOf).catch((err: unknown) => { ctx.reportError(err, { op: 'remove redelivered dead letter', id: job.replayOf }) })
+      }
       deliveries.inc({ subscription: job.subscription.id, outcome: 'delivered' })
       latency.observe({ subscription: job.subscription.id }, ms / 1000)
     },
@@ -114,6 +122,26 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
   })
   new Gauge({ name: 'ce_broker_webhook_queue_depth', help: 'Webhook deliveries queued or waiting for a retry', registers: [ctx.metrics], collect () { this.set(queue.depth) } })
 
+  /** Queue one delivery; a full queue dead-letters it. */
+  function deliver (subscription: Subscription, topic: string, raw: Buffer, event: CloudEventObject, replayOf?: string): void {
+    const job: Job = {
+      subscription,
+      id: webhookId(subscription.id, event.source, event.id),
+      eventId: event.id,
+      topic,
+      raw,
+      event,
+      attempts: 0,
+      lastStatus: undefined,
+      lastError: undefined,
+      ...(replayOf === undefined ? {} : { replayOf })
+    }
+    if (!queue.enqueue(job)) {
+      deliveries.inc({ subscription: subscription.id, outcome: 'queue_full' })
+      deadLetter(job, 'queue_full', `the delivery queue holds ${opts.maxQueued} deliveries`)
+    }
+  }
+
   ctx.hooks.published(function enqueueDeliveries (message: PublishedMessage): void {
     if (registry.store.size === 0 || message.topic.charCodeAt(0) === 36 /* $ */) return
     const matching = registry.store.matching(message.topic)
@@ -123,34 +151,32 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
       ctx.log.debug({ topic: message.topic }, 'not a CloudEvent: no webhook delivery')
       return
     }
-    for (const subscription of matching) {
-      const job: Job = {
-        subscription,
-        id: webhookId(subscription.id, event.source, event.id),
-        eventId: event.id,
-        topic: message.topic,
-        raw: message.payload,
-        event,
-        attempts: 0,
-        lastStatus: undefined,
-        lastError: undefined
-      }
-      if (!queue.enqueue(job)) {
-        deliveries.inc({ subscription: subscription.id, outcome: 'queue_full' })
-        deadLetter(job, 'queue_full', `the delivery queue holds ${opts.maxQueued} deliveries`)
-      }
-    }
+    for (const subscription of matching) deliver(subscription, message.topic, message.payload, event)
   })
+
+  registry.redeliver = (subscriptionId, message, deadLetterId) => {
+    const subscription = registry.store.get(subscriptionId)
+    if (subscription === undefined) return `webhook subscription ${subscriptionId} no longer exists`
+    if (subscription.disabled !== undefined) return `webhook subscription ${subscriptionId} is disabled: ${subscription.disabled.reason}`
+    const raw = typeof message.payload === 'string' ? Buffer.from(message.payload) : message.payload
+    const event = cloudEventOf(raw)
+    if (event === undefined) return 'the dead letter does not hold a CloudEvent'
+    deliver(subscription, message.topic, raw, event, deadLetterId)
+    return undefined
+  }
 
   ctx.log.info({ subscriptions: registry.store.size }, 'webhooks ready')
   return async function stopWebhooks () {
     registry.breakerState = () => 'closed'
+    registry.redeliver = () => 'webhooks are not running'
     await queue.close()
   }
 })
 
+type CloudEventObject = Record<string, unknown> & { id: string, source: string }
+
 /** The payload as a CloudEvent object (structured JSON with the required attributes), or `undefined`. */
-function cloudEventOf (payload: Buffer): (Record<string, unknown> & { id: string, source: string }) | undefined {
+function cloudEventOf (payload: Buffer): CloudEventObject | undefined {
   let value: unknown
   try {
     value = JSON.parse(payload.toString('utf8'))

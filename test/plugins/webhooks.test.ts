@@ -210,3 +210,54 @@ test('the circuit opens after failures in a row, holds deliveries instead of fai
   const dlq = await (await fetch(httpUrl(broker, '/api/dlq'))).json() as { items: unknown[] }
   assert.deepEqual(dlq.items, [], 'held deliveries are not failed')
 })
+
+test('replaying a delivery_failed dead letter delivers it again to that subscription only, and removes it once delivered', async (t) => {
+  const broker = await startBroker(t)
+  let healthy = false
+  const flaky = await receiver(t, (_n, res) => { res.writeHead(healthy ? 200 : 500).end() })
+  const other = await receiver(t)
+  const created = await register(httpUrl(broker), { service_id: 'flaky', webhook_url: flaky.url, topic_filters: ['albergue/#'], retry: { maxAttempts: 2, initialDelayMs: 1, maxDelayMs: 5 } })
+  await register(httpUrl(broker), { service_id: 'other', webhook_url: other.url, topic_filters: ['albergue/#'] })
+  const watcher = await connect(t, mqttUrl(broker))
+  await watcher.subscribeAsync('$DLQ/#', { qos: 1 })
+  const dead = collectMessages(watcher, 1, 10_000)
+  const publisher = await connect(t, mqttUrl(broker))
+  const event = bookingReserved()
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(event), { qos: 1 })
+  assert.equal(parseRecord((await dead)[0]?.payload ?? Buffer.from('{}')).data.subscription, created.json.id)
+  await other.next(1)
+
+  const listed = await (await fetch(httpUrl(broker, '/api/dlq'))).json() as { items: Array<{ id: string }> }
+  const deadLetterId = listed.items[0]?.id ?? ''
+  healthy = true
+  const replay = await fetch(httpUrl(broker, `/api/dlq/${deadLetterId}/replay`), { method: 'POST' })
+  assert.equal(replay.status, 202)
+  assert.deepEqual(await replay.json(), { redelivering: true, id: deadLetterId, subscription: created.json.id })
+  const requests = await flaky.next(3)
+  assert.equal(requests[2]?.headers['ce-id'], event.id)
+  // removed once the broker has read the 200: a bounded poll
+  let left: unknown[] = ['?']
+  for (let i = 0; i < 100 && left.length > 0; i++) {
+    left = ((await (await fetch(httpUrl(broker, '/api/dlq'))).json()) as { items: unknown[] }).items
+    if (left.length > 0) await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  assert.deepEqual(left, [])
+  assert.equal(other.requests.length, 1, 'the other subscription got the event once, not the replay')
+})
+
+test('replaying a delivery_failed dead letter whose subscription is gone answers 409', async (t) => {
+  const broker = await startBroker(t)
+  const failing = await receiver(t, (_n, res) => { res.writeHead(400).end() })
+  const created = await register(httpUrl(broker), { service_id: 'gone-soon', webhook_url: failing.url, topic_filters: ['albergue/#'] })
+  const watcher = await connect(t, mqttUrl(broker))
+  await watcher.subscribeAsync('$DLQ/#', { qos: 1 })
+  const dead = collectMessages(watcher, 1, 10_000)
+  const publisher = await connect(t, mqttUrl(broker))
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(bookingReserved()), { qos: 1 })
+  await dead
+  await fetch(httpUrl(broker, `/api/webhooks/${String(created.json.id)}`), { method: 'DELETE' })
+  const listed = await (await fetch(httpUrl(broker, '/api/dlq'))).json() as { items: Array<{ id: string }> }
+  const replay = await fetch(httpUrl(broker, `/api/dlq/${listed.items[0]?.id ?? ''}/replay`), { method: 'POST' })
+  assert.equal(replay.status, 409)
+  assert.match(((await replay.json()) as { error: { message: string } }).error.message, /no longer exists/)
+})

@@ -10,6 +10,12 @@ export interface DeadLetterSource {
   readonly deadLetters: DeadLetterStore
   /** The whole publish pipeline, as for a client publish. */
   readonly submit: (message: OutgoingMessage, options: SubmitOptions) => Promise<BrokerError | undefined>
+  /**
+   * Deliver a `delivery_failed` dead letter again to its webhook subscription only:
+   * why it cannot (the subscription is gone or disabled, not a CloudEvent), or
+   * `undefined` when it is queued.
+   */
+  readonly redeliver: (subscription: string, message: OutgoingMessage, deadLetterId: string) => string | undefined
 }
 
 const MAX_PAGE = 500
@@ -17,7 +23,8 @@ const MAX_PAGE = 500
 /**
  * `GET /api/dlq` (newest first, `?topic=` filter, `?reason=`, `?limit=`, `?cursor=`),
  * `POST /api/dlq/:id/replay` (the whole pipeline again: removed when accepted, kept with
- * the new reason when not) and `DELETE /api/dlq/:id`.
+ * the new reason when not; a `delivery_failed` record is delivered again to its
+ * subscription only, removed once delivered) and `DELETE /api/dlq/:id`.
  */
 export const deadLetterRoutes: FastifyPluginAsync<DeadLetterSource> = async function deadLetterRoutes (app, source) {
   const { deadLetters } = source
@@ -55,6 +62,13 @@ export const deadLetterRoutes: FastifyPluginAsync<DeadLetterSource> = async func
     const entry = await deadLetters.get(req.params.id)
     if (entry === undefined) return await reply.code(404).send(errorBody('not_found', `no dead letter with id ${JSON.stringify(req.params.id)}`))
     const { original } = entry
+    const { reason, subscription } = entry.record.data
+    if (reason === 'delivery_failed' && subscription !== undefined) {
+      // the event was accepted once: only its delivery to that subscription is replayed
+      const why = source.redeliver(subscription, { topic: original.topic, payload: original.payload, qos: original.qos }, entry.id)
+      if (why !== undefined) return await reply.code(409).send(errorBody('conflict', why))
+      return await reply.code(202).send({ redelivering: true, id: entry.id, subscription })
+    }
     const refusal = await source.submit(
       { topic: original.topic, payload: original.payload, qos: original.qos, retain: original.retain },
       { origin: 'http', clientId: original.clientId, replayOf: entry.id }
