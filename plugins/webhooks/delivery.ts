@@ -80,6 +80,10 @@ export class DeliveryQueue {
   readonly #timers = new Set<NodeJS.Timeout>()
   /** One circuit breaker (cockatiel) per subscription: its endpoint's health. */
   readonly #breakers = new Map<string, CircuitBreakerPolicy>()
+  /** Subscriptions whose open circuit has a wake-up timer. */
+  readonly #sleeping = new Set<string>()
+  /** When each subscription's circuit last opened. */
+  readonly #openedAt = new Map<string, number>()
   #queued = 0
   #closed = false
 
@@ -124,6 +128,12 @@ export class DeliveryQueue {
 
   #pump (key: string): void {
     const list = this.#waiting.get(key)
+    const holdMs = this.#holdMs(key)
+    if (list !== undefined && list.length > 0 && holdMs > 0) {
+      // the whole queue of an open circuit waits, with one timer, not one per delivery
+      this.#wakeLater(key, holdMs)
+      return
+    }
     while (list !== undefined && list.length > 0 && (this.#inFlight.get(key) ?? 0) < this.#options.concurrency && !this.#closed) {
       const job = list.shift()
       if (job === undefined) break
@@ -173,6 +183,25 @@ export class DeliveryQueue {
     this.#later(job, result.retryAfterMs === undefined ? backoffMs(policy, job.attempts) : Math.min(result.retryAfterMs, policy.maxDelayMs))
   }
 
+  /** How long an open circuit still holds a subscription's deliveries: 0 once a probe may go. */
+  #holdMs (key: string): number {
+    const openedAt = this.#openedAt.get(key)
+    if (openedAt === undefined || this.breakerState(key) !== 'open') return 0
+    return Math.max(0, openedAt + this.#options.breakerHalfOpenAfterMs - Date.now())
+  }
+
+  /** Pump a subscription whose circuit is open again once a probe may go. */
+  #wakeLater (key: string, delayMs: number): void {
+    if (this.#sleeping.has(key) || this.#closed) return
+    this.#sleeping.add(key)
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer)
+      this.#sleeping.delete(key)
+      this.#pump(key)
+    }, delayMs)
+    this.#timers.add(timer)
+  }
+
   /** Put a job back in its subscription's queue after `delayMs`. */
   #later (job: Job, delayMs: number): void {
     const timer = setTimeout(() => {
@@ -189,6 +218,7 @@ export class DeliveryQueue {
         halfOpenAfter: this.#options.breakerHalfOpenAfterMs,
         breaker: new ConsecutiveBreaker(this.#options.breakerFailures)
       })
+      breaker.onBreak(() => { this.#openedAt.set(subscriptionId, Date.now()) })
       this.#breakers.set(subscriptionId, breaker)
     }
     return breaker
