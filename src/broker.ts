@@ -181,6 +181,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       connections.destroyAll()
       await listenersClosed
       await plugins.disposeAll()
+      webhookRegistry.close()
       await http?.close()
       await backend.close()
       log.info('closed')
@@ -190,6 +191,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
 
   try {
     await aedes.listen()
+    if (backend.redis !== undefined) await webhookRegistry.share(backend.redis, (err) => { reportError('webhooks', err) })
     const builtins = await builtinPlugins(config, {
       deadLetters,
       redis: backend.redis,

@@ -4,6 +4,8 @@ import { DeliveryQueue, type BreakerState, type Job } from './delivery.js'
 import { buildRequest, webhookId } from './request.js'
 import { SubscriptionStore, toMqttFilter, viewOf, type RetryPolicy, type Subscription, type SubscriptionInput, type SubscriptionView } from './subscriptions.js'
 import { UrlPolicy } from './url-policy.js'
+import { SharedSubscriptions } from './shared.js'
+import type { Redis } from 'ioredis'
 
 export { DEFAULT_DENY_NETWORKS, UrlPolicy } from './url-policy.js'
 export { backoffMs, retryAfterMs, isRetryable, type BreakerState } from './delivery.js'
@@ -16,6 +18,7 @@ export { toMqttFilter, type RetryPolicy, type Subscription, type SubscriptionInp
 export class WebhookRegistry {
   readonly store = new SubscriptionStore()
   readonly #policy: UrlPolicy
+  #shared: SharedSubscriptions | undefined
   /** The circuit of a subscription, once the plugin's queue tells it. */
   breakerState: (id: string) => BreakerState = () => 'closed'
   /** Queue a dead letter's delivery to one subscription again (set by the plugin): why not, or `undefined`. */
@@ -37,15 +40,35 @@ export class WebhookRegistry {
       throw new BadRequestError(err instanceof Error ? err.message : String(err))
     }
     const { subscription, created } = this.store.upsert({ ...input, filters })
+    await this.#shared?.save(subscription)
     return { subscription: viewOf(subscription), created }
+  }
+
+  /** With Redis: load the subscriptions every node shares, and keep this node's copy in step. */
+  async share (redis: Redis, onError: (err: unknown) => void): Promise<void> {
+    this.#shared = await SharedSubscriptions.start(redis, this.store, onError)
+  }
+
+  /** Stop following the shared subscriptions. */
+  close (): void {
+    this.#shared?.close()
+  }
+
+  /** Disable a subscription (its endpoint answered 410 Gone), on every node. */
+  async disable (id: string, reason: string): Promise<void> {
+    this.store.disable(id, reason)
+    const subscription = this.store.get(id)
+    if (subscription !== undefined) await this.#shared?.save(subscription)
   }
 
   list (): Array<SubscriptionView & { readonly breaker: BreakerState }> {
     return this.store.list().map((s) => ({ ...viewOf(s), breaker: this.breakerState(s.id) }))
   }
 
-  remove (id: string): boolean {
-    return this.store.delete(id)
+  async remove (id: string): Promise<boolean> {
+    const removed = this.store.delete(id)
+    if (removed) await this.#shared?.remove(id)
+    return removed
   }
 }
 
@@ -102,7 +125,8 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
     onFailed: (job, gone) => {
       deliveries.inc({ subscription: job.subscription.id, outcome: 'failed' })
       if (gone) {
-        registry.store.disable(job.subscription.id, `${job.subscription.webhook_url} answered 410 Gone`)
+        registry.disable(job.subscription.id, `${job.subscription.webhook_url} answered 410 Gone`)
+          .catch((err: unknown) => { ctx.reportError(err, { op: 'disable subscription', subscription: job.subscription.id }) })
         ctx.log.warn({ subscription: job.subscription.id, url: job.subscription.webhook_url }, 'webhook answered 410 Gone: subscription disabled')
       }
       deadLetter(job, 'delivery_failed', job.lastError ?? 'no answer')

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { compileFilter, topicFilterProblem } from '../../src/index.js'
 
 /** Retry policy of a subscription (PRODUCT §4); every field optional over the defaults. */
@@ -53,21 +53,35 @@ export function toMqttFilter (filter: string): string {
   return mqtt
 }
 
-/** Subscriptions by id, with a matcher over their filters. In memory, one per broker. */
+/** The id of the subscription of `serviceId` to `url`. */
+export function subscriptionId (serviceId: string, url: string): string {
+  return `wh_${createHash('sha256').update(`${serviceId}\n${url}`).digest('hex').slice(0, 24)}`
+}
+
+/** Subscriptions by id, with a matcher over their filters: this node's copy (with Redis, of the shared set). */
 export class SubscriptionStore {
   readonly #byId = new Map<string, { subscription: Subscription, matches: Array<(topic: string) => boolean> }>()
 
-  /** Add, or update the one with the same `service_id` and `webhook_url` (it keeps its id). */
+  /**
+   * Add, or update the one with the same `service_id` and `webhook_url`. The id is
+   * derived from those two, so every node of a cluster names a subscription alike.
+   */
   upsert (input: SubscriptionInput & { readonly filters: readonly string[] }): { subscription: Subscription, created: boolean } {
-    const existing = [...this.#byId.values()].find(({ subscription: s }) => s.service_id === input.service_id && s.webhook_url === input.webhook_url)
+    const id = subscriptionId(input.service_id, input.webhook_url)
+    const existing = this.#byId.get(id)?.subscription
     const subscription: Subscription = {
       ...input,
       mode: input.mode ?? 'binary',
-      id: existing?.subscription.id ?? randomUUID(),
-      createdAt: existing?.subscription.createdAt ?? new Date().toISOString()
+      id,
+      createdAt: existing?.createdAt ?? new Date().toISOString()
     }
-    this.#byId.set(subscription.id, { subscription, matches: subscription.filters.map((f) => compileFilter(f)) })
+    this.put(subscription)
     return { subscription, created: existing === undefined }
+  }
+
+  /** Store a subscription as it is (one read back from Redis). */
+  put (subscription: Subscription): void {
+    this.#byId.set(subscription.id, { subscription, matches: subscription.filters.map((f) => compileFilter(f)) })
   }
 
   get (id: string): Subscription | undefined {

@@ -7,6 +7,7 @@ import { Webhook } from 'standardwebhooks'
 import { collectMessages, connect, httpUrl, mqttUrl, startBroker } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved, parseRecord } from '../helpers/events.js'
+import { redisUnavailable, startRedis } from '../helpers/redis.js'
 
 const SECRET = 'a-shared-secret-of-the-booking-team'
 
@@ -260,4 +261,38 @@ test('replaying a delivery_failed dead letter whose subscription is gone answers
   const replay = await fetch(httpUrl(broker, `/api/dlq/${listed.items[0]?.id ?? ''}/replay`), { method: 'POST' })
   assert.equal(replay.status, 409)
   assert.match(((await replay.json()) as { error: { message: string } }).error.message, /no longer exists/)
+})
+
+test('with Redis, a subscription registered on one node is known to the others, and each event is delivered once, by the node it entered', { skip: redisUnavailable() ?? false }, async (t) => {
+  const redis = await startRedis(t)
+  const a = await startBroker(t, { nodeId: 'node-a', redis: { url: redis.url } })
+  const b = await startBroker(t, { nodeId: 'node-b', redis: { url: redis.url } })
+  const hook = await receiver(t)
+  const created = await register(httpUrl(a), { service_id: 'registry', webhook_url: hook.url, topic_filters: ['albergue/#'] })
+  const listedOn = async (broker: typeof a): Promise<string[]> => {
+    const listed = await (await fetch(httpUrl(broker, '/api/webhooks'))).json() as { subscriptions: Array<{ id: string }> }
+    return listed.subscriptions.map((s) => s.id)
+  }
+  // node-b hears of it over pub/sub: a bounded poll
+  for (let i = 0; i < 100 && (await listedOn(b)).length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  assert.deepEqual(await listedOn(b), [created.json.id])
+
+  const onA = await connect(t, mqttUrl(a))
+  const onB = await connect(t, mqttUrl(b))
+  const [first, second] = [bookingReserved(), bookingReserved()]
+  await onA.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(first), { qos: 1 })
+  await onB.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(second), { qos: 1 })
+  const requests = await hook.next(2)
+  assert.deepEqual(requests.map((r) => r.headers['ce-id']).sort(), [first.id, second.id].sort())
+
+  assert.equal((await fetch(httpUrl(b, `/api/webhooks/${String(created.json.id)}`), { method: 'DELETE' })).status, 204)
+  for (let i = 0; i < 100 && (await listedOn(a)).length > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  assert.deepEqual(await listedOn(a), [])
+  // a marker after the deletion: nothing more reaches the receiver
+  const watcher = await connect(t, mqttUrl(a))
+  await watcher.subscribeAsync('albergue/#', { qos: 1 })
+  const marker = collectMessages(watcher, 1)
+  await onA.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(bookingReserved()), { qos: 1 })
+  await marker
+  assert.equal(hook.requests.length, 2)
 })

@@ -18,7 +18,7 @@ export interface WebhookSource {
     /** Throws a `BadRequestError` naming what is wrong (URL, filter). */
     readonly register: (body: WebhookBody) => Promise<{ subscription: object, created: boolean }>
     readonly list: () => readonly object[]
-    readonly remove: (id: string) => boolean
+    readonly remove: (id: string) => Promise<boolean>
   }
 }
 
@@ -65,7 +65,7 @@ export const webhookRoutes: FastifyPluginAsync<WebhookSource> = async function w
   }
   app.get('/api/webhooks', async () => ({ subscriptions: source.webhooks.list() }))
   app.delete<{ Params: { id: string } }>('/api/webhooks/:id', async (req, reply) => {
-    if (source.webhooks.remove(req.params.id)) return await reply.code(204).send()
+    if (await source.webhooks.remove(req.params.id)) return await reply.code(204).send()
     return await reply.code(404).send(errorBody('not_found', `no webhook subscription ${JSON.stringify(req.params.id)}`))
   })
 }

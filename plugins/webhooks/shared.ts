@@ -1,0 +1,57 @@
+import type { Redis } from 'ioredis'
+import type { Subscription, SubscriptionStore } from './subscriptions.js'
+
+const KEY = 'ce-broker:webhooks:subscriptions'
+const CHANNEL = 'ce-broker:webhooks:changed'
+
+/**
+ * With `--redis`, the subscriptions live in a Redis hash shared by every node; each
+ * node keeps a copy in its `SubscriptionStore` (matching stays local and synchronous)
+ * and hears of every change on a pub/sub channel, which carries the changed id.
+ */
+export class SharedSubscriptions {
+  readonly #redis: Redis
+  readonly #listener: Redis
+  readonly #store: SubscriptionStore
+
+  private constructor (redis: Redis, store: SubscriptionStore) {
+    this.#redis = redis
+    this.#store = store
+    // a subscribed connection can do nothing else
+    this.#listener = redis.duplicate()
+  }
+
+  /** Load the shared subscriptions into `store` and follow their changes. */
+  static async start (redis: Redis, store: SubscriptionStore, onError: (err: unknown) => void): Promise<SharedSubscriptions> {
+    const shared = new SharedSubscriptions(redis, store)
+    shared.#listener.on('error', onError)
+    shared.#listener.on('message', (_channel: string, id: string) => { shared.#reload(id).catch(onError) })
+    await shared.#listener.subscribe(CHANNEL)
+    for (const json of Object.values(await redis.hgetall(KEY))) store.put(parse(json))
+    return shared
+  }
+
+  /** Write `subscription` for every node. */
+  async save (subscription: Subscription): Promise<void> {
+    await this.#redis.multi().hset(KEY, subscription.id, JSON.stringify(subscription)).publish(CHANNEL, subscription.id).exec()
+  }
+
+  async remove (id: string): Promise<void> {
+    await this.#redis.multi().hdel(KEY, id).publish(CHANNEL, id).exec()
+  }
+
+  close (): void {
+    this.#listener.disconnect()
+  }
+
+  async #reload (id: string): Promise<void> {
+    const json = await this.#redis.hget(KEY, id)
+    if (json === null) this.#store.delete(id)
+    else this.#store.put(parse(json))
+  }
+}
+
+function parse (json: string): Subscription {
+  // written by save() above, from a checked subscription
+  return JSON.parse(json) as Subscription
+}
