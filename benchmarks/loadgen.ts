@@ -6,16 +6,19 @@
  * once, publishers write one Buffer of many concatenated PUBLISH packets per
  * `write()` (with unique ids, only the id's counter digits are rewritten in it
  * between writes), and the subscriber counts PUBLISH packets by their fixed headers.
+ * The paced load instead sends one stamped event at a time at a fixed rate, and its
+ * subscriber reads each event's send stamp to take its latency.
  * Everything is bounded by time; the process exits by itself when done.
  */
 import { connect, type Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { generate } from 'mqtt-packet'
-import { FrameWalker, PacketType } from './mqtt-frames.js'
+import { LatencyLog, readStamp, SEND_STAMP_ATTRIBUTE, SendStamper, STAMP_PLACEHOLDER, wallClockMs } from './latency.js'
+import { FrameWalker, PacketType, type PublishHandler } from './mqtt-frames.js'
 import { bookingReservedEvent } from './payload.js'
-import type { LoadgenMessage, LoadResult } from './protocol.js'
-import { findScenario, type FaninLoad, type LoadSpec } from './scenarios.js'
+import type { LatencySummary, LoadgenMessage, LoadResult } from './protocol.js'
+import { findScenario, type FaninLoad, type LoadSpec, type PacedLoad } from './scenarios.js'
 import { IdStamper, idTemplate, runTag } from './unique-ids.js'
 
 /** Longest wait for a CONNACK or SUBACK, in ms. */
@@ -33,6 +36,8 @@ const DRAIN_TIMEOUT_MS = 10_000
 /** The backlog counts as drained once nothing arrived for this long, in ms. */
 const DRAIN_QUIET_MS = 300
 const DRAIN_POLL_MS = 20
+/** The paced publisher's timer period, in ms: each tick sends the events due by then. */
+const PACE_TICK_MS = 1
 
 /** Send `message` to run.js; resolves once it has been handed to the IPC channel. */
 async function send (message: LoadgenMessage): Promise<void> {
@@ -91,10 +96,11 @@ class RawClient {
   #ending = false
   #waiter: { readonly type: number, readonly resolve: (body: Buffer) => void, readonly reject: (err: Error) => void } | undefined
 
-  constructor (run: Run, port: number, name: string) {
+  /** @param onPublish sees each PUBLISH body; without it PUBLISH packets are only counted */
+  constructor (run: Run, port: number, name: string, onPublish?: PublishHandler) {
     this.#name = name
     const client = this
-    const walker = new FrameWalker(function onControl (type: number, body: Buffer) { client.#control(type, body) })
+    const walker = new FrameWalker(function onControl (type: number, body: Buffer) { client.#control(type, body) }, onPublish)
     const socket = connect({ host: '127.0.0.1', port, noDelay: true })
     this.walker = walker
     this.socket = socket
@@ -152,8 +158,8 @@ class RawClient {
   }
 }
 
-async function openClient (run: Run, port: number, clientId: string): Promise<RawClient> {
-  const client = new RawClient(run, port, clientId)
+async function openClient (run: Run, port: number, clientId: string, onPublish?: PublishHandler): Promise<RawClient> {
+  const client = new RawClient(run, port, clientId, onPublish)
   const connack = await client.request(
     generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive: 0 }),
     PacketType.CONNACK)
@@ -161,6 +167,17 @@ async function openClient (run: Run, port: number, clientId: string): Promise<Ra
   const code = connack[1]
   if (code !== 0) throw new Error(`${clientId}: CONNACK return code ${String(code)}`)
   return client
+}
+
+/** Connect the subscriber `bench-sub` and subscribe it to `filter` at QoS 0. */
+async function openSubscriber (run: Run, port: number, filter: string, onPublish?: PublishHandler): Promise<RawClient> {
+  const subscriber = await openClient(run, port, 'bench-sub', onPublish)
+  const suback = await subscriber.request(
+    generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos: 0 }] }),
+    PacketType.SUBACK)
+  // SUBACK body: message id (2 bytes), then one return code per filter; 0x80 = refused [MQTT-3.9.3]
+  if (suback[2] !== 0) throw new Error(`bench-sub: SUBACK return code ${String(suback[2])} for ${filter}`)
+  return subscriber
 }
 
 /**
@@ -237,12 +254,7 @@ function publisherBursts (load: FaninLoad): Burst[] {
 async function faninQos0 (run: Run, port: number, load: FaninLoad, warmupMs: number, windowMs: number): Promise<LoadResult> {
   const bursts = publisherBursts(load)
 
-  const subscriber = await openClient(run, port, 'bench-sub')
-  const suback = await subscriber.request(
-    generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: load.subscription, qos: 0 }] }),
-    PacketType.SUBACK)
-  // SUBACK body: message id (2 bytes), then one return code per filter; 0x80 = refused [MQTT-3.9.3]
-  if (suback[2] !== 0) throw new Error(`bench-sub: SUBACK return code ${String(suback[2])} for ${load.subscription}`)
+  const subscriber = await openSubscriber(run, port, load.subscription)
   const publishers = await Promise.all(Array.from({ length: load.publishers }, async (_, i) => await openClient(run, port, `bench-pub-${i}`)))
 
   let written = 0
@@ -255,13 +267,7 @@ async function faninQos0 (run: Run, port: number, load: FaninLoad, warmupMs: num
     pump(publisher.socket, burst.buffer, burst.refill, stopped, counted)
   })
 
-  await sleep(warmupMs, undefined, { signal: run.signal })
-  const start = { received: subscriber.walker.publishes, bytes: subscriber.walker.bytes, written, at: performance.now(), cpu: process.cpuUsage(), elu: performance.eventLoopUtilization() }
-  await send({ type: 'window', phase: 'start' })
-  await sleep(windowMs, undefined, { signal: run.signal })
-  const end = { received: subscriber.walker.publishes, bytes: subscriber.walker.bytes, written, at: performance.now(), cpu: process.cpuUsage(start.cpu), elu: performance.eventLoopUtilization(start.elu) }
-  const seconds = (end.at - start.at) / 1000
-  await send({ type: 'window', phase: 'end' })
+  const window = await measureWindow(run, subscriber.walker, function total () { return written }, warmupMs, windowMs)
 
   // Stop publishing and let the subscriber take the backlog still in socket buffers
   // before anything disconnects: aedes 1.2 overflows its stack if the subscriber
@@ -269,11 +275,105 @@ async function faninQos0 (run: Run, port: number, load: FaninLoad, warmupMs: num
   publishing = false
   for (const publisher of publishers) publisher.end()
   const backlog = await receiveBacklog(run, subscriber.walker, function total () { return written }, DRAIN_TIMEOUT_MS + warmupMs + windowMs)
+  return loadResult(window, backlog, written - subscriber.walker.publishes)
+}
 
+/**
+ * A fixed offered rate, open loop: one publisher sends `ratePerSec` events whatever
+ * the broker does with them (a publisher that waited for the broker would hide the
+ * very delays the percentiles are about). A 1 ms timer drives it; each tick sends the
+ * events due by then (`ratePerSec` × time since the start), so usually one and two
+ * when the timer fired late, never a burst that builds up. Each event gets the next
+ * unique id and, just before its write, its send stamp (`sentat`, `latency.ts`); it
+ * is written as a copy, so the next stamp never touches bytes still queued. The
+ * subscriber records each arrival's latency; the summary covers the events sent
+ * in the window, taken after the backlog has arrived so that late ones count too.
+ */
+async function paced (run: Run, port: number, load: PacedLoad, warmupMs: number, windowMs: number): Promise<LoadResult> {
+  const template = idTemplate(runTag(), 0)
+  const packet = generate({
+    cmd: 'publish',
+    topic: load.topic,
+    payload: bookingReservedEvent(load.payloadBytes, template, { [SEND_STAMP_ATTRIBUTE]: STAMP_PLACEHOLDER }),
+    qos: 0,
+    dup: false,
+    retain: false
+  })
+  const ids = new IdStamper(packet, packet, template)
+  const stamps = new SendStamper(packet)
+
+  const latencies = new LatencyLog()
+  const subscriber = await openSubscriber(run, port, load.subscription, function onPublish (body: Buffer) {
+    const arrivedAt = wallClockMs()
+    const sentAt = readStamp(body)
+    if (sentAt !== undefined) latencies.add(sentAt, arrivedAt - sentAt)
+  })
+  const publisher = await openClient(run, port, 'bench-pub-0')
+
+  let written = 0
+  let timer: NodeJS.Timeout | undefined
+  const startedAt = performance.now()
+  function tick (): void {
+    if (run.signal.aborted || publisher.socket.destroyed) return
+    const due = Math.floor((performance.now() - startedAt) * load.ratePerSec / 1000)
+    while (written < due) {
+      ids.stamp()
+      stamps.stamp()
+      publisher.socket.write(Buffer.from(packet))
+      written++
+    }
+    timer = setTimeout(tick, PACE_TICK_MS)
+  }
+  tick()
+
+  const window = await measureWindow(run, subscriber.walker, function total () { return written }, warmupMs, windowMs)
+  clearTimeout(timer)
+  publisher.end()
+  const backlog = await receiveBacklog(run, subscriber.walker, function total () { return written }, DRAIN_TIMEOUT_MS + warmupMs + windowMs)
+  const latency: LatencySummary = latencies.summary(window.start.wallMs, window.end.wallMs)
+  return { ...loadResult(window, backlog, written - subscriber.walker.publishes), latency }
+}
+
+/** The counters at one end of the window. */
+interface Snapshot {
+  readonly received: number
+  readonly bytes: number
+  readonly written: number
+  /** `performance.now()`, for rates. */
+  readonly at: number
+  /** Wall clock (`latency.ts`), for picking the events sent in the window by their send stamp. */
+  readonly wallMs: number
+  readonly cpu: NodeJS.CpuUsage
+  readonly elu: ReturnType<typeof performance.eventLoopUtilization>
+}
+
+/** Both ends of the window; `end.cpu` and `end.elu` are already differences from `start`. */
+interface Window {
+  readonly start: Snapshot
+  readonly end: Snapshot
+  readonly seconds: number
+}
+
+/**
+ * Let the load run for the warm-up, then measure over the window: snapshot both ends
+ * and tell run.js (which samples the server, and the receiver, at the same moments).
+ */
+async function measureWindow (run: Run, walker: FrameWalker, written: () => number, warmupMs: number, windowMs: number): Promise<Window> {
+  await sleep(warmupMs, undefined, { signal: run.signal })
+  const start: Snapshot = { received: walker.publishes, bytes: walker.bytes, written: written(), at: performance.now(), wallMs: wallClockMs(), cpu: process.cpuUsage(), elu: performance.eventLoopUtilization() }
+  await send({ type: 'window', phase: 'start', atMs: start.wallMs })
+  await sleep(windowMs, undefined, { signal: run.signal })
+  const end: Snapshot = { received: walker.publishes, bytes: walker.bytes, written: written(), at: performance.now(), wallMs: wallClockMs(), cpu: process.cpuUsage(start.cpu), elu: performance.eventLoopUtilization(start.elu) }
+  await send({ type: 'window', phase: 'end', atMs: end.wallMs })
+  return { start, end, seconds: (end.at - start.at) / 1000 }
+}
+
+function loadResult (window: Window, backlog: { readonly messages: number, readonly ms: number }, undelivered: number): LoadResult {
+  const { start, end, seconds } = window
   return {
     backlogMessages: backlog.messages,
     drainMs: backlog.ms,
-    undelivered: written - subscriber.walker.publishes,
+    undelivered,
     msgsPerSec: (end.received - start.received) / seconds,
     offeredPerSec: (end.written - start.written) / seconds,
     bytesPerSec: (end.bytes - start.bytes) / seconds,
@@ -311,6 +411,7 @@ async function receiveBacklog (run: Run, walker: FrameWalker, total: () => numbe
 async function runLoad (run: Run, port: number, load: LoadSpec, warmupMs: number, windowMs: number): Promise<LoadResult> {
   switch (load.mode) {
     case 'fanin-qos0': return await faninQos0(run, port, load, warmupMs, windowMs)
+    case 'paced': return await paced(run, port, load, warmupMs, windowMs)
   }
 }
 

@@ -14,10 +14,15 @@ export const PacketType = {
 /** Called with each complete packet that is not a PUBLISH: its type and variable header + payload. */
 export type ControlPacketHandler = (type: number, body: Buffer) => void
 
+/** Called with each complete PUBLISH packet's variable header + payload, when asked for. */
+export type PublishHandler = (body: Buffer) => void
+
 /**
  * Splits an MQTT byte stream into packets by their fixed headers (type nibble +
  * remaining-length varint), across chunk boundaries. PUBLISH bodies are skipped
- * and counted; other packets, all small, are collected and handed to `onControl`.
+ * and counted, unless an `onPublish` handler wants them (the paced load, at a rate
+ * where looking into each costs nothing); other packets, all small, are collected
+ * and handed to `onControl`.
  */
 export class FrameWalker {
   /** Complete PUBLISH packets seen so far. */
@@ -25,6 +30,7 @@ export class FrameWalker {
   /** Bytes pushed so far. */
   bytes = 0
   readonly #onControl: ControlPacketHandler
+  readonly #onPublish: PublishHandler | undefined
   /** Reading the first header byte (`type`), the remaining length (`length`), or a body (`body`). */
   #state: 'type' | 'length' | 'body' = 'type'
   #type = 0
@@ -35,8 +41,9 @@ export class FrameWalker {
   /** Body chunks of the current control packet; PUBLISH bodies are not kept. */
   #parts: Buffer[] = []
 
-  constructor (onControl: ControlPacketHandler) {
+  constructor (onControl: ControlPacketHandler, onPublish?: PublishHandler) {
     this.#onControl = onControl
+    this.#onPublish = onPublish
   }
 
   /** Feed the next chunk read from the socket. Throws on a malformed remaining length. */
@@ -46,7 +53,7 @@ export class FrameWalker {
     while (i < chunk.length) {
       if (this.#state === 'body') {
         const n = Math.min(this.#left, chunk.length - i)
-        if (this.#type !== PacketType.PUBLISH) this.#parts.push(chunk.subarray(i, i + n))
+        if (this.#type !== PacketType.PUBLISH || this.#onPublish !== undefined) this.#parts.push(chunk.subarray(i, i + n))
         i += n
         this.#left -= n
         if (this.#left === 0) this.#finish()
@@ -77,10 +84,11 @@ export class FrameWalker {
     this.#state = 'type'
     if (this.#type === PacketType.PUBLISH) {
       this.publishes++
-      return
+      if (this.#onPublish === undefined) return
     }
     const body = Buffer.concat(this.#parts)
     this.#parts = []
-    this.#onControl(this.#type, body)
+    if (this.#type === PacketType.PUBLISH) this.#onPublish?.(body)
+    else this.#onControl(this.#type, body)
   }
 }

@@ -21,10 +21,12 @@ const NOTES = 'Arriving on foot from Sarria, expected around 15:30 unless the we
 /**
  * A CloudEvent of `type` `albergue.v1.booking.reserved` with `id`, exactly `bytes`
  * long once serialized: `data.notes` is cut to fill the space the other fields leave,
- * so an `id` of another length changes the notes, not the size.
- * Throws when `bytes` is too small to hold the fields without notes.
+ * so an `id` of another length, or extension attributes, change the notes, not the size.
+ * `extensions` are CloudEvents extension attributes (names `[a-z0-9]{1,20}`), put in
+ * the envelope before `data`: the bundled schema covers `data` only and allows no
+ * extra field there. Throws when `bytes` is too small to hold the fields without notes.
  */
-export function bookingReservedEvent (bytes: number, id: string = EVENT_ID): Buffer {
+export function bookingReservedEvent (bytes: number, id: string = EVENT_ID, extensions: Readonly<Record<string, string>> = {}): Buffer {
   const build = (notes: string): string => JSON.stringify({
     specversion: '1.0',
     id,
@@ -33,6 +35,7 @@ export function bookingReservedEvent (bytes: number, id: string = EVENT_ID): Buf
     subject: 'booking/bk_01HZX4T9Q2M7R8V3K5N6P0W1YB',
     time: '2025-06-14T09:31:07.412Z',
     datacontenttype: 'application/json',
+    ...extensions,
     data: {
       booking_id: 'bk_01HZX4T9Q2M7R8V3K5N6P0W1YB',
       pilgrim_id: 'pl_01HZX3M2C8F4J6K9P1R5T7V0XA',

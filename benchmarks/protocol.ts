@@ -1,7 +1,7 @@
 /**
  * Messages exchanged over the IPC channels between `run.js` and its children
- * (`server.js`, `loadgen.js`). Children are forked from compiled JavaScript, so
- * every message arrives as `unknown` and is narrowed by the guards below.
+ * (`server.js`, `loadgen.js`, `receiver.js`). Children are forked from compiled
+ * JavaScript, so every message arrives as `unknown` and is narrowed by the guards below.
  */
 
 /** Which broker a server process runs. */
@@ -22,6 +22,22 @@ export interface StatsRequest {
   readonly id: number
 }
 
+/**
+ * ce-broker's webhook counters so far, read from its metrics registry (what `/metrics`
+ * serves): `ce_broker_webhook_deliveries_total` by outcome, summed over subscriptions,
+ * and `ce_broker_webhook_queue_depth`.
+ */
+export interface WebhookCounters {
+  /** Deliveries the endpoint acknowledged (2xx). */
+  readonly delivered: number
+  /** Deliveries that failed for good (attempts ran out, or a final 4xx): dead-lettered as `delivery_failed`. */
+  readonly failed: number
+  /** Deliveries refused because the queue held `webhooks.maxQueued`: dead-lettered as `queue_full`. */
+  readonly queueFull: number
+  /** Deliveries queued or waiting for a retry right now. */
+  readonly queueDepth: number
+}
+
 /** Server → parent: answer to a `StatsRequest` with the same `id`. */
 export interface StatsMessage {
   readonly type: 'stats'
@@ -32,12 +48,28 @@ export interface StatsMessage {
   readonly nowMs: number
   /** Resident set size, in bytes. */
   readonly rssBytes: number
+  /** ce-broker only (raw Aedes has no webhooks). */
+  readonly webhooks?: WebhookCounters
 }
 
-/** Loadgen → parent: the measuring window opens or closes (lets the parent sample the server). */
+/** Loadgen → parent: the measuring window opens or closes (lets the parent sample the server and receiver). */
 export interface WindowMessage {
   readonly type: 'window'
   readonly phase: 'start' | 'end'
+  /**
+   * The loadgen's wall clock at that moment (`performance.timeOrigin + performance.now()`),
+   * in ms: the receiver picks the events sent in the window by their send stamp.
+   */
+  readonly atMs: number
+}
+
+/** Latency percentiles of the events sent inside the window (send stamp to arrival), in ms; all 0 when `count` is 0. */
+export interface LatencySummary {
+  /** Events sent in the window that arrived; the percentiles are over these. */
+  readonly count: number
+  readonly p50Ms: number
+  readonly p99Ms: number
+  readonly maxMs: number
 }
 
 /** What one load generator run measured over its window. */
@@ -60,6 +92,8 @@ export interface LoadResult {
   readonly drainMs: number
   /** PUBLISH packets written but never received once the backlog drained; 0 unless the broker dropped some. */
   readonly undelivered: number
+  /** Paced loads only: publish → MQTT subscriber latency of the events sent in the window. */
+  readonly latency?: LatencySummary
 }
 
 /** Loadgen → parent: the figures, sent once, just before it exits. */
@@ -68,10 +102,54 @@ export interface ResultMessage {
   readonly result: LoadResult
 }
 
+/** Path of the receiver's webhook endpoint: `http://127.0.0.1:<port>/webhook`. */
+export const RECEIVER_PATH = '/webhook'
+
+/** Parent → receiver: report your counters now. */
+export interface ReceiverStatsRequest {
+  readonly type: 'stats'
+  readonly id: number
+}
+
+/** Receiver → parent: answer to a `ReceiverStatsRequest` with the same `id`. */
+export interface ReceiverStatsMessage {
+  readonly type: 'stats'
+  readonly id: number
+  /** Webhook requests received so far. */
+  readonly requests: number
+  /** Of those, requests without a `webhook-signature` header (every one should be signed). */
+  readonly unsigned: number
+  /** Of those, requests carrying a send stamp (`ce-sentat`), i.e. latency samples. */
+  readonly stamped: number
+  /** User + system CPU time the receiver process has used so far, in µs. */
+  readonly cpuMicros: number
+  /** The receiver's `performance.now()`, in ms: rates and CPU are divided by the receiver's own wall time. */
+  readonly nowMs: number
+}
+
+/** Parent → receiver: latency of the stamped requests whose send stamp is in [`fromMs`, `toMs`) (wall clock, ms). */
+export interface LatencyRequest {
+  readonly type: 'latency'
+  readonly id: number
+  readonly fromMs: number
+  readonly toMs: number
+}
+
+/** Receiver → parent: answer to a `LatencyRequest` with the same `id`. */
+export interface LatencyMessage {
+  readonly type: 'latency'
+  readonly id: number
+  readonly summary: LatencySummary
+}
+
 /** Anything a server child sends. */
 export type ServerMessage = ReadyMessage | StatsMessage
 /** Anything a loadgen child sends. */
 export type LoadgenMessage = WindowMessage | ResultMessage
+/** Anything a receiver child sends. */
+export type ReceiverMessage = ReadyMessage | ReceiverStatsMessage | LatencyMessage
+/** Anything the parent sends a receiver child. */
+export type ReceiverRequest = ReceiverStatsRequest | LatencyRequest
 
 function isRecord (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null
@@ -86,11 +164,20 @@ export function isBrokerKind (value: unknown): value is BrokerKind {
   return value === 'aedes' || value === 'ce-broker'
 }
 
+function isWebhookCounters (value: unknown): value is WebhookCounters {
+  return isRecord(value) && isNumber(value.delivered) && isNumber(value.failed) && isNumber(value.queueFull) && isNumber(value.queueDepth)
+}
+
+function isLatencySummary (value: unknown): value is LatencySummary {
+  return isRecord(value) && isNumber(value.count) && isNumber(value.p50Ms) && isNumber(value.p99Ms) && isNumber(value.maxMs)
+}
+
 /** Narrow a message a server child sent. */
 export function isServerMessage (value: unknown): value is ServerMessage {
   if (!isRecord(value)) return false
   if (value.type === 'ready') return isNumber(value.port)
-  return value.type === 'stats' && isNumber(value.id) && isNumber(value.cpuMicros) && isNumber(value.nowMs) && isNumber(value.rssBytes)
+  return value.type === 'stats' && isNumber(value.id) && isNumber(value.cpuMicros) && isNumber(value.nowMs) && isNumber(value.rssBytes) &&
+    (value.webhooks === undefined || isWebhookCounters(value.webhooks))
 }
 
 /** Narrow a message the parent sent to a server child. */
@@ -101,9 +188,26 @@ export function isStatsRequest (value: unknown): value is StatsRequest {
 /** Narrow a message a loadgen child sent. */
 export function isLoadgenMessage (value: unknown): value is LoadgenMessage {
   if (!isRecord(value)) return false
-  if (value.type === 'window') return value.phase === 'start' || value.phase === 'end'
+  if (value.type === 'window') return (value.phase === 'start' || value.phase === 'end') && isNumber(value.atMs)
   if (value.type !== 'result' || !isRecord(value.result)) return false
   const r = value.result
   return isNumber(r.msgsPerSec) && isNumber(r.offeredPerSec) && isNumber(r.bytesPerSec) && isNumber(r.windowMs) &&
-    isNumber(r.cpuShare) && isNumber(r.eventLoopUtilization) && isNumber(r.backlogMessages) && isNumber(r.drainMs) && isNumber(r.undelivered)
+    isNumber(r.cpuShare) && isNumber(r.eventLoopUtilization) && isNumber(r.backlogMessages) && isNumber(r.drainMs) && isNumber(r.undelivered) &&
+    (r.latency === undefined || isLatencySummary(r.latency))
+}
+
+/** Narrow a message a receiver child sent. */
+export function isReceiverMessage (value: unknown): value is ReceiverMessage {
+  if (!isRecord(value)) return false
+  if (value.type === 'ready') return isNumber(value.port)
+  if (value.type === 'latency') return isNumber(value.id) && isLatencySummary(value.summary)
+  return value.type === 'stats' && isNumber(value.id) && isNumber(value.requests) && isNumber(value.unsigned) && isNumber(value.stamped) &&
+    isNumber(value.cpuMicros) && isNumber(value.nowMs)
+}
+
+/** Narrow a message the parent sent to a receiver child. */
+export function isReceiverRequest (value: unknown): value is ReceiverRequest {
+  if (!isRecord(value) || !isNumber(value.id)) return false
+  if (value.type === 'stats') return true
+  return value.type === 'latency' && isNumber(value.fromMs) && isNumber(value.toMs)
 }

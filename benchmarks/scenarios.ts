@@ -23,13 +23,33 @@ export interface FaninLoad {
   readonly uniqueIds: boolean
 }
 
+/**
+ * A fixed offered rate for latency: one publisher sends QoS 0 events at `ratePerSec`,
+ * paced by a 1 ms timer (each tick sends the events due by then), every one with a
+ * unique `id` and its send time in the `sentat` extension attribute (`latency.ts`);
+ * one wildcard subscriber takes each event's publish → arrival latency.
+ */
+export interface PacedLoad {
+  readonly mode: 'paced'
+  /** Events per second the publisher sends, whatever the broker does with them. */
+  readonly ratePerSec: number
+  /** Topic every PUBLISH goes to. */
+  readonly topic: string
+  /** The subscriber's topic filter, subscribed at QoS 0. */
+  readonly subscription: string
+  /** Size of the CloudEvent JSON payload, in bytes, stamp included. */
+  readonly payloadBytes: number
+}
+
 /** What the load generator does; one member per mode `loadgen.ts` implements. */
-export type LoadSpec = FaninLoad
+export type LoadSpec = FaninLoad | PacedLoad
 
 /** What the server process (`server.ts`) gives a scenario's `ceBroker()`. */
 export interface ServerContext {
   /** `redis://` URL of the redis-server `run.js` started for this run; throws unless the scenario sets `redis`. */
   readonly redisUrl: () => string
+  /** `http://127.0.0.1:<port>/webhook` of the receiver `run.js` started for this run; throws unless the scenario sets `receiver`. */
+  readonly receiverUrl: () => string
   /** A fresh empty directory, made on the first call, removed with its contents once the broker has closed. */
   readonly tempDir: () => string
 }
@@ -51,6 +71,27 @@ export interface Scenario {
    * `redis-server` is not on the PATH the scenario is skipped, not failed.
    */
   readonly redis?: boolean
+  /**
+   * `run.js` starts a webhook receiver (`receiver.js`, a process of its own) for each
+   * ce-broker run, before the broker, and stops it after; `ceBroker()` gets its URL from
+   * `receiverUrl()`. The ce-broker side's figure is then the receiver's: webhook
+   * deliveries/s for a fan-in load, the p99 of publish → webhook received for a paced
+   * one. Raw Aedes has no webhooks: its figure stays its MQTT subscriber's.
+   */
+  readonly receiver?: boolean
+  /**
+   * Raw Aedes' `net` server sets TCP_NODELAY on its sockets (default off, like ce-broker's
+   * MQTT listener). For a latency baseline: with Nagle on, at a paced 1,000 events/s each
+   * write to the subscriber waits for the ACK of the one before, which the subscriber's
+   * kernel delays by up to 40 ms, and that timer, not Aedes, would set the percentiles.
+   */
+  readonly aedesNoDelay?: boolean
+  /**
+   * Least warm-up, in ms, whatever `BENCH_WARMUP_SECONDS` says. For a percentile: the first
+   * second or two after a broker starts (cold JIT, modules loaded on first use, connections
+   * opened) are slow, and a p99 over a few thousand events is set by its slowest 1 %.
+   */
+  readonly minWarmupMs?: number
   readonly load: LoadSpec
 }
 
@@ -67,6 +108,57 @@ const FANIN_LOAD: FaninLoad = {
 
 /** The same load with every event's `id` unique, for configs that drop duplicates. */
 const UNIQUE_FANIN_LOAD: FaninLoad = { ...FANIN_LOAD, uniqueIds: true }
+
+/** One paced publisher at 1,000 events/s, 1 KiB each, one `albergue/#` subscriber. */
+const PACED_LOAD: PacedLoad = {
+  mode: 'paced',
+  ratePerSec: 1000,
+  topic: 'albergue/v1/booking/reserved',
+  subscription: 'albergue/#',
+  payloadBytes: 1024
+}
+
+/**
+ * The webhook secret of the benchmark subscription (Standard Webhooks `whsec_` + base64
+ * of 32 bytes): every delivery is signed, as a real subscription's would be.
+ */
+const WEBHOOK_SECRET = `whsec_${Buffer.from('ce-broker benchmark webhook key!').toString('base64')}`
+
+/**
+ * The webhook throughput scenario's requests in flight per subscription (default 8),
+ * which is also the undici Agent's connections to the receiver. Sized as a deployment
+ * aiming at the issue's 5,000 deliveries/s would size it: by Little's law, 5,000/s to
+ * an endpoint answering in ~25 ms keeps 125 requests in flight. It also decides what
+ * this scenario measures: the broker's one event loop serves both the MQTT publishers
+ * and the deliveries, and with 8 in flight the publishers win (about 17,000 events/s
+ * accepted, 1,000 delivered, the queue growing by about 15,000 a second); with 128
+ * the deliveries keep up, the queue holds about what is in flight, and the publishers
+ * are slowed by TCP backpressure to what the node delivers: a sustained rate.
+ */
+const THROUGHPUT_CONCURRENCY = 128
+
+/**
+ * The webhook throughput scenario's queue bound (default 10,000). Raised so that if
+ * deliveries do fall behind on some machine, the queue grows (reported per round, with
+ * a warning) instead of events being refused as `queue_full`, whose dead-lettering
+ * would spend the very CPU being measured. 100,000 deliveries of 1 KiB events are a
+ * few hundred MB: a plausible bound for a node sized for this rate.
+ */
+const THROUGHPUT_MAX_QUEUED = 100_000
+
+/**
+ * The default pipeline (validation, idempotency in memory, audit on `$audit/...`) plus
+ * one signed binary-mode webhook subscription on `albergue/#`, to the run's receiver.
+ */
+function webhookCeBroker (server: ServerContext, queue: { readonly maxQueued?: number, readonly concurrency?: number }): BrokerInput {
+  return {
+    webhooks: {
+      ...(queue.maxQueued === undefined ? {} : { maxQueued: queue.maxQueued }),
+      ...(queue.concurrency === undefined ? {} : { defaults: { concurrency: queue.concurrency } }),
+      subscriptions: [{ service_id: 'bench', webhook_url: server.receiverUrl(), topic_filters: ['albergue/#'], secret: WEBHOOK_SECRET }]
+    }
+  }
+}
 
 /** The audit file of a pipeline scenario: in the server's temporary directory, removed with it. */
 function auditFile (server: ServerContext): string {
@@ -111,6 +203,30 @@ export const SCENARIOS: readonly Scenario[] = [
     },
     redis: true,
     load: UNIQUE_FANIN_LOAD
+  },
+  {
+    name: 'webhook-throughput',
+    // webhook deliveries/s the receiver gets while the fan-in load streams unique events
+    // as fast as the broker takes them; concurrency and queue sized for that rate
+    ceBroker: function webhookThroughputCeBroker (server) {
+      return webhookCeBroker(server, { maxQueued: THROUGHPUT_MAX_QUEUED, concurrency: THROUGHPUT_CONCURRENCY })
+    },
+    receiver: true,
+    load: UNIQUE_FANIN_LOAD
+  },
+  {
+    name: 'webhook-latency-p99',
+    // publish → webhook received at a fixed 1,000 events/s, well below saturation: the
+    // default queue settings are what a node runs with
+    ceBroker: function webhookLatencyCeBroker (server) {
+      return webhookCeBroker(server, {})
+    },
+    receiver: true,
+    // the baseline is Aedes getting an event to an MQTT subscriber, not the subscriber's delayed-ACK timer
+    aedesNoDelay: true,
+    // steady state: ce-broker's first second delivers webhooks 50-180 ms late, the next one up to ~20 ms
+    minWarmupMs: 3000,
+    load: PACED_LOAD
   }
 ]
 

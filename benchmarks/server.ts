@@ -1,9 +1,10 @@
 /**
- * Server child of `run.js`: `node server.js <aedes|ce-broker> <scenario> [<redis-url>]`.
+ * Server child of `run.js`: `node server.js <aedes|ce-broker> <scenario> [redis=<url>] [receiver=<url>]`.
  * Starts one broker on 127.0.0.1, sends `{ type: 'ready', port }` over IPC,
  * answers stats requests, and closes the broker and exits on SIGTERM or when
- * the parent goes away (IPC disconnect). `<redis-url>` is the redis-server `run.js`
- * started for a scenario with `redis: true`; the scenario reads it from its context.
+ * the parent goes away (IPC disconnect). `redis=` is the redis-server `run.js` started
+ * for a scenario with `redis: true`, `receiver=` the webhook receiver it started for
+ * one with `receiver: true`; the scenario reads them from its context.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -22,18 +23,43 @@ function send (message: ServerMessage): void {
   process.send?.(message)
 }
 
+/** What `run.js` started for this run, from the `name=value` arguments after the scenario. */
+interface Services {
+  readonly redis?: string
+  readonly receiver?: string
+}
+
+function parseServices (args: readonly string[]): Services {
+  let services: Services = {}
+  for (const arg of args) {
+    const at = arg.indexOf('=')
+    const name = arg.slice(0, at)
+    const value = arg.slice(at + 1)
+    if (at <= 0 || value === '' || (name !== 'redis' && name !== 'receiver')) {
+      throw new Error(`server.js: expected redis=<url> or receiver=<url>, got ${JSON.stringify(arg)}`)
+    }
+    services = { ...services, [name]: value }
+  }
+  return services
+}
+
 /** The context a scenario's `ceBroker()` gets, and the clean-up of what it made. */
 class Context implements ServerContext {
-  readonly #redisUrl: string | undefined
+  readonly #services: Services
   #tempDir: string | undefined
 
-  constructor (redisUrl: string | undefined) {
-    this.#redisUrl = redisUrl
+  constructor (services: Services) {
+    this.#services = services
   }
 
   readonly redisUrl = (): string => {
-    if (this.#redisUrl === undefined) throw new Error('this scenario needs Redis: set `redis: true` on it so that run.js starts a redis-server')
-    return this.#redisUrl
+    if (this.#services.redis === undefined) throw new Error('this scenario needs Redis: set `redis: true` on it so that run.js starts a redis-server')
+    return this.#services.redis
+  }
+
+  readonly receiverUrl = (): string => {
+    if (this.#services.receiver === undefined) throw new Error('this scenario needs a webhook receiver: set `receiver: true` on it so that run.js starts one')
+    return this.#services.receiver
   }
 
   readonly tempDir = (): string => {
@@ -50,7 +76,7 @@ class Context implements ServerContext {
 
 async function start (kind: BrokerKind, scenarioName: string | undefined, context: Context): Promise<BenchServer> {
   const scenario = findScenario(scenarioName)
-  if (kind === 'aedes') return await startAedes()
+  if (kind === 'aedes') return await startAedes(scenario.aedesNoDelay === true)
   try {
     return await startCeBroker(scenario.ceBroker(context))
   } catch (err: unknown) {
@@ -60,11 +86,11 @@ async function start (kind: BrokerKind, scenarioName: string | undefined, contex
 }
 
 async function main (): Promise<void> {
-  const [kind, scenarioName, redisUrl] = process.argv.slice(2)
-  if (!isBrokerKind(kind)) throw new Error(`usage: server.js <aedes|ce-broker> <scenario> [<redis-url>], got kind ${JSON.stringify(kind)}`)
+  const [kind, scenarioName, ...rest] = process.argv.slice(2)
+  if (!isBrokerKind(kind)) throw new Error(`usage: server.js <aedes|ce-broker> <scenario> [redis=<url>] [receiver=<url>], got kind ${JSON.stringify(kind)}`)
   if (process.send === undefined) throw new Error('server.js is started by run.js with an IPC channel (fork)')
 
-  const context = new Context(redisUrl)
+  const context = new Context(parseServices(rest))
   const server = await start(kind, scenarioName, context)
   let stopping: Promise<void> | undefined
 
@@ -89,8 +115,20 @@ async function main (): Promise<void> {
 
   function answer (message: unknown): void {
     if (!isStatsRequest(message)) return
+    // CPU and clock first, together: the webhook counters are read after, asynchronously
     const cpu = process.cpuUsage()
-    send({ type: 'stats', id: message.id, cpuMicros: cpu.user + cpu.system, nowMs: performance.now(), rssBytes: process.memoryUsage.rss() })
+    const stats = { type: 'stats', id: message.id, cpuMicros: cpu.user + cpu.system, nowMs: performance.now(), rssBytes: process.memoryUsage.rss() } as const
+    if (server.webhookCounters === undefined) {
+      send(stats)
+      return
+    }
+    server.webhookCounters().then(
+      function counted (webhooks) { send({ ...stats, webhooks }) },
+      // an answer without counters makes run.js fail the run if it needed them; say why here
+      function countFailed (err: unknown) {
+        process.stderr.write(`server.js (${kind}): reading the webhook counters failed: ${String(err)}\n`)
+        send(stats)
+      })
   }
 
   process.on('message', answer)

@@ -5,10 +5,14 @@ import type { BenchServer } from './bench-server.js'
 /**
  * The baseline: raw Aedes with its default options (memory persistence,
  * mqemitter) behind a plain `net` server on 127.0.0.1, any free port.
+ * `noDelay` turns Nagle's algorithm off on every accepted socket (`net`'s default
+ * leaves it on, as ce-broker's listener does): for latency scenarios, where a small
+ * write held back until the subscriber's delayed ACK (up to 40 ms on Linux) would
+ * measure the kernel's timer rather than the broker.
  */
-export async function startAedes (): Promise<BenchServer> {
+export async function startAedes (noDelay = false): Promise<BenchServer> {
   const aedes = await Aedes.createBroker()
-  const server = createServer(function handleConnection (socket: Socket) { aedes.handle(socket) })
+  const server = createServer({ noDelay }, function handleConnection (socket: Socket) { aedes.handle(socket) })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(0, '127.0.0.1', function listening () {
