@@ -41,11 +41,23 @@ export function buildRequest (event: Record<string, unknown>, raw: Buffer, subsc
     body = typeof message.body === 'string' || message.body instanceof Uint8Array ? message.body : JSON.stringify(message.body ?? null)
   }
   if (subscription.secret !== undefined) {
-    const signer = subscription.secret.startsWith('whsec_') ? new Webhook(subscription.secret) : new Webhook(subscription.secret, { format: 'raw' })
+    const signer = signerOf(subscription, subscription.secret)
     const payload = typeof body === 'string' ? body : Buffer.from(body)
     headers['webhook-id'] = id
     headers['webhook-timestamp'] = String(Math.floor(now.getTime() / 1000))
     headers['webhook-signature'] = signer.sign(id, now, payload)
   }
   return { headers, body }
+}
+
+/** One signer per subscription object (an update makes a new object): decoding the secret is not per request. */
+const signers = new WeakMap<Subscription, Webhook>()
+
+function signerOf (subscription: Subscription, secret: string): Webhook {
+  let signer = signers.get(subscription)
+  if (signer === undefined) {
+    signer = secret.startsWith('whsec_') ? new Webhook(secret) : new Webhook(secret, { format: 'raw' })
+    signers.set(subscription, signer)
+  }
+  return signer
 }
