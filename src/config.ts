@@ -109,17 +109,23 @@ export interface BrokerConfig {
     readonly breaker: { readonly failures: number, readonly halfOpenAfterMs: number }
     /** Networks no webhook URL may point into (CIDR). Default link-local and cloud metadata addresses. */
     readonly denyNetworks: readonly string[]
-    /** Subscriptions registered at start-up (PRODUCT §4 format). */
-    readonly subscriptions: ReadonlyArray<{
-      readonly service_id: string
-      readonly webhook_url: string
-      readonly topic_filters: readonly string[]
-      readonly secret?: string
-      readonly mode?: 'binary' | 'structured'
-      readonly retry?: { readonly maxAttempts?: number, readonly initialDelayMs?: number, readonly maxDelayMs?: number }
-      readonly timeoutMs?: number
-    }>
+    /** Subscriptions registered at start-up. */
+    readonly subscriptions: readonly WebhookSubscriptionInput[]
   }
+}
+
+/** A webhook subscription as registered (PRODUCT §4): in the config, and the body of `POST /api/webhooks`. */
+export interface WebhookSubscriptionInput {
+  readonly service_id: string
+  readonly webhook_url: string
+  /** MQTT filters or the dotted form (`albergue.v1.booking.*`). */
+  readonly topic_filters: readonly string[]
+  readonly secret?: string
+  /** `binary` (default) or `structured` CloudEvents HTTP binding. */
+  readonly mode?: 'binary' | 'structured'
+  /** Overrides of `webhooks.defaults.retry`. */
+  readonly retry?: { readonly maxAttempts?: number, readonly initialDelayMs?: number, readonly maxDelayMs?: number }
+  readonly timeoutMs?: number
 }
 
 /** A validation rule: which topics it covers and how their publishes are checked. */

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { compileFilter, topicFilterProblem } from '../../src/index.js'
+import { compileFilter, topicFilterProblem, type WebhookSubscriptionInput } from '../../src/index.js'
 
 /** Retry policy of a subscription (PRODUCT §4); every field optional over the defaults. */
 export interface RetryPolicy {
@@ -8,16 +8,8 @@ export interface RetryPolicy {
   readonly maxDelayMs: number
 }
 
-/** A subscription as registered (PRODUCT §4). */
-export interface SubscriptionInput {
-  readonly service_id: string
-  readonly webhook_url: string
-  readonly topic_filters: readonly string[]
-  readonly secret?: string
-  readonly mode?: 'binary' | 'structured'
-  readonly retry?: Partial<RetryPolicy>
-  readonly timeoutMs?: number
-}
+/** A subscription as registered (PRODUCT §4): the config's and the API's format. */
+export type SubscriptionInput = WebhookSubscriptionInput
 
 /** A stored subscription: the input, its id, its MQTT filters and its state. */
 export interface Subscription extends SubscriptionInput {

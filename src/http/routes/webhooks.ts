@@ -1,16 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify'
+import type { WebhookSubscriptionInput as WebhookBody } from '../../config.js'
 import { errorBody } from '../errors.js'
-
-/** A subscription body (PRODUCT §4). */
-export interface WebhookBody {
-  readonly service_id: string
-  readonly webhook_url: string
-  readonly topic_filters: readonly string[]
-  readonly secret?: string
-  readonly mode?: 'binary' | 'structured'
-  readonly retry?: { readonly maxAttempts?: number, readonly initialDelayMs?: number, readonly maxDelayMs?: number }
-  readonly timeoutMs?: number
-}
 
 /** What the webhook routes use: the broker's subscription registry. */
 export interface WebhookSource {
