@@ -18,6 +18,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { performance } from 'node:perf_hooks'
 import { LatencyLog, SEND_STAMP_HEADER, wallClockMs } from './latency.js'
 import { isReceiverRequest, RECEIVER_PATH, type ReceiverMessage } from './protocol.js'
+import { listenOnFreePort } from './listen.js'
 
 /**
  * Keep-alive timeout, in ms: longer than any pause of a run, so that a connection the
@@ -62,15 +63,7 @@ async function main (): Promise<void> {
     res.writeHead(200, { 'content-length': '0' }).end()
     req.resume()
   })
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', function listening () {
-      server.off('error', reject)
-      resolve()
-    })
-  })
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new Error(`unexpected receiver address ${JSON.stringify(address)}`)
+  const port = await listenOnFreePort(server, 'receiver')
 
   function answer (message: unknown): void {
     if (!isReceiverRequest(message)) return
@@ -103,7 +96,7 @@ async function main (): Promise<void> {
   process.on('message', answer)
   process.once('SIGTERM', stop)
   process.once('disconnect', stop)
-  send({ type: 'ready', port: address.port })
+  send({ type: 'ready', port })
 }
 
 main().catch(function failed (err: unknown) {

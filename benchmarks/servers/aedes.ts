@@ -1,6 +1,7 @@
 import { createServer, type Socket } from 'node:net'
 import { Aedes } from 'aedes'
 import type { BenchServer } from './bench-server.js'
+import { listenOnFreePort } from '../listen.js'
 
 /**
  * The baseline: raw Aedes with its default options (memory persistence,
@@ -13,18 +14,10 @@ import type { BenchServer } from './bench-server.js'
 export async function startAedes (noDelay = false): Promise<BenchServer> {
   const aedes = await Aedes.createBroker()
   const server = createServer({ noDelay }, function handleConnection (socket: Socket) { aedes.handle(socket) })
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', function listening () {
-      server.off('error', reject)
-      resolve()
-    })
-  })
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new Error(`unexpected server address ${JSON.stringify(address)}`)
+  const port = await listenOnFreePort(server, 'server')
 
   return {
-    port: address.port,
+    port,
     close: async () => {
       // server.close() waits for open sockets; aedes.close() is what ends them
       const serverClosed = new Promise<void>((resolve) => { server.close(() => { resolve() }) })
