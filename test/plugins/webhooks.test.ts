@@ -181,11 +181,12 @@ test('an endpoint that never answers slows neither the publisher nor the other e
   await Promise.all(events.map(async (event) => await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(event), { qos: 1 })))
   const delivered = await fast.next(20)
   assert.deepEqual(new Set(delivered.map((r) => r.headers['ce-id'])), new Set(events.map((e) => e.id)))
+  await stuck.next(2)
   assert.equal(stuck.requests.length, 2, 'the stuck endpoint holds its concurrency, no more')
 })
 
 test('the circuit opens after failures in a row, holds deliveries instead of failing them, and a successful probe closes it', async (t) => {
-  const broker = await startBroker(t, { webhooks: { breaker: { failures: 3, halfOpenAfterMs: 1000 } } })
+  const broker = await startBroker(t, { webhooks: { breaker: { failures: 3, halfOpenAfterMs: 3000 } } })
   // fails three times, then takes everything
   const hook = await receiver(t, (n, res) => { res.writeHead(n <= 3 ? 503 : 200).end() })
   const created = await register(httpUrl(broker), { service_id: 'flaky', webhook_url: hook.url, topic_filters: ['albergue/#'], retry: { maxAttempts: 20, initialDelayMs: 1, maxDelayMs: 5 } })
@@ -200,8 +201,8 @@ test('the circuit opens after failures in a row, holds deliveries instead of fai
   const events = [bookingReserved(), bookingReserved()]
   for (const event of events) await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(event), { qos: 1 })
   await hook.next(3)
-  // the third answer opens the circuit once the broker has read it: a bounded poll, well inside the 1 s it stays open
-  for (let i = 0; i < 50 && await breakerOf() !== 'open'; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  // the third answer opens the circuit once the broker has read it: a bounded poll, well inside the 3 s it stays open
+  for (let i = 0; i < 100 && await breakerOf() !== 'open'; i++) await new Promise((resolve) => setTimeout(resolve, 10))
   assert.equal(await breakerOf(), 'open')
   assert.match(await broker.metrics.metrics(), new RegExp(`ce_broker_webhook_breaker_state\\{subscription="${id}"\\} 2`))
   // the three failures opened it before a 20-attempt budget ran out: once it closes, both arrive
