@@ -7,7 +7,7 @@ import { UrlPolicy } from './url-policy.js'
 import { SharedSubscriptions } from './shared.js'
 import type { Redis } from 'ioredis'
 
-export { DEFAULT_DENY_NETWORKS, UrlPolicy } from './url-policy.js'
+export { UrlPolicy } from './url-policy.js'
 export { backoffMs, retryAfterMs, isRetryable, type BreakerState } from './delivery.js'
 export { toMqttFilter, type RetryPolicy, type Subscription, type SubscriptionInput, type SubscriptionView } from './subscriptions.js'
 
@@ -25,7 +25,8 @@ export class WebhookRegistry {
   redeliver: (subscriptionId: string, message: { readonly topic: string, readonly payload: Buffer | string }, deadLetterId: string) => string | undefined =
     () => 'webhooks are not running'
 
-  constructor (denyNetworks?: readonly string[]) {
+  /** @param denyNetworks CIDR networks no webhook URL may point into (`webhooks.denyNetworks`) */
+  constructor (denyNetworks: readonly string[]) {
     this.#policy = new UrlPolicy(denyNetworks)
   }
 

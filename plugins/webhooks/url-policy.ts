@@ -1,14 +1,14 @@
 import { lookup } from 'node:dns/promises'
 import { BlockList, isIP } from 'node:net'
 
-/** Networks no webhook may target unless configured otherwise: link-local (cloud metadata) addresses. */
-export const DEFAULT_DENY_NETWORKS: readonly string[] = ['169.254.0.0/16', 'fd00:ec2::254/128']
-
-/** Checks webhook URLs: http(s) only, no credentials, no address in a denied network. */
+/**
+ * Checks webhook URLs: http(s) only, no credentials, no address in a denied network
+ * (`webhooks.denyNetworks`, whose default lists the link-local and cloud metadata ones).
+ */
 export class UrlPolicy {
   readonly #denied = new BlockList()
 
-  constructor (readonly networks: readonly string[] = DEFAULT_DENY_NETWORKS) {
+  constructor (readonly networks: readonly string[]) {
     for (const network of networks) {
       const [address = '', bits] = network.split('/')
       const family = isIP(address) === 6 ? 'ipv6' : 'ipv4'
