@@ -157,6 +157,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     hooks: chains.registry,
     metrics: metrics.registry,
     publish: publishRaw,
+    listening: backend.listening,
     submit,
     deadLetter: (message, error, options) => { gate.keep(toPacket(message), error, options) },
     countEvent: (outcome, reason) => { metrics.event(outcome, reason) },

@@ -141,6 +141,13 @@ export interface PluginContext {
   /** Publish without the plugin chain; resolves once routed. */
   publish: (message: OutgoingMessage) => Promise<void>
   /**
+   * Whether a subscription may receive messages published under the `$` top level
+   * `level` (`'$audit'`): a plugin mirroring every event there skips what nobody
+   * would get. Filters starting with `+` or `#` never match `$` topics. With Redis it
+   * is always true: subscribers on other nodes are not known here.
+   */
+  listening: (level: string) => boolean
+  /**
    * Publish through the whole pipeline, as a client would: resolves `undefined` when
    * accepted and routed, or with the refusal (already dead-lettered or diverted).
    */

@@ -62,19 +62,19 @@ export const audit = definePlugin<AuditOptions>('audit', async (ctx, opts) => {
     }
   })
 
-  let batch: Buffer[] = []
   let flushing: Promise<void> = Promise.resolve()
+  let scheduled = false
   function flush (): void {
-    const lines = batch
-    if (lines.length === 0) return
-    batch = []
+    scheduled = false
+    const batch = records.take()
+    if (batch.count === 0) return
     for (const sink of sinks) {
       const wrote = (written: number): void => {
         count(sink.name, 'written', written)
-        if (written < lines.length) count(sink.name, 'failed', lines.length - written)
+        if (written < batch.count) count(sink.name, 'failed', batch.count - written)
       }
       try {
-        const result = sink.write(lines)
+        const result = sink.write(batch)
         if (typeof result === 'number') wrote(result)
         else flushing = Promise.all([flushing, result.then(wrote, (err: unknown) => { wrote(0); ctx.reportError(err, { sink: sink.name }) })]).then(() => undefined)
       } catch (err: unknown) {
@@ -85,23 +85,28 @@ export const audit = definePlugin<AuditOptions>('audit', async (ctx, opts) => {
   }
 
   ctx.hooks.decided(function auditPublish (attempt: PublishAttempt, verdict: PublishVerdict): void {
+    // the live mirror only while a subscription may get it: no message per event for nobody
+    const mirror = opts.topic !== false && ctx.listening('$audit')
+    if (!mirror && sinks.length === 0) return
     const audited = outcomeOf(attempt, verdict)
     if (audited === undefined) return
-    const line = records.build(attempt, audited)
-    if (opts.topic !== false) {
+    const line = records.append(attempt, audited, mirror)
+    if (line !== undefined) {
       const topic = attempt.topic === '' ? AUDIT_PREFIX.slice(0, -1) : AUDIT_PREFIX + attempt.topic
       ctx.publish({ topic, payload: line }).then(
         () => { count('topic', 'written', 1) },
         (err: unknown) => { count('topic', 'failed', 1); ctx.reportError(err, { sink: 'topic', topic }) })
     }
-    if (sinks.length === 0) return
-    if (batch.length === 0) setImmediate(flush)
-    batch.push(line)
+    // the lines go to the sinks once per loop turn (and are let go of when there are none)
+    if (!scheduled) {
+      scheduled = true
+      setImmediate(flush)
+    }
   })
 
   ctx.log.info({ sinks: sinks.map((s) => s.name), payload: opts.payload, redact: opts.redact }, 'audit ready')
   return async function stopAudit () {
-    if (batch.length > 0) flush()
+    flush()
     await flushing
     for (const sink of sinks) await sink.close()
   }

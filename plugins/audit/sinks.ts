@@ -1,12 +1,13 @@
 import { createWriteStream, type WriteStream } from 'node:fs'
 import { open } from 'node:fs/promises'
 import type { Redis } from 'ioredis'
+import type { RecordBatch } from './record.js'
 
 /** Where audit lines go besides `$audit/...`: written in batches, one per event-loop turn, never awaited by a publish. */
 export interface AuditSink {
   readonly name: 'file' | 'stream'
-  /** Write a batch of records (one JSON document each, no line break); resolves to how many were written. */
-  write: (lines: readonly Buffer[]) => Promise<number> | number
+  /** Write a batch of records; resolves to how many were written. */
+  write: (batch: RecordBatch) => Promise<number> | number
   close: () => Promise<void>
 }
 
@@ -27,29 +28,17 @@ export async function fileSink (path: string, onError: (err: unknown) => void): 
   })
   return {
     name: 'file',
-    write (lines) {
+    write (batch) {
       if (failed || stream.writableLength > MAX_FILE_BACKLOG_BYTES) return 0
-      stream.write(joinLines(lines))
-      return lines.length
+      // the chunks are whole lines already: written as they are, no copy
+      for (const chunk of batch.chunks) stream.write(chunk)
+      return batch.count
     },
     async close () {
       if (failed) return
       await new Promise<void>((resolve) => { stream.end(resolve) })
     }
   }
-}
-
-/** The records as one chunk of JSON lines: one copy each, one write for the batch. */
-function joinLines (lines: readonly Buffer[]): Buffer {
-  let size = 0
-  for (const line of lines) size += line.length + 1
-  const out = Buffer.allocUnsafe(size)
-  let at = 0
-  for (const line of lines) {
-    at += line.copy(out, at)
-    out[at++] = 0x0a
-  }
-  return out
 }
 
 /** Past this many records waiting on Redis (a Redis slower than the broker), batches are dropped and counted. */
@@ -60,19 +49,30 @@ export function streamSink (redis: Redis, key: string, maxLen: number): AuditSin
   let waiting = 0
   return {
     name: 'stream',
-    async write (lines) {
+    async write (batch) {
       // while Redis is away or behind, the batch is dropped and counted, not queued without bound
       if (redis.status !== 'ready' || waiting > MAX_STREAM_BACKLOG) return 0
       const pipeline = redis.pipeline()
-      for (const line of lines) pipeline.xadd(key, 'MAXLEN', '~', maxLen, '*', 'record', line)
-      waiting += lines.length
+      for (const line of linesOf(batch)) pipeline.xadd(key, 'MAXLEN', '~', maxLen, '*', 'record', line)
+      waiting += batch.count
       try {
         const results = await pipeline.exec()
         return (results ?? []).filter(([err]) => err === null).length
       } finally {
-        waiting -= lines.length
+        waiting -= batch.count
       }
     },
     async close () {}
+  }
+}
+
+/** Each record of a batch, without its line break. A record holds none of its own: JSON escapes them. */
+function * linesOf (batch: RecordBatch): Generator<Buffer> {
+  for (const chunk of batch.chunks) {
+    let from = 0
+    for (let end = chunk.indexOf(0x0a); end !== -1; end = chunk.indexOf(0x0a, from)) {
+      yield chunk.subarray(from, end)
+      from = end + 1
+    }
   }
 }

@@ -9,6 +9,7 @@ import mqemitterRedis from 'mqemitter-redis'
 import type { BrokerConfig } from '../config.js'
 import type { Logger } from '../logger.js'
 import { boundRecursion } from './bounded-mq.js'
+import { watchSystemTopics, type SystemInterest } from './system-interest.js'
 
 // aedes-persistence's types declare an ESM default export, but the package is
 // CommonJS and module.exports is the factory itself (aedes loads it the same way).
@@ -31,6 +32,12 @@ export interface Backend {
   readonly persistence: AedesMemoryPersistence
   /** Handed to aedes as `mq`. */
   readonly mq: MQEmitter
+  /**
+   * Whether a subscription may receive messages under a `$` top level (`'$audit'`).
+   * Embedded, the node's own subscriptions tell; with Redis, subscribers on other
+   * nodes are not known here, so it is always true.
+   */
+  readonly listening: SystemInterest
   /** A Redis connection for plain commands (idempotency keys, the audit stream); shared with the persistence. */
   readonly redis: Redis | undefined
   /** Whether the backend can serve: always for memory, Redis connections up for Redis. */
@@ -47,10 +54,12 @@ export function createBackend (config: BrokerConfig, log: Logger): Backend {
   const mqOptions = { concurrency: 100, matchEmptyLevels: true }
   if (config.redis === undefined) {
     const persistence = memoryPersistence()
+    const mq = boundRecursion(mqemitter(mqOptions))
     return {
       kind: 'memory',
       persistence,
-      mq: boundRecursion(mqemitter(mqOptions)),
+      mq,
+      listening: watchSystemTopics(mq),
       redis: undefined,
       ready: () => true,
       retained: (filter, limit) => readRetained(persistence, filter, limit),
@@ -75,6 +84,7 @@ export function createBackend (config: BrokerConfig, log: Logger): Backend {
     kind: 'redis',
     persistence,
     mq,
+    listening: () => true,
     redis: db,
     ready: () => connections.every((conn) => conn.status === 'ready'),
     retained: (filter, limit) => readRetained(persistence, filter, limit),

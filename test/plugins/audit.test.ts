@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -114,6 +115,87 @@ test('audit.topic: false keeps the log and publishes nothing on $audit', async (
   await broker.close()
   const lines = (await readFile(file, 'utf8')).trim().split('\n').map((line) => parse(line))
   assert.deepEqual(lines.map((r) => [r.outcome, r.event.id]), [['accepted', event.id]])
+})
+
+test('the live mirror is published only while a subscription may receive it; the log gets every record', async (t) => {
+  const file = await tempFile(t, 'audit.jsonl')
+  const broker = await startBroker(t, { audit: { file } })
+  const publisher = await connect(t, mqttUrl(broker))
+  const watcher = await connect(t, mqttUrl(broker))
+  // a filter starting with # or + does not match $ topics: still nobody for $audit
+  await watcher.subscribeAsync('#', { qos: 1 })
+  const unseen = bookingReserved()
+  const routed = collectMessages(watcher, 1)
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(unseen), { qos: 1 })
+  assert.equal((await routed)[0]?.topic, BOOKING_RESERVED_TOPIC)
+
+  const auditor = await connect(t, mqttUrl(broker))
+  await auditor.subscribeAsync(`$audit/${BOOKING_RESERVED_TOPIC}`, { qos: 1 })
+  const seen = bookingReserved()
+  const mirrored = collectMessages(auditor, 1)
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(seen), { qos: 1 })
+  assert.deepEqual((await mirrored).map((m) => parse(m.payload).event.id), [seen.id])
+
+  await auditor.unsubscribeAsync(`$audit/${BOOKING_RESERVED_TOPIC}`)
+  const afterUnsubscribe = bookingReserved()
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(afterUnsubscribe), { qos: 1 })
+
+  // a subscriber that leaves takes its interest with it
+  const leaving = await connect(t, mqttUrl(broker), { clientId: 'leaving-auditor' })
+  await leaving.subscribeAsync('$audit/#', { qos: 1 })
+  const gone = once(broker.aedes, 'clientDisconnect')
+  leaving.end()
+  await gone
+  const afterLeaving = bookingReserved()
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(afterLeaving), { qos: 1 })
+  await broker.close()
+
+  const metrics = await broker.metrics.metrics()
+  assert.equal(sample(metrics, 'ce_broker_audit_records_total', { sink: 'topic', result: 'written' }), 1, 'one record was mirrored')
+  const lines = (await readFile(file, 'utf8')).trim().split('\n').map((line) => parse(line))
+  assert.deepEqual(lines.map((r) => r.event.id), [unseen.id, seen.id, afterUnsubscribe.id, afterLeaving.id])
+})
+
+test('records stay one valid JSON line whatever the strings hold: quotes, backslashes, controls, accents, emoji', async (t) => {
+  const file = await tempFile(t, 'audit.jsonl')
+  const broker = await startBroker(t, { audit: { file } })
+  const auditor = await connect(t, mqttUrl(broker))
+  await auditor.subscribeAsync('$audit/#', { qos: 1 })
+  const clientId = 'recepción "norte" \\ 🐚'
+  const publisher = await connect(t, mqttUrl(broker), { clientId })
+  const odd = bookingReserved({}, { id: 'id-"quoted"\\\ttab-ñ-🐚' })
+  // pretty-printed: its line breaks must not split the log's line
+  const pretty = bookingReserved()
+  const arrived = collectMessages(auditor, 2)
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(odd), { qos: 1 })
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(pretty, null, 2), { qos: 1 })
+  const mirrored = (await arrived).map((m) => parse(m.payload))
+  await broker.close()
+
+  const lines = (await readFile(file, 'utf8')).trim().split('\n').map((line) => parse(line))
+  assert.deepEqual(lines, mirrored)
+  assert.deepEqual(lines.map((r) => [r.outcome, r.clientId, r.event.id, r.event.source]), [
+    ['accepted', clientId, odd.id, odd.source],
+    ['accepted', clientId, pretty.id, pretty.source]
+  ])
+  assert.deepEqual(lines.map((r) => r.payload), [odd, pretty])
+})
+
+test('a burst larger than one write buffer reaches the log whole: every record once, in order', async (t) => {
+  const file = await tempFile(t, 'audit.jsonl')
+  const broker = await startBroker(t, { audit: { file } })
+  const publisher = await connect(t, mqttUrl(broker))
+  // about 1.4 MB of records: more than the 1 MiB the writer fills before starting another
+  const events = Array.from({ length: 1200 }, (_, i) => bookingReserved({ booking_id: `b-${i}` }))
+  for (const event of events) publisher.publish(BOOKING_RESERVED_TOPIC, JSON.stringify(event), { qos: 0 })
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(bookingReserved()), { qos: 1 })
+  await broker.close()
+
+  const lines = (await readFile(file, 'utf8')).trim().split('\n').map((line) => parse(line))
+  assert.deepEqual(lines.slice(0, events.length).map((r) => r.event.id), events.map((e) => e.id))
+  assert.equal(lines.length, events.length + 1)
+  const metrics = await broker.metrics.metrics()
+  assert.equal(sample(metrics, 'ce_broker_audit_records_total', { sink: 'file', result: 'written' }), events.length + 1)
 })
 
 test('redaction paths reach into arrays and objects with *', () => {
