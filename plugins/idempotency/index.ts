@@ -27,9 +27,9 @@ export const idempotency = definePlugin<IdempotencyOptions>('idempotency', async
   const failures = new Counter({ name: 'ce_broker_idempotency_store_errors_total', help: 'Idempotency store calls that failed (the event was let through)', registers: [ctx.metrics] })
 
   ctx.hooks.authorizePublish(function dropDuplicates (attempt: PublishAttempt): Promise<void> | undefined {
-    const key = keyOf(attempt)
-    if (key === undefined) return undefined
-    const fresh = store.claim(key, windowMs)
+    const event = attempt.event
+    if (event?.id === undefined || event.source === undefined) return undefined
+    const fresh = store.claim(event.source, event.id, windowMs)
     if (fresh === true) return undefined
     if (fresh === false) throw duplicate(attempt)
     return fresh.then(function claimedOrNot (isFresh) {
@@ -47,20 +47,13 @@ export const idempotency = definePlugin<IdempotencyOptions>('idempotency', async
     // before this plugin, so a described event that was refused, not as a duplicate, was
     // refused by a handler after the claim. Its key is given back.
     if (verdict === undefined || verdict instanceof DuplicateEventError || unclaimed.has(attempt)) return
-    const key = keyOf(attempt)
-    if (key === undefined) return
-    const released = store.release(key)
-    if (released instanceof Promise) released.catch((err: unknown) => { ctx.reportError(err, { op: 'release', key }) })
+    const event = attempt.event
+    if (event?.id === undefined || event.source === undefined) return
+    const released = store.release(event.source, event.id)
+    if (released instanceof Promise) released.catch((err: unknown) => { ctx.reportError(err, { op: 'release', eventId: event.id, source: event.source }) })
   })
   ctx.log.info({ windowMs }, 'idempotency ready')
 }, { dependsOn: ['schema-validation'] })
-
-/** `source` + `id`, length-prefixed so that no pair can spell another's key; `undefined` without an event. */
-function keyOf (attempt: PublishAttempt): string | undefined {
-  const event = attempt.event
-  if (event?.id === undefined || event.source === undefined) return undefined
-  return `${event.source.length}:${event.source}${event.id}`
-}
 
 function duplicate (attempt: PublishAttempt): DuplicateEventError {
   return new DuplicateEventError(attempt.topic, { id: attempt.event?.id ?? '', source: attempt.event?.source ?? '' })

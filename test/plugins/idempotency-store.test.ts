@@ -12,27 +12,45 @@ const DAY = 24 * 60 * 60 * 1000
 function contract (name: string, make: (t: TestContext) => Promise<IdempotencyStore>, skip: string | false = false): void {
   test(`${name} store: a key is claimed once, until it is released`, { skip }, async (t) => {
     const store = await make(t)
-    assert.equal(await store.claim('k1', DAY), true)
-    assert.equal(await store.claim('k1', DAY), false)
-    assert.equal(await store.claim('k2', DAY), true, 'keys are independent')
-    await store.release('k1')
-    assert.equal(await store.claim('k1', DAY), true, 'a released key can be claimed again')
-    await store.release('never-claimed')
+    assert.equal(await store.claim('/s', 'k1', DAY), true)
+    assert.equal(await store.claim('/s', 'k1', DAY), false)
+    assert.equal(await store.claim('/s', 'k2', DAY), true, 'ids are independent')
+    await store.release('/s', 'k1')
+    assert.equal(await store.claim('/s', 'k1', DAY), true, 'a released event can be claimed again')
+    await store.release('/s', 'never-claimed')
+    await store.release('/other', 'k1')
+    assert.equal(await store.claim('/s', 'k1', DAY), false, 'releasing another source\'s event leaves this one claimed')
+  })
+
+  test(`${name} store: the same id from another source is another event`, { skip }, async (t) => {
+    const store = await make(t)
+    assert.equal(await store.claim('/a', 'id-1', DAY), true)
+    assert.equal(await store.claim('/b', 'id-1', DAY), true)
+    assert.equal(await store.claim('/c', 'id-1', DAY), true)
+    assert.equal(await store.claim('/a', 'id-1', DAY), false)
+    assert.equal(await store.claim('/b', 'id-1', DAY), false)
+    // no source + id pair spells another's: "/a" + "b1" is not "/ab" + "1"
+    assert.equal(await store.claim('/a', 'b1', DAY), true)
+    assert.equal(await store.claim('/ab', '1', DAY), true)
+    await store.release('/b', 'id-1')
+    assert.equal(await store.claim('/b', 'id-1', DAY), true, 'released for /b only')
+    assert.equal(await store.claim('/a', 'id-1', DAY), false, 'still claimed for /a')
+    assert.equal(await store.claim('/c', 'id-1', DAY), false, 'still claimed for /c')
   })
 
   test(`${name} store: a claim ends with its TTL`, { skip }, async (t) => {
     const store = await make(t)
-    assert.equal(await store.claim('short', 50), true)
-    assert.equal(await store.claim('long', DAY), true)
+    assert.equal(await store.claim('/s', 'short', 50), true)
+    assert.equal(await store.claim('/s', 'long', DAY), true)
     // well past the 50 ms TTL: this waits for expiry, it does not time anything
     await sleep(300)
-    assert.equal(await store.claim('short', DAY), true)
-    assert.equal(await store.claim('long', DAY), false)
+    assert.equal(await store.claim('/s', 'short', DAY), true)
+    assert.equal(await store.claim('/s', 'long', DAY), false)
   })
 
   test(`${name} store: of many claims racing for one key, exactly one wins`, { skip }, async (t) => {
     const store = await make(t)
-    const results = await Promise.all(Array.from({ length: 50 }, async () => await store.claim('raced', DAY)))
+    const results = await Promise.all(Array.from({ length: 50 }, async () => await store.claim('/s', 'raced', DAY)))
     assert.equal(results.filter((won) => won).length, 1)
   })
 }
@@ -48,14 +66,15 @@ contract('redis', async (t) => {
   return new RedisIdempotencyStore(redis, `test:${Math.random().toString(36).slice(2)}:`)
 }, redisSkip)
 
-test('the memory store keeps at most maxEntries keys, forgetting the least recently claimed and counting it', () => {
+test('the memory store keeps at most maxEntries ids, forgetting the least recently claimed and counting it', () => {
   let evicted = 0
   const store = new MemoryIdempotencyStore(2, () => { evicted++ })
-  assert.equal(store.claim('a', DAY), true)
-  assert.equal(store.claim('b', DAY), true)
-  assert.equal(store.claim('c', DAY), true)
+  assert.equal(store.claim('/s', 'a', DAY), true)
+  assert.equal(store.claim('/s', 'b', DAY), true)
+  assert.equal(store.claim('/s', 'a', DAY), false, 'checking "a" does not make it recent')
+  assert.equal(store.claim('/s', 'c', DAY), true)
   assert.equal(store.size, 2)
   assert.equal(evicted, 1)
-  assert.equal(store.claim('a', DAY), true, '"a" was forgotten to make room')
-  assert.equal(store.claim('c', DAY), false, '"c" is still remembered')
+  assert.equal(store.claim('/s', 'a', DAY), true, '"a", claimed first, was forgotten to make room')
+  assert.equal(store.claim('/s', 'c', DAY), false, '"c" is still remembered')
 })
