@@ -169,14 +169,14 @@ async function openClient (run: Run, port: number, clientId: string, onPublish?:
   return client
 }
 
-/** Connect the subscriber `bench-sub` and subscribe it to `filter` at QoS 0. */
-async function openSubscriber (run: Run, port: number, filter: string, onPublish?: PublishHandler): Promise<RawClient> {
-  const subscriber = await openClient(run, port, 'bench-sub', onPublish)
+/** Connect a subscriber (`bench-sub` unless named) and subscribe it to `filter` at QoS 0. */
+async function openSubscriber (run: Run, port: number, filter: string, onPublish?: PublishHandler, clientId = 'bench-sub'): Promise<RawClient> {
+  const subscriber = await openClient(run, port, clientId, onPublish)
   const suback = await subscriber.request(
     generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos: 0 }] }),
     PacketType.SUBACK)
   // SUBACK body: message id (2 bytes), then one return code per filter; 0x80 = refused [MQTT-3.9.3]
-  if (suback[2] !== 0) throw new Error(`bench-sub: SUBACK return code ${String(suback[2])} for ${filter}`)
+  if (suback[2] !== 0) throw new Error(`${clientId}: SUBACK return code ${String(suback[2])} for ${filter}`)
   return subscriber
 }
 
@@ -255,6 +255,7 @@ async function faninQos0 (run: Run, port: number, load: FaninLoad, warmupMs: num
   const bursts = publisherBursts(load)
 
   const subscriber = await openSubscriber(run, port, load.subscription)
+  const watchers = await Promise.all((load.watchers ?? []).map(async (filter, i) => await openSubscriber(run, port, filter, undefined, `bench-watch-${i}`)))
   const publishers = await Promise.all(Array.from({ length: load.publishers }, async (_, i) => await openClient(run, port, `bench-pub-${i}`)))
 
   let written = 0
@@ -275,6 +276,7 @@ async function faninQos0 (run: Run, port: number, load: FaninLoad, warmupMs: num
   publishing = false
   for (const publisher of publishers) publisher.end()
   const backlog = await receiveBacklog(run, subscriber.walker, function total () { return written }, DRAIN_TIMEOUT_MS + warmupMs + windowMs)
+  for (const watcher of watchers) watcher.end()
   return loadResult(window, backlog, written - subscriber.walker.publishes)
 }
 

@@ -12,6 +12,11 @@ export interface FaninLoad {
   readonly topic: string
   /** The subscriber's topic filter, subscribed at QoS 0. */
   readonly subscription: string
+  /**
+   * Filters of further subscribers (one client each, QoS 0), connected before the
+   * publishers: they read what they get, and none of it counts in the measured rate.
+   */
+  readonly watchers?: readonly string[]
   /** Size of the CloudEvent JSON payload, in bytes. */
   readonly payloadBytes: number
   /**
@@ -193,6 +198,15 @@ export const SCENARIOS: readonly Scenario[] = [
       return { audit: { file: auditFile(server) } }
     },
     load: UNIQUE_FANIN_LOAD
+  },
+  {
+    name: 'fanin-qos0-pipeline-watched',
+    // the same with a dashboard watching the audit trail: a client subscribed to
+    // $audit/#, so every event is mirrored there too (raw Aedes gets the same client)
+    ceBroker: function faninPipelineWatchedCeBroker (server) {
+      return { audit: { file: auditFile(server) } }
+    },
+    load: { ...UNIQUE_FANIN_LOAD, watchers: ['$audit/#'] }
   },
   {
     name: 'fanin-qos0-pipeline-redis',
