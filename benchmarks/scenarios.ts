@@ -241,6 +241,18 @@ export const SCENARIOS: readonly Scenario[] = [
     // steady state: ce-broker's first second delivers webhooks 50-180 ms late, the next one up to ~20 ms
     minWarmupMs: 3000,
     load: PACED_LOAD
+  },
+  {
+    name: 'webhook-latency-p99-redis',
+    // webhook-latency-p99 with --redis: publish → queued in Redis → taken by a worker → received
+    ceBroker: function webhookLatencyRedisCeBroker (server) {
+      return { redis: { url: server.redisUrl() }, ...webhookCeBroker(server, {}) }
+    },
+    receiver: true,
+    redis: true,
+    aedesNoDelay: true,
+    minWarmupMs: 3000,
+    load: PACED_LOAD
   }
 ]
 

@@ -85,7 +85,8 @@ function webhooksEntry (config: BrokerConfig, deps: BuiltinDeps): PluginEntry {
     timeoutMs: defaults.timeoutMs,
     concurrency: defaults.concurrency,
     maxQueued: config.webhooks.maxQueued,
-    breaker: config.webhooks.breaker
+    breaker: config.webhooks.breaker,
+    ...(deps.redis === undefined ? {} : { redis: { connection: deps.redis, lockMs: config.webhooks.lockMs } })
   })
 }
 

@@ -107,6 +107,8 @@ export interface BrokerConfig {
     readonly maxQueued: number
     /** Circuit breaker per subscription: opens after `failures` failed attempts in a row, probes after `halfOpenAfterMs`. */
     readonly breaker: { readonly failures: number, readonly halfOpenAfterMs: number }
+    /** With Redis: how long a node holds a delivery without renewing it; a node that dies mid-delivery is taken over within about twice this. Default 15000. */
+    readonly lockMs: number
     /** Networks no webhook URL may point into (CIDR). Default link-local and cloud metadata addresses. */
     readonly denyNetworks: readonly string[]
     /** Subscriptions registered at start-up. */
@@ -169,6 +171,7 @@ export function defaults (): BrokerConfig {
       defaults: { retry: { maxAttempts: 8, initialDelayMs: 1000, maxDelayMs: 300_000 }, timeoutMs: 10_000, concurrency: 8 },
       maxQueued: 10_000,
       breaker: { failures: 5, halfOpenAfterMs: 30_000 },
+      lockMs: 15_000,
       denyNetworks: ['169.254.0.0/16', 'fd00:ec2::254/128'],
       subscriptions: []
     }
@@ -224,7 +227,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { paths: ['webhooks.defaults.concurrency'], env: 'CE_BROKER_WEBHOOKS_CONCURRENCY', default: '8', doc: 'webhook requests in flight per subscription' },
   { paths: ['webhooks.breaker.failures'], env: 'CE_BROKER_WEBHOOKS_BREAKER_FAILURES', default: '5', doc: 'failed attempts in a row that open a subscription\'s circuit' },
   { paths: ['webhooks.breaker.halfOpenAfterMs'], env: 'CE_BROKER_WEBHOOKS_BREAKER_HALF_OPEN_AFTER_MS', default: '30000', doc: 'how long an open circuit holds deliveries before one probe, in ms' },
-  { paths: ['webhooks.maxQueued'], env: 'CE_BROKER_WEBHOOKS_MAX_QUEUED', default: '10000', doc: 'webhook deliveries queued or waiting for a retry; beyond it they are dead-lettered (queue_full)' }
+  { paths: ['webhooks.maxQueued'], env: 'CE_BROKER_WEBHOOKS_MAX_QUEUED', default: '10000', doc: 'webhook deliveries queued or waiting for a retry; beyond it they are dead-lettered (queue_full)' },
+  { paths: ['webhooks.lockMs'], env: 'CE_BROKER_WEBHOOKS_LOCK_MS', default: '15000', doc: 'with Redis: how long a node holds a webhook delivery without renewing it, in ms; a node that dies mid-delivery is taken over within about twice this' }
 ]
 
 const port = { type: 'integer', minimum: 0, maximum: 65535 }
@@ -285,6 +289,7 @@ function configSchema (partial: boolean): object {
       }, ['retry', 'timeoutMs', 'concurrency']),
       maxQueued: { type: 'integer', minimum: 1 },
       breaker: strict({ failures: { type: 'integer', minimum: 1 }, halfOpenAfterMs: { type: 'integer', minimum: 1 } }, ['failures', 'halfOpenAfterMs']),
+      lockMs: { type: 'integer', minimum: 1000 },
       denyNetworks: { type: 'array', items: { type: 'string', pattern: '^[0-9a-fA-F:.]+(/[0-9]{1,3})?$' } },
       subscriptions: {
         type: 'array',
@@ -298,7 +303,7 @@ function configSchema (partial: boolean): object {
           timeoutMs: { type: 'integer', minimum: 1 }
         }, ['service_id', 'webhook_url', 'topic_filters'])
       }
-    }, ['defaults', 'maxQueued', 'breaker', 'denyNetworks', 'subscriptions'])
+    }, ['defaults', 'maxQueued', 'breaker', 'lockMs', 'denyNetworks', 'subscriptions'])
   }, ['mqtt', 'http', 'nodeId', 'logLevel', 'schemas', 'validation', 'limits', 'deadLetters', 'idempotency', 'audit', 'webhooks'])
 }
 

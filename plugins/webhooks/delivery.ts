@@ -66,43 +66,38 @@ export function isRetryable (status: number): boolean {
   return status === 408 || status === 429 || status >= 500
 }
 
+/** What to do with a job after `Deliverer.attempt`: it ended (delivered or failed for good), or goes again later. */
+export type NextStep =
+  | { readonly kind: 'done' }
+  | { readonly kind: 'later', readonly delayMs: number }
+
+/** Where deliveries wait: in this process, or in Redis shared by every node. */
+export interface DeliveryQueueLike {
+  /** Queue a job; `false` when the queue cannot take it (the caller dead-letters it). */
+  enqueue: (job: Job) => boolean
+  /** Deliveries queued or waiting for a retry. */
+  depth: () => number | Promise<number>
+  breakerState: (subscriptionId: string) => BreakerState
+  close: () => Promise<void>
+}
+
 /**
- * The in-memory delivery queue: a FIFO per subscription, at most `concurrency`
- * requests in flight each, retries scheduled with backoff. Requests go through one
- * undici Agent: a keep-alive connection pool per origin. Nothing here is awaited by a
- * publisher: `enqueue` only queues.
+ * One attempt at a time: sends a job through one undici Agent (a keep-alive pool per
+ * origin) and one circuit breaker (cockatiel) per subscription, and says what comes
+ * next. The queues decide when attempts run; this decides what they do.
  */
-export class DeliveryQueue {
+export class Deliverer {
   readonly #options: DeliveryOptions
   readonly #agent: Agent
-  readonly #waiting = new Map<string, Job[]>()
-  readonly #inFlight = new Map<string, number>()
-  readonly #timers = new Set<NodeJS.Timeout>()
-  /** One circuit breaker (cockatiel) per subscription: its endpoint's health. */
+  /** One circuit breaker per subscription: its endpoint's health. */
   readonly #breakers = new Map<string, CircuitBreakerPolicy>()
-  /** Subscriptions whose open circuit has a wake-up timer. */
-  readonly #sleeping = new Set<string>()
   /** When each subscription's circuit last opened. */
   readonly #openedAt = new Map<string, number>()
-  #queued = 0
   #closed = false
 
   constructor (options: DeliveryOptions) {
     this.#options = options
     this.#agent = new Agent({ connections: options.concurrency, keepAliveTimeout: 30_000 })
-  }
-
-  /** Deliveries queued or waiting to be retried. */
-  get depth (): number {
-    return this.#queued
-  }
-
-  /** Queue a job; `false` when the queue is full (the caller dead-letters it). */
-  enqueue (job: Job): boolean {
-    if (this.#closed || this.#queued >= this.#options.maxQueued) return false
-    this.#queued++
-    this.#push(job)
-    return true
   }
 
   /** The circuit of a subscription; `closed` until it has failed. */
@@ -111,42 +106,19 @@ export class DeliveryQueue {
     return state === CircuitState.Open || state === CircuitState.Isolated ? 'open' : state === CircuitState.HalfOpen ? 'half-open' : 'closed'
   }
 
-  async close (): Promise<void> {
-    this.#closed = true
-    for (const timer of this.#timers) clearTimeout(timer)
-    this.#timers.clear()
-    await this.#agent.close()
+  /** How long an open circuit still holds a subscription's deliveries: 0 once a probe may go. */
+  holdMs (subscriptionId: string): number {
+    const openedAt = this.#openedAt.get(subscriptionId)
+    if (openedAt === undefined || this.breakerState(subscriptionId) !== 'open') return 0
+    return Math.max(0, openedAt + this.#options.breakerHalfOpenAfterMs - Date.now())
   }
 
-  #push (job: Job): void {
-    const key = job.subscription.id
-    const list = this.#waiting.get(key)
-    if (list === undefined) this.#waiting.set(key, [job])
-    else list.push(job)
-    this.#pump(key)
-  }
-
-  #pump (key: string): void {
-    const list = this.#waiting.get(key)
-    const holdMs = this.#holdMs(key)
-    if (list !== undefined && list.length > 0 && holdMs > 0) {
-      // the whole queue of an open circuit waits, with one timer, not one per delivery
-      this.#wakeLater(key, holdMs)
-      return
-    }
-    while (list !== undefined && list.length > 0 && (this.#inFlight.get(key) ?? 0) < this.#options.concurrency && !this.#closed) {
-      const job = list.shift()
-      if (job === undefined) break
-      this.#inFlight.set(key, (this.#inFlight.get(key) ?? 0) + 1)
-      this.#attempt(job).finally(() => {
-        this.#inFlight.set(key, (this.#inFlight.get(key) ?? 1) - 1)
-        this.#pump(key)
-      }).catch(() => {})
-    }
-    if (list?.length === 0) this.#waiting.delete(key)
-  }
-
-  async #attempt (job: Job): Promise<void> {
+  /**
+   * Try `job` once (unless its circuit holds it), counting the attempt and noting its
+   * status. Calls `onDelivered` or `onFailed` when the job ends; otherwise says when
+   * to try again: its backoff, `Retry-After` (up to the cap), or the circuit's hold.
+   */
+  async attempt (job: Job): Promise<NextStep> {
     let result: AttemptResult
     const started = performance.now()
     try {
@@ -158,57 +130,30 @@ export class DeliveryQueue {
     } catch (err: unknown) {
       if (!(err instanceof BrokenCircuitError)) throw err
       // the circuit is open (or its one probe is out): hold the delivery, it has not been tried
-      this.#later(job, Math.min(this.#options.breakerHalfOpenAfterMs, 1000))
-      return
+      return { kind: 'later', delayMs: Math.max(this.holdMs(job.subscription.id), Math.min(this.#options.breakerHalfOpenAfterMs, 1000)) }
     }
     if (result.kind === 'delivered') {
-      this.#queued--
       this.#options.onDelivered(job, performance.now() - started)
-      return
+      return DONE
     }
     job.lastStatus = result.status
     if (result.kind === 'failed') {
-      this.#queued--
       job.lastError = `HTTP ${result.status}`
       this.#options.onFailed(job, result.gone)
-      return
+      return DONE
     }
     job.lastError = result.error
     const policy = { ...this.#options.retry, ...job.subscription.retry }
     if (job.attempts >= policy.maxAttempts || this.#closed) {
-      this.#queued--
       this.#options.onFailed(job, false)
-      return
+      return DONE
     }
-    this.#later(job, result.retryAfterMs === undefined ? backoffMs(policy, job.attempts) : Math.min(result.retryAfterMs, policy.maxDelayMs))
+    return { kind: 'later', delayMs: result.retryAfterMs === undefined ? backoffMs(policy, job.attempts) : Math.min(result.retryAfterMs, policy.maxDelayMs) }
   }
 
-  /** How long an open circuit still holds a subscription's deliveries: 0 once a probe may go. */
-  #holdMs (key: string): number {
-    const openedAt = this.#openedAt.get(key)
-    if (openedAt === undefined || this.breakerState(key) !== 'open') return 0
-    return Math.max(0, openedAt + this.#options.breakerHalfOpenAfterMs - Date.now())
-  }
-
-  /** Pump a subscription whose circuit is open again once a probe may go. */
-  #wakeLater (key: string, delayMs: number): void {
-    if (this.#sleeping.has(key) || this.#closed) return
-    this.#sleeping.add(key)
-    const timer = setTimeout(() => {
-      this.#timers.delete(timer)
-      this.#sleeping.delete(key)
-      this.#pump(key)
-    }, delayMs)
-    this.#timers.add(timer)
-  }
-
-  /** Put a job back in its subscription's queue after `delayMs`. */
-  #later (job: Job, delayMs: number): void {
-    const timer = setTimeout(() => {
-      this.#timers.delete(timer)
-      this.#push(job)
-    }, delayMs)
-    this.#timers.add(timer)
+  async close (): Promise<void> {
+    this.#closed = true
+    await this.#agent.close()
   }
 
   #breaker (subscriptionId: string): CircuitBreakerPolicy {
@@ -245,6 +190,106 @@ export class DeliveryQueue {
     } catch (err: unknown) {
       return { kind: 'retry', status: undefined, error: err instanceof Error ? err.message : String(err), retryAfterMs: undefined }
     }
+  }
+}
+
+const DONE: NextStep = { kind: 'done' }
+
+/**
+ * The in-memory delivery queue: a FIFO per subscription, at most `concurrency`
+ * requests in flight each, retries scheduled with backoff; an open circuit holds its
+ * subscription's whole queue with one timer. Nothing here is awaited by a publisher:
+ * `enqueue` only queues.
+ */
+export class DeliveryQueue implements DeliveryQueueLike {
+  readonly #options: DeliveryOptions
+  readonly #deliverer: Deliverer
+  readonly #waiting = new Map<string, Job[]>()
+  readonly #inFlight = new Map<string, number>()
+  readonly #timers = new Set<NodeJS.Timeout>()
+  /** Subscriptions whose open circuit has a wake-up timer. */
+  readonly #sleeping = new Set<string>()
+  #queued = 0
+  #closed = false
+
+  constructor (options: DeliveryOptions, deliverer = new Deliverer(options)) {
+    this.#options = options
+    this.#deliverer = deliverer
+  }
+
+  depth (): number {
+    return this.#queued
+  }
+
+  enqueue (job: Job): boolean {
+    if (this.#closed || this.#queued >= this.#options.maxQueued) return false
+    this.#queued++
+    this.#push(job)
+    return true
+  }
+
+  breakerState (subscriptionId: string): BreakerState {
+    return this.#deliverer.breakerState(subscriptionId)
+  }
+
+  async close (): Promise<void> {
+    this.#closed = true
+    for (const timer of this.#timers) clearTimeout(timer)
+    this.#timers.clear()
+    await this.#deliverer.close()
+  }
+
+  #push (job: Job): void {
+    const key = job.subscription.id
+    const list = this.#waiting.get(key)
+    if (list === undefined) this.#waiting.set(key, [job])
+    else list.push(job)
+    this.#pump(key)
+  }
+
+  #pump (key: string): void {
+    const list = this.#waiting.get(key)
+    const holdMs = this.#deliverer.holdMs(key)
+    if (list !== undefined && list.length > 0 && holdMs > 0) {
+      // the whole queue of an open circuit waits, with one timer, not one per delivery
+      this.#wakeLater(key, holdMs)
+      return
+    }
+    while (list !== undefined && list.length > 0 && (this.#inFlight.get(key) ?? 0) < this.#options.concurrency && !this.#closed) {
+      const job = list.shift()
+      if (job === undefined) break
+      this.#inFlight.set(key, (this.#inFlight.get(key) ?? 0) + 1)
+      this.#deliverer.attempt(job).then((next) => {
+        if (next.kind === 'done') this.#queued--
+        else this.#later(job, next.delayMs)
+      }).finally(() => {
+        this.#inFlight.set(key, (this.#inFlight.get(key) ?? 1) - 1)
+        this.#pump(key)
+      }).catch(() => {})
+    }
+    if (list?.length === 0) this.#waiting.delete(key)
+  }
+
+  /** Pump a subscription whose circuit is open again once a probe may go. */
+  #wakeLater (key: string, delayMs: number): void {
+    if (this.#sleeping.has(key) || this.#closed) return
+    this.#sleeping.add(key)
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer)
+      this.#sleeping.delete(key)
+      this.#pump(key)
+    }, delayMs)
+    this.#timers.add(timer)
+  }
+
+  /** Put a job back in its subscription's queue after `delayMs`. */
+  #later (job: Job, delayMs: number): void {
+    if (this.#closed) return
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer)
+      this.#push(job)
+    }, delayMs)
+    this.#timers.add(timer)
   }
 }
 

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram } from 'prom-client'
 import { BadRequestError, DeliveryFailedError, definePlugin, type DeadLetterStore, type PublishedMessage } from '../../src/index.js'
-import { DeliveryQueue, type BreakerState, type Job } from './delivery.js'
+import { DeliveryQueue, type BreakerState, type DeliveryOptions, type DeliveryQueueLike, type Job } from './delivery.js'
+import { RedisDeliveryQueue } from './redis-queue.js'
 import { buildRequest, webhookId } from './request.js'
 import { SubscriptionStore, toMqttFilter, viewOf, type RetryPolicy, type Subscription, type SubscriptionInput, type SubscriptionView } from './subscriptions.js'
 import { UrlPolicy } from './url-policy.js'
@@ -85,6 +86,11 @@ export interface WebhooksOptions {
   readonly concurrency: number
   readonly maxQueued: number
   readonly breaker: { readonly failures: number, readonly halfOpenAfterMs: number }
+  /**
+   * With Redis: deliveries wait in a durable queue every node shares (BullMQ), each
+   * taken by one node, taken over by another if that node dies mid-delivery.
+   */
+  readonly redis?: { readonly connection: Redis, readonly lockMs: number }
 }
 
 /**
@@ -108,7 +114,7 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
     ctx.deadLetter({ topic: job.topic, payload: job.raw, qos: 1 }, error, { origin: 'internal', clientId: null, ...(job.replayOf === undefined ? {} : { replayOf: job.replayOf }) })
   }
 
-  const queue = new DeliveryQueue({
+  const delivery: DeliveryOptions = {
     retry: opts.retry,
     timeoutMs: opts.timeoutMs,
     concurrency: opts.concurrency,
@@ -132,7 +138,29 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
       }
       deadLetter(job, 'delivery_failed', job.lastError ?? 'no answer')
     }
-  })
+  }
+  const queue: DeliveryQueueLike = opts.redis === undefined ? new DeliveryQueue(delivery) : sharedQueue(opts.redis)
+
+  /** The durable queue of a cluster, with a worker per subscription that follows the shared set. */
+  function sharedQueue ({ connection, lockMs }: NonNullable<WebhooksOptions['redis']>): RedisDeliveryQueue {
+    const shared = new RedisDeliveryQueue({
+      ...delivery,
+      // BullMQ blocks on its connections and wants them never to give up on a command
+      redis: connection.duplicate({ maxRetriesPerRequest: null }),
+      lockMs,
+      subscription: (id) => registry.store.get(id),
+      event: cloudEventOf,
+      onRefused: (job, why) => {
+        deliveries.inc({ subscription: job.subscription.id, outcome: 'queue_full' })
+        deadLetter(job, 'queue_full', why)
+      },
+      onOrphaned: (subscription, eventId) => { ctx.log.info({ subscription, eventId }, 'webhook subscription removed: its queued delivery is dropped') },
+      onError: (err, context) => { ctx.reportError(err, context) }
+    })
+    shared.follow(registry.store.list())
+    registry.store.watch(() => { shared.follow(registry.store.list()) })
+    return shared
+  }
   registry.breakerState = (id) => queue.breakerState(id)
   const STATE_VALUE: Readonly<Record<BreakerState, number>> = { closed: 0, 'half-open': 1, open: 2 }
   new Gauge({
@@ -145,7 +173,7 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
       for (const subscription of registry.store.list()) this.set({ subscription: subscription.id }, STATE_VALUE[queue.breakerState(subscription.id)])
     }
   })
-  new Gauge({ name: 'ce_broker_webhook_queue_depth', help: 'Webhook deliveries queued or waiting for a retry', registers: [ctx.metrics], collect () { this.set(queue.depth) } })
+  new Gauge({ name: 'ce_broker_webhook_queue_depth', help: 'Webhook deliveries queued or waiting for a retry', registers: [ctx.metrics], async collect () { this.set(await queue.depth()) } })
 
   /** Queue one delivery; a full queue dead-letters it. */
   function deliver (subscription: Subscription, topic: string, raw: Buffer, event: CloudEventObject, replayOf?: string): void {
@@ -195,6 +223,7 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
     registry.breakerState = () => 'closed'
     registry.redeliver = () => 'webhooks are not running'
     await queue.close()
+    if (opts.redis !== undefined) registry.store.watch(undefined)
   }
 })
 

@@ -53,6 +53,12 @@ export function subscriptionId (serviceId: string, url: string): string {
 /** Subscriptions by id, with a matcher over their filters: this node's copy (with Redis, of the shared set). */
 export class SubscriptionStore {
   readonly #byId = new Map<string, { subscription: Subscription, matches: Array<(topic: string) => boolean> }>()
+  #changed: (() => void) | undefined
+
+  /** Call `listener` after every change (one listener; `undefined` stops it). */
+  watch (listener: (() => void) | undefined): void {
+    this.#changed = listener
+  }
 
   /**
    * Add, or update the one with the same `service_id` and `webhook_url`. The id is
@@ -74,6 +80,7 @@ export class SubscriptionStore {
   /** Store a subscription as it is (one read back from Redis). */
   put (subscription: Subscription): void {
     this.#byId.set(subscription.id, { subscription, matches: subscription.filters.map((f) => compileFilter(f)) })
+    this.#changed?.()
   }
 
   get (id: string): Subscription | undefined {
@@ -85,7 +92,9 @@ export class SubscriptionStore {
   }
 
   delete (id: string): boolean {
-    return this.#byId.delete(id)
+    const deleted = this.#byId.delete(id)
+    if (deleted) this.#changed?.()
+    return deleted
   }
 
   disable (id: string, reason: string): void {

@@ -22,6 +22,7 @@ test('defaults run one embedded node on localhost', () => {
       defaults: { retry: { maxAttempts: 8, initialDelayMs: 1000, maxDelayMs: 300000 }, timeoutMs: 10000, concurrency: 8 },
       maxQueued: 10000,
       breaker: { failures: 5, halfOpenAfterMs: 30000 },
+      lockMs: 15000,
       denyNetworks: ['169.254.0.0/16', 'fd00:ec2::254/128'],
       subscriptions: []
     }

@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net'
 import { test, type TestContext } from 'node:test'
 import { HTTP } from 'cloudevents'
 import { Webhook } from 'standardwebhooks'
-import { collectMessages, connect, httpUrl, mqttUrl, startBroker } from '../helpers/broker.js'
+import { collectMessages, connect, httpUrl, mqttUrl, sample, startBroker } from '../helpers/broker.js'
+import { startCli } from '../helpers/cli.js'
 import { defer } from '../helpers/cleanup.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved, parseRecord } from '../helpers/events.js'
 import { redisUnavailable, startRedis } from '../helpers/redis.js'
@@ -296,4 +297,73 @@ test('with Redis, a subscription registered on one node is known to the others, 
   await onA.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(bookingReserved()), { qos: 1 })
   await marker
   assert.equal(hook.requests.length, 2)
+})
+
+/** Poll `check` every 50 ms until it is true; fails after `limitMs`. Waits for a state, it times nothing. */
+async function until (check: () => Promise<boolean>, what: string, limitMs = 20_000): Promise<void> {
+  const deadline = Date.now() + limitMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`still waiting for ${what} after ${limitMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+test('with Redis, deliveries wait in the shared queue: events entering both nodes reach the endpoint once each', { skip: redisUnavailable() ?? false }, async (t) => {
+  const redis = await startRedis(t)
+  const a = await startBroker(t, { nodeId: 'node-a', redis: { url: redis.url } })
+  const b = await startBroker(t, { nodeId: 'node-b', redis: { url: redis.url } })
+  const events = Array.from({ length: 30 }, () => bookingReserved())
+  // every fourth event's first request fails with 503: its retry goes back to Redis as a delayed job
+  const flaky = new Set(events.filter((_e, i) => i % 4 === 0).map((e) => e.id))
+  const answered: Array<{ id: string, status: number }> = []
+  const hook = await receiver(t, (n, res) => {
+    const id = hook.requests[n - 1]?.headers['ce-id'] ?? ''
+    const status = flaky.delete(id) ? 503 : 200
+    answered.push({ id, status })
+    res.writeHead(status).end()
+  })
+  await register(httpUrl(a), { service_id: 'payments', webhook_url: hook.url, topic_filters: ['albergue/#'], retry: FAST_RETRY })
+  const onA = await connect(t, mqttUrl(a))
+  const onB = await connect(t, mqttUrl(b))
+  await until(async () => (await (await fetch(httpUrl(b, '/api/webhooks'))).json() as { subscriptions: unknown[] }).subscriptions.length === 1, 'node-b to know the subscription')
+
+  for (const [i, event] of events.entries()) await (i % 2 === 0 ? onA : onB).publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(event), { qos: 1 })
+  const delivered = async (): Promise<number> => {
+    let n = 0
+    for (const broker of [a, b]) n += sample(await broker.metrics.metrics(), 'ce_broker_webhook_deliveries_total', { outcome: 'delivered' }) ?? 0
+    return n
+  }
+  await until(async () => await delivered() === events.length, 'every event delivered')
+  // the queue in Redis is empty: nothing more can come
+  await until(async () => sample(await a.metrics.metrics(), 'ce_broker_webhook_queue_depth') === 0, 'an empty queue')
+  const accepted = answered.filter((r) => r.status === 200).map((r) => r.id)
+  assert.deepEqual(accepted.sort(), events.map((e) => e.id).sort(), 'each event delivered once')
+  assert.equal(answered.length, events.length + Math.ceil(events.length / 4), 'one extra request per flaky event')
+  assert.equal(flaky.size, 0)
+})
+
+test('with Redis, a node killed mid-delivery loses nothing: another node takes the delivery over and it arrives', { skip: redisUnavailable() ?? false }, async (t) => {
+  const redis = await startRedis(t)
+  // the first request is never answered: the node sending it is killed while it waits
+  const hook = await receiver(t, (n, res) => { if (n > 1) res.writeHead(200).end() })
+  const doomed = startCli(t, ['--mqtt-port', '0', '--http-port', '0', '--node-id', 'doomed', '--redis', redis.url], { CE_BROKER_WEBHOOKS_LOCK_MS: '1000' })
+  const ready = await doomed.waitForLog((line) => line.msg === 'ready')
+  const doomedHttp = `http://127.0.0.1:${String(ready.httpPort)}`
+  const created = await register(doomedHttp, { service_id: 'government-gateway', webhook_url: hook.url, topic_filters: ['albergue/#'], secret: SECRET, timeoutMs: 60_000 })
+  assert.equal(created.status, 201)
+  const publisher = await connect(t, `mqtt://127.0.0.1:${String(ready.mqttPort)}`)
+  const event = bookingReserved()
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(event), { qos: 1 })
+  const [first] = await hook.next(1)
+  publisher.end(true)
+  doomed.child.kill('SIGKILL')
+  await doomed.exited
+
+  // a node started afterwards finds the delivery whose lock ran out, and makes it
+  const survivor = await startBroker(t, { nodeId: 'survivor', redis: { url: redis.url }, webhooks: { lockMs: 1000 } })
+  const [, second] = await hook.next(2)
+  assert.equal(second?.headers['ce-id'], event.id)
+  assert.equal(second?.headers['webhook-id'], first?.headers['webhook-id'], 'the same webhook-id: the receiver can tell it is the same delivery')
+  assert.doesNotThrow(() => new Webhook(SECRET, { format: 'raw' }).verify(second?.body ?? '', second?.headers ?? {}))
+  await until(async () => sample(await survivor.metrics.metrics(), 'ce_broker_webhook_deliveries_total', { outcome: 'delivered' }) === 1, 'the survivor to count the delivery')
 })

@@ -1,0 +1,201 @@
+import { DelayedError, Queue, Worker, type Job as BullJob } from 'bullmq'
+import type { Redis } from 'ioredis'
+import { Deliverer, type BreakerState, type DeliveryOptions, type DeliveryQueueLike, type Job } from './delivery.js'
+import type { Subscription } from './subscriptions.js'
+
+/** A delivery as it waits in Redis: what a node needs to rebuild the job. */
+interface StoredDelivery {
+  readonly webhookId: string
+  readonly eventId: string | undefined
+  readonly topic: string
+  /** The event's bytes as published, base64. */
+  readonly payload: string
+  readonly replayOf?: string
+  readonly attempts: number
+  readonly lastStatus?: number
+  readonly lastError?: string
+}
+
+export interface RedisQueueOptions extends DeliveryOptions {
+  /** A connection with `maxRetriesPerRequest: null` (BullMQ's requirement), owned by the queue: closed with it. Each worker duplicates it. */
+  readonly redis: Redis
+  /** How long a node's hold on a delivery lasts without renewal; a node that dies mid-delivery is taken over within about twice this. */
+  readonly lockMs: number
+  /** The subscription a stored delivery is for, as this node knows it now. */
+  readonly subscription: (id: string) => Subscription | undefined
+  /** The stored event back as an object; `undefined` if it is not one (it was checked when queued). */
+  readonly event: (raw: Buffer) => Record<string, unknown> | undefined
+  /** Redis did not take a delivery: it is dead-lettered (`queue_full`). */
+  readonly onRefused: (job: Job, why: string) => void
+  /** A stored delivery whose subscription was removed: it is dropped. */
+  readonly onOrphaned: (subscriptionId: string, eventId: string | undefined) => void
+  readonly onError: (err: unknown, context: Readonly<Record<string, unknown>>) => void
+}
+
+/** BullMQ keys live under this prefix; one queue per subscription, named by its id. */
+const PREFIX = 'ce-broker:webhooks'
+/** How often the queue depth is read from Redis: `maxQueued` is checked against that figure. */
+const DEPTH_REFRESH_MS = 1000
+/** A delivery whose node died this many times in a row is given up and dead-lettered. */
+const MAX_STALLED = 10
+
+/**
+ * The durable delivery queue of a cluster (BullMQ on the shared Redis): one queue per
+ * subscription, and on every node one worker per subscription running at most
+ * `concurrency` deliveries, so a slow endpoint holds only its own queue. A delivery
+ * is taken by one node at a time; if that node dies mid-delivery its lock runs out
+ * and another node takes the job over (at least once: the receiver may see the
+ * attempt twice, with the same `webhook-id`). Retries and circuit holds go back to
+ * Redis as delayed jobs, so they survive the node too. Attempts, backoff, breakers
+ * and the HTTP work are the `Deliverer`'s, as in memory; the breakers are per node.
+ */
+export class RedisDeliveryQueue implements DeliveryQueueLike {
+  readonly #options: RedisQueueOptions
+  readonly #deliverer: Deliverer
+  readonly #queues = new Map<string, Queue<StoredDelivery>>()
+  readonly #workers = new Map<string, Worker<StoredDelivery>>()
+  readonly #timer: NodeJS.Timeout
+  #depth = 0
+  #closed = false
+
+  constructor (options: RedisQueueOptions) {
+    this.#options = options
+    this.#deliverer = new Deliverer(options)
+    this.#timer = setInterval(() => {
+      this.#readDepth().then((depth) => { this.#depth = depth }, (err: unknown) => { this.#options.onError(err, { op: 'queue depth' }) })
+    }, DEPTH_REFRESH_MS)
+    this.#timer.unref()
+  }
+
+  /** Keep a worker for each subscription and none for those gone: call with every subscription the node knows, whenever they change. */
+  follow (subscriptions: readonly Subscription[]): void {
+    if (this.#closed) return
+    const ids = new Set(subscriptions.map((s) => s.id))
+    for (const id of ids) if (!this.#workers.has(id)) this.#workers.set(id, this.#startWorker(id))
+    for (const [id, worker] of this.#workers) {
+      if (ids.has(id)) continue
+      this.#workers.delete(id)
+      worker.close().catch((err: unknown) => { this.#options.onError(err, { op: 'close worker', subscription: id }) })
+    }
+  }
+
+  enqueue (job: Job): boolean {
+    if (this.#closed || this.#depth >= this.#options.maxQueued) return false
+    this.#depth++
+    const stored: StoredDelivery = {
+      webhookId: job.id,
+      eventId: job.eventId,
+      topic: job.topic,
+      payload: job.raw.toString('base64'),
+      attempts: job.attempts,
+      ...(job.replayOf === undefined ? {} : { replayOf: job.replayOf })
+    }
+    // not awaited: a publisher never waits for Redis. If Redis refuses, the delivery is dead-lettered
+    this.#queue(job.subscription.id).add('deliver', stored, { removeOnComplete: true, removeOnFail: true }).catch((err: unknown) => {
+      this.#options.onRefused(job, `the delivery queue in Redis refused it: ${err instanceof Error ? err.message : String(err)}`)
+    })
+    return true
+  }
+
+  async depth (): Promise<number> {
+    return this.#depth = await this.#readDepth()
+  }
+
+  breakerState (subscriptionId: string): BreakerState {
+    return this.#deliverer.breakerState(subscriptionId)
+  }
+
+  async close (): Promise<void> {
+    this.#closed = true
+    clearInterval(this.#timer)
+    // workers first: a delivery in flight finishes (or goes back to Redis) before the pool closes
+    await Promise.all([...this.#workers.values()].map(async (worker) => { await worker.close() }))
+    await Promise.all([...this.#queues.values()].map(async (queue) => { await queue.close() }))
+    this.#workers.clear()
+    this.#queues.clear()
+    await this.#deliverer.close()
+    this.#options.redis.disconnect()
+  }
+
+  #queue (subscriptionId: string): Queue<StoredDelivery> {
+    let queue = this.#queues.get(subscriptionId)
+    if (queue === undefined) {
+      queue = new Queue<StoredDelivery>(subscriptionId, { connection: this.#options.redis, prefix: PREFIX })
+      queue.on('error', (err) => { this.#options.onError(err, { op: 'queue', subscription: subscriptionId }) })
+      this.#queues.set(subscriptionId, queue)
+    }
+    return queue
+  }
+
+  async #readDepth (): Promise<number> {
+    let depth = 0
+    for (const id of this.#workers.keys()) {
+      const counts = await this.#queue(id).getJobCounts('waiting', 'delayed', 'active', 'prioritized')
+      for (const n of Object.values(counts)) depth += n
+    }
+    return depth
+  }
+
+  #startWorker (subscriptionId: string): Worker<StoredDelivery> {
+    const worker = new Worker<StoredDelivery>(subscriptionId, async (bullJob, token) => { await this.#process(bullJob, token) }, {
+      connection: this.#options.redis,
+      prefix: PREFIX,
+      concurrency: this.#options.concurrency,
+      lockDuration: this.#options.lockMs,
+      stalledInterval: this.#options.lockMs,
+      maxStalledCount: MAX_STALLED
+    })
+    worker.on('error', (err) => { this.#options.onError(err, { op: 'worker', subscription: subscriptionId }) })
+    worker.on('failed', (bullJob, err) => {
+      // what the processor does not handle: it stalled too often, or an unexpected error
+      const job = bullJob === undefined ? undefined : this.#jobOf(bullJob, this.#options.subscription(subscriptionId))
+      if (job === undefined) {
+        this.#options.onError(err, { op: 'delivery', subscription: subscriptionId })
+        return
+      }
+      job.lastError = err.message
+      this.#options.onFailed(job, false)
+    })
+    return worker
+  }
+
+  /** One attempt of a stored delivery; a retry or a hold goes back to Redis as a delayed job. */
+  async #process (bullJob: BullJob<StoredDelivery>, token: string | undefined): Promise<void> {
+    const subscription = this.#options.subscription(bullJob.queueName)
+    const job = this.#jobOf(bullJob, subscription)
+    if (subscription === undefined || job === undefined) {
+      this.#options.onOrphaned(bullJob.queueName, bullJob.data.eventId)
+      return
+    }
+    if (subscription.disabled !== undefined) {
+      job.lastError = `the subscription is disabled: ${subscription.disabled.reason}`
+      this.#options.onFailed(job, false)
+      return
+    }
+    const next = await this.#deliverer.attempt(job)
+    if (next.kind === 'done') return
+    await bullJob.updateData({ ...bullJob.data, attempts: job.attempts, ...(job.lastStatus === undefined ? {} : { lastStatus: job.lastStatus }), ...(job.lastError === undefined ? {} : { lastError: job.lastError }) })
+    await bullJob.moveToDelayed(Date.now() + next.delayMs, token)
+    // tells BullMQ the job was moved, not finished
+    throw new DelayedError()
+  }
+
+  #jobOf (bullJob: BullJob<StoredDelivery>, subscription: Subscription | undefined): Job | undefined {
+    const data = bullJob.data
+    const raw = Buffer.from(data.payload, 'base64')
+    const event = this.#options.event(raw)
+    if (subscription === undefined || event === undefined) return undefined
+    return {
+      subscription,
+      id: data.webhookId,
+      eventId: data.eventId,
+      topic: data.topic,
+      raw,
+      event,
+      attempts: data.attempts,
+      lastStatus: data.lastStatus,
+      lastError: data.lastError,
+      ...(data.replayOf === undefined ? {} : { replayOf: data.replayOf })
+    }
+  }
+}
