@@ -141,6 +141,18 @@ test('408, 429 and 5xx are retried with the same webhook-id until the endpoint t
   assert.equal(hook.requests.length, 4)
 })
 
+test('Retry-After is honoured over the backoff: a 10-minute backoff ceiling, and the endpoint asks for 1 s', async (t) => {
+  const broker = await startBroker(t)
+  const hook = await receiver(t, (n, res) => { res.writeHead(n === 1 ? 503 : 200, n === 1 ? { 'retry-after': '1' } : {}).end() })
+  // without Retry-After the retry would wait a random time below 10 minutes
+  await register(httpUrl(broker), { service_id: 'payments', webhook_url: hook.url, topic_filters: ['albergue/#'], retry: { maxAttempts: 3, initialDelayMs: 600_000, maxDelayMs: 600_000 } })
+  const publisher = await connect(t, mqttUrl(broker))
+  const event = bookingReserved()
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(event), { qos: 1 })
+  const requests = await hook.next(2)
+  assert.deepEqual(requests.map((r) => r.headers['ce-id']), [event.id, event.id])
+})
+
 test('a 4xx fails at once, exhausted retries fail after the last attempt, 410 disables: each is dead-lettered as delivery_failed', async (t) => {
   const broker = await startBroker(t)
   const watcher = await connect(t, mqttUrl(broker))
