@@ -14,56 +14,58 @@ export interface IdempotencyStore {
 }
 
 /**
- * In this process: at most `maxEntries` ids, each for its TTL; beyond that the least
- * recently claimed are forgotten (`onEvict` counts them). Synchronous, so the publish
- * path takes no promise for it.
+ * In this process: at most `maxEntries` claims in each of two LRUs, each claim for its
+ * TTL; beyond that the least recently claimed are forgotten (`onEvict` counts them).
+ * Synchronous, so the publish path takes no promise for it.
  *
- * Keyed by `id` alone, holding the source(s) that claimed it: the id is a string the
- * event already holds, where a joined `source` + `id` key would be a new string per
- * event, kept for the whole window (at 100,000 entries, twice the time per claim). Ids
- * are meant to be unique per source, so an id claimed by a second source is rare; it
- * then holds both, until the later claim's TTL ends.
+ * The first source to claim an id is kept under the id alone: a string the event
+ * already holds, where a joined `source` + `id` key would be a new string per event,
+ * kept for the whole window (at 100,000 entries, twice the time per claim). Ids are
+ * meant to be unique per source; the same id from another source (counters like "1"
+ * from many services) is kept under the joined key in a second LRU, which is only
+ * looked at once it holds anything.
  */
 export class MemoryIdempotencyStore implements IdempotencyStore {
-  readonly #ids: LRUCache<string, string | readonly string[]>
+  /** id → the source that claimed it first */
+  readonly #byId: LRUCache<string, string>
+  /** joined key of every other source's claim of an id */
+  readonly #byKey: LRUCache<string, true>
 
   constructor (maxEntries: number, onEvict: () => void = () => {}) {
-    this.#ids = new LRUCache<string, string | readonly string[]>({
-      max: maxEntries,
-      // every claim passes its own TTL; this only enables TTL tracking
-      ttl: 1,
-      dispose: (_value, _key, reason) => { if (reason === 'evict') onEvict() }
-    })
+    // every claim passes its own TTL; `ttl: 1` only turns TTL tracking on
+    const options = { max: maxEntries, ttl: 1, dispose: (_value: unknown, _key: string, reason: string) => { if (reason === 'evict') onEvict() } }
+    this.#byId = new LRUCache<string, string>(options)
+    this.#byKey = new LRUCache<string, true>(options)
   }
 
   claim (source: string, id: string, ttlMs: number): boolean {
     // peek: a check is not a use, the least recently *claimed* go first
-    const claimed = this.#ids.peek(id)
-    if (claimed === undefined) {
-      this.#ids.set(id, source, { ttl: ttlMs })
+    const first = this.#byId.peek(id)
+    if (first === source) return false
+    if (first === undefined && (this.#byKey.size === 0 || !this.#byKey.has(joinedKey(source, id)))) {
+      this.#byId.set(id, source, { ttl: ttlMs })
       return true
     }
-    if (claimed === source || (typeof claimed !== 'string' && claimed.includes(source))) return false
-    this.#ids.set(id, [...(typeof claimed === 'string' ? [claimed] : claimed), source], { ttl: ttlMs })
+    const key = joinedKey(source, id)
+    if (this.#byKey.has(key)) return false
+    this.#byKey.set(key, true, { ttl: ttlMs })
     return true
   }
 
   release (source: string, id: string): void {
-    const claimed = this.#ids.peek(id)
-    if (claimed === source) {
-      this.#ids.delete(id)
-      return
-    }
-    if (claimed === undefined || typeof claimed === 'string' || !claimed.includes(source)) return
-    // the id stays claimed by its other sources, for the time it had left
-    const rest = claimed.filter((other) => other !== source)
-    this.#ids.set(id, rest.length === 1 ? String(rest[0]) : rest, { ttl: this.#ids.getRemainingTTL(id) })
+    if (this.#byId.peek(id) === source) this.#byId.delete(id)
+    else if (this.#byKey.size > 0) this.#byKey.delete(joinedKey(source, id))
   }
 
-  /** Ids remembered. */
+  /** Claims remembered. */
   get size (): number {
-    return this.#ids.size
+    return this.#byId.size + this.#byKey.size
   }
+}
+
+/** `source` + `id`, length-prefixed so that no pair can spell another's key. */
+function joinedKey (source: string, id: string): string {
+  return `${source.length}:${source}${id}`
 }
 
 /**
@@ -81,8 +83,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     await this.redis.del(this.#key(source, id))
   }
 
-  /** `source` + `id`, length-prefixed so that no pair can spell another's key. */
   #key (source: string, id: string): string {
-    return `${this.prefix}${source.length}:${source}${id}`
+    return this.prefix + joinedKey(source, id)
   }
 }

@@ -66,17 +66,20 @@ export function isRetryable (status: number): boolean {
   return status === 408 || status === 429 || status >= 500
 }
 
-/** What to do with a job after `Deliverer.attempt`: it ended (delivered or failed for good), or goes again later. */
+/**
+ * What to do with a job after `Deliverer.attempt`: it ended (delivered or failed for
+ * good), goes again later (it was tried), or is held by its open circuit (not tried).
+ */
 export type NextStep =
   | { readonly kind: 'done' }
-  | { readonly kind: 'later', readonly delayMs: number }
+  | { readonly kind: 'later' | 'held', readonly delayMs: number }
 
 /** Where deliveries wait: in this process, or in Redis shared by every node. */
 export interface DeliveryQueueLike {
   /** Queue a job; `false` when the queue cannot take it (the caller dead-letters it). */
   enqueue: (job: Job) => boolean
   /** Deliveries queued or waiting for a retry. */
-  depth: () => number | Promise<number>
+  depth: () => number
   breakerState: (subscriptionId: string) => BreakerState
   close: () => Promise<void>
 }
@@ -130,7 +133,7 @@ export class Deliverer {
     } catch (err: unknown) {
       if (!(err instanceof BrokenCircuitError)) throw err
       // the circuit is open (or its one probe is out): hold the delivery, it has not been tried
-      return { kind: 'later', delayMs: Math.max(this.holdMs(job.subscription.id), Math.min(this.#options.breakerHalfOpenAfterMs, 1000)) }
+      return { kind: 'held', delayMs: Math.max(this.holdMs(job.subscription.id), Math.min(this.#options.breakerHalfOpenAfterMs, 1000)) }
     }
     if (result.kind === 'delivered') {
       this.#options.onDelivered(job, performance.now() - started)

@@ -25,6 +25,8 @@ export class WebhookRegistry {
   /** Queue a dead letter's delivery to one subscription again (set by the plugin): why not, or `undefined`. */
   redeliver: (subscriptionId: string, message: { readonly topic: string, readonly payload: Buffer | string }, deadLetterId: string) => string | undefined =
     () => 'webhooks are not running'
+  /** Drop the deliveries still waiting for a removed subscription (set by the plugin with a durable queue). */
+  forget: (subscriptionId: string) => Promise<void> = async () => {}
 
   /** @param denyNetworks CIDR networks no webhook URL may point into (`webhooks.denyNetworks`) */
   constructor (denyNetworks: readonly string[]) {
@@ -69,7 +71,10 @@ export class WebhookRegistry {
 
   async remove (id: string): Promise<boolean> {
     const removed = this.store.delete(id)
-    if (removed) await this.#shared?.remove(id)
+    if (removed) {
+      await this.#shared?.remove(id)
+      await this.forget(id)
+    }
     return removed
   }
 }
@@ -159,6 +164,7 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
     })
     shared.follow(registry.store.list())
     registry.store.watch(() => { shared.follow(registry.store.list()) })
+    registry.forget = async (id) => { await shared.forget(id) }
     return shared
   }
   registry.breakerState = (id) => queue.breakerState(id)
@@ -173,7 +179,7 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
       for (const subscription of registry.store.list()) this.set({ subscription: subscription.id }, STATE_VALUE[queue.breakerState(subscription.id)])
     }
   })
-  new Gauge({ name: 'ce_broker_webhook_queue_depth', help: 'Webhook deliveries queued or waiting for a retry', registers: [ctx.metrics], async collect () { this.set(await queue.depth()) } })
+  new Gauge({ name: 'ce_broker_webhook_queue_depth', help: 'Webhook deliveries queued or waiting for a retry', registers: [ctx.metrics], collect () { this.set(queue.depth()) } })
 
   /** Queue one delivery; a full queue dead-letters it. */
   function deliver (subscription: Subscription, topic: string, raw: Buffer, event: CloudEventObject, replayOf?: string): void {
@@ -222,6 +228,7 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
   return async function stopWebhooks () {
     registry.breakerState = () => 'closed'
     registry.redeliver = () => 'webhooks are not running'
+    registry.forget = async () => {}
     await queue.close()
     if (opts.redis !== undefined) registry.store.watch(undefined)
   }

@@ -36,8 +36,10 @@ export interface RedisQueueOptions extends DeliveryOptions {
 const PREFIX = 'ce-broker:webhooks'
 /** How often the queue depth is read from Redis: `maxQueued` is checked against that figure. */
 const DEPTH_REFRESH_MS = 1000
-/** A delivery whose node died this many times in a row is given up and dead-lettered. */
+/** A delivery whose node died this many times over its life is given up and dead-lettered. */
 const MAX_STALLED = 10
+/** Jobs an open circuit holds come back spread over this much past the hold, not all at once. */
+const HOLD_SPREAD_MS = 1000
 
 /**
  * The durable delivery queue of a cluster (BullMQ on the shared Redis): one queue per
@@ -54,15 +56,22 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
   readonly #deliverer: Deliverer
   readonly #queues = new Map<string, Queue<StoredDelivery>>()
   readonly #workers = new Map<string, Worker<StoredDelivery>>()
+  /** Workers of removed subscriptions still finishing their deliveries. */
+  readonly #closing = new Set<Promise<void>>()
   readonly #timer: NodeJS.Timeout
   #depth = 0
+  #reading = false
   #closed = false
 
   constructor (options: RedisQueueOptions) {
     this.#options = options
     this.#deliverer = new Deliverer(options)
     this.#timer = setInterval(() => {
+      // one read at a time: while Redis is away a read waits, it does not pile up
+      if (this.#reading) return
+      this.#reading = true
       this.#readDepth().then((depth) => { this.#depth = depth }, (err: unknown) => { this.#options.onError(err, { op: 'queue depth' }) })
+        .finally(() => { this.#reading = false })
     }, DEPTH_REFRESH_MS)
     this.#timer.unref()
   }
@@ -75,7 +84,22 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
     for (const [id, worker] of this.#workers) {
       if (ids.has(id)) continue
       this.#workers.delete(id)
-      worker.close().catch((err: unknown) => { this.#options.onError(err, { op: 'close worker', subscription: id }) })
+      const queue = this.#queues.get(id)
+      this.#queues.delete(id)
+      const closing = Promise.all([worker.close(), queue?.close()])
+        .then(() => undefined, (err: unknown) => { this.#options.onError(err, { op: 'close worker', subscription: id }) })
+      this.#closing.add(closing)
+      void closing.finally(() => { this.#closing.delete(closing) })
+    }
+  }
+
+  /** A subscription was removed through this node: its waiting deliveries are dropped from Redis, for every node. */
+  async forget (subscriptionId: string): Promise<void> {
+    const queue = new Queue<StoredDelivery>(subscriptionId, { connection: this.#options.redis, prefix: PREFIX })
+    try {
+      await queue.obliterate({ force: true })
+    } finally {
+      await queue.close()
     }
   }
 
@@ -97,8 +121,9 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
     return true
   }
 
-  async depth (): Promise<number> {
-    return this.#depth = await this.#readDepth()
+  /** As last read from Redis (once a second), plus what this node added since. */
+  depth (): number {
+    return this.#depth
   }
 
   breakerState (subscriptionId: string): BreakerState {
@@ -110,11 +135,13 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
     clearInterval(this.#timer)
     // workers first: a delivery in flight finishes (or goes back to Redis) before the pool closes
     await Promise.all([...this.#workers.values()].map(async (worker) => { await worker.close() }))
+    await Promise.all(this.#closing)
     await Promise.all([...this.#queues.values()].map(async (queue) => { await queue.close() }))
     this.#workers.clear()
     this.#queues.clear()
     await this.#deliverer.close()
-    this.#options.redis.disconnect()
+    // QUIT: commands still on their way (a job being added) are answered first
+    await this.#options.redis.quit().catch(() => { this.#options.redis.disconnect() })
   }
 
   #queue (subscriptionId: string): Queue<StoredDelivery> {
@@ -174,6 +201,11 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
     }
     const next = await this.#deliverer.attempt(job)
     if (next.kind === 'done') return
+    if (next.kind === 'held') {
+      // not tried: nothing to write back; spread out, so that the end of the hold is not a burst
+      await bullJob.moveToDelayed(Date.now() + next.delayMs + Math.floor(Math.random() * HOLD_SPREAD_MS), token)
+      throw new DelayedError()
+    }
     await bullJob.updateData({ ...bullJob.data, attempts: job.attempts, ...(job.lastStatus === undefined ? {} : { lastStatus: job.lastStatus }), ...(job.lastError === undefined ? {} : { lastError: job.lastError }) })
     await bullJob.moveToDelayed(Date.now() + next.delayMs, token)
     // tells BullMQ the job was moved, not finished

@@ -78,3 +78,14 @@ test('the memory store keeps at most maxEntries ids, forgetting the least recent
   assert.equal(store.claim('/s', 'a', DAY), true, '"a", claimed first, was forgotten to make room')
   assert.equal(store.claim('/s', 'c', DAY), false, '"c" is still remembered')
 })
+
+test('the memory store stays bounded when many sources send the same ids (counters like "1", "2")', () => {
+  const store = new MemoryIdempotencyStore(100)
+  for (let s = 0; s < 1000; s++) {
+    for (let i = 0; i < 5; i++) assert.equal(store.claim(`/service-${s}`, String(i), DAY), true, `/service-${s} ${i}`)
+  }
+  assert.ok(store.size <= 200, `at most maxEntries per LRU, got ${store.size}`)
+  assert.equal(store.claim('/service-999', '4', DAY), false, 'the latest claims are remembered')
+  assert.equal(store.claim('/service-0', '0', DAY), false, 'the first claimer of an id is kept under the id')
+  assert.equal(store.claim('/service-1', '0', DAY), true, 'the oldest of the others are forgotten')
+})
