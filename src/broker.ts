@@ -99,7 +99,14 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
   const webhookRegistry = new WebhookRegistry(config.webhooks.denyNetworks)
   const deadLetters = new MemoryDeadLetterStore(config.deadLetters.maxEntries, () => { evicted.inc() })
 
-  const connect = adaptConnect({ preConnect: chains.preConnect, authenticate: chains.authenticate, connections, log })
+  const connect = adaptConnect({
+    preConnect: chains.preConnect,
+    authenticate: chains.authenticate,
+    refused: chains.connectRefused,
+    reportError: (err, context) => { reportError('connectRefused', err, context) },
+    connections,
+    log
+  })
   // aedes.publish needs the instance, which needs the gate: the gate reaches it through this late binding
   let publishPacket: (packet: PublishPacket) => Promise<void> = async () => { throw new Error('the broker has not started') }
   const gate = createPublishGate({
@@ -121,7 +128,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     preConnect: connect.preConnect,
     authenticate: connect.authenticate,
     authorizePublish: gate.hook,
-    authorizeSubscribe: adaptAuthorizeSubscribe(chains.authorizeSubscribe, log),
+    authorizeSubscribe: adaptAuthorizeSubscribe(chains.authorizeSubscribe, connections, log),
     authorizeForward: adaptAuthorizeForward(connections, metrics),
     published: adaptPublished(chains.published, (err, context) => { reportError('published', err, context) })
   })

@@ -3,6 +3,7 @@ import { resolve } from 'node:path'
 import { Counter, type Registry } from 'prom-client'
 import type { Redis } from 'ioredis'
 import { audit, type AuditOptions } from '../plugins/audit/index.js'
+import { auth } from '../plugins/auth/index.js'
 import { deadLetter } from '../plugins/dead-letter/index.js'
 import { MemoryIdempotencyStore, RedisIdempotencyStore, idempotency } from '../plugins/idempotency/index.js'
 import { SchemaRegistry, schemaValidation } from '../plugins/schema-validation/index.js'
@@ -35,7 +36,8 @@ export interface BuiltinDeps {
 }
 
 /**
- * In order: dead-letter; schema-validation when any validation applies (rules, or
+ * In order: dead-letter; auth when users or JWTs are configured (a publish no ACL
+ * grants is refused before anything reads it); schema-validation when any validation applies (rules, or
  * `validation.default: reject`); idempotency after it (it keys on the events
  * validation reads); audit, which sees every verdict; webhooks, which deliver
  * what was published. The schema folder is
@@ -46,6 +48,17 @@ export interface BuiltinDeps {
 export async function builtinPlugins (config: BrokerConfig, deps: BuiltinDeps): Promise<Builtins> {
   const { log } = deps
   const entries: PluginEntry[] = [deadLetter({ store: deps.deadLetters })]
+  // authentication and ACLs once anybody must prove who they are; first in the publish chain
+  const { auth: authConfig } = config
+  if (authConfig.users.length > 0 || authConfig.jwt !== undefined) {
+    entries.push(auth({
+      users: authConfig.users,
+      acl: authConfig.acl,
+      allowAnonymous: authConfig.allowAnonymous,
+      loginFailures: authConfig.loginFailures,
+      ...(authConfig.jwt === undefined ? {} : { jwt: authConfig.jwt })
+    }))
+  }
   const validating = config.validation.rules.length > 0 || config.validation.default === 'reject'
   if (!validating) {
     if (config.audit.enabled) entries.push(audit(auditOptions(config, deps.redis)))

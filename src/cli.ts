@@ -4,6 +4,7 @@ import { createBroker, type Broker } from './broker.js'
 import { OPTIONS, loadConfig, readConfigFile } from './config.js'
 import { BrokerError } from './errors.js'
 import { packageVersion } from './version.js'
+import { hashPassword } from '../plugins/auth/passwords.js'
 
 /** Longest a SIGINT/SIGTERM shutdown may take before the process gives up and exits 1. */
 const SHUTDOWN_TIMEOUT_MS = 15_000
@@ -22,6 +23,7 @@ function usage (): string {
     .map((spec) => `  ${`${spec.flag ?? ''} ${spec.flag === '--host' ? 'ADDR' : 'VALUE'}`.padEnd(24)}${spec.doc} (default ${spec.default}; env ${spec.env})`)
   return [
     'Usage: ce-broker [--config FILE] [flags]',
+    '       ce-broker hash-password < secret   print the hash of a password read on stdin, for auth.users',
     '',
     'An MQTT broker for CloudEvents. Settings: defaults < config file < flags < CE_BROKER_* environment.',
     '',
@@ -39,7 +41,20 @@ function fail (message: string): never {
   process.exit(1)
 }
 
+/** `ce-broker hash-password`: the first line of stdin, hashed for `auth.users[].password`. */
+async function printPasswordHash (): Promise<void> {
+  const chunks: Buffer[] = []
+  for await (const chunk of process.stdin) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)))
+  const password = Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? ''
+  if (password === '') fail('hash-password: no password on stdin (echo -n "secret" | ce-broker hash-password)')
+  process.stdout.write(`${await hashPassword(password)}\n`)
+}
+
 async function main (): Promise<void> {
+  if (process.argv[2] === 'hash-password') {
+    await printPasswordHash()
+    return
+  }
   let parsed: ReturnType<typeof parseArgs>
   try {
     parsed = parseArgs({ options: flagOptions, allowPositionals: false, strict: true })

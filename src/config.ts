@@ -94,6 +94,22 @@ export interface BrokerConfig {
       readonly maxLen: number
     }
   }
+  readonly auth: {
+    /**
+     * Let clients without credentials in, with the role `anonymous`, even though users
+     * or JWTs are configured. Without users and JWTs everybody is anonymous and may do
+     * anything but publish to `$` topics. Default false.
+     */
+    readonly allowAnonymous: boolean
+    /** MQTT users: a password hash from `ce-broker hash-password`, and roles for the ACL. */
+    readonly users: readonly AuthUser[]
+    /** Publish and subscribe filters granted per role or user (`%u` user name, `%c` client id). */
+    readonly acl: readonly AclRuleInput[]
+    /** JWTs as MQTT passwords: verified with an HS256 `secret` or the public keys of a `jwksFile`. */
+    readonly jwt?: AuthJwt
+    /** Failed logins from one address within `windowMs` beyond which its CONNECTs are refused unchecked until the window ends. */
+    readonly loginFailures: { readonly max: number, readonly windowMs: number }
+  }
   readonly webhooks: {
     /** What every subscription gets unless it says otherwise. */
     readonly defaults: {
@@ -114,6 +130,36 @@ export interface BrokerConfig {
     /** Subscriptions registered at start-up. */
     readonly subscriptions: readonly WebhookSubscriptionInput[]
   }
+}
+
+/** An MQTT user (PRODUCT §6). */
+export interface AuthUser {
+  readonly username: string
+  /** `$scrypt$…` hash printed by `ce-broker hash-password`. */
+  readonly password: string
+  readonly roles: readonly string[]
+}
+
+/** An ACL rule: for a `role` or a `user`, the filters it may publish to and subscribe to. */
+export interface AclRuleInput {
+  readonly role?: string
+  readonly user?: string
+  readonly publish: readonly string[]
+  readonly subscribe: readonly string[]
+}
+
+/** How JWT passwords are checked; the token's claims name the user and its roles. */
+export interface AuthJwt {
+  /** Shared HS256 secret (at least 32 characters). */
+  readonly secret?: string
+  /** JSON Web Key Set file with the public keys tokens are signed with. */
+  readonly jwksFile?: string
+  readonly issuer?: string
+  readonly audience?: string
+  /** Claim holding the user name. Default `sub`. */
+  readonly usernameClaim?: string
+  /** Claim holding the roles (an array of strings, or one string). Default `roles`. */
+  readonly rolesClaim?: string
 }
 
 /** A webhook subscription as registered (PRODUCT §4): in the config, and the body of `POST /api/webhooks`. */
@@ -167,6 +213,7 @@ export function defaults (): BrokerConfig {
     deadLetters: { maxEntries: 10_000 },
     idempotency: { enabled: true, windowMs: 24 * 60 * 60 * 1000, maxEntries: 100_000 },
     audit: { enabled: true, topic: true, payload: true, redact: [], stream: { key: 'ce-broker:audit', maxLen: 1_000_000 } },
+    auth: { allowAnonymous: false, users: [], acl: [], loginFailures: { max: 10, windowMs: 60_000 } },
     webhooks: {
       defaults: { retry: { maxAttempts: 8, initialDelayMs: 1000, maxDelayMs: 300_000 }, timeoutMs: 10_000, concurrency: 8 },
       maxQueued: 10_000,
@@ -220,6 +267,11 @@ export const OPTIONS: readonly OptionSpec[] = [
   { paths: ['audit.payload'], env: 'CE_BROKER_AUDIT_PAYLOAD', default: 'true', doc: 'put the event itself in each audit record' },
   { paths: ['audit.stream.key'], env: 'CE_BROKER_AUDIT_STREAM_KEY', default: 'ce-broker:audit', doc: 'with Redis: the stream audit records are added to' },
   { paths: ['audit.stream.maxLen'], env: 'CE_BROKER_AUDIT_STREAM_MAX_LEN', default: '1000000', doc: 'with Redis: the audit stream is trimmed to about this many entries' },
+  { paths: ['auth.allowAnonymous'], env: 'CE_BROKER_AUTH_ALLOW_ANONYMOUS', default: 'false', doc: 'let clients without credentials in (role anonymous) although users or JWTs are configured' },
+  { paths: ['auth.jwt.secret'], env: 'CE_BROKER_AUTH_JWT_SECRET', default: '(none)', doc: 'HS256 secret JWT passwords are verified with (at least 32 characters)' },
+  { paths: ['auth.jwt.jwksFile'], env: 'CE_BROKER_AUTH_JWT_JWKS_FILE', default: '(none)', doc: 'JSON Web Key Set file JWT passwords are verified with' },
+  { paths: ['auth.loginFailures.max'], env: 'CE_BROKER_AUTH_LOGIN_FAILURES_MAX', default: '10', doc: 'failed logins from one address within the window before its CONNECTs are refused unchecked' },
+  { paths: ['auth.loginFailures.windowMs'], env: 'CE_BROKER_AUTH_LOGIN_FAILURES_WINDOW_MS', default: '60000', doc: 'the window of auth.loginFailures.max, in ms, from the first failure' },
   { paths: ['webhooks.defaults.retry.maxAttempts'], env: 'CE_BROKER_WEBHOOKS_MAX_ATTEMPTS', default: '8', doc: 'attempts per webhook delivery before it is dead-lettered' },
   { paths: ['webhooks.defaults.retry.initialDelayMs'], env: 'CE_BROKER_WEBHOOKS_INITIAL_DELAY_MS', default: '1000', doc: 'backoff before the first retry, in ms (doubling, full jitter)' },
   { paths: ['webhooks.defaults.retry.maxDelayMs'], env: 'CE_BROKER_WEBHOOKS_MAX_DELAY_MS', default: '300000', doc: 'longest backoff between attempts, in ms (Retry-After included)' },
@@ -281,6 +333,35 @@ function configSchema (partial: boolean): object {
       redact: { type: 'array', items: { type: 'string', pattern: '^[^.]+(\\.[^.]+)*$' } },
       stream: strict({ key: nonEmpty, maxLen: { type: 'integer', minimum: 1 } }, ['key', 'maxLen'])
     }, ['enabled', 'topic', 'payload', 'redact', 'stream']),
+    auth: strict({
+      allowAnonymous: { type: 'boolean' },
+      users: {
+        type: 'array',
+        items: strict({
+          username: nonEmpty,
+          password: nonEmpty,
+          roles: { type: 'array', items: nonEmpty }
+        }, ['username', 'password', 'roles'])
+      },
+      acl: {
+        type: 'array',
+        items: strict({
+          role: nonEmpty,
+          user: nonEmpty,
+          publish: { type: 'array', items: nonEmpty },
+          subscribe: { type: 'array', items: nonEmpty }
+        }, ['publish', 'subscribe'])
+      },
+      jwt: strict({
+        secret: { type: 'string', minLength: 32 },
+        jwksFile: nonEmpty,
+        issuer: nonEmpty,
+        audience: nonEmpty,
+        usernameClaim: nonEmpty,
+        rolesClaim: nonEmpty
+      }),
+      loginFailures: strict({ max: { type: 'integer', minimum: 1 }, windowMs: { type: 'integer', minimum: 1 } }, ['max', 'windowMs'])
+    }, ['allowAnonymous', 'users', 'acl', 'loginFailures']),
     webhooks: strict({
       defaults: strict({
         retry: strict(retryProperties, ['maxAttempts', 'initialDelayMs', 'maxDelayMs']),
@@ -304,7 +385,7 @@ function configSchema (partial: boolean): object {
         }, ['service_id', 'webhook_url', 'topic_filters'])
       }
     }, ['defaults', 'maxQueued', 'breaker', 'lockMs', 'denyNetworks', 'subscriptions'])
-  }, ['mqtt', 'http', 'nodeId', 'logLevel', 'schemas', 'validation', 'limits', 'deadLetters', 'idempotency', 'audit', 'webhooks'])
+  }, ['mqtt', 'http', 'nodeId', 'logLevel', 'schemas', 'validation', 'limits', 'deadLetters', 'idempotency', 'audit', 'auth', 'webhooks'])
 }
 
 /** The compiled validators; built once per `loadConfig` call site that needs them. */

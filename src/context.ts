@@ -9,6 +9,12 @@ export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
 /** Where a publish came from. */
 export type Origin = Transport | 'http' | 'internal'
 
+/** Who a client is, once authenticated: its user name and the roles its ACL rules are found by. */
+export interface Identity {
+  readonly username: string
+  readonly roles: readonly string[]
+}
+
 /** A CONNECT as the `preConnect` and `authenticate` chains see it. */
 export interface ConnectAttempt {
   /** The client id as sent; may be empty (the broker then assigns one when the session is clean). */
@@ -19,6 +25,8 @@ export interface ConnectAttempt {
   readonly transport: Transport
   readonly remoteAddress: string | undefined
   readonly log: Logger
+  /** Say who the client is (an authenticate handler that checked its credentials); its publishes and subscriptions carry it. */
+  identify: (identity: Identity) => void
 }
 
 /** A PUBLISH on its way in, before anyone sees it. Read-only: hooks refuse by throwing. */
@@ -29,6 +37,8 @@ export interface PublishAttempt {
   readonly retain: boolean
   /** `null` for wills published after their client is gone, and for HTTP and broker-side publishes. */
   readonly clientId: string | null
+  /** Who the MQTT client authenticated as; `undefined` when anonymous, and for HTTP and broker-side publishes. */
+  readonly identity: Identity | undefined
   readonly origin: Origin
   /** Set when this publish replays the dead letter with this id. */
   readonly replayOf: string | undefined
@@ -53,6 +63,8 @@ export type PublishVerdict = BrokerError | undefined
 /** A SUBSCRIBE for one filter. */
 export interface SubscribeAttempt {
   readonly clientId: string
+  /** Who the client authenticated as; `undefined` when anonymous. */
+  readonly identity: Identity | undefined
   readonly topic: string
   readonly qos: 0 | 1 | 2
   readonly log: Logger
@@ -89,9 +101,14 @@ export type PublishedHandler = (message: PublishedMessage) => void
 /**
  * Keeps a refused publish: stores its dead-letter record and returns the record's
  * bytes, which the broker publishes on `$DLQ/<topic>`. Synchronous: it runs inside
- * authorizePublish; storage that needs I/O is queued, not awaited.
+ * authorizePublish; storage that needs I/O is queued, not awaited. With
+ * `keep: false` (a refusal that is told to the publisher but is nothing to replay,
+ * such as `not_authorized`) the record is only built and told, not stored.
  */
-export type DeadLetterHandler = (attempt: PublishAttempt, error: BrokerError) => Buffer
+export type DeadLetterHandler = (attempt: PublishAttempt, error: BrokerError, keep: boolean) => Buffer
+
+/** A CONNECT that was refused, and why (`ConnectRefusedError` carries the CONNACK return code). */
+export type ConnectRefusedHandler = (attempt: ConnectAttempt, error: BrokerError) => void
 
 /** Where plugins add their handlers. Each aedes hook is one slot; ours are ordered lists folded into it. */
 export interface HookRegistry {
@@ -106,6 +123,8 @@ export interface HookRegistry {
   decided: (handler: DecidedHandler) => void
   /** The one dead-letter handler; a second registration throws. */
   deadLetter: (handler: DeadLetterHandler) => void
+  /** Every refused CONNECT, after the refusal is decided (the audit records login failures). */
+  connectRefused: (handler: ConnectRefusedHandler) => void
 }
 
 /** A message a plugin publishes itself; it skips `authorizePublish`, as aedes' own publishes do. */

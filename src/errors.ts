@@ -28,6 +28,11 @@ export abstract class BrokerError extends Error {
     return this.disposition === 'dead-letter'
   }
 
+  /** Whether the publisher is told on `$rejections/<clientId>`: what is dead-lettered is, and what is refused but not kept may be. */
+  get toldToPublisher (): boolean {
+    return this.deadLetter
+  }
+
   constructor (message: string, options?: ErrorOptions) {
     super(message, options)
     this.name = new.target.name
@@ -179,12 +184,38 @@ export class ReservedTopicError extends BrokerError {
 }
 
 /**
+ * A publish that no ACL rule grants the client. The publisher is acked and stays
+ * connected; the message reaches no one and is not dead-lettered (there is nothing
+ * to replay), but it is told on `$rejections/<clientId>` and audited with reason
+ * `not_authorized`.
+ */
+export class PublishNotAuthorizedError extends BrokerError {
+  readonly code = 'BRK_PUBLISH_NOT_AUTHORIZED'
+  override readonly disposition = 'discard'
+  override readonly statusCode = 403
+  readonly reason = 'not_authorized'
+
+  constructor (readonly topic: string, readonly username: string | undefined) {
+    super(`${username === undefined ? 'an anonymous client' : `user ${JSON.stringify(username)}`} may not publish to "${topic}"`)
+  }
+
+  override get deadLetter (): boolean {
+    return false
+  }
+
+  override get toldToPublisher (): boolean {
+    return true
+  }
+}
+
+/**
  * A CONNECT the broker refuses, carrying the MQTT 3.1.1 CONNACK return code
  * (2 identifier rejected, 3 server unavailable, 4 bad user name or password, 5 not authorized).
  */
 export class ConnectRefusedError extends BrokerError {
   readonly code = 'BRK_CONNECT_REFUSED'
-  constructor (readonly returnCode: 2 | 3 | 4 | 5, message: string) {
+  /** @param reason what the audit and the metrics call it: `bad_credentials`, `no_credentials`, `rate_limited`, `identifier_rejected`, ... */
+  constructor (readonly returnCode: 2 | 3 | 4 | 5, message: string, readonly reason = 'refused') {
     super(message)
   }
 }

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import { Counter } from 'prom-client'
-import { ConfigError, definePlugin, type PublishAttempt, type PublishVerdict } from '../../src/index.js'
+import { ConfigError, ConnectRefusedError, definePlugin, type BrokerError, type ConnectAttempt, type PublishAttempt, type PublishVerdict } from '../../src/index.js'
 import { RecordWriter, compileRedactor, outcomeOf } from './record.js'
 import { fileSink, streamSink, type AuditSink } from './sinks.js'
 
@@ -22,6 +22,8 @@ export interface AuditOptions {
 }
 
 export const AUDIT_PREFIX = '$audit/'
+/** Where refused logins are mirrored: no publish topic starts with `$`, so none is audited there. */
+export const CONNECT_TOPIC = '$audit/$connect'
 
 /**
  * One audit record (PRODUCT §3) for every publish on a validated topic, whatever
@@ -64,6 +66,12 @@ export const audit = definePlugin<AuditOptions>('audit', async (ctx, opts) => {
 
   let flushing: Promise<void> = Promise.resolve()
   let scheduled = false
+  /** The lines go to the sinks once per loop turn (and are let go of when there are none). */
+  function scheduleFlush (): void {
+    if (scheduled) return
+    scheduled = true
+    setImmediate(flush)
+  }
   function flush (): void {
     scheduled = false
     const batch = records.take()
@@ -86,22 +94,35 @@ export const audit = definePlugin<AuditOptions>('audit', async (ctx, opts) => {
 
   ctx.hooks.decided(function auditPublish (attempt: PublishAttempt, verdict: PublishVerdict): void {
     // the live mirror only while a subscription may get it: no message per event for nobody
-    const mirror = opts.topic !== false && ctx.listening('$audit')
-    if (!mirror && sinks.length === 0) return
+    const watched = opts.topic !== false && ctx.listening('$audit')
+    if (!watched && sinks.length === 0) return
     const audited = outcomeOf(attempt, verdict)
     if (audited === undefined) return
-    const line = records.append(attempt, audited, mirror)
-    if (line !== undefined) {
-      const topic = attempt.topic === '' ? AUDIT_PREFIX.slice(0, -1) : AUDIT_PREFIX + attempt.topic
-      ctx.publish({ topic, payload: line }).then(
-        () => { count('topic', 'written', 1) },
-        (err: unknown) => { count('topic', 'failed', 1); ctx.reportError(err, { sink: 'topic', topic }) })
-    }
-    // the lines go to the sinks once per loop turn (and are let go of when there are none)
-    if (!scheduled) {
-      scheduled = true
-      setImmediate(flush)
-    }
+    const line = records.append(attempt, audited, watched)
+    if (line !== undefined) mirror(attempt.topic === '' ? AUDIT_PREFIX.slice(0, -1) : AUDIT_PREFIX + attempt.topic, line)
+    scheduleFlush()
+  })
+
+  function mirror (topic: string, line: Buffer): void {
+    ctx.publish({ topic, payload: line }).then(
+      () => { count('topic', 'written', 1) },
+      (err: unknown) => { count('topic', 'failed', 1); ctx.reportError(err, { sink: 'topic', topic }) })
+  }
+
+  // a refused login (bad credentials, rate limited, ...): `$audit/$connect` and the logs
+  ctx.hooks.connectRefused(function auditRefusedConnect (attempt: ConnectAttempt, error: BrokerError): void {
+    const watched = opts.topic !== false && ctx.listening('$audit')
+    const line = records.appendValue({
+      outcome: 'refused',
+      reason: error instanceof ConnectRefusedError ? error.reason : error.code,
+      clientId: attempt.clientId,
+      ...(attempt.username === undefined ? {} : { username: attempt.username }),
+      remoteAddress: attempt.remoteAddress ?? null,
+      transport: attempt.transport,
+      ...(error instanceof ConnectRefusedError ? { returnCode: error.returnCode } : {})
+    }, watched)
+    if (line !== undefined) mirror(CONNECT_TOPIC, line)
+    scheduleFlush()
   })
 
   ctx.log.info({ sinks: sinks.map((s) => s.name), payload: opts.payload, redact: opts.redact }, 'audit ready')

@@ -1,4 +1,4 @@
-import { DuplicateEventError, EventRejectedError, type EventSummary, type PublishAttempt, type PublishVerdict } from '../../src/index.js'
+import { DuplicateEventError, EventRejectedError, PublishNotAuthorizedError, type EventSummary, type PublishAttempt, type PublishVerdict } from '../../src/index.js'
 
 /** What happened to an audited publish (PRODUCT §3). */
 export type AuditOutcome = 'accepted' | 'rejected' | 'duplicate'
@@ -10,6 +10,8 @@ export interface AuditRecord {
   readonly outcome: AuditOutcome
   readonly reason?: string
   readonly clientId: string | null
+  /** Who the client authenticated as, when it did. */
+  readonly username?: string
   readonly topic: string
   readonly qos: 0 | 1 | 2
   readonly retain: boolean
@@ -25,12 +27,14 @@ export const REDACTED = '[redacted]'
 /**
  * The audited outcome of a verdict, or `undefined` for a publish that is not audited:
  * accepted publishes that carry no described event (topics that are not validated) and
- * refusals that are not about the event (a `$` topic, an ACL).
+ * refusals that are not about the event (a `$` topic). A publish the ACL refuses is
+ * audited on any topic: it was refused before anything read it.
  */
 export function outcomeOf (attempt: PublishAttempt, verdict: PublishVerdict): { outcome: AuditOutcome, reason?: string, event: EventSummary } | undefined {
   if (verdict === undefined) return attempt.event === undefined ? undefined : { outcome: 'accepted', event: attempt.event }
   if (verdict instanceof DuplicateEventError) return { outcome: 'duplicate', event: attempt.event ?? verdict.event }
   if (verdict instanceof EventRejectedError) return { outcome: 'rejected', reason: verdict.reason, event: attempt.event ?? verdict.event }
+  if (verdict instanceof PublishNotAuthorizedError) return { outcome: 'rejected', reason: verdict.reason, event: attempt.event ?? {} }
   return undefined
 }
 
@@ -123,7 +127,9 @@ export class RecordWriter {
     this.#ascii = true
     let text = `{"at":"${this.#now()}","node":${this.#nodeJson},"outcome":"${audited.outcome}"`
     if (audited.reason !== undefined) text += `,"reason":${this.#quote(audited.reason)}`
-    text += `,"clientId":${attempt.clientId === null ? 'null' : this.#quote(attempt.clientId)},"topic":${this.#quote(attempt.topic)}` +
+    text += `,"clientId":${attempt.clientId === null ? 'null' : this.#quote(attempt.clientId)}`
+    if (attempt.identity !== undefined) text += `,"username":${this.#quote(attempt.identity.username)}`
+    text += `,"topic":${this.#quote(attempt.topic)}` +
       `,"qos":${attempt.qos},"retain":${attempt.retain ? 'true' : 'false'},"event":{`
     let first = true
     for (const key of EVENT_FIELDS) {
@@ -159,6 +165,18 @@ export class RecordWriter {
     this.#at = at + 1
     this.#count++
     return keep ? slab.subarray(begin, at) : undefined
+  }
+
+  /** Append a record that is not about a publish (a refused login), as one line of JSON; returns its bytes when `keep`. */
+  appendValue (value: Readonly<Record<string, unknown>>, keep: boolean): Buffer | undefined {
+    const text = JSON.stringify({ at: this.#now(), node: this.#options.node, ...value })
+    this.#reserve(text.length * 3 + 1)
+    const begin = this.#at
+    const at = begin + this.#slab.write(text, begin, 'utf8')
+    this.#slab[at] = 0x0a
+    this.#at = at + 1
+    this.#count++
+    return keep ? this.#slab.subarray(begin, at) : undefined
   }
 
   /** The lines appended since the last call. */

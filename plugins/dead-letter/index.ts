@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { Counter } from 'prom-client'
 import {
-  DeliveryFailedError, EventRejectedError, MAX_ERRORS, REJECTIONS_PREFIX, TRANSPORTS, definePlugin, viewPayload,
+  DeliveryFailedError, EventRejectedError, MAX_ERRORS, PublishNotAuthorizedError, REJECTIONS_PREFIX, TRANSPORTS, definePlugin, viewPayload,
   type BrokerError, type DeadLetterRecord, type DeadLetterStore, type Origin, type PublishAttempt
 } from '../../src/index.js'
 
@@ -17,7 +17,8 @@ const MQTT_ORIGINS: ReadonlySet<Origin> = new Set(TRANSPORTS)
  * Keeps every refused event: builds its dead-letter record (PRODUCT §3), stores
  * it with the original bytes for replay, tells the publisher on
  * `$rejections/<clientId>`, and hands the record to the broker, which publishes
- * it on `$DLQ/<topic>`. A replay that fails again updates its entry instead of
+ * it on `$DLQ/<topic>`. A refusal that is not kept (`not_authorized`) is only told
+ * to the publisher. A replay that fails again updates its entry instead of
  * adding one.
  */
 export const deadLetter = definePlugin<DeadLetterOptions>('dead-letter', async (ctx, { store }) => {
@@ -28,10 +29,11 @@ export const deadLetter = definePlugin<DeadLetterOptions>('dead-letter', async (
     registers: [ctx.metrics]
   })
 
-  ctx.hooks.deadLetter(function keepDeadLetter (attempt: PublishAttempt, error: BrokerError): Buffer {
+  ctx.hooks.deadLetter(function keepDeadLetter (attempt: PublishAttempt, error: BrokerError, keep: boolean): Buffer {
     const rejected = error instanceof EventRejectedError ? error : undefined
     const undelivered = error instanceof DeliveryFailedError ? error : undefined
-    const reason = rejected?.reason ?? undelivered?.reason ?? error.code
+    const unauthorized = error instanceof PublishNotAuthorizedError ? error : undefined
+    const reason = rejected?.reason ?? undelivered?.reason ?? unauthorized?.reason ?? error.code
     const id = attempt.replayOf ?? randomUUID()
     const record: DeadLetterRecord = {
       specversion: '1.0',
@@ -51,11 +53,13 @@ export const deadLetter = definePlugin<DeadLetterOptions>('dead-letter', async (
           : { attempts: undelivered.attempts, ...(undelivered.lastStatus === undefined ? {} : { lastStatus: undelivered.lastStatus }), subscription: undelivered.subscription })
       }
     }
-    const stored = attempt.replayOf === undefined
-      ? store.add({ id, record, original: { topic: attempt.topic, payload: attempt.payload, qos: attempt.qos, retain: attempt.retain, clientId: attempt.clientId } })
-      : store.replace(attempt.replayOf, record)
-    stored.catch((err: unknown) => { ctx.reportError(err, { op: 'store dead letter', id, topic: attempt.topic }) })
-    counted.inc({ reason })
+    if (keep) {
+      const stored = attempt.replayOf === undefined
+        ? store.add({ id, record, original: { topic: attempt.topic, payload: attempt.payload, qos: attempt.qos, retain: attempt.retain, clientId: attempt.clientId } })
+        : store.replace(attempt.replayOf, record)
+      stored.catch((err: unknown) => { ctx.reportError(err, { op: 'store dead letter', id, topic: attempt.topic }) })
+      counted.inc({ reason })
+    }
 
     const bytes = Buffer.from(JSON.stringify(record))
     if (attempt.clientId !== null && MQTT_ORIGINS.has(attempt.origin)) {

@@ -1,5 +1,5 @@
 import type { AedesOptions, Client, PublishPacket } from 'aedes'
-import { BrokerError, DeliveryFailedError, DuplicateEventError, EventRejectedError, ReservedTopicError, toBrokerError, type Disposition } from '../errors.js'
+import { BrokerError, DeliveryFailedError, DuplicateEventError, EventRejectedError, PublishNotAuthorizedError, ReservedTopicError, toBrokerError, type Disposition } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { CoreMetrics } from '../metrics.js'
 import type { AuthorizePublishHandler, DeadLetterHandler, DecidedHandler, Origin, PublishVerdict } from '../context.js'
@@ -89,15 +89,16 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
     }, function refused (raw: unknown) {
       const err = toBrokerError(raw)
       count(err)
-      const record = err.deadLetter ? deps.deadLetter()?.(attempt, err) : undefined
+      // kept as a dead letter, or only told to the publisher (not_authorized): the handler builds the record either way
+      const record = err.deadLetter || err.toldToPublisher ? deps.deadLetter()?.(attempt, err, err.deadLetter) : undefined
       logRefusal(attempt, err, err.disposition === 'reject' ? 'publish refused' : 'publish diverted')
       if (err.disposition === 'reject') {
-        if (record !== undefined) deps.publishRecord(DIVERT_PREFIX['dead-letter'] + topic, record)
+        if (record !== undefined && err.deadLetter) deps.publishRecord(DIVERT_PREFIX['dead-letter'] + topic, record)
       } else {
         // the only place that rewrites a packet's topic: subscribers of the original topic never see it
         packet.topic = DIVERT_PREFIX[err.disposition] + topic
         packet.retain = false
-        if (record !== undefined && err.disposition === 'dead-letter') packet.payload = record
+        if (record !== undefined && err.disposition === 'dead-letter' && err.deadLetter) packet.payload = record
       }
       announce(attempt, err)
       done(err)
@@ -105,7 +106,7 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
   }
 
   function count (err: BrokerError): void {
-    if (err instanceof EventRejectedError) metrics.event('rejected', err.reason)
+    if (err instanceof EventRejectedError || err instanceof PublishNotAuthorizedError) metrics.event('rejected', err.reason)
     else if (err instanceof DuplicateEventError) metrics.event('duplicate')
   }
 
@@ -121,14 +122,15 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
 
   function hook (client: Client | null, packet: PublishPacket, callback: (err?: Error | null) => void): void {
     // wills come through here too, as plain { topic, payload } objects without `cmd`
-    const origin = client === null ? 'internal' : connections.metaOf(client)?.transport ?? 'tcp'
+    const meta = client === null ? undefined : connections.metaOf(client)
+    const origin: Origin = client === null ? 'internal' : meta?.transport ?? 'tcp'
     if (packet.cmd === 'publish') metrics.publishReceived(origin)
     if (chain.length === 0 && packet.topic.charCodeAt(0) !== 36 /* $ */) {
       // nothing to ask: skip building the attempt (the benchmark's no-plugin path)
       callback(null)
       return
     }
-    const attempt = new Attempt(packet.topic, payloadOf(packet), packet.qos, packet.retain, client?.id ?? null, origin, log, undefined)
+    const attempt = new Attempt(packet.topic, payloadOf(packet), packet.qos, packet.retain, client?.id ?? null, meta?.identity, origin, log, undefined)
     decide(packet, attempt, function decided (err) {
       callback(err !== undefined && err.disposition === 'reject' ? err : null)
     })
@@ -136,15 +138,15 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
 
   async function check (packet: PublishPacket, options: CheckOptions): Promise<BrokerError | undefined> {
     metrics.publishReceived(options.origin)
-    const attempt = new Attempt(packet.topic, payloadOf(packet), packet.qos, packet.retain, options.clientId ?? null, options.origin, log, options.replayOf)
+    const attempt = new Attempt(packet.topic, payloadOf(packet), packet.qos, packet.retain, options.clientId ?? null, undefined, options.origin, log, options.replayOf)
     return await new Promise((resolve) => { decide(packet, attempt, resolve) })
   }
 
   function keep (packet: PublishPacket, error: BrokerError, options: CheckOptions): void {
     count(error)
-    const attempt = new Attempt(packet.topic, payloadOf(packet), packet.qos, packet.retain, options.clientId ?? null, options.origin, log, options.replayOf)
+    const attempt = new Attempt(packet.topic, payloadOf(packet), packet.qos, packet.retain, options.clientId ?? null, undefined, options.origin, log, options.replayOf)
     logRefusal(attempt, error, 'publish refused')
-    const record = deps.deadLetter()?.(attempt, error)
+    const record = deps.deadLetter()?.(attempt, error, true)
     if (record !== undefined) deps.publishRecord(DIVERT_PREFIX['dead-letter'] + packet.topic, record)
     announce(attempt, error)
   }
@@ -152,7 +154,7 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
   function tooLarge (topic: string, payloadBytes: number, limit: number, options: CheckOptions & { readonly qos?: 0 | 1 | 2 }): void {
     const err = new EventRejectedError('payload_too_large', topic, [{ path: '', message: `payload of ${payloadBytes} bytes is over the limit of ${limit}` }], 'disconnect')
     count(err)
-    announce(new Attempt(topic, EMPTY, options.qos ?? 0, false, options.clientId ?? null, options.origin, log, undefined), err)
+    announce(new Attempt(topic, EMPTY, options.qos ?? 0, false, options.clientId ?? null, undefined, options.origin, log, undefined), err)
   }
 
   return { hook, check, keep, tooLarge }

@@ -2,6 +2,7 @@ import type { AedesOptions } from 'aedes'
 import { toBrokerError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { AuthorizeSubscribeHandler, SubscribeAttempt } from '../context.js'
+import type { Connections } from '../transport/connections.js'
 import { settleChain } from './chain.js'
 import { DIVERT_PREFIX } from './authorize-publish.js'
 
@@ -15,7 +16,7 @@ export const REJECTIONS_PREFIX = '$rejections/'
  * for that filter and the client stays connected (aedes reads a `null`
  * subscription that way); an error given to aedes would disconnect it.
  */
-export function adaptAuthorizeSubscribe (chain: readonly AuthorizeSubscribeHandler[], log: Logger): AedesAuthorizeSubscribe {
+export function adaptAuthorizeSubscribe (chain: readonly AuthorizeSubscribeHandler[], connections: Connections, log: Logger): AedesAuthorizeSubscribe {
   return function authorizeSubscribe (client, sub, callback) {
     if (sub.topic.startsWith(DIVERT_PREFIX.discard)) {
       log.warn({ clientId: client.id, topic: sub.topic }, 'subscription refused: discarded messages are not readable')
@@ -32,7 +33,13 @@ export function adaptAuthorizeSubscribe (chain: readonly AuthorizeSubscribeHandl
       callback(null, sub)
       return
     }
-    const attempt: SubscribeAttempt = { clientId: client.id, topic: sub.topic, qos: sub.qos, log: log.child({ clientId: client.id, topic: sub.topic }) }
+    const attempt: SubscribeAttempt = {
+      clientId: client.id,
+      identity: connections.metaOf(client)?.identity,
+      topic: sub.topic,
+      qos: sub.qos,
+      log: log.child({ clientId: client.id, topic: sub.topic })
+    }
     settleChain(chain, attempt, function subscribeAllowed () { callback(null, sub) }, function subscribeRefused (raw: unknown) {
       attempt.log.warn({ err: toBrokerError(raw) }, 'subscription refused')
       callback(null, null)

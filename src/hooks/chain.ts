@@ -1,5 +1,5 @@
 import type {
-  AuthorizePublishHandler, AuthorizeSubscribeHandler, ConnectHandler, DeadLetterHandler, DecidedHandler, HookRegistry, PublishedHandler
+  AuthorizePublishHandler, AuthorizeSubscribeHandler, ConnectHandler, ConnectRefusedHandler, DeadLetterHandler, DecidedHandler, HookRegistry, PublishedHandler
 } from '../context.js'
 import { PluginError } from '../errors.js'
 
@@ -14,6 +14,7 @@ export class HookChains {
   readonly authorizeSubscribe: AuthorizeSubscribeHandler[] = []
   readonly published: PublishedHandler[] = []
   readonly decided: DecidedHandler[] = []
+  readonly connectRefused: ConnectRefusedHandler[] = []
   #deadLetter: DeadLetterHandler | undefined
 
   /** The view handed to plugins: they can add handlers, never read or reorder them. */
@@ -24,6 +25,7 @@ export class HookChains {
     authorizeSubscribe: (handler) => { this.authorizeSubscribe.push(handler) },
     published: (handler) => { this.published.push(handler) },
     decided: (handler) => { this.decided.push(handler) },
+    connectRefused: (handler) => { this.connectRefused.push(handler) },
     deadLetter: (handler) => {
       if (this.#deadLetter !== undefined) throw new PluginError(handler.name || 'deadLetter', 'a dead-letter handler is registered already')
       this.#deadLetter = handler

@@ -1,7 +1,7 @@
 import type { AedesOptions, AuthenticateError, Client } from 'aedes'
-import { ConnectRefusedError, toBrokerError } from '../errors.js'
+import { ConnectRefusedError, toBrokerError, type BrokerError } from '../errors.js'
 import type { Logger } from '../logger.js'
-import type { ConnectAttempt, ConnectHandler } from '../context.js'
+import type { ConnectAttempt, ConnectHandler, ConnectRefusedHandler, Identity } from '../context.js'
 import type { Connections } from '../transport/connections.js'
 import { settleChain } from './chain.js'
 
@@ -11,6 +11,9 @@ type AedesAuthenticate = NonNullable<AedesOptions['authenticate']>
 export interface ConnectDeps {
   readonly preConnect: readonly ConnectHandler[]
   readonly authenticate: readonly ConnectHandler[]
+  /** Told every refusal; a throw is reported, never fatal. */
+  readonly refused: readonly ConnectRefusedHandler[]
+  readonly reportError: (err: unknown, context: Readonly<Record<string, unknown>>) => void
   readonly connections: Connections
   readonly log: Logger
 }
@@ -27,6 +30,16 @@ export function adaptConnect (deps: ConnectDeps): { preConnect: AedesPreConnect,
   const identifierRejected = new WeakSet<Client>()
   const attempts = new WeakMap<Client, ConnectAttempt>()
 
+  function announce (attempt: ConnectAttempt, err: BrokerError): void {
+    for (const handler of deps.refused) {
+      try {
+        handler(attempt, err)
+      } catch (thrown: unknown) {
+        deps.reportError(thrown, { hook: 'connectRefused', handler: handler.name, clientId: attempt.clientId })
+      }
+    }
+  }
+
   function preConnect (client: Client, packet: Parameters<AedesPreConnect>[1], callback: Parameters<AedesPreConnect>[2]): void {
     // [MQTT-3.1.3-8]: a zero-byte client id with CleanSession=0 gets CONNACK 2, then the connection closes.
     // aedes would instead make up an id and keep a session nobody can ever resume.
@@ -40,12 +53,15 @@ export function adaptConnect (deps: ConnectDeps): { preConnect: AedesPreConnect,
       password: packet.password,
       transport: meta?.transport ?? 'tcp',
       remoteAddress: meta?.remoteAddress,
-      log: log.child({ clientId: packet.clientId })
+      log: log.child({ clientId: packet.clientId }),
+      // who the client is can only be said once its credentials are checked, in authenticate
+      identify: () => {}
     }
     attempts.set(client, attempt)
     settleChain(deps.preConnect, attempt, function connectAllowed () { callback(null, true) }, function connectRefused (raw: unknown) {
       const err = toBrokerError(raw)
       attempt.log.warn({ err, remoteAddress: attempt.remoteAddress }, 'connection refused before CONNACK')
+      announce(attempt, err)
       callback(err, false)
     })
   }
@@ -54,8 +70,10 @@ export function adaptConnect (deps: ConnectDeps): { preConnect: AedesPreConnect,
     const seen = attempts.get(client)
     attempts.delete(client)
     if (identifierRejected.delete(client)) {
+      const err = new ConnectRefusedError(2, 'a zero-byte client id requires CleanSession=1 [MQTT-3.1.3-8]', 'identifier_rejected')
       seen?.log.warn({ remoteAddress: seen.remoteAddress }, 'connection refused: empty client id with CleanSession=0')
-      callback(refusal(new ConnectRefusedError(2, 'a zero-byte client id requires CleanSession=1 [MQTT-3.1.3-8]')), false)
+      if (seen !== undefined) announce(seen, err)
+      callback(refusal(err), false)
       return
     }
     if (seen === undefined) {
@@ -64,10 +82,20 @@ export function adaptConnect (deps: ConnectDeps): { preConnect: AedesPreConnect,
       return
     }
     // from here on the client has its final id, made up by aedes when it sent none
-    const attempt: ConnectAttempt = { ...seen, clientId: client.id, log: log.child({ clientId: client.id }) }
-    settleChain(deps.authenticate, attempt, function authenticated () { callback(null, true) }, function notAuthenticated (raw: unknown) {
+    let identity: Identity | undefined
+    const attempt: ConnectAttempt = {
+      ...seen,
+      clientId: client.id,
+      log: log.child({ clientId: client.id }),
+      identify: (who) => { identity = who }
+    }
+    settleChain(deps.authenticate, attempt, function authenticated () {
+      if (identity !== undefined) connections.identify(client, identity)
+      callback(null, true)
+    }, function notAuthenticated (raw: unknown) {
       const err = toBrokerError(raw)
       attempt.log.warn({ err, remoteAddress: attempt.remoteAddress }, 'connection refused')
+      announce(attempt, err)
       callback(refusal(err), false)
     })
   }

@@ -1,6 +1,6 @@
 import type { EventSummary } from '../errors.js'
 import type { Logger } from '../logger.js'
-import type { Origin, PublishAttempt } from '../context.js'
+import type { Identity, Origin, PublishAttempt } from '../context.js'
 
 /**
  * The read-only view of a PUBLISH that authorizePublish handlers get. The child
@@ -17,6 +17,7 @@ export class Attempt implements PublishAttempt {
     readonly qos: 0 | 1 | 2,
     readonly retain: boolean,
     readonly clientId: string | null,
+    readonly identity: Identity | undefined,
     readonly origin: Origin,
     parent: Logger,
     readonly replayOf: string | undefined

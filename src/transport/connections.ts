@@ -1,11 +1,13 @@
 import type { Socket } from 'node:net'
 import type { Client } from 'aedes'
-import type { Transport } from '../context.js'
+import type { Identity, Transport } from '../context.js'
 
 /** What the broker knows about an MQTT client beyond what aedes keeps. */
 export interface ClientMeta {
   readonly transport: Transport
   readonly remoteAddress: string | undefined
+  /** Set once the client has authenticated as somebody. */
+  readonly identity?: Identity
 }
 
 /** Bytes that crossed the wire, counted on the raw sockets (TLS and WebSocket framing included). */
@@ -47,6 +49,12 @@ export class Connections {
 
   metaOf (client: Client): ClientMeta | undefined {
     return this.#meta.get(client)
+  }
+
+  /** Note who an authenticated client is. */
+  identify (client: Client, identity: Identity): void {
+    const meta = this.#meta.get(client)
+    if (meta !== undefined) this.#meta.set(client, { ...meta, identity })
   }
 
   bytes (transport: Transport): ByteCount {

@@ -1,0 +1,179 @@
+import { readFile } from 'node:fs/promises'
+import { createLocalJWKSet, jwtVerify, type JWTPayload, type JWTVerifyOptions } from 'jose'
+import { LRUCache } from 'lru-cache'
+import { Counter } from 'prom-client'
+import {
+  BrokerError, ConfigError, ConnectRefusedError, PublishNotAuthorizedError, REJECTIONS_PREFIX, definePlugin, topicFilterProblem,
+  type AclRuleInput, type AuthJwt, type AuthUser, type ConnectAttempt, type Identity, type PublishAttempt, type SubscribeAttempt
+} from '../../src/index.js'
+import { ANONYMOUS_ROLE, Acl } from './acl.js'
+import { DECOY_HASH, hashProblem, verifyPassword } from './passwords.js'
+
+export { hashPassword, verifyPassword } from './passwords.js'
+export { Acl, ANONYMOUS_ROLE, covers, type AclRule } from './acl.js'
+
+/** Options of the auth plugin: `auth` of the config. */
+export interface AuthOptions {
+  readonly users: readonly AuthUser[]
+  readonly acl: readonly AclRuleInput[]
+  readonly allowAnonymous: boolean
+  readonly jwt?: AuthJwt
+  readonly loginFailures: { readonly max: number, readonly windowMs: number }
+}
+
+/** A subscription no ACL rule grants: SUBACK 0x80 for that filter, the client stays connected. */
+export class SubscribeNotAuthorizedError extends BrokerError {
+  readonly code = 'BRK_SUBSCRIBE_NOT_AUTHORIZED'
+  override readonly statusCode = 403
+  constructor (readonly topic: string, readonly username: string | undefined) {
+    super(`${username === undefined ? 'an anonymous client' : `user ${JSON.stringify(username)}`} may not subscribe to "${topic}"`)
+  }
+}
+
+/** Addresses whose failed logins are counted; beyond it the least recently failing are forgotten. */
+const TRACKED_ADDRESSES = 10_000
+/** The shape of a compact JWS: three base64url parts. */
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
+
+/**
+ * MQTT authentication and topic ACLs (PRODUCT §6), loaded once users or JWTs are
+ * configured.
+ *
+ * - A known user's password is checked against its scrypt hash, in constant time;
+ *   an unknown user is checked against a decoy hash, so both take as long. Either
+ *   failure answers CONNACK 4. A password shaped like a JWT, when `jwt` is set, is
+ *   verified with jose; its claims name the user and the roles.
+ * - No credentials: CONNACK 5, unless `allowAnonymous` lets the client in with the
+ *   role `anonymous`.
+ * - An address with `loginFailures.max` failures within `windowMs` is refused
+ *   (CONNACK 5) without a check until the window ends. Every refusal is logged,
+ *   counted and, through the `connectRefused` hook, audited.
+ * - Subscriptions and publishes need a grant (see `Acl`): a refused filter gets
+ *   SUBACK 0x80; a refused publish is acked, reaches no one, is told on
+ *   `$rejections/<clientId>` and audited as `not_authorized`. `$rejections/<own id>`
+ *   is always granted. HTTP and broker-side publishes are not MQTT clients' and are
+ *   left to the API keys.
+ */
+export const auth = definePlugin<AuthOptions>('auth', async (ctx, opts) => {
+  const users = checkUsers(opts.users)
+  const acl = new Acl(checkRules(opts.acl))
+  const verifyJwt = opts.jwt === undefined ? undefined : await jwtVerifier(opts.jwt)
+  const failures = new LRUCache<string, number>({ max: TRACKED_ADDRESSES, ttl: opts.loginFailures.windowMs })
+  const refusals = new Counter({ name: 'ce_broker_auth_refusals_total', help: 'CONNECTs refused by authentication, by reason', labelNames: ['reason'] as const, registers: [ctx.metrics] })
+  const denials = new Counter({ name: 'ce_broker_acl_denials_total', help: 'Publishes and subscriptions no ACL rule grants', labelNames: ['action'] as const, registers: [ctx.metrics] })
+
+  function refuse (attempt: ConnectAttempt, returnCode: 4 | 5, reason: string, message: string): ConnectRefusedError {
+    refusals.inc({ reason })
+    if (reason !== 'rate_limited' && attempt.remoteAddress !== undefined) {
+      // counted from the first failure of a window, not extended by later ones
+      failures.set(attempt.remoteAddress, (failures.get(attempt.remoteAddress) ?? 0) + 1, { noUpdateTTL: failures.has(attempt.remoteAddress) })
+    }
+    return new ConnectRefusedError(returnCode, message, reason)
+  }
+
+  ctx.hooks.authenticate(async function checkCredentials (attempt: ConnectAttempt): Promise<void> {
+    const address = attempt.remoteAddress
+    if (address !== undefined && (failures.get(address) ?? 0) >= opts.loginFailures.max) {
+      throw refuse(attempt, 5, 'rate_limited', `too many failed logins from ${address}: try again later`)
+    }
+    const { username, password } = attempt
+    if (username === undefined && password === undefined) {
+      if (opts.allowAnonymous) return
+      throw refuse(attempt, 5, 'no_credentials', 'credentials are required')
+    }
+    const secret = password ?? Buffer.alloc(0)
+    const user = username === undefined ? undefined : users.get(username)
+    if (user === undefined && verifyJwt !== undefined && JWT_SHAPE.test(secret.toString('latin1'))) {
+      const identity = await verifyJwt(secret.toString('latin1'), username).catch((err: unknown) => {
+        throw refuse(attempt, 4, 'bad_credentials', `the token was refused: ${err instanceof Error ? err.message : String(err)}`)
+      })
+      attempt.identify(identity)
+      return
+    }
+    // an unknown user costs the same scrypt as a known one: timing tells nothing
+    const matches = await verifyPassword(secret, user?.password ?? DECOY_HASH)
+    if (user === undefined || !matches) throw refuse(attempt, 4, 'bad_credentials', 'bad user name or password')
+    attempt.identify({ username: user.username, roles: user.roles })
+  })
+
+  ctx.hooks.authorizeSubscribe(function checkSubscribeAcl (attempt: SubscribeAttempt): void {
+    if (attempt.topic === REJECTIONS_PREFIX + attempt.clientId) return
+    if (acl.canSubscribe(attempt.identity, attempt.clientId, attempt.topic)) return
+    denials.inc({ action: 'subscribe' })
+    throw new SubscribeNotAuthorizedError(attempt.topic, attempt.identity?.username)
+  })
+
+  ctx.hooks.authorizePublish(function checkPublishAcl (attempt: PublishAttempt): undefined {
+    if (attempt.origin === 'http' || attempt.origin === 'internal') return undefined
+    if (acl.canPublish(attempt.identity, attempt.clientId ?? '', attempt.topic)) return undefined
+    denials.inc({ action: 'publish' })
+    throw new PublishNotAuthorizedError(attempt.topic, attempt.identity?.username)
+  })
+
+  ctx.log.info({ users: users.size, rules: opts.acl.length, jwt: verifyJwt !== undefined, allowAnonymous: opts.allowAnonymous }, 'auth ready')
+}, { dependsOn: ['dead-letter'] })
+
+/** Users by name, each hash checked: a plain password in the config stops start-up, naming its place. */
+function checkUsers (users: readonly AuthUser[]): Map<string, AuthUser> {
+  const byName = new Map<string, AuthUser>()
+  users.forEach((user, i) => {
+    const problem = hashProblem(user.password)
+    if (problem !== undefined) throw new ConfigError('auth plugin', `auth.users.${i}.password`, problem)
+    if (byName.has(user.username)) throw new ConfigError('auth plugin', `auth.users.${i}.username`, `repeats ${JSON.stringify(user.username)}`)
+    byName.set(user.username, user)
+  })
+  return byName
+}
+
+/** The rules, each naming a role or a user, its filters valid. */
+function checkRules (rules: readonly AclRuleInput[]): AclRuleInput[] {
+  return rules.map((rule, i) => {
+    if ((rule.role === undefined) === (rule.user === undefined)) {
+      throw new ConfigError('auth plugin', `auth.acl.${i}`, 'must name either a role or a user')
+    }
+    for (const action of ['publish', 'subscribe'] as const) {
+      rule[action].forEach((filter, j) => {
+        const problem = topicFilterProblem(filter)
+        if (problem !== undefined) throw new ConfigError('auth plugin', `auth.acl.${i}.${action}.${j}`, `${problem}, got ${JSON.stringify(filter)}`)
+      })
+    }
+    return rule
+  })
+}
+
+/** Verifies a JWT password and reads the identity from its claims; the CONNECT's user name, when given, must be the token's. */
+async function jwtVerifier (config: AuthJwt): Promise<(token: string, username: string | undefined) => Promise<Identity>> {
+  if ((config.secret === undefined) === (config.jwksFile === undefined)) {
+    throw new ConfigError('auth plugin', 'auth.jwt', 'needs exactly one of secret and jwksFile')
+  }
+  const options: JWTVerifyOptions = {
+    ...(config.issuer === undefined ? {} : { issuer: config.issuer }),
+    ...(config.audience === undefined ? {} : { audience: config.audience })
+  }
+  let verify: (token: string) => Promise<JWTPayload>
+  if (config.secret !== undefined) {
+    const key = new TextEncoder().encode(config.secret)
+    verify = async (token) => (await jwtVerify(token, key, { ...options, algorithms: ['HS256'] })).payload
+  } else {
+    const file = config.jwksFile ?? ''
+    let keys: ReturnType<typeof createLocalJWKSet>
+    try {
+      keys = createLocalJWKSet(JSON.parse(await readFile(file, 'utf8')) as Parameters<typeof createLocalJWKSet>[0])
+    } catch (err: unknown) {
+      throw new ConfigError('auth plugin', 'auth.jwt.jwksFile', `cannot be read as a JSON Web Key Set: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+    }
+    verify = async (token) => (await jwtVerify(token, keys, options)).payload
+  }
+  const usernameClaim = config.usernameClaim ?? 'sub'
+  const rolesClaim = config.rolesClaim ?? 'roles'
+  return async function identityOf (token, username) {
+    const claims = await verify(token)
+    const name = claims[usernameClaim]
+    if (typeof name !== 'string' || name === '') throw new Error(`the token has no "${usernameClaim}" claim`)
+    if (username !== undefined && username !== '' && username !== name) throw new Error(`the token is ${JSON.stringify(name)}'s, not ${JSON.stringify(username)}'s`)
+    const raw = claims[rolesClaim]
+    const roles = typeof raw === 'string' ? [raw] : Array.isArray(raw) ? raw.filter((r): r is string => typeof r === 'string') : []
+    // a token never makes a client anonymous: that role is for clients without credentials
+    return { username: name, roles: roles.filter((role) => role !== ANONYMOUS_ROLE) }
+  }
+}
