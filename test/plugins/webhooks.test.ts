@@ -379,3 +379,27 @@ test('with Redis, a node killed mid-delivery loses nothing: another node takes t
   assert.doesNotThrow(() => new Webhook(SECRET, { format: 'raw' }).verify(second?.body ?? '', second?.headers ?? {}))
   await until(async () => sample(await survivor.metrics.metrics(), 'ce_broker_webhook_deliveries_total', { outcome: 'delivered' }) === 1, 'the survivor to count the delivery')
 })
+
+test('with Redis, removing a subscription drops its waiting deliveries: registering it again does not bring them back', { skip: redisUnavailable() ?? false }, async (t) => {
+  const redis = await startRedis(t)
+  const broker = await startBroker(t, { redis: { url: redis.url } })
+  let failing = true
+  const hook = await receiver(t, (_n, res) => { res.writeHead(failing ? 503 : 200).end() })
+  const body = { service_id: 'notifications', webhook_url: hook.url, topic_filters: ['albergue/#'], retry: { maxAttempts: 5, initialDelayMs: 600_000, maxDelayMs: 600_000 } }
+  const created = await register(httpUrl(broker), body)
+  const publisher = await connect(t, mqttUrl(broker))
+  const old = bookingReserved()
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(old), { qos: 1 })
+  // tried once, then waiting in Redis for a retry minutes away
+  await hook.next(1)
+  assert.equal((await fetch(httpUrl(broker, `/api/webhooks/${String(created.json.id)}`), { method: 'DELETE' })).status, 204)
+
+  failing = false
+  await register(httpUrl(broker), { ...body, retry: FAST_RETRY })
+  const fresh = bookingReserved()
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(fresh), { qos: 1 })
+  const [, second] = await hook.next(2)
+  assert.equal(second?.headers['ce-id'], fresh.id)
+  await until(async () => sample(await broker.metrics.metrics(), 'ce_broker_webhook_queue_depth') === 0, 'an empty queue')
+  assert.equal(hook.requests.length, 2, 'the old delivery is gone')
+})
