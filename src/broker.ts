@@ -258,7 +258,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       schemas: builtins.schemas,
       webhooks: webhookRegistry,
       redeliver: (subscription, message, deadLetterId) => webhookRegistry.redeliver(subscription, { topic: message.topic, payload: message.payload }, deadLetterId)
-    }, { bodyLimit: HTTP_BODY_LIMIT, ...(httpTls === undefined ? {} : { tls: httpTls }) })
+    }, { bodyLimit: HTTP_BODY_LIMIT, apiKeys: config.auth.apiKeys, publicMetrics: config.http.publicMetrics, ...(httpTls === undefined ? {} : { tls: httpTls }) })
     const wsTransport: Transport = httpTls === undefined ? 'ws' : 'wss'
     websocket = attachWebSocket(http.server, {
       log,

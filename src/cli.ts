@@ -5,6 +5,7 @@ import { OPTIONS, loadConfig, readConfigFile } from './config.js'
 import { BrokerError } from './errors.js'
 import { packageVersion } from './version.js'
 import { hashPassword } from '../plugins/auth/passwords.js'
+import { newApiKey } from './http/api-keys.js'
 
 /** Longest a SIGINT/SIGTERM shutdown may take before the process gives up and exits 1. */
 const SHUTDOWN_TIMEOUT_MS = 15_000
@@ -24,6 +25,7 @@ function usage (): string {
   return [
     'Usage: ce-broker [--config FILE] [flags]',
     '       ce-broker hash-password < secret   print the hash of a password read on stdin, for auth.users',
+    '       ce-broker new-api-key              print a new HTTP API key and its hash, for auth.apiKeys',
     '',
     'An MQTT broker for CloudEvents. Settings: defaults < config file < flags < CE_BROKER_* environment.',
     '',
@@ -53,6 +55,11 @@ async function printPasswordHash (): Promise<void> {
 async function main (): Promise<void> {
   if (process.argv[2] === 'hash-password') {
     await printPasswordHash()
+    return
+  }
+  if (process.argv[2] === 'new-api-key') {
+    // the key goes to whoever calls the API; only the hash goes in the config
+    process.stdout.write(`${JSON.stringify(newApiKey())}\n`)
     return
   }
   let parsed: ReturnType<typeof parseArgs>

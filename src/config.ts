@@ -5,6 +5,7 @@ import addFormats from 'ajv-formats'
 import { parse as parseYaml } from 'yaml'
 import { ConfigError, messageOf } from './errors.js'
 import { topicFilterProblem } from './topics.js'
+import type { ApiKeyInput } from './http/api-keys.js'
 
 /** pino levels, plus `silent`. */
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
@@ -109,6 +110,8 @@ export interface BrokerConfig {
     readonly jwt?: AuthJwt
     /** Failed logins from one address within `windowMs` beyond which its CONNECTs are refused unchecked until the window ends. */
     readonly loginFailures: { readonly max: number, readonly windowMs: number }
+    /** Bearer keys of the HTTP API (hashes from `ce-broker new-api-key`) and their scopes; once any exists, the API needs one. */
+    readonly apiKeys: readonly ApiKeyInput[]
   }
   readonly webhooks: {
     /** What every subscription gets unless it says otherwise. */
@@ -213,7 +216,7 @@ export function defaults (): BrokerConfig {
     deadLetters: { maxEntries: 10_000 },
     idempotency: { enabled: true, windowMs: 24 * 60 * 60 * 1000, maxEntries: 100_000 },
     audit: { enabled: true, topic: true, payload: true, redact: [], stream: { key: 'ce-broker:audit', maxLen: 1_000_000 } },
-    auth: { allowAnonymous: false, users: [], acl: [], loginFailures: { max: 10, windowMs: 60_000 } },
+    auth: { allowAnonymous: false, users: [], acl: [], loginFailures: { max: 10, windowMs: 60_000 }, apiKeys: [] },
     webhooks: {
       defaults: { retry: { maxAttempts: 8, initialDelayMs: 1000, maxDelayMs: 300_000 }, timeoutMs: 10_000, concurrency: 8 },
       maxQueued: 10_000,
@@ -360,8 +363,16 @@ function configSchema (partial: boolean): object {
         usernameClaim: nonEmpty,
         rolesClaim: nonEmpty
       }),
-      loginFailures: strict({ max: { type: 'integer', minimum: 1 }, windowMs: { type: 'integer', minimum: 1 } }, ['max', 'windowMs'])
-    }, ['allowAnonymous', 'users', 'acl', 'loginFailures']),
+      loginFailures: strict({ max: { type: 'integer', minimum: 1 }, windowMs: { type: 'integer', minimum: 1 } }, ['max', 'windowMs']),
+      apiKeys: {
+        type: 'array',
+        items: strict({
+          id: nonEmpty,
+          key: { type: 'string', pattern: '^\\$sha256\\$[A-Za-z0-9_-]{43}$' },
+          scopes: { type: 'array', minItems: 1, items: { enum: ['publish', 'read', 'admin'] } }
+        }, ['id', 'key', 'scopes'])
+      }
+    }, ['allowAnonymous', 'users', 'acl', 'loginFailures', 'apiKeys']),
     webhooks: strict({
       defaults: strict({
         retry: strict(retryProperties, ['maxAttempts', 'initialDelayMs', 'maxDelayMs']),

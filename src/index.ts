@@ -26,6 +26,7 @@ export { typeToTopic, topicToType, typeMatchesTopic } from './cloudevents/topic.
 export { isRfc3339, isRfc3339Date } from './cloudevents/rfc3339.js'
 export { compileFilter, topicFilterProblem } from './topics.js'
 export { REJECTIONS_PREFIX } from './hooks/authorize-subscribe.js'
+export { hashApiKey, newApiKey, type ApiKeyInput, type ApiScope } from './http/api-keys.js'
 export { TRANSPORTS } from './transport/connections.js'
 export { viewPayload, type PayloadView } from './payload.js'
 export {

@@ -2,6 +2,7 @@ import { createServer as createHttpServer, type Server } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import { LogController, fastify } from 'fastify'
 import type { Logger } from '../logger.js'
+import { apiKeyGuard, type ApiKeyInput } from './api-keys.js'
 import { makeErrorHandler, notFound } from './errors.js'
 import { healthRoutes, type HealthSource } from './routes/health.js'
 import { metricsRoutes } from './routes/metrics.js'
@@ -24,6 +25,9 @@ export interface HttpOptions {
   readonly tls?: { readonly key: Buffer, readonly cert: Buffer }
   /** Largest request body in bytes. */
   readonly bodyLimit: number
+  /** Bearer API keys; once there is one, every route but the health probes (and `/metrics` when public) needs one with the route's scope. */
+  readonly apiKeys: readonly ApiKeyInput[]
+  readonly publicMetrics: boolean
 }
 
 /**
@@ -52,6 +56,8 @@ export async function createHttpApi (deps: HttpDeps, options: HttpOptions): Prom
   })
   app.setErrorHandler(makeErrorHandler(deps.log))
   app.setNotFoundHandler(notFound)
+  const guard = apiKeyGuard(options.apiKeys, options.publicMetrics)
+  if (guard !== undefined) app.addHook('onRequest', guard)
   await app.register(healthRoutes, deps)
   await app.register(metricsRoutes, deps)
   await app.register(retainedRoutes, deps)

@@ -18,7 +18,7 @@ test('defaults run one embedded node on localhost', () => {
     deadLetters: { maxEntries: 10000 },
     idempotency: { enabled: true, windowMs: 86400000, maxEntries: 100000 },
     audit: { enabled: true, topic: true, payload: true, redact: [], stream: { key: 'ce-broker:audit', maxLen: 1000000 } },
-    auth: { allowAnonymous: false, users: [], acl: [], loginFailures: { max: 10, windowMs: 60000 } },
+    auth: { allowAnonymous: false, users: [], acl: [], loginFailures: { max: 10, windowMs: 60000 }, apiKeys: [] },
     webhooks: {
       defaults: { retry: { maxAttempts: 8, initialDelayMs: 1000, maxDelayMs: 300000 }, timeoutMs: 10000, concurrency: 8 },
       maxQueued: 10000,

@@ -1,0 +1,75 @@
+import { createHash, randomBytes } from 'node:crypto'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { BrokerError } from '../errors.js'
+
+/** What an API key may do (PRODUCT §5). */
+export type ApiScope = 'publish' | 'read' | 'admin'
+
+/** An API key as configured: its id (for logs), the hash of the key, its scopes. */
+export interface ApiKeyInput {
+  readonly id: string
+  readonly key: string
+  readonly scopes: readonly ApiScope[]
+}
+
+/** 401: no API key, or one that is not known. */
+export class UnauthorizedError extends BrokerError {
+  readonly code = 'BRK_HTTP_UNAUTHORIZED'
+  override readonly statusCode = 401
+}
+
+/** 403: a known key without the scope the route needs. */
+export class ForbiddenError extends BrokerError {
+  readonly code = 'BRK_HTTP_FORBIDDEN'
+  override readonly statusCode = 403
+}
+
+/**
+ * API keys are random, long and never typed by people, so a fast hash is safe
+ * where a password needs scrypt: SHA-256 of the key, base64url, as
+ * `$sha256$<hash>`. A request's key is hashed once and looked up; the configured
+ * keys are never compared byte by byte.
+ */
+export function hashApiKey (key: string): string {
+  return `$sha256$${createHash('sha256').update(key).digest('base64url')}`
+}
+
+/** A fresh key (32 random bytes, base64url) and its hash for `auth.apiKeys`. */
+export function newApiKey (): { key: string, hash: string } {
+  const key = `ceb_${randomBytes(32).toString('base64url')}`
+  return { key, hash: hashApiKey(key) }
+}
+
+/** The scope each route needs, by method and route pattern; `public` needs no key. */
+export function scopeOf (method: string, route: string | undefined, publicMetrics: boolean): ApiScope | 'public' {
+  if (route === '/healthz' || route === '/readyz' || route === '/api/mqtt/health') return 'public'
+  if (route === '/metrics') return publicMetrics ? 'public' : 'read'
+  if (method === 'POST' && (route === '/api/events' || route === '/api/mqtt/publish')) return 'publish'
+  if (method === 'GET' || method === 'HEAD') return 'read'
+  return 'admin'
+}
+
+/**
+ * The `onRequest` hook guarding the API once any key is configured: a bearer key
+ * (`Authorization: Bearer <key>`) with the scope the route needs, else 401 (no key,
+ * unknown key, with `WWW-Authenticate: Bearer`) or 403 (the key lacks the scope).
+ * Without keys the API is open, as the broker is without users.
+ */
+export function apiKeyGuard (keys: readonly ApiKeyInput[], publicMetrics: boolean): ((req: FastifyRequest, reply: FastifyReply) => Promise<void>) | undefined {
+  if (keys.length === 0) return undefined
+  const byHash = new Map(keys.map((key) => [key.key, key]))
+  return async function checkApiKey (req, reply) {
+    const needed = scopeOf(req.method, req.routeOptions.url, publicMetrics)
+    if (needed === 'public') return
+    const header = req.headers.authorization
+    const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header)
+    const key = match?.[1] === undefined ? undefined : byHash.get(hashApiKey(match[1]))
+    if (key === undefined) {
+      void reply.header('www-authenticate', 'Bearer')
+      throw new UnauthorizedError(header === undefined ? 'an API key is required: Authorization: Bearer <key>' : 'the API key is not known')
+    }
+    if (!key.scopes.includes(needed)) {
+      throw new ForbiddenError(`API key "${key.id}" has scopes ${JSON.stringify(key.scopes)}; ${req.method} ${req.routeOptions.url ?? req.url} needs "${needed}"`)
+    }
+  }
+}
