@@ -28,6 +28,7 @@ import { Connections } from './transport/connections.js'
 import { listenMqtt, type Listener } from './transport/mqtt-listener.js'
 import { attachWebSocket } from './transport/websocket.js'
 import { guardPublishSize } from './transport/size-guard.js'
+import { Admission } from './transport/admission.js'
 import { packageVersion } from './version.js'
 
 /** `createBroker()` input: a partial config plus what only code can give. */
@@ -71,8 +72,6 @@ export interface Broker {
 
 /** Room in a WebSocket message beyond the payload limit: fixed header, topic (up to 64 KiB), packet id. */
 const WS_FRAME_HEADROOM = 64 * 1024 + 16
-/** Default HTTP request body limit. */
-const HTTP_BODY_LIMIT = 1024 * 1024
 const DEFAULT_PLUGIN_TIMEOUT_MS = 10_000
 /** Longest `close()` waits for aedes to close its clients and message routing. */
 const AEDES_CLOSE_TIMEOUT_MS = 5_000
@@ -119,8 +118,11 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     },
     connections,
     metrics,
-    log
+    log,
+    maxTopicBytes: config.limits.maxTopicBytes,
+    maxTopicLevels: config.limits.maxTopicLevels
   })
+  const { limits } = config
   const aedes = new Aedes({
     id: config.nodeId,
     persistence: backend.persistence,
@@ -128,15 +130,32 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     preConnect: connect.preConnect,
     authenticate: connect.authenticate,
     authorizePublish: gate.hook,
-    authorizeSubscribe: adaptAuthorizeSubscribe(chains.authorizeSubscribe, connections, log),
+    authorizeSubscribe: adaptAuthorizeSubscribe(chains.authorizeSubscribe, connections, limits, metrics, log),
+    // aedes' own ceiling (its matchers hold 100 levels at most), which would close the client
+    // before authorizeSubscribe could answer SUBACK 0x80: limits.maxTopicLevels is checked by
+    // the publish gate and the subscribe adapter instead
+    maxTopicLevels: 100,
+    keepaliveLimit: limits.maxKeepaliveSeconds,
+    drainTimeout: limits.drainTimeoutMs,
+    maxInflightInbound: limits.maxInflightInbound,
     authorizeForward: adaptAuthorizeForward(connections, metrics),
     published: adaptPublished(chains.published, (err, context) => { reportError('published', err, context) })
   })
   countClients(aedes, connections, clientCounts)
+  /** Clients already counted over a limit: a drain timeout fails each pending write with the same error. */
+  const overLimit = new WeakSet<Client>()
   aedes.on('clientError', function clientError (client: Client, err: Error) {
-    log.debug({ clientId: client.id, err }, 'client error')
+    const limit = aedesLimit(err)
+    if (limit === undefined) log.debug({ clientId: client.id, err }, 'client error')
+    else if (!overLimit.has(client)) {
+      overLimit.add(client)
+      metrics.limitHit(limit)
+      log.warn({ clientId: client.id, limit, err: err.message }, 'client disconnected: over a limit')
+    }
   })
   aedes.on('connectionError', function connectionError (_client: Client, err: Error) {
+    const limit = aedesLimit(err)
+    if (limit !== undefined) metrics.limitHit(limit)
     log.debug({ err }, 'connection error before CONNECT')
   })
   // aedes emits 'error' for persistence failures; its types leave the event out
@@ -209,7 +228,16 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     })
     await plugins.load([...builtins.entries, ...entries])
 
+    const admission = new Admission(limits)
     const handle = (stream: Duplex, socket: Socket, transport: Transport, req?: IncomingMessage): void => {
+      const refused = admission.admit(socket)
+      if (refused !== undefined) {
+        // closed before a byte is read: a flood costs no parser and no client. Logged at debug, counted always
+        metrics.limitHit(refused)
+        log.debug({ transport, remoteAddress: socket.remoteAddress, limit: refused }, 'connection refused: over a limit')
+        socket.destroy()
+        return
+      }
       connections.track(socket, transport)
       let client: Client | undefined
       // installed before aedes reads a byte: a PUBLISH over the limit is refused from its header
@@ -255,10 +283,11 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       keep: (message, error, options) => { gate.keep(toPacket(message), error, options) },
       tooLarge: (topic, payloadBytes) => { gate.tooLarge(topic, payloadBytes, config.limits.maxPayloadBytes, { origin: 'http' }) },
       maxPayloadBytes: config.limits.maxPayloadBytes,
+      httpBodyBytes: config.limits.httpBodyBytes,
       schemas: builtins.schemas,
       webhooks: webhookRegistry,
       redeliver: (subscription, message, deadLetterId) => webhookRegistry.redeliver(subscription, { topic: message.topic, payload: message.payload }, deadLetterId)
-    }, { bodyLimit: HTTP_BODY_LIMIT, apiKeys: config.auth.apiKeys, publicMetrics: config.http.publicMetrics, ...(httpTls === undefined ? {} : { tls: httpTls }) })
+    }, { bodyLimit: limits.httpBodyBytes, apiKeys: config.auth.apiKeys, publicMetrics: config.http.publicMetrics, ...(httpTls === undefined ? {} : { tls: httpTls }) })
     const wsTransport: Transport = httpTls === undefined ? 'ws' : 'wss'
     websocket = attachWebSocket(http.server, {
       log,
@@ -372,4 +401,14 @@ function toPacket (message: OutgoingMessage): PublishPacket {
     retain: message.retain ?? false,
     dup: false
   }
+}
+
+/** Which limit an error aedes raised for a client enforces, when it is one of ours (`limits.*`). */
+function aedesLimit (err: Error): string | undefined {
+  const message = err.message
+  if (message === 'drain timeout') return 'drain_timeout'
+  if (message === 'topic has too many levels') return 'topic_levels'
+  if (message === 'keep alive limit exceeded') return 'keepalive'
+  if (message.startsWith('maxInflightInbound exceeded')) return 'inflight_inbound'
+  return undefined
 }

@@ -65,6 +65,24 @@ export interface BrokerConfig {
   readonly limits: {
     /** Largest PUBLISH payload in bytes, refused while parsing. Default 262144 (256 KiB). */
     readonly maxPayloadBytes: number
+    /** MQTT connections open at once, all transports. Default 10000. */
+    readonly maxConnections: number
+    /** New connections a second from one address (a bucket of as many). Default 100. */
+    readonly connectionsPerSecondPerAddress: number
+    /** Levels of a topic or filter. Default 100. */
+    readonly maxTopicLevels: number
+    /** Bytes of a topic or filter (UTF-8). Default 1024. */
+    readonly maxTopicBytes: number
+    /** Subscriptions one client holds at once. Default 100. */
+    readonly maxSubscriptionsPerClient: number
+    /** Longest keepalive a client may ask for, in s; 0 = any (keepalive 0, none, included). Default 0. */
+    readonly maxKeepaliveSeconds: number
+    /** How long a client that reads nothing may hold up its deliveries before it is disconnected, in ms. Default 60000. */
+    readonly drainTimeoutMs: number
+    /** QoS 2 publishes of one client waiting for PUBREL. Default 1000. */
+    readonly maxInflightInbound: number
+    /** Largest HTTP request body in bytes. Default 1048576 (1 MiB). */
+    readonly httpBodyBytes: number
   }
   readonly deadLetters: {
     /** Dead letters kept in the store; the oldest are evicted beyond it. Default 10000. */
@@ -212,7 +230,18 @@ export function defaults (): BrokerConfig {
       rules: [{ match: 'albergue/#', cloudevents: true, schema: 'required', onInvalid: 'dlq' }],
       workers: Math.min(Math.max(availableParallelism() - 1, 0), 4)
     },
-    limits: { maxPayloadBytes: 256 * 1024 },
+    limits: {
+      maxPayloadBytes: 256 * 1024,
+      maxConnections: 10_000,
+      connectionsPerSecondPerAddress: 100,
+      maxTopicLevels: 100,
+      maxTopicBytes: 1024,
+      maxSubscriptionsPerClient: 100,
+      maxKeepaliveSeconds: 0,
+      drainTimeoutMs: 60_000,
+      maxInflightInbound: 1000,
+      httpBodyBytes: 1024 * 1024
+    },
     deadLetters: { maxEntries: 10_000 },
     idempotency: { enabled: true, windowMs: 24 * 60 * 60 * 1000, maxEntries: 100_000 },
     audit: { enabled: true, topic: true, payload: true, redact: [], stream: { key: 'ce-broker:audit', maxLen: 1_000_000 } },
@@ -260,6 +289,15 @@ export const OPTIONS: readonly OptionSpec[] = [
   { paths: ['validation.default'], env: 'CE_BROKER_VALIDATION_DEFAULT', default: 'pass', doc: 'pass or reject publishes on topics no validation rule matches' },
   { paths: ['validation.workers'], env: 'CE_BROKER_VALIDATION_WORKERS', flag: '--validation-workers', default: 'cores - 1, at most 4', doc: 'worker threads that parse and check events (0 = on the event loop)' },
   { paths: ['limits.maxPayloadBytes'], env: 'CE_BROKER_LIMITS_MAX_PAYLOAD_BYTES', default: '262144', doc: 'largest PUBLISH payload, refused while parsing' },
+  { paths: ['limits.maxConnections'], env: 'CE_BROKER_LIMITS_MAX_CONNECTIONS', default: '10000', doc: 'MQTT connections open at once, all transports; beyond it new sockets are closed at once' },
+  { paths: ['limits.connectionsPerSecondPerAddress'], env: 'CE_BROKER_LIMITS_CONNECTIONS_PER_SECOND_PER_ADDRESS', default: '100', doc: 'new MQTT connections a second from one address (a burst of as many); beyond it sockets are closed at once' },
+  { paths: ['limits.maxTopicLevels'], env: 'CE_BROKER_LIMITS_MAX_TOPIC_LEVELS', default: '100', doc: 'levels of a topic or filter; a publish beyond it disconnects, a subscription gets SUBACK 0x80' },
+  { paths: ['limits.maxTopicBytes'], env: 'CE_BROKER_LIMITS_MAX_TOPIC_BYTES', default: '1024', doc: 'bytes of a topic or filter; a publish beyond it disconnects, a subscription gets SUBACK 0x80' },
+  { paths: ['limits.maxSubscriptionsPerClient'], env: 'CE_BROKER_LIMITS_MAX_SUBSCRIPTIONS_PER_CLIENT', default: '100', doc: 'subscriptions one client holds; beyond it SUBACK 0x80' },
+  { paths: ['limits.maxKeepaliveSeconds'], env: 'CE_BROKER_LIMITS_MAX_KEEPALIVE_SECONDS', default: '0', doc: 'longest keepalive a client may ask for (CONNACK 6 beyond it, and for keepalive 0); 0 = any' },
+  { paths: ['limits.drainTimeoutMs'], env: 'CE_BROKER_LIMITS_DRAIN_TIMEOUT_MS', default: '60000', doc: 'how long a client that does not read may hold up its deliveries before it is disconnected (0 = forever)' },
+  { paths: ['limits.maxInflightInbound'], env: 'CE_BROKER_LIMITS_MAX_INFLIGHT_INBOUND', default: '1000', doc: 'QoS 2 publishes of one client waiting for PUBREL; beyond it the client is disconnected' },
+  { paths: ['limits.httpBodyBytes'], env: 'CE_BROKER_LIMITS_HTTP_BODY_BYTES', default: '1048576', doc: 'largest HTTP request body (413 beyond it)' },
   { paths: ['deadLetters.maxEntries'], env: 'CE_BROKER_DEAD_LETTERS_MAX_ENTRIES', default: '10000', doc: 'dead letters kept; the oldest are evicted' },
   { paths: ['idempotency.enabled'], env: 'CE_BROKER_IDEMPOTENCY_ENABLED', default: 'true', doc: 'drop a second copy of an event (same source + id) on validated topics' },
   { paths: ['idempotency.windowMs'], env: 'CE_BROKER_IDEMPOTENCY_WINDOW_MS', default: '86400000', doc: 'how long an accepted event is remembered, in ms (24 h)' },
@@ -321,7 +359,18 @@ function configSchema (partial: boolean): object {
       },
       workers: { type: 'integer', minimum: 0, maximum: 64 }
     }, ['default', 'rules', 'workers']),
-    limits: strict({ maxPayloadBytes: { type: 'integer', minimum: 1, maximum: 268435455 } }, ['maxPayloadBytes']),
+    limits: strict({
+      maxPayloadBytes: { type: 'integer', minimum: 1, maximum: 268435455 },
+      maxConnections: { type: 'integer', minimum: 1 },
+      connectionsPerSecondPerAddress: { type: 'integer', minimum: 1 },
+      maxTopicLevels: { type: 'integer', minimum: 1, maximum: 100 },
+      maxTopicBytes: { type: 'integer', minimum: 1, maximum: 65535 },
+      maxSubscriptionsPerClient: { type: 'integer', minimum: 1 },
+      maxKeepaliveSeconds: { type: 'integer', minimum: 0, maximum: 65535 },
+      drainTimeoutMs: { type: 'integer', minimum: 0 },
+      maxInflightInbound: { type: 'integer', minimum: 1 },
+      httpBodyBytes: { type: 'integer', minimum: 1024 }
+    }, ['maxPayloadBytes', 'maxConnections', 'connectionsPerSecondPerAddress', 'maxTopicLevels', 'maxTopicBytes', 'maxSubscriptionsPerClient', 'maxKeepaliveSeconds', 'drainTimeoutMs', 'maxInflightInbound', 'httpBodyBytes']),
     deadLetters: strict({ maxEntries: { type: 'integer', minimum: 1 } }, ['maxEntries']),
     idempotency: strict({
       enabled: { type: 'boolean' },

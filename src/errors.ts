@@ -184,6 +184,18 @@ export class ReservedTopicError extends BrokerError {
 }
 
 /**
+ * A publish over a limit of `limits` that is checked after parsing (topic bytes). Like
+ * a payload over the limit: the client is disconnected, nothing is kept.
+ */
+export class LimitExceededError extends BrokerError {
+  readonly code = 'BRK_LIMIT_EXCEEDED'
+  override readonly statusCode = 400
+  constructor (readonly limit: string, message: string) {
+    super(message)
+  }
+}
+
+/**
  * A publish that no ACL rule grants the client. The publisher is acked and stays
  * connected; the message reaches no one and is not dead-lettered (there is nothing
  * to replay), but it is told on `$rejections/<clientId>` and audited with reason

@@ -14,6 +14,7 @@ export class CoreMetrics {
   readonly #delivered: Record<Transport, number> = { tcp: 0, tls: 0, ws: 0, wss: 0 }
   readonly #errors: Counter<'component'>
   #accepted = 0
+  readonly #limitHits = new Map<string, number>()
   readonly #events: Counter<'outcome' | 'reason'>
 
   /**
@@ -61,6 +62,18 @@ export class CoreMetrics {
       }
     })
 
+    const limitHits = this.#limitHits
+    new Counter({
+      name: 'ce_broker_limit_hits_total',
+      help: 'Connections, publishes and subscriptions refused by a limit of limits.*, by limit',
+      labelNames: ['limit'] as const,
+      registers: [registry],
+      collect () {
+        this.reset()
+        for (const [limit, n] of limitHits) this.inc({ limit }, n)
+      }
+    })
+
     this.#errors = new Counter({
       name: 'ce_broker_errors_total',
       help: 'Failures reported with no caller to return to (plugins, queues, persistence), by component',
@@ -100,6 +113,11 @@ export class CoreMetrics {
         }
       })
     }
+  }
+
+  /** A limit of `limits` refused something (`connections`, `topic_bytes`, ...). */
+  limitHit (limit: string): void {
+    this.#limitHits.set(limit, (this.#limitHits.get(limit) ?? 0) + 1)
   }
 
   publishReceived (origin: Origin): void {

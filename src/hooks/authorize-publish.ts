@@ -1,5 +1,5 @@
 import type { AedesOptions, Client, PublishPacket } from 'aedes'
-import { BrokerError, DeliveryFailedError, DuplicateEventError, EventRejectedError, PublishNotAuthorizedError, ReservedTopicError, toBrokerError, type Disposition } from '../errors.js'
+import { BrokerError, DeliveryFailedError, DuplicateEventError, EventRejectedError, LimitExceededError, PublishNotAuthorizedError, ReservedTopicError, toBrokerError, type Disposition } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { CoreMetrics } from '../metrics.js'
 import type { AuthorizePublishHandler, DeadLetterHandler, DecidedHandler, Origin, PublishVerdict } from '../context.js'
@@ -27,6 +27,10 @@ export interface PublishGateDeps {
   readonly connections: Connections
   readonly metrics: CoreMetrics
   readonly log: Logger
+  /** `limits.maxTopicBytes`: a longer topic is refused, the client disconnected. */
+  readonly maxTopicBytes: number
+  /** `limits.maxTopicLevels`: a deeper topic is refused, the client disconnected. */
+  readonly maxTopicLevels: number
 }
 
 /** Who a broker-side publish is made for. */
@@ -71,6 +75,12 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
 
   function decide (packet: PublishPacket, attempt: Attempt, done: (err: BrokerError | undefined) => void): void {
     const topic = packet.topic
+    const tooLong = topicOverLimit(topic)
+    if (tooLong !== undefined) {
+      log.warn({ clientId: attempt.clientId, topicStart: topic.slice(0, 64), code: tooLong.code }, tooLong.message)
+      done(tooLong)
+      return
+    }
     if (topic.charCodeAt(0) === 36 /* $ */) {
       const err = new ReservedTopicError(topic)
       log.warn({ clientId: attempt.clientId, topic, code: err.code }, 'publish to a reserved topic refused')
@@ -105,6 +115,31 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
     })
   }
 
+  /**
+   * Whether `topic` is long enough to be over a limit: a UTF-8 character is at most 3
+   * bytes per UTF-16 unit, and n levels take n − 1 characters. Most topics are short
+   * enough to skip the counting.
+   */
+  function mayBeOverLimit (topic: string): boolean {
+    return topic.length * 3 > deps.maxTopicBytes || topic.length >= deps.maxTopicLevels
+  }
+
+  /** The refusal of a topic over `maxTopicBytes` or `maxTopicLevels`, counted; `undefined` for one within them. */
+  function topicOverLimit (topic: string): LimitExceededError | undefined {
+    if (!mayBeOverLimit(topic)) return undefined
+    const bytes = Buffer.byteLength(topic)
+    if (bytes > deps.maxTopicBytes) {
+      metrics.limitHit('topic_bytes')
+      return new LimitExceededError('topic_bytes', `a topic of ${bytes} bytes is over limits.maxTopicBytes (${deps.maxTopicBytes})`)
+    }
+    const levels = topic.split('/').length
+    if (levels > deps.maxTopicLevels) {
+      metrics.limitHit('topic_levels')
+      return new LimitExceededError('topic_levels', `a topic of ${levels} levels is over limits.maxTopicLevels (${deps.maxTopicLevels})`)
+    }
+    return undefined
+  }
+
   function count (err: BrokerError): void {
     if (err instanceof EventRejectedError || err instanceof PublishNotAuthorizedError) metrics.event('rejected', err.reason)
     else if (err instanceof DuplicateEventError) metrics.event('duplicate')
@@ -125,7 +160,7 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
     const meta = client === null ? undefined : connections.metaOf(client)
     const origin: Origin = client === null ? 'internal' : meta?.transport ?? 'tcp'
     if (packet.cmd === 'publish') metrics.publishReceived(origin)
-    if (chain.length === 0 && packet.topic.charCodeAt(0) !== 36 /* $ */) {
+    if (chain.length === 0 && packet.topic.charCodeAt(0) !== 36 /* $ */ && !mayBeOverLimit(packet.topic)) {
       // nothing to ask: skip building the attempt (the benchmark's no-plugin path)
       callback(null)
       return

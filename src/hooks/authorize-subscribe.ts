@@ -3,6 +3,14 @@ import { toBrokerError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { AuthorizeSubscribeHandler, SubscribeAttempt } from '../context.js'
 import type { Connections } from '../transport/connections.js'
+import type { CoreMetrics } from '../metrics.js'
+
+/** The limits of `limits` a subscription must keep. */
+export interface SubscribeLimits {
+  readonly maxTopicBytes: number
+  readonly maxTopicLevels: number
+  readonly maxSubscriptionsPerClient: number
+}
 import { settleChain } from './chain.js'
 import { DIVERT_PREFIX } from './authorize-publish.js'
 
@@ -16,8 +24,32 @@ export const REJECTIONS_PREFIX = '$rejections/'
  * for that filter and the client stays connected (aedes reads a `null`
  * subscription that way); an error given to aedes would disconnect it.
  */
-export function adaptAuthorizeSubscribe (chain: readonly AuthorizeSubscribeHandler[], connections: Connections, log: Logger): AedesAuthorizeSubscribe {
+export function adaptAuthorizeSubscribe (
+  chain: readonly AuthorizeSubscribeHandler[],
+  connections: Connections,
+  limits: SubscribeLimits,
+  metrics: CoreMetrics,
+  log: Logger
+): AedesAuthorizeSubscribe {
+  /** The limit `sub` breaks for `client`, or `undefined`. */
+  function overLimit (client: Parameters<AedesAuthorizeSubscribe>[0], topic: string): string | undefined {
+    if (topic.length * 3 > limits.maxTopicBytes && Buffer.byteLength(topic) > limits.maxTopicBytes) return 'topic_bytes'
+    // aedes would close the client over a filter with too many levels; SUBACK 0x80 is the kinder answer
+    if (topic.split('/').length > limits.maxTopicLevels) return 'topic_levels'
+    // aedes keeps a client's subscriptions by filter; subscribing to one it holds replaces it
+    const held: unknown = Reflect.get(client, 'subscriptions')
+    if (typeof held === 'object' && held !== null && !Object.hasOwn(held, topic) && Object.keys(held).length >= limits.maxSubscriptionsPerClient) return 'subscriptions'
+    return undefined
+  }
+
   return function authorizeSubscribe (client, sub, callback) {
+    const limit = overLimit(client, sub.topic)
+    if (limit !== undefined) {
+      metrics.limitHit(limit)
+      log.warn({ clientId: client.id, topicStart: sub.topic.slice(0, 64), limit }, 'subscription refused: over a limit')
+      callback(null, null)
+      return
+    }
     if (sub.topic.startsWith(DIVERT_PREFIX.discard)) {
       log.warn({ clientId: client.id, topic: sub.topic }, 'subscription refused: discarded messages are not readable')
       callback(null, null)

@@ -16,6 +16,8 @@ export interface IngressSource {
   /** Count and audit a refusal for size, which is not dead-lettered (nothing was read to keep). */
   readonly tooLarge: (topic: string, payloadBytes: number) => void
   readonly maxPayloadBytes: number
+  /** `limits.httpBodyBytes`: the publish routes take bodies up to the larger of the two. */
+  readonly httpBodyBytes: number
 }
 
 /** What one event of a request came to. */
@@ -35,7 +37,7 @@ export const ingressRoutes: FastifyPluginAsync<IngressSource> = async function i
   // every content type arrives as raw bytes: the binding decides what they are, and the size check comes first
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', { parseAs: 'buffer' }, function rawBody (_req, body, done) { done(null, body) })
-  const bodyLimit = Math.max(source.maxPayloadBytes, 1024 * 1024)
+  const bodyLimit = Math.max(source.maxPayloadBytes, source.httpBodyBytes)
   const envelope = new EnvelopeChecker()
   // a body over bodyLimit is refused by fastify before it is read: count it as the reason it is
   app.setErrorHandler(function ingressError (err: unknown) {

@@ -1,0 +1,64 @@
+import type { Socket } from 'node:net'
+import { LRUCache } from 'lru-cache'
+
+/** The connection limits of `limits` in the config. */
+export interface AdmissionLimits {
+  /** MQTT connections open at once, over every transport. */
+  readonly maxConnections: number
+  /** New connections per second from one address, sustained (a token bucket that holds as many). */
+  readonly connectionsPerSecondPerAddress: number
+}
+
+/** The limits this guard enforces, as `ce_broker_limit_hits_total{limit}` names them. */
+export type AdmissionLimit = 'connections' | 'connection_rate'
+
+/** Addresses whose buckets are kept; beyond it the least recently seen start afresh. */
+const TRACKED_ADDRESSES = 10_000
+
+interface Bucket {
+  tokens: number
+  at: number
+}
+
+/**
+ * Decides, before a byte of MQTT is read, whether a new socket may stay: at most
+ * `maxConnections` at once, and from one address at most
+ * `connectionsPerSecondPerAddress` new ones a second (a token bucket of that size,
+ * refilled continuously, so a burst of that many is fine and a flood is not). A
+ * refused socket is destroyed at once: it costs no parser, no client, no timer.
+ */
+export class Admission {
+  readonly #limits: AdmissionLimits
+  readonly #buckets = new LRUCache<string, Bucket>({ max: TRACKED_ADDRESSES })
+  #open = 0
+
+  constructor (limits: AdmissionLimits) {
+    this.#limits = limits
+  }
+
+  /** Connections admitted and still open. */
+  get open (): number {
+    return this.#open
+  }
+
+  /** Admit `socket`, or say which limit refuses it (the caller destroys it). */
+  admit (socket: Socket, now = Date.now()): AdmissionLimit | undefined {
+    if (this.#open >= this.#limits.maxConnections) return 'connections'
+    const address = socket.remoteAddress
+    if (address !== undefined && !this.#take(address, now)) return 'connection_rate'
+    this.#open++
+    socket.once('close', () => { this.#open-- })
+    return undefined
+  }
+
+  #take (address: string, now: number): boolean {
+    const rate = this.#limits.connectionsPerSecondPerAddress
+    const bucket = this.#buckets.get(address) ?? { tokens: rate, at: now }
+    bucket.tokens = Math.min(rate, bucket.tokens + ((now - bucket.at) / 1000) * rate)
+    bucket.at = now
+    this.#buckets.set(address, bucket)
+    if (bucket.tokens < 1) return false
+    bucket.tokens--
+    return true
+  }
+}
