@@ -1,4 +1,4 @@
-import { DuplicateEventError, EventRejectedError, PublishNotAuthorizedError, type EventSummary, type PublishAttempt, type PublishVerdict } from '../../src/index.js'
+import { DuplicateEventError, EventRejectedError, MAX_VIEW_DEPTH, PublishNotAuthorizedError, nestingDepth, type EventSummary, type PublishAttempt, type PublishVerdict } from '../../src/index.js'
 
 /** What happened to an audited publish (PRODUCT §3). */
 export type AuditOutcome = 'accepted' | 'rejected' | 'duplicate'
@@ -202,6 +202,8 @@ export class RecordWriter {
   /** The payload member of a record whose payload must be parsed (to redact it, or to drop its line breaks). */
   #reserialized (bytes: Buffer, redact: Redactor | undefined): string {
     let payload: unknown
+    // too deep to serialize again: kept as bytes, as a payload that is not JSON is
+    if (nestingDepth(bytes) > MAX_VIEW_DEPTH) return `,"payloadBase64":"${bytes.toString('base64')}"}`
     try {
       payload = JSON.parse(bytes.toString('utf8'))
     } catch {
