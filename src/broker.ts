@@ -293,7 +293,8 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       log,
       // a WebSocket message is read whole before MQTT sees it: bound it by the largest PUBLISH allowed
       maxPayload: config.limits.maxPayloadBytes + WS_FRAME_HEADROOM,
-      onConnection: (stream, socket, req) => { handle(stream, socket, wsTransport, req) }
+      onConnection: (stream, socket, req) => { handle(stream, socket, wsTransport, req) },
+      onOversize: () => { metrics.limitHit('ws_message') }
     })
     const httpPort = await listenHttp(http, config.http.host, config.http.port)
     listening = true

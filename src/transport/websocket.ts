@@ -13,6 +13,8 @@ export interface WebSocketOptions {
   readonly maxPayload: number
   /** Called with the MQTT byte stream of each WebSocket, the raw socket under it and the upgrade request. */
   readonly onConnection: (stream: Duplex, socket: Socket, req: IncomingMessage) => void
+  /** Called when a message over `maxPayload` closes a WebSocket (1009). */
+  readonly onOversize?: () => void
 }
 
 /**
@@ -32,6 +34,8 @@ export function attachWebSocket (server: Server, options: WebSocketOptions): { c
       return
     }
     wss.handleUpgrade(req, socket, head, function upgraded (ws) {
+      // a message over maxPayload: ws reports this error, then closes with 1009
+      ws.on('error', function wsError (err: Error & { code?: string }) { if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') options.onOversize?.() })
       const stream = createWebSocketStream(ws)
       // aedes handles stream errors; this covers errors after aedes let go of the stream
       stream.on('error', function wsStreamError (err: Error) { log.debug({ err }, 'WebSocket stream error') })

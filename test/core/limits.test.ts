@@ -6,6 +6,7 @@ import mqtt from 'mqtt'
 import { connect, mqttUrl, sample, startBroker, subscribeGranted } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
 import { rawConnect } from '../helpers/raw.js'
+import { WebSocket } from 'ws'
 
 type Broker = Awaited<ReturnType<typeof startBroker>>
 
@@ -119,4 +120,17 @@ test('a socket that sends nothing after connecting is closed by the connect time
     if (kept === 'closed') await new Promise((resolve) => setTimeout(resolve, 20))
   }
   assert.equal(kept, 'kept')
+})
+
+test('a WebSocket message over the payload limit and its framing headroom is closed with 1009, and counted', async (t) => {
+  const broker = await startBroker(t, { limits: { maxPayloadBytes: 1024 } })
+  const ws = new WebSocket(`ws://127.0.0.1:${broker.ports.http}/mqtt`, 'mqtt')
+  defer(t, () => { ws.terminate() })
+  await once(ws, 'open')
+  const closed = once(ws, 'close')
+  // 64 KiB of headroom for the topic and header, then the payload limit: this is past both
+  ws.send(Buffer.alloc(1024 + 64 * 1024 + 1024))
+  const [code] = await closed as [number]
+  assert.equal(code, 1009)
+  assert.equal(await limitHitsReach(broker, 'ws_message', 1), 1)
 })
