@@ -123,6 +123,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     maxTopicLevels: config.limits.maxTopicLevels
   })
   const { limits } = config
+  const authorizeSubscribe = adaptAuthorizeSubscribe(chains.authorizeSubscribe, connections, limits, metrics, log)
   const aedes = new Aedes({
     id: config.nodeId,
     persistence: backend.persistence,
@@ -130,18 +131,21 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     preConnect: connect.preConnect,
     authenticate: connect.authenticate,
     authorizePublish: gate.hook,
-    authorizeSubscribe: adaptAuthorizeSubscribe(chains.authorizeSubscribe, connections, limits, metrics, log),
+    authorizeSubscribe,
     // aedes' own ceiling (its matchers hold 100 levels at most), which would close the client
     // before authorizeSubscribe could answer SUBACK 0x80: limits.maxTopicLevels is checked by
     // the publish gate and the subscribe adapter instead
     maxTopicLevels: 100,
     keepaliveLimit: limits.maxKeepaliveSeconds,
     drainTimeout: limits.drainTimeoutMs,
+    connectTimeout: limits.connectTimeoutMs,
     maxInflightInbound: limits.maxInflightInbound,
     authorizeForward: adaptAuthorizeForward(connections, metrics),
     published: adaptPublished(chains.published, (err, context) => { reportError('published', err, context) })
   })
   countClients(aedes, connections, clientCounts)
+  // a SUBSCRIBE's filters are held now: the limit counts them from the client's subscriptions
+  aedes.on('subscribe', function subscribed (_subs: unknown, client: Client) { authorizeSubscribe.settled?.(client) })
   /** Clients already counted over a limit: a drain timeout fails each pending write with the same error. */
   const overLimit = new WeakSet<Client>()
   aedes.on('clientError', function clientError (client: Client, err: Error) {

@@ -69,6 +69,10 @@ export interface BrokerConfig {
     readonly maxConnections: number
     /** New connections a second from one address (a bucket of as many). Default 100. */
     readonly connectionsPerSecondPerAddress: number
+    /** MQTT connections open at once from one address (an IPv6 /64 counts as one). Default 1000. */
+    readonly maxConnectionsPerAddress: number
+    /** How long a new connection may take to send its CONNECT, in ms. Default 10000. */
+    readonly connectTimeoutMs: number
     /** Levels of a topic or filter. Default 100. */
     readonly maxTopicLevels: number
     /** Bytes of a topic or filter (UTF-8). Default 1024. */
@@ -234,6 +238,8 @@ export function defaults (): BrokerConfig {
       maxPayloadBytes: 256 * 1024,
       maxConnections: 10_000,
       connectionsPerSecondPerAddress: 100,
+      maxConnectionsPerAddress: 1000,
+      connectTimeoutMs: 10_000,
       maxTopicLevels: 100,
       maxTopicBytes: 1024,
       maxSubscriptionsPerClient: 100,
@@ -291,6 +297,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { paths: ['limits.maxPayloadBytes'], env: 'CE_BROKER_LIMITS_MAX_PAYLOAD_BYTES', default: '262144', doc: 'largest PUBLISH payload, refused while parsing' },
   { paths: ['limits.maxConnections'], env: 'CE_BROKER_LIMITS_MAX_CONNECTIONS', default: '10000', doc: 'MQTT connections open at once, all transports; beyond it new sockets are closed at once' },
   { paths: ['limits.connectionsPerSecondPerAddress'], env: 'CE_BROKER_LIMITS_CONNECTIONS_PER_SECOND_PER_ADDRESS', default: '100', doc: 'new MQTT connections a second from one address (a burst of as many); beyond it sockets are closed at once' },
+  { paths: ['limits.maxConnectionsPerAddress'], env: 'CE_BROKER_LIMITS_MAX_CONNECTIONS_PER_ADDRESS', default: '1000', doc: 'MQTT connections open at once from one address (an IPv6 /64 counts as one); beyond it new sockets are closed at once' },
+  { paths: ['limits.connectTimeoutMs'], env: 'CE_BROKER_LIMITS_CONNECT_TIMEOUT_MS', default: '10000', doc: 'how long a new connection may take to send its CONNECT before it is closed' },
   { paths: ['limits.maxTopicLevels'], env: 'CE_BROKER_LIMITS_MAX_TOPIC_LEVELS', default: '100', doc: 'levels of a topic or filter; a publish beyond it disconnects, a subscription gets SUBACK 0x80' },
   { paths: ['limits.maxTopicBytes'], env: 'CE_BROKER_LIMITS_MAX_TOPIC_BYTES', default: '1024', doc: 'bytes of a topic or filter; a publish beyond it disconnects, a subscription gets SUBACK 0x80' },
   { paths: ['limits.maxSubscriptionsPerClient'], env: 'CE_BROKER_LIMITS_MAX_SUBSCRIPTIONS_PER_CLIENT', default: '100', doc: 'subscriptions one client holds; beyond it SUBACK 0x80' },
@@ -363,6 +371,8 @@ function configSchema (partial: boolean): object {
       maxPayloadBytes: { type: 'integer', minimum: 1, maximum: 268435455 },
       maxConnections: { type: 'integer', minimum: 1 },
       connectionsPerSecondPerAddress: { type: 'integer', minimum: 1 },
+      maxConnectionsPerAddress: { type: 'integer', minimum: 1 },
+      connectTimeoutMs: { type: 'integer', minimum: 100 },
       maxTopicLevels: { type: 'integer', minimum: 1, maximum: 100 },
       maxTopicBytes: { type: 'integer', minimum: 1, maximum: 65535 },
       maxSubscriptionsPerClient: { type: 'integer', minimum: 1 },
@@ -370,7 +380,7 @@ function configSchema (partial: boolean): object {
       drainTimeoutMs: { type: 'integer', minimum: 0 },
       maxInflightInbound: { type: 'integer', minimum: 1 },
       httpBodyBytes: { type: 'integer', minimum: 1024 }
-    }, ['maxPayloadBytes', 'maxConnections', 'connectionsPerSecondPerAddress', 'maxTopicLevels', 'maxTopicBytes', 'maxSubscriptionsPerClient', 'maxKeepaliveSeconds', 'drainTimeoutMs', 'maxInflightInbound', 'httpBodyBytes']),
+    }, ['maxPayloadBytes', 'maxConnections', 'connectionsPerSecondPerAddress', 'maxConnectionsPerAddress', 'connectTimeoutMs', 'maxTopicLevels', 'maxTopicBytes', 'maxSubscriptionsPerClient', 'maxKeepaliveSeconds', 'drainTimeoutMs', 'maxInflightInbound', 'httpBodyBytes']),
     deadLetters: strict({ maxEntries: { type: 'integer', minimum: 1 } }, ['maxEntries']),
     idempotency: strict({
       enabled: { type: 'boolean' },

@@ -24,6 +24,8 @@ export interface ConnectAttempt {
   readonly password: Buffer | undefined
   readonly transport: Transport
   readonly remoteAddress: string | undefined
+  /** The topic of the will the CONNECT carries, if any: published for the client when it dies. */
+  readonly willTopic: string | undefined
   readonly log: Logger
   /** Say who the client is (an authenticate handler that checked its credentials); its publishes and subscriptions carry it. */
   identify: (identity: Identity) => void

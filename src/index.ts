@@ -28,6 +28,7 @@ export { compileFilter, topicFilterProblem } from './topics.js'
 export { REJECTIONS_PREFIX } from './hooks/authorize-subscribe.js'
 export { hashApiKey, newApiKey, type ApiKeyInput, type ApiScope } from './http/api-keys.js'
 export { TRANSPORTS } from './transport/connections.js'
+export { addressKey } from './transport/admission.js'
 export { viewPayload, nestingDepth, MAX_VIEW_DEPTH, type PayloadView } from './payload.js'
 export {
   MemoryDeadLetterStore,

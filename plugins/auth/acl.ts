@@ -75,7 +75,8 @@ function substitute (filter: string, username: string | undefined, clientId: str
   const unsafe = (value: string | undefined): boolean => value === undefined || value === '' || /[/+#]/.test(value)
   if (filter.includes('%u') && unsafe(username)) return undefined
   if (filter.includes('%c') && unsafe(clientId)) return undefined
-  return filter.replaceAll('%u', username ?? '').replaceAll('%c', clientId)
+  // one pass: a user name "%c" must not become the client id
+  return filter.replace(/%[uc]/g, (pattern) => pattern === '%u' ? username ?? '' : clientId)
 }
 
 /** Whether every topic `filter` matches is matched by `granted` too. */

@@ -3,7 +3,7 @@ import { createLocalJWKSet, jwtVerify, type JWTPayload, type JWTVerifyOptions } 
 import { LRUCache } from 'lru-cache'
 import { Counter } from 'prom-client'
 import {
-  BrokerError, ConfigError, ConnectRefusedError, PublishNotAuthorizedError, REJECTIONS_PREFIX, definePlugin, topicFilterProblem,
+  BrokerError, ConfigError, ConnectRefusedError, PublishNotAuthorizedError, REJECTIONS_PREFIX, addressKey, definePlugin, topicFilterProblem,
   type AclRuleInput, type AuthJwt, type AuthUser, type ConnectAttempt, type Identity, type PublishAttempt, type SubscribeAttempt
 } from '../../src/index.js'
 import { ANONYMOUS_ROLE, Acl } from './acl.js'
@@ -32,6 +32,10 @@ export class SubscribeNotAuthorizedError extends BrokerError {
 
 /** Addresses whose failed logins are counted; beyond it the least recently failing are forgotten. */
 const TRACKED_ADDRESSES = 10_000
+/** Password checks running at once (each an scrypt on libuv's pool); beyond it CONNECTs get CONNACK 3 until one ends. */
+const MAX_CONCURRENT_CHECKS = 16
+/** Client ids whose owner (the user that last used them) is remembered. */
+const TRACKED_CLIENT_IDS = 100_000
 /** The shape of a compact JWS: three base64url parts. */
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 
@@ -59,41 +63,83 @@ export const auth = definePlugin<AuthOptions>('auth', async (ctx, opts) => {
   const acl = new Acl(checkRules(opts.acl))
   const verifyJwt = opts.jwt === undefined ? undefined : await jwtVerifier(opts.jwt)
   const failures = new LRUCache<string, number>({ max: TRACKED_ADDRESSES, ttl: opts.loginFailures.windowMs })
+  /** Checks running per address: they count against the limit before they end, so parallel guesses do not all get through. */
+  const pending = new Map<string, number>()
+  let checking = 0
+  /** The user each client id belongs to: a session is its user's, and nobody else's to take over or resume. */
+  const owners = new LRUCache<string, string>({ max: TRACKED_CLIENT_IDS })
   const refusals = new Counter({ name: 'ce_broker_auth_refusals_total', help: 'CONNECTs refused by authentication, by reason', labelNames: ['reason'] as const, registers: [ctx.metrics] })
   const denials = new Counter({ name: 'ce_broker_acl_denials_total', help: 'Publishes and subscriptions no ACL rule grants', labelNames: ['action'] as const, registers: [ctx.metrics] })
 
-  function refuse (attempt: ConnectAttempt, returnCode: 4 | 5, reason: string, message: string): ConnectRefusedError {
+  function refuse (attempt: ConnectAttempt, returnCode: 2 | 3 | 4 | 5, reason: string, message: string): ConnectRefusedError {
     refusals.inc({ reason })
-    if (reason !== 'rate_limited' && attempt.remoteAddress !== undefined) {
+    const address = addressKey(attempt.remoteAddress)
+    if (returnCode === 4 && address !== undefined) {
       // counted from the first failure of a window, not extended by later ones
-      failures.set(attempt.remoteAddress, (failures.get(attempt.remoteAddress) ?? 0) + 1, { noUpdateTTL: failures.has(attempt.remoteAddress) })
+      failures.set(address, (failures.get(address) ?? 0) + 1, { noUpdateTTL: failures.has(address) })
     }
     return new ConnectRefusedError(returnCode, message, reason)
   }
 
-  ctx.hooks.authenticate(async function checkCredentials (attempt: ConnectAttempt): Promise<void> {
-    const address = attempt.remoteAddress
-    if (address !== undefined && (failures.get(address) ?? 0) >= opts.loginFailures.max) {
-      throw refuse(attempt, 5, 'rate_limited', `too many failed logins from ${address}: try again later`)
-    }
+  /** Who the credentials say the client is; refuses (CONNACK 4 or 5) when they say nothing good. */
+  async function identityOf (attempt: ConnectAttempt): Promise<Identity | undefined> {
     const { username, password } = attempt
     if (username === undefined && password === undefined) {
-      if (opts.allowAnonymous) return
+      if (opts.allowAnonymous) return undefined
       throw refuse(attempt, 5, 'no_credentials', 'credentials are required')
     }
     const secret = password ?? Buffer.alloc(0)
-    const user = username === undefined ? undefined : users.get(username)
-    if (user === undefined && verifyJwt !== undefined && JWT_SHAPE.test(secret.toString('latin1'))) {
+    // the password's shape alone picks the check, so its duration tells nothing of which user names exist
+    if (verifyJwt !== undefined && JWT_SHAPE.test(secret.toString('latin1'))) {
       const identity = await verifyJwt(secret.toString('latin1'), username).catch((err: unknown) => {
         throw refuse(attempt, 4, 'bad_credentials', `the token was refused: ${err instanceof Error ? err.message : String(err)}`)
       })
-      attempt.identify(identity)
-      return
+      // a token never speaks for a configured user: their rules are theirs
+      if (users.has(identity.username)) throw refuse(attempt, 4, 'bad_credentials', `the token names ${JSON.stringify(identity.username)}, a configured user`)
+      return identity
     }
+    const user = username === undefined ? undefined : users.get(username)
     // an unknown user costs the same scrypt as a known one: timing tells nothing
     const matches = await verifyPassword(secret, user?.password ?? DECOY_HASH)
     if (user === undefined || !matches) throw refuse(attempt, 4, 'bad_credentials', 'bad user name or password')
-    attempt.identify({ username: user.username, roles: user.roles })
+    return { username: user.username, roles: user.roles }
+  }
+
+  ctx.hooks.authenticate(async function checkCredentials (attempt: ConnectAttempt): Promise<void> {
+    const address = addressKey(attempt.remoteAddress)
+    const running = address === undefined ? 0 : pending.get(address) ?? 0
+    const failed = address === undefined ? 0 : failures.get(address) ?? 0
+    if (failed >= opts.loginFailures.max) {
+      throw refuse(attempt, 5, 'rate_limited', `too many failed logins from ${attempt.remoteAddress ?? ''}: try again later`)
+    }
+    // checks still running count against the limit: parallel guesses cannot all get through
+    if (failed + running >= opts.loginFailures.max) throw refuse(attempt, 3, 'busy', 'logins from this address are being checked: try again')
+    if (checking >= MAX_CONCURRENT_CHECKS) throw refuse(attempt, 3, 'busy', 'too many logins are being checked: try again')
+    checking++
+    if (address !== undefined) pending.set(address, running + 1)
+    let identity: Identity | undefined
+    try {
+      identity = await identityOf(attempt)
+    } finally {
+      checking--
+      if (address !== undefined) {
+        const left = (pending.get(address) ?? 1) - 1
+        if (left === 0) pending.delete(address)
+        else pending.set(address, left)
+      }
+    }
+    // a will is published for the client when it dies, maybe by another node: its topic is checked now
+    if (attempt.willTopic !== undefined && !acl.canPublish(identity, attempt.clientId, attempt.willTopic)) {
+      throw refuse(attempt, 5, 'will_not_authorized', `the will's topic "${attempt.willTopic}" is not granted`)
+    }
+    // a client id (and its session) belongs to the user that used it; another may not take it over or resume it
+    const owner = owners.get(attempt.clientId)
+    const username = identity?.username ?? ''
+    if (owner !== undefined && owner !== username) {
+      throw refuse(attempt, 2, 'client_id_taken', `client id ${JSON.stringify(attempt.clientId)} belongs to another user`)
+    }
+    owners.set(attempt.clientId, username)
+    if (identity !== undefined) attempt.identify(identity)
   })
 
   ctx.hooks.authorizeSubscribe(function checkSubscribeAcl (attempt: SubscribeAttempt): void {
@@ -146,7 +192,9 @@ async function jwtVerifier (config: AuthJwt): Promise<(token: string, username: 
   if ((config.secret === undefined) === (config.jwksFile === undefined)) {
     throw new ConfigError('auth plugin', 'auth.jwt', 'needs exactly one of secret and jwksFile')
   }
+  // a token without an expiry would be good forever
   const options: JWTVerifyOptions = {
+    requiredClaims: ['exp'],
     ...(config.issuer === undefined ? {} : { issuer: config.issuer }),
     ...(config.audience === undefined ? {} : { audience: config.audience })
   }
@@ -177,3 +225,4 @@ async function jwtVerifier (config: AuthJwt): Promise<(token: string, username: 
     return { username: name, roles: roles.filter((role) => role !== ANONYMOUS_ROLE) }
   }
 }
+

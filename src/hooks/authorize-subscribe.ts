@@ -30,7 +30,14 @@ export function adaptAuthorizeSubscribe (
   limits: SubscribeLimits,
   metrics: CoreMetrics,
   log: Logger
-): AedesAuthorizeSubscribe {
+): AedesAuthorizeSubscribe & { settled?: (client: object) => void } {
+  /**
+   * Filters approved but not yet held: aedes checks every filter of a SUBSCRIBE before
+   * it stores any, so those of the same packet count too. A packet's are dropped from
+   * here once aedes holds them (its 'subscribe' event) or the client is gone.
+   */
+  const approved = new WeakMap<object, Set<string>>()
+
   /** The limit `sub` breaks for `client`, or `undefined`. */
   function overLimit (client: Parameters<AedesAuthorizeSubscribe>[0], topic: string): string | undefined {
     if (topic.length * 3 > limits.maxTopicBytes && Buffer.byteLength(topic) > limits.maxTopicBytes) return 'topic_bytes'
@@ -38,11 +45,18 @@ export function adaptAuthorizeSubscribe (
     if (topic.split('/').length > limits.maxTopicLevels) return 'topic_levels'
     // aedes keeps a client's subscriptions by filter; subscribing to one it holds replaces it
     const held: unknown = Reflect.get(client, 'subscriptions')
-    if (typeof held === 'object' && held !== null && !Object.hasOwn(held, topic) && Object.keys(held).length >= limits.maxSubscriptionsPerClient) return 'subscriptions'
+    const holds = typeof held === 'object' && held !== null ? held : {}
+    const waiting = approved.get(client) ?? new Set<string>()
+    if (Object.hasOwn(holds, topic) || waiting.has(topic)) return undefined
+    let count = Object.keys(holds).length
+    for (const filter of waiting) if (!Object.hasOwn(holds, filter)) count++
+    if (count >= limits.maxSubscriptionsPerClient) return 'subscriptions'
+    waiting.add(topic)
+    approved.set(client, waiting)
     return undefined
   }
 
-  return function authorizeSubscribe (client, sub, callback) {
+  const authorizeSubscribe: AedesAuthorizeSubscribe & { settled?: (client: object) => void } = function authorizeSubscribe (client, sub, callback) {
     const limit = overLimit(client, sub.topic)
     if (limit !== undefined) {
       metrics.limitHit(limit)
@@ -77,4 +91,7 @@ export function adaptAuthorizeSubscribe (
       callback(null, null)
     })
   }
+  // aedes holds the packet's filters now: what was approved for it no longer waits
+  authorizeSubscribe.settled = (client) => { approved.delete(client) }
+  return authorizeSubscribe
 }

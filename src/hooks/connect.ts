@@ -53,6 +53,7 @@ export function adaptConnect (deps: ConnectDeps): { preConnect: AedesPreConnect,
       password: packet.password,
       transport: meta?.transport ?? 'tcp',
       remoteAddress: meta?.remoteAddress,
+      willTopic: packet.will?.topic,
       log: log.child({ clientId: packet.clientId }),
       // who the client is can only be said once its credentials are checked, in authenticate
       identify: () => {}

@@ -7,10 +7,12 @@ export interface AdmissionLimits {
   readonly maxConnections: number
   /** New connections per second from one address, sustained (a token bucket that holds as many). */
   readonly connectionsPerSecondPerAddress: number
+  /** Connections open at once from one address. */
+  readonly maxConnectionsPerAddress: number
 }
 
 /** The limits this guard enforces, as `ce_broker_limit_hits_total{limit}` names them. */
-export type AdmissionLimit = 'connections' | 'connection_rate'
+export type AdmissionLimit = 'connections' | 'connection_rate' | 'connections_per_address'
 
 /** Addresses whose buckets are kept; beyond it the least recently seen start afresh. */
 const TRACKED_ADDRESSES = 10_000
@@ -30,6 +32,8 @@ interface Bucket {
 export class Admission {
   readonly #limits: AdmissionLimits
   readonly #buckets = new LRUCache<string, Bucket>({ max: TRACKED_ADDRESSES })
+  /** Open connections by address: only addresses with one open are kept. */
+  readonly #openBy = new Map<string, number>()
   #open = 0
 
   constructor (limits: AdmissionLimits) {
@@ -44,10 +48,18 @@ export class Admission {
   /** Admit `socket`, or say which limit refuses it (the caller destroys it). */
   admit (socket: Socket, now = Date.now()): AdmissionLimit | undefined {
     if (this.#open >= this.#limits.maxConnections) return 'connections'
-    const address = socket.remoteAddress
+    const address = addressKey(socket.remoteAddress)
+    if (address !== undefined && (this.#openBy.get(address) ?? 0) >= this.#limits.maxConnectionsPerAddress) return 'connections_per_address'
     if (address !== undefined && !this.#take(address, now)) return 'connection_rate'
     this.#open++
-    socket.once('close', () => { this.#open-- })
+    if (address !== undefined) this.#openBy.set(address, (this.#openBy.get(address) ?? 0) + 1)
+    socket.once('close', () => {
+      this.#open--
+      if (address === undefined) return
+      const left = (this.#openBy.get(address) ?? 1) - 1
+      if (left === 0) this.#openBy.delete(address)
+      else this.#openBy.set(address, left)
+    })
     return undefined
   }
 
@@ -61,4 +73,17 @@ export class Admission {
     bucket.tokens--
     return true
   }
+}
+
+/** The key an address is limited by: IPv4 as is (also when mapped into IPv6), IPv6 by its /64, which one host usually holds whole. */
+export function addressKey (address: string | undefined): string | undefined {
+  if (address === undefined) return undefined
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
+  if (mapped?.[1] !== undefined) return mapped[1]
+  if (!address.includes(':')) return address
+  const [head = '', tail = ''] = address.split('::')
+  const left = head === '' ? [] : head.split(':')
+  const right = tail === '' ? [] : tail.split(':')
+  const groups = address.includes('::') ? [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right] : left
+  return `${groups.slice(0, 4).map((g) => g.toLowerCase().replace(/^0+(?=.)/, '')).join(':')}::/64`
 }

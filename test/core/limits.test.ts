@@ -6,6 +6,7 @@ import mqtt from 'mqtt'
 import { connect, mqttUrl, sample, startBroker, subscribeGranted } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
 import { rawConnect } from '../helpers/raw.js'
+import { addressKey } from '../../src/index.js'
 import { WebSocket } from 'ws'
 
 type Broker = Awaited<ReturnType<typeof startBroker>>
@@ -133,4 +134,28 @@ test('a WebSocket message over the payload limit and its framing headroom is clo
   const [code] = await closed as [number]
   assert.equal(code, 1009)
   assert.equal(await limitHitsReach(broker, 'ws_message', 1), 1)
+})
+
+test('limits.maxSubscriptionsPerClient holds within one SUBSCRIBE of many filters, also for a persistent session', async (t) => {
+  const broker = await startBroker(t, { limits: { maxSubscriptionsPerClient: 3 } })
+  const client = await connect(t, mqttUrl(broker), { clientId: 'many-filters', clean: false })
+  const granted = await subscribeGranted(client, Array.from({ length: 10 }, (_, i) => `f/${i}`), 1)
+  assert.deepEqual(granted, [1, 1, 1, 128, 128, 128, 128, 128, 128, 128])
+})
+
+test('limits.maxConnectionsPerAddress: past it a new socket from that address is closed at once', async (t) => {
+  const broker = await startBroker(t, { limits: { maxConnectionsPerAddress: 2 } })
+  assert.equal(await tryConnect(t, broker.ports.mqtt, 'a1'), 'kept')
+  assert.equal(await tryConnect(t, broker.ports.mqtt, 'a2'), 'kept')
+  assert.equal(await tryConnect(t, broker.ports.mqtt, 'a3'), 'closed')
+  assert.equal(await limitHits(broker, 'connections_per_address'), 1)
+})
+
+test('addresses are limited as IPv4, IPv4 mapped into IPv6, or an IPv6 /64', () => {
+  assert.equal(addressKey('10.0.0.7'), '10.0.0.7')
+  assert.equal(addressKey('::ffff:10.0.0.7'), '10.0.0.7')
+  assert.equal(addressKey('2001:db8:0:1:aaaa::1'), '2001:db8:0:1::/64')
+  assert.equal(addressKey('2001:db8:0:1:bbbb:cccc:dddd:eeee'), '2001:db8:0:1::/64')
+  assert.equal(addressKey('2001:db8::1'), '2001:db8:0:0::/64')
+  assert.equal(addressKey('::1'), '0:0:0:0::/64')
 })

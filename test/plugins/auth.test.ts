@@ -244,3 +244,37 @@ test('a granted filter covers what it matches in full, and nothing of $ topics u
   ]
   for (const [granted, asked, expected] of table) assert.equal(covers(granted, asked), expected, `${granted} covers ${asked}`)
 })
+
+test('a client id belongs to the user that used it: another user may not take it over or resume its session', async (t) => {
+  const broker = await startBroker(t, { auth: albergueAuth() })
+  const url = mqttUrl(broker)
+  const owner = await connect(t, url, { username: 'device-7', password: 'device-pass', clientId: 'door-9', clean: false })
+  await owner.endAsync()
+  assert.equal(await refusal(url, { username: 'booking-service', password: 'booking-pass', clientId: 'door-9', clean: false }), 2)
+  const back = await connect(t, url, { username: 'device-7', password: 'device-pass', clientId: 'door-9', clean: false })
+  assert.equal(back.connected, true, 'its own user may come back')
+  assert.equal(sample(await broker.metrics.metrics(), 'ce_broker_auth_refusals_total', { reason: 'client_id_taken' }), 1)
+})
+
+test('a will whose topic the user may not publish to is refused at CONNECT (CONNACK 5): it could be published later by any node', async (t) => {
+  const broker = await startBroker(t, { auth: albergueAuth() })
+  const url = mqttUrl(broker)
+  await connect(t, url, { username: 'booking-service', password: 'booking-pass', will: { topic: 'albergue/v1/booking/offline', payload: Buffer.from('gone'), qos: 0, retain: false } })
+  assert.equal(await refusal(url, { username: 'booking-service', password: 'booking-pass', will: { topic: 'albergue/v1/pilgrim/registered', payload: Buffer.from('x'), qos: 0, retain: false } }), 5)
+})
+
+test('parallel guesses from one address cannot all be checked: past the limit they wait their turn (CONNACK 3) or are refused', async (t) => {
+  const broker = await startBroker(t, { auth: albergueAuth({ loginFailures: { max: 3, windowMs: 60_000 } }) })
+  const codes = await Promise.all(Array.from({ length: 20 }, async (_, i) => await refusal(mqttUrl(broker), { username: 'booking-service', password: `guess-${i}` })))
+  assert.ok(codes.filter((c) => c === 4).length <= 3, `at most 3 passwords checked, got ${JSON.stringify(codes)}`)
+  assert.ok(codes.every((c) => c === 3 || c === 4 || c === 5), JSON.stringify(codes))
+})
+
+test('a JWT without exp, or naming a configured user, is refused', async (t) => {
+  const broker = await startBroker(t, { auth: albergueAuth({ jwt: { secret: JWT_SECRET } }) })
+  const key = new TextEncoder().encode(JWT_SECRET)
+  const forever = await new SignJWT({ sub: 'dash-9', roles: ['reader'] }).setProtectedHeader({ alg: 'HS256' }).sign(key)
+  assert.equal(await refusal(mqttUrl(broker), { username: 'dash-9', password: forever }), 4)
+  const impostor = await new SignJWT({ sub: 'booking-service' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('5m').sign(key)
+  assert.equal(await refusal(mqttUrl(broker), { username: '', password: impostor }), 4)
+})
