@@ -39,11 +39,12 @@ test('limits.maxConnections: past it a new socket is closed before a byte is rea
 
 test('limits.connectionsPerSecondPerAddress: a burst within the bucket is let in, a flood beyond it is closed', async (t) => {
   const broker = await startBroker(t, { limits: { connectionsPerSecondPerAddress: 3 } })
-  const results = await Promise.all(Array.from({ length: 8 }, async (_, i) => await tryConnect(t, broker.ports.mqtt, `c${i}`)))
+  const results = await Promise.all(Array.from({ length: 20 }, async (_, i) => await tryConnect(t, broker.ports.mqtt, `c${i}`)))
   const kept = results.filter((r) => r === 'kept').length
-  // a bucket of 3 refills 3 a second: 8 sockets opened together cannot all get in
-  assert.ok(kept >= 3 && kept <= 5, `kept ${kept} of 8`)
-  assert.equal(await limitHits(broker, 'connection_rate'), 8 - kept)
+  // the first 3 fit the bucket; it refills 3 a second, so 20 opened together cannot all get in
+  // unless accepting them took over 5 s
+  assert.ok(kept >= 3 && kept < 20, `kept ${kept} of 20`)
+  assert.equal(await limitHits(broker, 'connection_rate'), 20 - kept)
 })
 
 test('limits.maxTopicBytes and maxTopicLevels: a publish beyond them disconnects the client; a subscription gets SUBACK 0x80', async (t) => {
