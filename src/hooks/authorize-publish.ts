@@ -4,7 +4,7 @@ import type { Logger } from '../logger.js'
 import type { CoreMetrics } from '../metrics.js'
 import type { AuthorizePublishHandler, DeadLetterHandler, DecidedHandler, Origin, PublishVerdict } from '../context.js'
 import type { Connections } from '../transport/connections.js'
-import { settleChain } from './chain.js'
+import { settleChain, tellEach } from './chain.js'
 import { Attempt } from './publish-attempt.js'
 
 type AedesAuthorizePublish = NonNullable<AedesOptions['authorizePublish']>
@@ -100,7 +100,7 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
       const err = toBrokerError(raw)
       count(err)
       // kept as a dead letter, or only told to the publisher (not_authorized): the handler builds the record either way
-      const record = err.deadLetter || err.toldToPublisher ? deps.deadLetter()?.(attempt, err, err.deadLetter) : undefined
+      const record = err.toldToPublisher ? deps.deadLetter()?.(attempt, err, err.deadLetter) : undefined
       logRefusal(attempt, err, err.disposition === 'reject' ? 'publish refused' : 'publish diverted')
       if (err.disposition === 'reject') {
         if (record !== undefined && err.deadLetter) deps.publishRecord(DIVERT_PREFIX['dead-letter'] + topic, record)
@@ -146,13 +146,7 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
   }
 
   function announce (attempt: Attempt, verdict: PublishVerdict): void {
-    for (const handler of deps.decided) {
-      try {
-        handler(attempt, verdict)
-      } catch (err: unknown) {
-        deps.reportError(err, { hook: 'decided', handler: handler.name, topic: attempt.topic })
-      }
-    }
+    tellEach(deps.decided, [attempt, verdict], (err, handler) => { deps.reportError(err, { hook: 'decided', handler, topic: attempt.topic }) })
   }
 
   function hook (client: Client | null, packet: PublishPacket, callback: (err?: Error | null) => void): void {

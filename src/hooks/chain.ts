@@ -41,6 +41,25 @@ export class HookChains {
 type Step<A> = (arg: A) => Promise<void> | void
 
 /**
+ * Tell every handler of a notification chain (`decided`, `connectRefused`) in order.
+ * A handler that throws is reported through `onThrow` and the rest still run: a
+ * listener's bug never changes what was decided.
+ */
+export function tellEach<A extends unknown[]> (
+  handlers: ReadonlyArray<(...args: A) => void>,
+  args: A,
+  onThrow: (err: unknown, handler: string) => void
+): void {
+  for (const handler of handlers) {
+    try {
+      handler(...args)
+    } catch (err: unknown) {
+      onThrow(err, handler.name)
+    }
+  }
+}
+
+/**
  * Run `chain` in order over `arg`. Synchronous handlers run back to back with no
  * promise in between; the first handler that returns a promise switches the rest
  * of the chain to async. Returns `undefined` when everything ran synchronously.

@@ -3,7 +3,7 @@ import { ConnectRefusedError, toBrokerError, type BrokerError } from '../errors.
 import type { Logger } from '../logger.js'
 import type { ConnectAttempt, ConnectHandler, ConnectRefusedHandler, Identity } from '../context.js'
 import type { Connections } from '../transport/connections.js'
-import { settleChain } from './chain.js'
+import { settleChain, tellEach } from './chain.js'
 
 type AedesPreConnect = NonNullable<AedesOptions['preConnect']>
 type AedesAuthenticate = NonNullable<AedesOptions['authenticate']>
@@ -31,13 +31,7 @@ export function adaptConnect (deps: ConnectDeps): { preConnect: AedesPreConnect,
   const attempts = new WeakMap<Client, ConnectAttempt>()
 
   function announce (attempt: ConnectAttempt, err: BrokerError): void {
-    for (const handler of deps.refused) {
-      try {
-        handler(attempt, err)
-      } catch (thrown: unknown) {
-        deps.reportError(thrown, { hook: 'connectRefused', handler: handler.name, clientId: attempt.clientId })
-      }
-    }
+    tellEach(deps.refused, [attempt, err], (thrown, handler) => { deps.reportError(thrown, { hook: 'connectRefused', handler, clientId: attempt.clientId }) })
   }
 
   function preConnect (client: Client, packet: Parameters<AedesPreConnect>[1], callback: Parameters<AedesPreConnect>[2]): void {
