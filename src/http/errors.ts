@@ -12,6 +12,7 @@ const HTTP_CODES: Readonly<Record<string, string>> = {
   BRK_HTTP_BAD_REQUEST: 'bad_request',
   BRK_HTTP_UNAUTHORIZED: 'unauthorized',
   BRK_HTTP_FORBIDDEN: 'forbidden',
+  BRK_LIMIT_EXCEEDED: 'bad_request',
   BRK_TOPIC_RESERVED: 'reserved_topic',
   BRK_CONFIG_INVALID: 'internal_error',
   BRK_PLUGIN_INVALID: 'internal_error',

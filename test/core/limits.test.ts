@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { connect as netConnect, type Socket } from 'node:net'
 import { test, type TestContext } from 'node:test'
 import mqtt from 'mqtt'
-import { connect, mqttUrl, sample, startBroker, subscribeGranted } from '../helpers/broker.js'
+import { connect, httpUrl, mqttUrl, sample, startBroker, subscribeGranted } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
 import { rawConnect } from '../helpers/raw.js'
 import { addressKey } from '../../src/index.js'
@@ -159,4 +159,13 @@ test('addresses are limited as IPv4, IPv4 mapped into IPv6, or an IPv6 /64', () 
   assert.equal(addressKey('2001:db8:0:1:bbbb:cccc:dddd:eeee'), '2001:db8:0:1::/64')
   assert.equal(addressKey('2001:db8::1'), '2001:db8:0:0::/64')
   assert.equal(addressKey('::1'), '0:0:0:0::/64')
+})
+
+test('an HTTP publish to a topic over limits.maxTopicBytes is a 400 bad_request naming the limit', async (t) => {
+  const broker = await startBroker(t, { limits: { maxTopicBytes: 64 } })
+  const res = await fetch(httpUrl(broker, '/api/mqtt/publish'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ topic: `long/${'x'.repeat(80)}`, payload: 'x' }) })
+  const body = await res.json() as { error: { code: string, message: string } }
+  assert.equal(res.status, 400)
+  assert.equal(body.error.code, 'bad_request')
+  assert.match(body.error.message, /over limits\.maxTopicBytes \(64\)/)
 })
