@@ -17,7 +17,8 @@ import { createHttpApi, type HttpApi } from './http/server.js'
 import { createLogger, type Logger } from './logger.js'
 import { CoreMetrics } from './metrics.js'
 import { createBackend, type Backend } from './persistence/index.js'
-import { MemoryDeadLetterStore } from './persistence/dead-letters.js'
+import { MemoryDeadLetterStore, type DeadLetterStore } from './persistence/dead-letters.js'
+import { RedisDeadLetterStore } from './persistence/redis-dead-letters.js'
 import { builtinPlugins } from './builtins.js'
 import { WebhookRegistry } from '../plugins/webhooks/index.js'
 import type { OutgoingMessage, PluginEntry, SubmitOptions, Transport } from './context.js'
@@ -75,6 +76,8 @@ const WS_FRAME_HEADROOM = 64 * 1024 + 16
 const DEFAULT_PLUGIN_TIMEOUT_MS = 10_000
 /** Longest `close()` waits for aedes to close its clients and message routing. */
 const AEDES_CLOSE_TIMEOUT_MS = 5_000
+/** `redis.outageHoldMs` when not set: how long a publish waits for an unreachable Redis. */
+const DEFAULT_OUTAGE_HOLD_MS = 10_000
 
 /**
  * Start a broker: validate the config, build persistence and aedes, load plugins
@@ -93,10 +96,13 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
   const metrics = new CoreMetrics(connections, () => clientCounts)
   const chains = new HookChains()
   const backend = createBackend(config, log)
-  const reportError = makeErrorReporter(log, metrics)
+  const reportError = makeErrorReporter(log, metrics, backend.ready)
   const evicted = new Counter({ name: 'ce_broker_dead_letters_evicted_total', help: 'Dead letters evicted from the full store, oldest first', registers: [metrics.registry] })
   const webhookRegistry = new WebhookRegistry(config.webhooks.denyNetworks)
-  const deadLetters = new MemoryDeadLetterStore(config.deadLetters.maxEntries, () => { evicted.inc() })
+  const onEvict = (count: number): void => { evicted.inc(count) }
+  const deadLetters: DeadLetterStore = backend.redis === undefined
+    ? new MemoryDeadLetterStore(config.deadLetters.maxEntries, onEvict)
+    : new RedisDeadLetterStore(backend.redis, config.deadLetters.maxEntries, onEvict)
 
   const connect = adaptConnect({
     preConnect: chains.preConnect,
@@ -104,7 +110,8 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     refused: chains.connectRefused,
     reportError: (err, context) => { reportError('connectRefused', err, context) },
     connections,
-    log
+    log,
+    available: backend.ready
   })
   // aedes.publish needs the instance, which needs the gate: the gate reaches it through this late binding
   let publishPacket: (packet: PublishPacket) => Promise<void> = async () => { throw new Error('the broker has not started') }
@@ -120,7 +127,10 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     metrics,
     log,
     maxTopicBytes: config.limits.maxTopicBytes,
-    maxTopicLevels: config.limits.maxTopicLevels
+    maxTopicLevels: config.limits.maxTopicLevels,
+    available: backend.ready,
+    whenAvailable: backend.whenReady,
+    holdMs: config.redis?.outageHoldMs ?? DEFAULT_OUTAGE_HOLD_MS
   })
   const { limits } = config
   const authorizeSubscribe = adaptAuthorizeSubscribe(chains.authorizeSubscribe, connections, limits, metrics, log)
@@ -202,6 +212,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
   async function close (): Promise<void> {
     closing ??= (async () => {
       listening = false
+      backend.closing()
       websocket?.close()
       // stop accepting now; a server's close callback waits for its open sockets, which aedes closes next
       const listenersClosed = Promise.all(listeners.map(async (listener) => { await listener.close() }))
@@ -386,10 +397,16 @@ function countClients (aedes: Aedes, connections: Connections, counts: Map<Trans
   aedes.on('clientDisconnect', function clientDisconnected (client: Client) { add(client, -1) })
 }
 
-function makeErrorReporter (log: Logger, metrics: CoreMetrics) {
+/**
+ * Errors are counted and logged. While Redis is unreachable every Redis command and
+ * connection fails, and the outage itself is logged once (its start and its end):
+ * those failures are counted and logged at debug only, not once per retry.
+ */
+function makeErrorReporter (log: Logger, metrics: CoreMetrics, backendReady: () => boolean) {
   return function reportError (component: string, err: unknown, context: Readonly<Record<string, unknown>> = {}): void {
     metrics.error(component)
-    log.error({ err: toBrokerError(err), component, ...context }, `${component} error`)
+    if (backendReady()) log.error({ err: toBrokerError(err), component, ...context }, `${component} error`)
+    else log.debug({ err: toBrokerError(err), component, ...context }, `${component} error while redis is unreachable`)
   }
 }
 

@@ -45,6 +45,8 @@ export interface BrokerConfig {
   readonly redis?: {
     /** `redis://[user:password@]host:port[/db]` or `rediss://` for TLS. */
     readonly url: string
+    /** While Redis is unreachable, how long a publish waits, not acked, before its client is disconnected. Default 10000. */
+    readonly outageHoldMs?: number
   }
   /** Name of this node in logs, records and `$SYS` topics. Default `<hostname>-<pid>`. */
   readonly nodeId: string
@@ -289,6 +291,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { paths: ['http.tls.cert'], env: 'CE_BROKER_HTTP_TLS_CERT', default: '(none)', doc: 'PEM certificate file: the HTTP port serves HTTPS and WSS' },
   { paths: ['http.publicMetrics'], env: 'CE_BROKER_HTTP_PUBLIC_METRICS', default: 'false', doc: 'serve /metrics without an API key' },
   { paths: ['redis.url'], env: 'CE_BROKER_REDIS_URL', flag: '--redis', default: '(none: embedded)', doc: 'redis:// or rediss:// URL; switches persistence and routing to Redis' },
+  { paths: ['redis.outageHoldMs'], env: 'CE_BROKER_REDIS_OUTAGE_HOLD_MS', default: '10000', doc: 'while Redis is unreachable, how long a publish waits (not acked) before its client is disconnected, in ms' },
   { paths: ['nodeId'], env: 'CE_BROKER_NODE_ID', flag: '--node-id', default: '<hostname>-<pid>', doc: 'name of this node in logs, records and $SYS topics' },
   { paths: ['logLevel'], env: 'CE_BROKER_LOG_LEVEL', flag: '--log-level', default: 'info', doc: 'fatal, error, warn, info, debug, trace or silent' },
   { paths: ['schemas.dir'], env: 'CE_BROKER_SCHEMAS_DIR', flag: '--schemas', default: './schemas', doc: 'folder of JSON Schema files' },
@@ -350,7 +353,7 @@ function configSchema (partial: boolean): object {
   return strict({
     mqtt: strict({ host: nonEmpty, port, tls: strict({ port, ...tlsFiles }, ['port', 'key', 'cert']) }, ['host', 'port']),
     http: strict({ host: nonEmpty, port, tls: strict(tlsFiles, ['key', 'cert']), publicMetrics: { type: 'boolean' } }, ['host', 'port', 'publicMetrics']),
-    redis: strict({ url: { type: 'string', format: 'uri', pattern: '^rediss?://' } }, ['url']),
+    redis: strict({ url: { type: 'string', format: 'uri', pattern: '^rediss?://' }, outageHoldMs: { type: 'integer', minimum: 0 } }, ['url']),
     nodeId: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
     schemas: strict({ dir: nonEmpty }, ['dir']),

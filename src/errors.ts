@@ -232,6 +232,16 @@ export class ConnectRefusedError extends BrokerError {
   }
 }
 
+/**
+ * The broker cannot store or route right now: Redis is unreachable in cluster mode.
+ * An MQTT publish held past `redis.outageHoldMs` disconnects its client without an
+ * ack (it sends again once reconnected); HTTP answers 503 with `Retry-After`.
+ */
+export class UnavailableError extends BrokerError {
+  readonly code = 'BRK_UNAVAILABLE'
+  override readonly statusCode = 503
+}
+
 /** A route received something it cannot use; answered with 4xx. */
 export class BadRequestError extends BrokerError {
   readonly code = 'BRK_HTTP_BAD_REQUEST'

@@ -34,6 +34,7 @@ export {
   MemoryDeadLetterStore,
   type DeadLetterEntry, type DeadLetterPage, type DeadLetterQuery, type DeadLetterRecord, type DeadLetterStore, type OriginalMessage
 } from './persistence/dead-letters.js'
+export { RedisDeadLetterStore } from './persistence/redis-dead-letters.js'
 
 // Last on purpose: broker.js loads the built-in plugins, which import this module. Every
 // export above is evaluated by then, so the cycle finds them initialised.

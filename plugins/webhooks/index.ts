@@ -148,10 +148,12 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
 
   /** The durable queue of a cluster, with a worker per subscription that follows the shared set. */
   function sharedQueue ({ connection, lockMs }: NonNullable<WebhooksOptions['redis']>): RedisDeliveryQueue {
+    // BullMQ blocks on its connections and wants them never to give up on a command
+    const redis = connection.duplicate({ maxRetriesPerRequest: null })
+    redis.on('error', (err: Error) => { ctx.reportError(err, { op: 'delivery queue connection' }) })
     const shared = new RedisDeliveryQueue({
       ...delivery,
-      // BullMQ blocks on its connections and wants them never to give up on a command
-      redis: connection.duplicate({ maxRetriesPerRequest: null }),
+      redis,
       lockMs,
       subscription: (id) => registry.store.get(id),
       event: cloudEventOf,

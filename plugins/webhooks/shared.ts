@@ -27,7 +27,9 @@ export class SharedSubscriptions {
     shared.#listener.on('error', onError)
     shared.#listener.on('message', (_channel: string, id: string) => { shared.#reload(id).catch(onError) })
     await shared.#listener.subscribe(CHANNEL)
-    for (const json of Object.values(await redis.hgetall(KEY))) store.put(parse(json))
+    await shared.#reloadAll()
+    // changes announced while the listener was away were missed: read the whole set again on every reconnect
+    shared.#listener.on('ready', () => { shared.#reloadAll().catch(onError) })
     return shared
   }
 
@@ -42,6 +44,12 @@ export class SharedSubscriptions {
 
   close (): void {
     this.#listener.disconnect()
+  }
+
+  async #reloadAll (): Promise<void> {
+    const all = await this.#redis.hgetall(KEY)
+    for (const known of this.#store.list()) if (all[known.id] === undefined) this.#store.delete(known.id)
+    for (const json of Object.values(all)) this.#store.put(parse(json))
   }
 
   async #reload (id: string): Promise<void> {

@@ -1,5 +1,5 @@
 import type { AedesOptions, Client, PublishPacket } from 'aedes'
-import { BrokerError, DeliveryFailedError, DuplicateEventError, EventRejectedError, LimitExceededError, PublishNotAuthorizedError, ReservedTopicError, toBrokerError, type Disposition } from '../errors.js'
+import { BrokerError, DeliveryFailedError, DuplicateEventError, EventRejectedError, LimitExceededError, PublishNotAuthorizedError, ReservedTopicError, UnavailableError, toBrokerError, type Disposition } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { CoreMetrics } from '../metrics.js'
 import type { AuthorizePublishHandler, DeadLetterHandler, DecidedHandler, Origin, PublishVerdict } from '../context.js'
@@ -31,6 +31,12 @@ export interface PublishGateDeps {
   readonly maxTopicBytes: number
   /** `limits.maxTopicLevels`: a deeper topic is refused, the client disconnected. */
   readonly maxTopicLevels: number
+  /** Whether publishes can be stored and routed now (false while Redis is unreachable). */
+  readonly available: () => boolean
+  /** Resolves true once they can again, false after `timeoutMs`. */
+  readonly whenAvailable: (timeoutMs: number) => Promise<boolean>
+  /** `redis.outageHoldMs`: how long a client's publish waits for `available` before the client is disconnected. */
+  readonly holdMs: number
 }
 
 /** Who a broker-side publish is made for. */
@@ -154,6 +160,31 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
     const meta = client === null ? undefined : connections.metaOf(client)
     const origin: Origin = client === null ? 'internal' : meta?.transport ?? 'tcp'
     if (packet.cmd === 'publish') metrics.publishReceived(origin)
+    if (!deps.available()) {
+      hold(client, packet, origin, meta, callback)
+      return
+    }
+    admit(client, packet, origin, meta, callback)
+  }
+
+  /**
+   * While Redis is unreachable a publish waits here, not acked (aedes writes PUBACK and
+   * PUBREC only after this hook), and the client's further packets wait behind it. Past
+   * `holdMs` the client is disconnected: it keeps its QoS 1/2 messages and sends them
+   * again once it reconnects; a QoS 0 message is lost.
+   */
+  function hold (client: Client | null, packet: PublishPacket, origin: Origin, meta: ReturnType<Connections['metaOf']>, callback: (err?: Error | null) => void): void {
+    deps.whenAvailable(deps.holdMs).then(function availableAgain (ok) {
+      if (ok) {
+        admit(client, packet, origin, meta, callback)
+        return
+      }
+      log.warn({ clientId: client?.id, topic: packet.topic, qos: packet.qos, holdMs: deps.holdMs }, 'publish not acked: redis still unreachable, client disconnected')
+      callback(new UnavailableError(`redis has been unreachable for redis.outageHoldMs (${deps.holdMs} ms); the publish was not acked`))
+    }, callback)
+  }
+
+  function admit (client: Client | null, packet: PublishPacket, origin: Origin, meta: ReturnType<Connections['metaOf']>, callback: (err?: Error | null) => void): void {
     if (chain.length === 0 && packet.topic.charCodeAt(0) !== 36 /* $ */ && !mayBeOverLimit(packet.topic)) {
       // nothing to ask: skip building the attempt (the benchmark's no-plugin path)
       callback(null)
@@ -167,6 +198,8 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
 
   async function check (packet: PublishPacket, options: CheckOptions): Promise<BrokerError | undefined> {
     metrics.publishReceived(options.origin)
+    // an HTTP sender is told at once (503, Retry-After) rather than held
+    if (!deps.available()) return new UnavailableError('redis is unreachable: the event was not accepted; send it again later')
     const attempt = new Attempt(packet.topic, payloadOf(packet), packet.qos, packet.retain, options.clientId ?? null, undefined, options.origin, log, options.replayOf)
     return await new Promise((resolve) => { decide(packet, attempt, resolve) })
   }

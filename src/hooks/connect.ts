@@ -16,6 +16,8 @@ export interface ConnectDeps {
   readonly reportError: (err: unknown, context: Readonly<Record<string, unknown>>) => void
   readonly connections: Connections
   readonly log: Logger
+  /** Whether sessions can be read and stored now (false while Redis is unreachable): if not, CONNACK 3. */
+  readonly available: () => boolean
 }
 
 /**
@@ -69,6 +71,12 @@ export function adaptConnect (deps: ConnectDeps): { preConnect: AedesPreConnect,
       seen?.log.warn({ remoteAddress: seen.remoteAddress }, 'connection refused: empty client id with CleanSession=0')
       if (seen !== undefined) announce(seen, err)
       callback(refusal(err), false)
+      return
+    }
+    if (!deps.available()) {
+      // not a security event: logged at debug and not audited, or a reconnect storm would flood both
+      seen?.log.debug({ remoteAddress: seen.remoteAddress }, 'connection refused: redis unreachable')
+      callback(refusal(new ConnectRefusedError(3, 'redis is unreachable; connect again later', 'unavailable')), false)
       return
     }
     if (seen === undefined) {

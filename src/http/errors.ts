@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { BrokerError } from '../errors.js'
+import { BrokerError, UnavailableError } from '../errors.js'
 import type { Logger } from '../logger.js'
 
 /** The body of every HTTP error (PRODUCT §5). */
@@ -40,6 +40,11 @@ export function errorBody (code: string, message: string, details?: unknown): Er
 /** fastify's error handler: every error becomes `{ error: { code, message, details? } }`. */
 export function makeErrorHandler (log: Logger) {
   return function httpError (err: FastifyError | BrokerError, req: FastifyRequest, reply: FastifyReply): void {
+    if (err instanceof UnavailableError) {
+      // expected while Redis is away (the transition is logged once): the sender retries
+      void reply.code(503).header('retry-after', '1').send(errorBody('unavailable', err.message))
+      return
+    }
     if (err instanceof BrokerError) {
       const status = err.statusCode
       if (status >= 500) log.error({ err, method: req.method, url: req.url }, 'request failed')

@@ -55,7 +55,7 @@ export interface DeadLetterPage {
   readonly next?: string
 }
 
-/** Where dead letters are kept. Memory when embedded; a shared Redis store comes with cluster mode. */
+/** Where dead letters are kept: memory when embedded, Redis (shared by the nodes) with `redis.url`. */
 export interface DeadLetterStore {
   add: (entry: DeadLetterEntry) => Promise<void>
   /** Replace the record of `id` (a replay that failed again); false when `id` is unknown. */
@@ -67,20 +67,20 @@ export interface DeadLetterStore {
 }
 
 /**
- * Dead letters in memory, at most `maxEntries`; the oldest is evicted first and
- * reported to `onEvict`. A Map keeps insertion order, which is arrival order.
+ * Dead letters in memory, at most `maxEntries`; the oldest is evicted first, and
+ * `onEvict` told how many. A Map keeps insertion order, which is arrival order.
  */
 export class MemoryDeadLetterStore implements DeadLetterStore {
   readonly #entries = new Map<string, DeadLetterEntry>()
 
-  constructor (private readonly maxEntries: number, private readonly onEvict: (entry: DeadLetterEntry) => void = () => {}) {}
+  constructor (private readonly maxEntries: number, private readonly onEvict: (count: number) => void = () => {}) {}
 
   async add (entry: DeadLetterEntry): Promise<void> {
     this.#entries.set(entry.id, entry)
-    for (const [id, oldest] of this.#entries) {
+    for (const id of this.#entries.keys()) {
       if (this.#entries.size <= this.maxEntries) break
       this.#entries.delete(id)
-      this.onEvict(oldest)
+      this.onEvict(1)
     }
   }
 

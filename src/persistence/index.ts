@@ -42,8 +42,15 @@ export interface Backend {
   readonly redis: Redis | undefined
   /** Whether the backend can serve: always for memory, Redis connections up for Redis. */
   readonly ready: () => boolean
+  /**
+   * Resolves true as soon as the backend can serve, false when `timeoutMs` passes first.
+   * At once for memory; with Redis, when every connection is up again.
+   */
+  readonly whenReady: (timeoutMs: number) => Promise<boolean>
   /** Retained messages whose topic matches `filter`, at most `limit`. */
   readonly retained: (filter: string, limit: number) => Promise<RetainedMessage[]>
+  /** The broker is shutting down: connections closing from now on are not an outage. */
+  readonly closing: () => void
   /** Release connections; call after aedes has closed (aedes closes `mq` itself). */
   readonly close: () => Promise<void>
 }
@@ -62,15 +69,18 @@ export function createBackend (config: BrokerConfig, log: Logger): Backend {
       listening: watchSystemTopics(mq),
       redis: undefined,
       ready: () => true,
+      whenReady: async () => true,
+      closing: () => {},
       retained: (filter, limit) => readRetained(persistence, filter, limit),
       close: async () => { await persistence.destroy() }
     }
   }
 
   const url = config.redis.url
-  const redisLog = log.child({ component: 'redis' })
+  const health = new RedisHealth(log.child({ component: 'redis' }))
   // One connection for the persistence, two for pub/sub routing (a subscriber connection can do nothing else).
-  const connections = ['persistence', 'publish', 'subscribe'].map((role) => watch(new Redis(url, { lazyConnect: false }), role, redisLog))
+  // The URL carries the password, the db (`/2`) and TLS (`rediss://`); ioredis reads all three from it.
+  const connections = ['persistence', 'publish', 'subscribe'].map((role) => health.watch(new Redis(url, { lazyConnect: false }), role))
   const [db, pubConn, subConn] = connections as [Redis, Redis, Redis]
   observeQuit(pubConn)
   observeQuit(subConn)
@@ -86,7 +96,9 @@ export function createBackend (config: BrokerConfig, log: Logger): Backend {
     mq,
     listening: () => true,
     redis: db,
-    ready: () => connections.every((conn) => conn.status === 'ready'),
+    ready: () => health.ready(),
+    whenReady: async (timeoutMs) => await health.whenReady(timeoutMs),
+    closing: () => { health.stop() },
     retained: (filter, limit) => readRetained(persistence, filter, limit),
     close: async () => {
       // destroy() unsubscribes through Redis; skip it when Redis is gone, it would wait for a reconnect
@@ -96,22 +108,75 @@ export function createBackend (config: BrokerConfig, log: Logger): Backend {
   }
 }
 
-/** Log each connection's transitions once, not on every retry. */
-function watch (conn: Redis, role: string, log: Logger): Redis {
-  let up = false
-  conn.on('ready', function redisReady () {
-    if (!up) log.info({ role }, 'redis connected')
-    up = true
-  })
-  conn.on('error', function redisError (err: Error) {
-    if (up) log.error({ err, role }, 'redis connection lost')
-    up = false
-  })
-  conn.on('close', function redisClose () {
-    if (up) log.warn({ role }, 'redis connection closed')
-    up = false
-  })
-  return conn
+/**
+ * Whether every Redis connection of this node is up. Each connection reconnects by
+ * itself (ioredis retries forever, resubscribes and resends what was sent but not
+ * answered); this tells the node's readiness and logs each transition of the whole
+ * once: `redis unreachable` when the first connection drops, `redis reachable again`
+ * when the last one is back, never once per retry.
+ */
+class RedisHealth {
+  readonly #down = new Set<string>()
+  readonly #waiters = new Set<() => void>()
+  #connectedOnce = false
+  #toldNotYet = false
+  #stopped = false
+  #downSince = 0
+
+  constructor (private readonly log: Logger) {}
+
+  watch (conn: Redis, role: string): Redis {
+    if (conn.status !== 'ready') this.#down.add(role)
+    conn.on('ready', () => { this.#up(role) })
+    conn.on('error', (err: Error) => { this.#lost(role, err) })
+    conn.on('close', () => { this.#lost(role, undefined) })
+    return conn
+  }
+
+  ready (): boolean {
+    return this.#down.size === 0
+  }
+
+  async whenReady (timeoutMs: number): Promise<boolean> {
+    if (this.ready()) return true
+    return await new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer)
+        this.#waiters.delete(wake)
+        resolve(this.ready())
+      }
+      const timer = setTimeout(wake, timeoutMs).unref()
+      this.#waiters.add(wake)
+    })
+  }
+
+  #up (role: string): void {
+    if (!this.#down.delete(role) || this.#down.size > 0) return
+    if (this.#connectedOnce) this.log.info({ downMs: Date.now() - this.#downSince }, 'redis reachable again')
+    else this.log.info('redis connected')
+    this.#connectedOnce = true
+    for (const wake of [...this.#waiters]) wake()
+  }
+
+  /** No more transitions: the connections are being closed on purpose. */
+  stop (): void {
+    this.#stopped = true
+  }
+
+  #lost (role: string, err: Error | undefined): void {
+    if (this.#stopped) return
+    const wasReady = this.ready()
+    this.#down.add(role)
+    if (!wasReady) {
+      if (!this.#connectedOnce && !this.#toldNotYet && err !== undefined) {
+        this.#toldNotYet = true
+        this.log.warn({ role, err: err.message }, 'redis not reachable yet: retrying')
+      } else if (err !== undefined) this.log.debug({ role, err: err.message }, 'redis connection error')
+      return
+    }
+    this.#downSince = Date.now()
+    this.log.warn({ role, ...(err === undefined ? {} : { err: err.message }) }, 'redis unreachable: QoS 1/2 publishes wait, new connections are refused until it is back')
+  }
 }
 
 async function readRetained (persistence: AedesMemoryPersistence, filter: string, limit: number): Promise<RetainedMessage[]> {
