@@ -56,6 +56,7 @@ export async function builtinPlugins (config: BrokerConfig, deps: BuiltinDeps): 
       acl: authConfig.acl,
       allowAnonymous: authConfig.allowAnonymous,
       loginFailures: authConfig.loginFailures,
+      ...(deps.redis === undefined ? {} : { redis: deps.redis }),
       ...(authConfig.jwt === undefined ? {} : { jwt: authConfig.jwt })
     }))
   }

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { createLocalJWKSet, jwtVerify, type JWTPayload, type JWTVerifyOptions } from 'jose'
-import { LRUCache } from 'lru-cache'
+import type { Redis } from 'ioredis'
 import { Counter } from 'prom-client'
 import {
   BrokerError, ConfigError, ConnectRefusedError, PublishNotAuthorizedError, REJECTIONS_PREFIX, addressKey, definePlugin, topicFilterProblem,
@@ -8,6 +8,7 @@ import {
 } from '../../src/index.js'
 import { ANONYMOUS_ROLE, Acl } from './acl.js'
 import { DECOY_HASH, hashProblem, verifyPassword } from './passwords.js'
+import { MemoryAuthState, RedisAuthState, type AuthState } from './state.js'
 
 export { hashPassword, verifyPassword } from './passwords.js'
 export { Acl, ANONYMOUS_ROLE, covers, type AclRule } from './acl.js'
@@ -19,6 +20,8 @@ export interface AuthOptions {
   readonly allowAnonymous: boolean
   readonly jwt?: AuthJwt
   readonly loginFailures: { readonly max: number, readonly windowMs: number }
+  /** With `--redis`: failed logins and client-id owners are shared by the nodes. */
+  readonly redis?: Redis
 }
 
 /** A subscription no ACL rule grants: SUBACK 0x80 for that filter, the client stays connected. */
@@ -30,12 +33,8 @@ export class SubscribeNotAuthorizedError extends BrokerError {
   }
 }
 
-/** Addresses whose failed logins are counted; beyond it the least recently failing are forgotten. */
-const TRACKED_ADDRESSES = 10_000
 /** Password checks running at once (each an scrypt on libuv's pool); beyond it CONNECTs get CONNACK 3 until one ends. */
 const MAX_CONCURRENT_CHECKS = 16
-/** Client ids whose owner (the user that last used them) is remembered. */
-const TRACKED_CLIENT_IDS = 100_000
 /** The shape of a compact JWS: three base64url parts. */
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 
@@ -52,6 +51,8 @@ const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
  * - An address with `loginFailures.max` failures within `windowMs` is refused
  *   (CONNACK 5) without a check until the window ends. Every refusal is logged,
  *   counted and, through the `connectRefused` hook, audited.
+ * - A client id belongs to the user that used it (CONNACK 2 for anyone else). With
+ *   `--redis`, failures and owners are kept in Redis for every node (`AuthState`).
  * - Subscriptions and publishes need a grant (see `Acl`): a refused filter gets
  *   SUBACK 0x80; a refused publish is acked, reaches no one, is told on
  *   `$rejections/<clientId>` and audited as `not_authorized`. `$rejections/<own id>`
@@ -62,12 +63,11 @@ export const auth = definePlugin<AuthOptions>('auth', async (ctx, opts) => {
   const users = checkUsers(opts.users)
   const acl = new Acl(checkRules(opts.acl))
   const verifyJwt = opts.jwt === undefined ? undefined : await jwtVerifier(opts.jwt)
-  const failures = new LRUCache<string, number>({ max: TRACKED_ADDRESSES, ttl: opts.loginFailures.windowMs })
+  /** Failed logins per address, and the user each client id belongs to: a session is its user's, nobody else's to take over or resume. */
+  const state: AuthState = opts.redis === undefined ? new MemoryAuthState(opts.loginFailures.windowMs) : new RedisAuthState(opts.redis, opts.loginFailures.windowMs)
   /** Checks running per address: they count against the limit before they end, so parallel guesses do not all get through. */
   const pending = new Map<string, number>()
   let checking = 0
-  /** The user each client id belongs to: a session is its user's, and nobody else's to take over or resume. */
-  const owners = new LRUCache<string, string>({ max: TRACKED_CLIENT_IDS })
   const refusals = new Counter({ name: 'ce_broker_auth_refusals_total', help: 'CONNECTs refused by authentication, by reason', labelNames: ['reason'] as const, registers: [ctx.metrics] })
   const denials = new Counter({ name: 'ce_broker_acl_denials_total', help: 'Publishes and subscriptions no ACL rule grants', labelNames: ['action'] as const, registers: [ctx.metrics] })
 
@@ -75,8 +75,7 @@ export const auth = definePlugin<AuthOptions>('auth', async (ctx, opts) => {
     refusals.inc({ reason })
     const address = addressKey(attempt.remoteAddress)
     if (returnCode === 4 && address !== undefined) {
-      // counted from the first failure of a window, not extended by later ones
-      failures.set(address, (failures.get(address) ?? 0) + 1, { noUpdateTTL: failures.has(address) })
+      state.fail(address).catch((err: unknown) => { ctx.reportError(err, { op: 'count failed login', address }) })
     }
     return new ConnectRefusedError(returnCode, message, reason)
   }
@@ -107,18 +106,19 @@ export const auth = definePlugin<AuthOptions>('auth', async (ctx, opts) => {
 
   ctx.hooks.authenticate(async function checkCredentials (attempt: ConnectAttempt): Promise<void> {
     const address = addressKey(attempt.remoteAddress)
-    const running = address === undefined ? 0 : pending.get(address) ?? 0
-    const failed = address === undefined ? 0 : failures.get(address) ?? 0
-    if (failed >= opts.loginFailures.max) {
-      throw refuse(attempt, 5, 'rate_limited', `too many failed logins from ${attempt.remoteAddress ?? ''}: try again later`)
-    }
-    // checks still running count against the limit: parallel guesses cannot all get through
-    if (failed + running >= opts.loginFailures.max) throw refuse(attempt, 3, 'busy', 'logins from this address are being checked: try again')
     if (checking >= MAX_CONCURRENT_CHECKS) throw refuse(attempt, 3, 'busy', 'too many logins are being checked: try again')
+    // the slot is taken before the first await: parallel guesses see each other
+    const running = address === undefined ? 0 : pending.get(address) ?? 0
     checking++
     if (address !== undefined) pending.set(address, running + 1)
     let identity: Identity | undefined
     try {
+      const failed = address === undefined ? 0 : await state.failures(address)
+      if (failed >= opts.loginFailures.max) {
+        throw refuse(attempt, 5, 'rate_limited', `too many failed logins from ${attempt.remoteAddress ?? ''}: try again later`)
+      }
+      // checks still running count against the limit: parallel guesses cannot all get through
+      if (failed + running >= opts.loginFailures.max) throw refuse(attempt, 3, 'busy', 'logins from this address are being checked: try again')
       identity = await identityOf(attempt)
     } finally {
       checking--
@@ -133,12 +133,9 @@ export const auth = definePlugin<AuthOptions>('auth', async (ctx, opts) => {
       throw refuse(attempt, 5, 'will_not_authorized', `the will's topic "${attempt.willTopic}" is not granted`)
     }
     // a client id (and its session) belongs to the user that used it; another may not take it over or resume it
-    const owner = owners.get(attempt.clientId)
-    const username = identity?.username ?? ''
-    if (owner !== undefined && owner !== username) {
+    if (!await state.claim(attempt.clientId, identity?.username ?? '')) {
       throw refuse(attempt, 2, 'client_id_taken', `client id ${JSON.stringify(attempt.clientId)} belongs to another user`)
     }
-    owners.set(attempt.clientId, username)
     if (identity !== undefined) attempt.identify(identity)
   })
 

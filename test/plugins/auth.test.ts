@@ -12,6 +12,7 @@ import type { BrokerInput } from '../../src/index.js'
 import { collectMessages, connect, httpUrl, mqttUrl, nextMessage, sample, startBroker, subscribeGranted } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved } from '../helpers/events.js'
+import { redisUnavailable, startRedis } from '../helpers/redis.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const PAYMENT_TOPIC = 'albergue/v1/payment/captured'
@@ -277,4 +278,20 @@ test('a JWT without exp, or naming a configured user, is refused', async (t) => 
   assert.equal(await refusal(mqttUrl(broker), { username: 'dash-9', password: forever }), 4)
   const impostor = await new SignJWT({ sub: 'booking-service' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('5m').sign(key)
   assert.equal(await refusal(mqttUrl(broker), { username: '', password: impostor }), 4)
+})
+
+test('with Redis the nodes share failed logins and client-id owners: a second node is no way around either', { skip: redisUnavailable() ?? false }, async (t) => {
+  const redis = await startRedis(t)
+  const config = { auth: albergueAuth({ loginFailures: { max: 2, windowMs: 60_000 } }), redis: { url: redis.url } }
+  const a = await startBroker(t, { ...config, nodeId: 'node-a' })
+  const b = await startBroker(t, { ...config, nodeId: 'node-b' })
+
+  const owner = await connect(t, mqttUrl(a), { username: 'device-7', password: 'device-pass', clientId: 'door-9', clean: false })
+  assert.equal(await refusal(mqttUrl(b), { username: 'booking-service', password: 'booking-pass', clientId: 'door-9' }), 2, 'the id is device-7\'s on node b too')
+  assert.equal(owner.connected, true, 'and its session was not taken over')
+
+  assert.equal(await refusal(mqttUrl(a), { username: 'booking-service', password: 'guess-1', clientId: 'intruder' }), 4)
+  assert.equal(await refusal(mqttUrl(b), { username: 'booking-service', password: 'guess-2', clientId: 'intruder' }), 4)
+  assert.equal(await refusal(mqttUrl(a), { username: 'booking-service', password: 'booking-pass', clientId: 'intruder' }), 5, 'two failures, one on each node, reach the limit of 2')
+  assert.equal(await refusal(mqttUrl(b), { username: 'booking-service', password: 'booking-pass', clientId: 'intruder' }), 5)
 })
