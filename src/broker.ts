@@ -30,6 +30,8 @@ import { listenMqtt, type Listener } from './transport/mqtt-listener.js'
 import { attachWebSocket } from './transport/websocket.js'
 import { guardPublishSize } from './transport/size-guard.js'
 import { Admission } from './transport/admission.js'
+import { readProxyHeader } from './transport/proxy-protocol.js'
+import proxyaddr from 'proxy-addr'
 import { packageVersion } from './version.js'
 
 /** `createBroker()` input: a partial config plus what only code can give. */
@@ -232,6 +234,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
   }
 
   try {
+    await backend.started()
     await aedes.listen()
     if (backend.redis !== undefined) await webhookRegistry.share(backend.redis, (err) => { reportError('webhooks', err) })
     const builtins = await builtinPlugins(config, {
@@ -244,12 +247,12 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     await plugins.load([...builtins.entries, ...entries])
 
     const admission = new Admission(limits)
-    const handle = (stream: Duplex, socket: Socket, transport: Transport, req?: IncomingMessage): void => {
-      const refused = admission.admit(socket)
+    const handle = (stream: Duplex, socket: Socket, transport: Transport, remoteAddress: string | undefined, req?: IncomingMessage): void => {
+      const refused = admission.admit(socket, remoteAddress)
       if (refused !== undefined) {
         // closed before a byte is read: a flood costs no parser and no client. Logged at debug, counted always
         metrics.limitHit(refused)
-        log.debug({ transport, remoteAddress: socket.remoteAddress, limit: refused }, 'connection refused: over a limit')
+        log.debug({ transport, remoteAddress, limit: refused }, 'connection refused: over a limit')
         socket.destroy()
         return
       }
@@ -260,17 +263,26 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
         maxPayloadBytes: config.limits.maxPayloadBytes,
         onOversize: function refuseOversize (info) {
           gate.tooLarge(info.topic ?? '', info.payloadBytes, info.limit, { origin: transport, clientId: client?.id ?? null })
-          log.warn({ clientId: client?.id, transport, remoteAddress: socket.remoteAddress, reason: 'payload_too_large', ...info }, 'publish over limits.maxPayloadBytes refused, client disconnected')
+          log.warn({ clientId: client?.id, transport, remoteAddress, reason: 'payload_too_large', ...info }, 'publish over limits.maxPayloadBytes refused, client disconnected')
         }
       })
       client = aedes.handle(stream, req)
-      connections.attach(client, { transport, remoteAddress: socket.remoteAddress })
+      connections.attach(client, { transport, remoteAddress })
     }
     listeners.push(await listenMqtt({
       host: config.mqtt.host,
       port: config.mqtt.port,
       log,
-      onConnection: (socket) => { handle(socket, socket, 'tcp') }
+      onConnection: config.mqtt.proxyProtocol
+        ? (socket) => {
+            // the load balancer names the client first; a socket that does not is closed
+            readProxyHeader(socket, limits.connectTimeoutMs).then((address) => { handle(socket, socket, 'tcp', address ?? socket.remoteAddress) }, (err: unknown) => {
+              metrics.limitHit('proxy_header')
+              log.debug({ remoteAddress: socket.remoteAddress, err: messageOf(err) }, 'connection refused: no valid PROXY header')
+              socket.destroy()
+            })
+          }
+        : (socket) => { handle(socket, socket, 'tcp', socket.remoteAddress) }
     }))
     if (mqttTls !== undefined && config.mqtt.tls !== undefined) {
       listeners.push(await listenMqtt({
@@ -278,7 +290,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
         port: config.mqtt.tls.port,
         tls: mqttTls,
         log,
-        onConnection: (socket) => { handle(socket, socket, 'tls') }
+        onConnection: (socket) => { handle(socket, socket, 'tls', socket.remoteAddress) }
       }))
     }
 
@@ -302,13 +314,15 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       schemas: builtins.schemas,
       webhooks: webhookRegistry,
       redeliver: (subscription, message, deadLetterId) => webhookRegistry.redeliver(subscription, { topic: message.topic, payload: message.payload }, deadLetterId)
-    }, { bodyLimit: limits.httpBodyBytes, apiKeys: config.auth.apiKeys, publicMetrics: config.http.publicMetrics, ...(httpTls === undefined ? {} : { tls: httpTls }) })
+    }, { bodyLimit: limits.httpBodyBytes, apiKeys: config.auth.apiKeys, publicMetrics: config.http.publicMetrics, ...(config.http.trustProxy === undefined ? {} : { trustProxy: config.http.trustProxy }), ...(httpTls === undefined ? {} : { tls: httpTls }) })
     const wsTransport: Transport = httpTls === undefined ? 'ws' : 'wss'
+    const trustProxy = config.http.trustProxy === undefined ? undefined : proxyaddr.compile(config.http.trustProxy.split(/ *, */))
     websocket = attachWebSocket(http.server, {
       log,
       // a WebSocket message is read whole before MQTT sees it: bound it by the largest PUBLISH allowed
       maxPayload: config.limits.maxPayloadBytes + WS_FRAME_HEADROOM,
-      onConnection: (stream, socket, req) => { handle(stream, socket, wsTransport, req) },
+      // behind a trusted proxy the client is the one X-Forwarded-For names
+      onConnection: (stream, socket, req) => { handle(stream, socket, wsTransport, trustProxy === undefined ? socket.remoteAddress : proxyaddr(req, trustProxy), req) },
       onOversize: () => { metrics.limitHit('ws_message') }
     })
     const httpPort = await listenHttp(http, config.http.host, config.http.port)

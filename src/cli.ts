@@ -20,8 +20,14 @@ for (const spec of OPTIONS) {
 }
 
 function usage (): string {
-  const rows = OPTIONS.filter((spec) => spec.flag !== undefined)
-    .map((spec) => `  ${`${spec.flag ?? ''} ${spec.flag === '--host' ? 'ADDR' : 'VALUE'}`.padEnd(24)}${spec.doc} (default ${spec.default}; env ${spec.env})`)
+  const rows: Array<[label: string, text: string]> = [
+    ['--config, -c FILE', 'YAML or JSON config file'],
+    ...OPTIONS.filter((spec) => spec.flag !== undefined).map((spec): [string, string] =>
+      [`${spec.flag ?? ''} ${spec.flag === '--host' ? 'ADDR' : 'VALUE'}`, `${spec.doc} (default ${spec.default}; env ${spec.env})`]),
+    ['--help, -h', 'this text'],
+    ['--version, -v', 'print the version']
+  ]
+  const width = Math.max(...rows.map(([label]) => label.length)) + 2
   return [
     'Usage: ce-broker [--config FILE] [flags]',
     '       ce-broker hash-password < secret   print the hash of a password read on stdin, for auth.users',
@@ -29,10 +35,7 @@ function usage (): string {
     '',
     'An MQTT broker for CloudEvents. Settings: defaults < config file < flags < CE_BROKER_* environment.',
     '',
-    '  --config, -c FILE       YAML or JSON config file',
-    ...rows,
-    '  --help, -h              this text',
-    '  --version, -v           print the version',
+    ...rows.map(([label, text]) => `  ${label.padEnd(width)}${text}`),
     '',
     'Logs are JSON lines on stdout; pipe them through `npx pino-pretty` to read them.'
   ].join('\n')

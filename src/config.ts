@@ -2,6 +2,7 @@ import { availableParallelism, hostname } from 'node:os'
 import { readFileSync } from 'node:fs'
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import addFormats from 'ajv-formats'
+import proxyaddr from 'proxy-addr'
 import { parse as parseYaml } from 'yaml'
 import { ConfigError, messageOf } from './errors.js'
 import { topicFilterProblem } from './topics.js'
@@ -25,6 +26,12 @@ export interface BrokerConfig {
     readonly host: string
     /** MQTT/TCP port; 0 picks a free one. Default `1883`. */
     readonly port: number
+    /**
+     * Every MQTT/TCP connection starts with a PROXY protocol header (v1 or v2) naming the
+     * client's address, as a load balancer writes it (HAProxy `send-proxy-v2`); one
+     * without is closed. Default `false`.
+     */
+    readonly proxyProtocol: boolean
     /** MQTT/TLS listener; absent = no TLS listener. */
     readonly tls?: TlsFiles & {
       /** MQTT/TLS port; 0 picks a free one. Default `8883`. */
@@ -40,6 +47,12 @@ export interface BrokerConfig {
     readonly tls?: TlsFiles
     /** Serve `/metrics` without an API key once keys are configured. Default `false`. */
     readonly publicMetrics: boolean
+    /**
+     * Proxies whose `X-Forwarded-For` names the client of HTTP requests and WebSocket
+     * MQTT connections: addresses, CIDRs or `loopback`, `linklocal`, `uniquelocal`,
+     * comma-separated. Absent = the socket's address, always.
+     */
+    readonly trustProxy?: string
   }
   /** Redis for persistence and routing between nodes; absent = embedded (memory) mode. */
   readonly redis?: {
@@ -226,7 +239,7 @@ export type DeepPartial<T> = {
 /** Defaults: one embedded node on localhost, as Mosquitto 2 does until told otherwise. */
 export function defaults (): BrokerConfig {
   return {
-    mqtt: { host: '127.0.0.1', port: 1883 },
+    mqtt: { host: '127.0.0.1', port: 1883, proxyProtocol: false },
     http: { host: '127.0.0.1', port: 8080, publicMetrics: false },
     nodeId: `${hostname()}-${process.pid}`,
     logLevel: 'info',
@@ -289,6 +302,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { paths: ['http.port'], env: 'CE_BROKER_HTTP_PORT', flag: '--http-port', default: '8080', doc: 'HTTP port: API, dashboard, MQTT over WebSocket at /mqtt (0 = any free port)' },
   { paths: ['http.tls.key'], env: 'CE_BROKER_HTTP_TLS_KEY', default: '(none)', doc: 'PEM private key file: the HTTP port serves HTTPS and WSS' },
   { paths: ['http.tls.cert'], env: 'CE_BROKER_HTTP_TLS_CERT', default: '(none)', doc: 'PEM certificate file: the HTTP port serves HTTPS and WSS' },
+  { paths: ['mqtt.proxyProtocol'], env: 'CE_BROKER_MQTT_PROXY_PROTOCOL', default: 'false', doc: 'MQTT/TCP connections start with a PROXY protocol header (v1 or v2) naming the client, as HAProxy send-proxy-v2 writes it' },
+  { paths: ['http.trustProxy'], env: 'CE_BROKER_HTTP_TRUST_PROXY', default: '(none)', doc: 'proxies whose X-Forwarded-For names the client of HTTP and WebSocket connections: addresses, CIDRs, loopback, linklocal or uniquelocal, comma-separated' },
   { paths: ['http.publicMetrics'], env: 'CE_BROKER_HTTP_PUBLIC_METRICS', default: 'false', doc: 'serve /metrics without an API key' },
   { paths: ['redis.url'], env: 'CE_BROKER_REDIS_URL', flag: '--redis', default: '(none: embedded)', doc: 'redis:// or rediss:// URL; switches persistence and routing to Redis' },
   { paths: ['redis.outageHoldMs'], env: 'CE_BROKER_REDIS_OUTAGE_HOLD_MS', default: '10000', doc: 'while Redis is unreachable, how long a publish waits (not acked) before its client is disconnected, in ms' },
@@ -351,8 +366,8 @@ function configSchema (partial: boolean): object {
     ({ type: 'object', additionalProperties: false, properties, ...req(required) })
   const tlsFiles = { key: nonEmpty, cert: nonEmpty }
   return strict({
-    mqtt: strict({ host: nonEmpty, port, tls: strict({ port, ...tlsFiles }, ['port', 'key', 'cert']) }, ['host', 'port']),
-    http: strict({ host: nonEmpty, port, tls: strict(tlsFiles, ['key', 'cert']), publicMetrics: { type: 'boolean' } }, ['host', 'port', 'publicMetrics']),
+    mqtt: strict({ host: nonEmpty, port, proxyProtocol: { type: 'boolean' }, tls: strict({ port, ...tlsFiles }, ['port', 'key', 'cert']) }, ['host', 'port', 'proxyProtocol']),
+    http: strict({ host: nonEmpty, port, tls: strict(tlsFiles, ['key', 'cert']), publicMetrics: { type: 'boolean' }, trustProxy: nonEmpty }, ['host', 'port', 'publicMetrics']),
     redis: strict({ url: { type: 'string', format: 'uri', pattern: '^rediss?://' }, outageHoldMs: { type: 'integer', minimum: 0 } }, ['url']),
     nodeId: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
@@ -530,8 +545,21 @@ export function loadConfig (input: unknown = {}, options: LoadConfigOptions = {}
   }
   if (!validators.whole(merged)) throw layerError({ data: merged, source: 'config', coerce: false }, validators.whole.errors)
   merged = deepMerge(merged, { validation: { rules: normalizeRules(merged) } })
+  checkTrustProxy(merged)
   // the whole-config schema above is the BrokerConfig interface written as JSON Schema
   return deepFreeze(merged) as unknown as BrokerConfig
+}
+
+/** `http.trustProxy` must be what proxy-addr (and fastify) understand. */
+function checkTrustProxy (config: Record<string, unknown>): void {
+  const http = config.http
+  const value = isRecord(http) ? http.trustProxy : undefined
+  if (typeof value !== 'string') return
+  try {
+    proxyaddr.compile(value.split(/ *, */))
+  } catch (err: unknown) {
+    throw new ConfigError('config', 'http.trustProxy', `${messageOf(err)}, got ${JSON.stringify(value)}`, { cause: err })
+  }
 }
 
 /** Fill each rule's defaults, and refuse what cannot work, naming the rule. */

@@ -28,6 +28,8 @@ export interface HttpOptions {
   /** Bearer API keys; once there is one, every route but the health probes (and `/metrics` when public) needs one with the route's scope. */
   readonly apiKeys: readonly ApiKeyInput[]
   readonly publicMetrics: boolean
+  /** `http.trustProxy`: proxies whose `X-Forwarded-For` gives `request.ip`. */
+  readonly trustProxy?: string
 }
 
 /**
@@ -52,6 +54,7 @@ export async function createHttpApi (deps: HttpDeps, options: HttpOptions): Prom
     // per-request lines would be mostly health probes and scrapes; errors are logged by the error handler
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimit,
+    ...(options.trustProxy === undefined ? {} : { trustProxy: options.trustProxy }),
     serverFactory: (handler) => server.on('request', handler)
   })
   app.setErrorHandler(makeErrorHandler(deps.log))

@@ -7,6 +7,7 @@ import { Redis } from 'ioredis'
 import mqemitter, { type MQEmitter } from 'mqemitter'
 import mqemitterRedis from 'mqemitter-redis'
 import type { BrokerConfig } from '../config.js'
+import { ConfigError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import { boundRecursion } from './bounded-mq.js'
 import { watchSystemTopics, type SystemInterest } from './system-interest.js'
@@ -49,6 +50,12 @@ export interface Backend {
   readonly whenReady: (timeoutMs: number) => Promise<boolean>
   /** Retained messages whose topic matches `filter`, at most `limit`. */
   readonly retained: (filter: string, limit: number) => Promise<RetainedMessage[]>
+  /**
+   * Resolves once the backend can serve for the first time; start-up waits for it. While
+   * Redis cannot be reached it goes on waiting (a node may start before its Redis); it
+   * rejects with a `ConfigError` when Redis refuses the URL's credentials.
+   */
+  readonly started: () => Promise<void>
   /** The broker is shutting down: connections closing from now on are not an outage. */
   readonly closing: () => void
   /** Release connections; call after aedes has closed (aedes closes `mq` itself). */
@@ -70,6 +77,7 @@ export function createBackend (config: BrokerConfig, log: Logger): Backend {
       redis: undefined,
       ready: () => true,
       whenReady: async () => true,
+      started: async () => {},
       closing: () => {},
       retained: (filter, limit) => readRetained(persistence, filter, limit),
       close: async () => { await persistence.destroy() }
@@ -80,7 +88,7 @@ export function createBackend (config: BrokerConfig, log: Logger): Backend {
   const health = new RedisHealth(log.child({ component: 'redis' }))
   // One connection for the persistence, two for pub/sub routing (a subscriber connection can do nothing else).
   // The URL carries the password, the db (`/2`) and TLS (`rediss://`); ioredis reads all three from it.
-  const connections = ['persistence', 'publish', 'subscribe'].map((role) => health.watch(new Redis(url, { lazyConnect: false }), role))
+  const connections = (['persistence', 'publish', 'subscribe'] as const).map((role) => health.watch(new Redis(url, { lazyConnect: false }), role, role === 'subscribe'))
   const [db, pubConn, subConn] = connections as [Redis, Redis, Redis]
   observeQuit(pubConn)
   observeQuit(subConn)
@@ -98,6 +106,7 @@ export function createBackend (config: BrokerConfig, log: Logger): Backend {
     redis: db,
     ready: () => health.ready(),
     whenReady: async (timeoutMs) => await health.whenReady(timeoutMs),
+    started: async () => { await health.started() },
     closing: () => { health.stop() },
     retained: (filter, limit) => readRetained(persistence, filter, limit),
     close: async () => {
@@ -107,6 +116,9 @@ export function createBackend (config: BrokerConfig, log: Logger): Backend {
     }
   }
 }
+
+/** What Redis answers to a wrong user name or password (`AUTH`, or a command without it). */
+const CREDENTIALS_REFUSED = /^(WRONGPASS|NOAUTH|ERR invalid password|ERR AUTH)/
 
 /**
  * Whether every Redis connection of this node is up. Each connection reconnects by
@@ -121,13 +133,26 @@ class RedisHealth {
   #connectedOnce = false
   #toldNotYet = false
   #stopped = false
+  /** Redis refused the credentials before the first connection: start-up fails with it. */
+  #refused: Error | undefined
   #downSince = 0
 
   constructor (private readonly log: Logger) {}
 
-  watch (conn: Redis, role: string): Redis {
+  /**
+   * @param subscriber ioredis says 'ready' just before it subscribes again to what the
+   *   connection followed: it counts as up once a PING sent after those subscriptions
+   *   is answered, so nothing published the moment readiness turns green is missed.
+   */
+  watch (conn: Redis, role: string, subscriber = false): Redis {
     if (conn.status !== 'ready') this.#down.add(role)
-    conn.on('ready', () => { this.#up(role) })
+    conn.on('ready', () => {
+      if (!subscriber) {
+        this.#up(role)
+        return
+      }
+      setImmediate(() => { conn.ping().then(() => { this.#up(role) }, () => { /* lost again: its error event tells */ }) })
+    })
     conn.on('error', (err: Error) => { this.#lost(role, err) })
     conn.on('close', () => { this.#lost(role, undefined) })
     return conn
@@ -135,6 +160,15 @@ class RedisHealth {
 
   ready (): boolean {
     return this.#down.size === 0
+  }
+
+  async started (): Promise<void> {
+    while (!this.ready()) {
+      if (this.#refused !== undefined) {
+        throw new ConfigError('config', 'redis.url', `is refused by Redis: ${this.#refused.message}`, { cause: this.#refused })
+      }
+      await this.whenReady(100)
+    }
   }
 
   async whenReady (timeoutMs: number): Promise<boolean> {
@@ -168,6 +202,7 @@ class RedisHealth {
     const wasReady = this.ready()
     this.#down.add(role)
     if (!wasReady) {
+      if (!this.#connectedOnce && err !== undefined && CREDENTIALS_REFUSED.test(err.message)) this.#refused = err
       if (!this.#connectedOnce && !this.#toldNotYet && err !== undefined) {
         this.#toldNotYet = true
         this.log.warn({ role, err: err.message }, 'redis not reachable yet: retrying')

@@ -45,10 +45,13 @@ export class Admission {
     return this.#open
   }
 
-  /** Admit `socket`, or say which limit refuses it (the caller destroys it). */
-  admit (socket: Socket, now = Date.now()): AdmissionLimit | undefined {
+  /**
+   * Admit `socket`, or say which limit refuses it (the caller destroys it). `remoteAddress`
+   * is the client's: the socket's own, or the one a proxy named.
+   */
+  admit (socket: Socket, remoteAddress: string | undefined, now = Date.now()): AdmissionLimit | undefined {
     if (this.#open >= this.#limits.maxConnections) return 'connections'
-    const address = addressKey(socket.remoteAddress)
+    const address = addressKey(remoteAddress)
     if (address !== undefined && (this.#openBy.get(address) ?? 0) >= this.#limits.maxConnectionsPerAddress) return 'connections_per_address'
     if (address !== undefined && !this.#take(address, now)) return 'connection_rate'
     this.#open++

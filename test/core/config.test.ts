@@ -7,7 +7,7 @@ import { ConfigError, OPTIONS, loadConfig } from '../../src/index.js'
 test('defaults run one embedded node on localhost', () => {
   const config = loadConfig()
   assert.deepEqual({ ...config, nodeId: 'x' }, {
-    mqtt: { host: '127.0.0.1', port: 1883 },
+    mqtt: { host: '127.0.0.1', port: 1883, proxyProtocol: false },
     http: { host: '127.0.0.1', port: 8080, publicMetrics: false },
     nodeId: 'x',
     logLevel: 'info',
@@ -66,7 +66,7 @@ test('mqtt.tls without a port takes 8883; a TLS block needs both key and cert', 
 
 test('errors name the source, the key path and the value', () => {
   const cases: Array<[() => unknown, RegExp]> = [
-    [() => loadConfig({}, { file: { name: 'broker.yaml', data: { mqtt: { prot: 1883 } } } }), /^config file broker\.yaml: mqtt\.prot is not a known key; known keys: host, port, tls$/],
+    [() => loadConfig({}, { file: { name: 'broker.yaml', data: { mqtt: { prot: 1883 } } } }), /^config file broker\.yaml: mqtt\.prot is not a known key; known keys: host, port, proxyProtocol, tls$/],
     [() => loadConfig({}, { file: { name: 'broker.yaml', data: { http: { port: 'eighty' } } } }), /^config file broker\.yaml: http\.port must be integer, got "eighty"$/],
     [() => loadConfig({}, { file: { name: 'b.json', data: { mqtt: { port: 70000 } } } }), /^config file b\.json: mqtt\.port must be <= 65535, got 70000$/],
     [() => loadConfig({}, { file: { name: 'b.yaml', data: { redis: { url: 'http://cache:6379' } } } }), /^config file b\.yaml: redis\.url must be a redis:\/\/ or rediss:\/\/ URL, got "http:\/\/cache:6379"$/],

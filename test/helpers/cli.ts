@@ -9,6 +9,8 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 /** A `ce-broker` process started from source, as `npx ce-broker` would run it. */
 export interface CliProcess {
   readonly child: ChildProcess
+  /** Every JSON log line read from stdout so far. */
+  readonly logs: ReadonlyArray<Record<string, unknown>>
   /** The first JSON log line from stdout for which `match` is true. */
   waitForLog: (match: (line: Record<string, unknown>) => boolean, timeoutMs?: number) => Promise<Record<string, unknown>>
   /** Resolves with exit code and everything written to stderr once the process ends. */
@@ -71,5 +73,5 @@ export function startCli (t: TestContext, args: string[], env: Readonly<Record<s
       check()
     })
   }
-  return { child, waitForLog, exited }
+  return { child, logs, waitForLog, exited }
 }

@@ -1,52 +1,13 @@
 import assert from 'node:assert/strict'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { test, type TestContext } from 'node:test'
+import { test } from 'node:test'
 import { HTTP } from 'cloudevents'
 import { Webhook } from 'standardwebhooks'
 import { collectMessages, connect, httpUrl, mqttUrl, sample, startBroker } from '../helpers/broker.js'
-import { startCli } from '../helpers/cli.js'
-import { defer } from '../helpers/cleanup.js'
+import { receiver } from '../helpers/receiver.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved, parseRecord } from '../helpers/events.js'
 import { redisUnavailable, startRedis } from '../helpers/redis.js'
 
 const SECRET = 'a-shared-secret-of-the-booking-team'
-
-interface Received {
-  readonly headers: Record<string, string>
-  readonly body: string
-}
-
-/** A real HTTP receiver on 127.0.0.1: answers each request with `answer(n)` (n counts from 1) and records it. */
-async function receiver (t: TestContext, answer: (n: number, res: ServerResponse) => void = (_n, res) => { res.writeHead(200).end() }): Promise<{ url: string, requests: Received[], next: (count: number) => Promise<Received[]> }> {
-  const requests: Received[] = []
-  const waiters: Array<{ count: number, resolve: () => void }> = []
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const chunks: Buffer[] = []
-    req.on('data', (chunk: Buffer) => { chunks.push(chunk) })
-    req.on('end', () => {
-      const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : String(v)]))
-      requests.push({ headers, body: Buffer.concat(chunks).toString('utf8') })
-      for (const waiter of waiters.filter((w) => requests.length >= w.count)) waiter.resolve()
-      answer(requests.length, res)
-    })
-  })
-  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
-  defer(t, async () => {
-    server.closeAllConnections()
-    await new Promise((resolve) => { server.close(resolve) })
-  })
-  const { port } = server.address() as AddressInfo
-  const next = async (count: number): Promise<Received[]> => {
-    if (requests.length >= count) return requests.slice(0, count)
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => { reject(new Error(`got ${requests.length} of ${count} webhook requests`)) }, 10_000)
-      waiters.push({ count, resolve: () => { clearTimeout(timer); resolve() } })
-    })
-    return requests.slice(0, count)
-  }
-  return { url: `http://127.0.0.1:${port}/hooks`, requests, next }
-}
 
 async function register (brokerHttp: string, body: object, path = '/api/webhooks'): Promise<{ status: number, json: Record<string, unknown> }> {
   const res = await fetch(brokerHttp + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
@@ -352,32 +313,6 @@ test('with Redis, deliveries wait in the shared queue: events entering both node
   assert.deepEqual(accepted.sort(), events.map((e) => e.id).sort(), 'each event delivered once')
   assert.equal(answered.length, events.length + Math.ceil(events.length / 4), 'one extra request per flaky event')
   assert.equal(flaky.size, 0)
-})
-
-test('with Redis, a node killed mid-delivery loses nothing: another node takes the delivery over and it arrives', { skip: redisUnavailable() ?? false }, async (t) => {
-  const redis = await startRedis(t)
-  // the first request is never answered: the node sending it is killed while it waits
-  const hook = await receiver(t, (n, res) => { if (n > 1) res.writeHead(200).end() })
-  const doomed = startCli(t, ['--mqtt-port', '0', '--http-port', '0', '--node-id', 'doomed', '--redis', redis.url], { CE_BROKER_WEBHOOKS_LOCK_MS: '1000' })
-  const ready = await doomed.waitForLog((line) => line.msg === 'ready')
-  const doomedHttp = `http://127.0.0.1:${String(ready.httpPort)}`
-  const created = await register(doomedHttp, { service_id: 'government-gateway', webhook_url: hook.url, topic_filters: ['albergue/#'], secret: SECRET, timeoutMs: 60_000 })
-  assert.equal(created.status, 201)
-  const publisher = await connect(t, `mqtt://127.0.0.1:${String(ready.mqttPort)}`)
-  const event = bookingReserved()
-  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(event), { qos: 1 })
-  const [first] = await hook.next(1)
-  publisher.end(true)
-  doomed.child.kill('SIGKILL')
-  await doomed.exited
-
-  // a node started afterwards finds the delivery whose lock ran out, and makes it
-  const survivor = await startBroker(t, { nodeId: 'survivor', redis: { url: redis.url }, webhooks: { lockMs: 1000 } })
-  const [, second] = await hook.next(2)
-  assert.equal(second?.headers['ce-id'], event.id)
-  assert.equal(second?.headers['webhook-id'], first?.headers['webhook-id'], 'the same webhook-id: the receiver can tell it is the same delivery')
-  assert.doesNotThrow(() => new Webhook(SECRET, { format: 'raw' }).verify(second?.body ?? '', second?.headers ?? {}))
-  await until(async () => sample(await survivor.metrics.metrics(), 'ce_broker_webhook_deliveries_total', { outcome: 'delivered' }) === 1, 'the survivor to count the delivery')
 })
 
 test('with Redis, removing a subscription drops its waiting deliveries: registering it again does not bring them back', { skip: redisUnavailable() ?? false }, async (t) => {

@@ -1,0 +1,33 @@
+# ce-broker image: `docker build -t ce-broker .`, run by docker-compose.yml.
+
+# Build: compile the TypeScript with the dev dependencies (tsc).
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+COPY plugins ./plugins
+# tsconfig.build.json also lists benchmarks/, which the image does not need; tsc skips a missing folder.
+RUN npm run build
+
+# Runtime: production dependencies, the compiled code and the bundled schemas, run as `node`.
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY package.json package-lock.json ./
+# No --ignore-scripts: the only install script is msgpackr-extract's (optional, prebuilt
+# binaries); the root package has no install-time scripts (prepack/prestart do not run here).
+RUN npm ci --omit=dev && npm cache clean --force
+COPY --from=build /app/dist/src ./dist/src
+COPY --from=build /app/dist/plugins ./dist/plugins
+# ./schemas (schemas.dir's default) is read at start-up
+COPY schemas ./schemas
+# The files stay root's: the broker only reads them (audit.file, if set, needs a writable volume).
+USER node
+EXPOSE 1883 8080
+# No curl in the slim image: node's fetch. /readyz is 503 while Redis is unreachable.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.CE_BROKER_HTTP_PORT || 8080) + '/readyz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+ENTRYPOINT ["node", "dist/src/cli.js"]
+CMD ["--host", "0.0.0.0"]
