@@ -179,7 +179,8 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
         admit(client, packet, origin, meta, callback)
         return
       }
-      log.warn({ clientId: client?.id, topic: packet.topic, qos: packet.qos, holdMs: deps.holdMs }, 'publish not acked: redis still unreachable, client disconnected')
+      // one of many during an outage, which is itself logged once
+      log.debug({ clientId: client?.id, topic: packet.topic, qos: packet.qos, holdMs: deps.holdMs }, 'publish not acked: redis still unreachable, client disconnected')
       callback(new UnavailableError(`redis has been unreachable for redis.outageHoldMs (${deps.holdMs} ms); the publish was not acked`))
     }, callback)
   }
