@@ -8,6 +8,7 @@
 export const PacketType = {
   CONNACK: 2,
   PUBLISH: 3,
+  PUBACK: 4,
   SUBACK: 9
 } as const
 
@@ -21,12 +22,14 @@ export type PublishHandler = (body: Buffer) => void
  * Splits an MQTT byte stream into packets by their fixed headers (type nibble +
  * remaining-length varint), across chunk boundaries. PUBLISH bodies are skipped
  * and counted, unless an `onPublish` handler wants them (the paced load, at a rate
- * where looking into each costs nothing); other packets, all small, are collected
- * and handed to `onControl`.
+ * where looking into each costs nothing); PUBACKs (a QoS 1 publisher's) are counted
+ * and never handed on; other packets, all small, are collected and handed to `onControl`.
  */
 export class FrameWalker {
   /** Complete PUBLISH packets seen so far. */
   publishes = 0
+  /** Complete PUBACK packets seen so far. */
+  pubacks = 0
   /** Bytes pushed so far. */
   bytes = 0
   readonly #onControl: ControlPacketHandler
@@ -53,7 +56,7 @@ export class FrameWalker {
     while (i < chunk.length) {
       if (this.#state === 'body') {
         const n = Math.min(this.#left, chunk.length - i)
-        if (this.#type !== PacketType.PUBLISH || this.#onPublish !== undefined) this.#parts.push(chunk.subarray(i, i + n))
+        if (this.#keepsBody()) this.#parts.push(chunk.subarray(i, i + n))
         i += n
         this.#left -= n
         if (this.#left === 0) this.#finish()
@@ -80,8 +83,18 @@ export class FrameWalker {
     }
   }
 
+  /** Whether the current packet's body is collected: not for PUBACK, nor for PUBLISH without `onPublish`. */
+  #keepsBody (): boolean {
+    if (this.#type === PacketType.PUBLISH) return this.#onPublish !== undefined
+    return this.#type !== PacketType.PUBACK
+  }
+
   #finish (): void {
     this.#state = 'type'
+    if (this.#type === PacketType.PUBACK) {
+      this.pubacks++
+      return
+    }
     if (this.#type === PacketType.PUBLISH) {
       this.publishes++
       if (this.#onPublish === undefined) return

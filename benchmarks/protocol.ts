@@ -72,6 +72,23 @@ export interface LatencySummary {
   readonly maxMs: number
 }
 
+/**
+ * Windowed load only (`fanin-qos1-windowed`): how full its two bounds were. Means are
+ * over samples taken every 10 ms in the window; all counts are PUBLISH packets.
+ */
+export interface WindowedFigures {
+  /** Messages the subscriber received per second in the first and in the second half of the window: about equal in a steady state. */
+  readonly firstHalfPerSec: number
+  readonly secondHalfPerSec: number
+  /** Written without their PUBACK yet, summed over publishers; the bound is publishers × `window`. */
+  readonly meanUnacked: number
+  /** Written and not yet received by the subscriber; the bound is `maxUnreceived`. */
+  readonly meanUnreceived: number
+  /** Written and not yet received, at the window's start and end: equal in a steady state. */
+  readonly unreceivedAtStart: number
+  readonly unreceivedAtEnd: number
+}
+
 /** What one load generator run measured over its window. */
 export interface LoadResult {
   /** PUBLISH packets the subscriber received per second. The figure the benchmark compares. */
@@ -94,6 +111,8 @@ export interface LoadResult {
   readonly undelivered: number
   /** Paced loads only: publish → MQTT subscriber latency of the events sent in the window. */
   readonly latency?: LatencySummary
+  /** Windowed loads only: how full the PUBACK window and the end-to-end bound were. */
+  readonly windowed?: WindowedFigures
 }
 
 /** Loadgen → parent: the figures, sent once, just before it exits. */
@@ -168,6 +187,10 @@ function isWebhookCounters (value: unknown): value is WebhookCounters {
   return isRecord(value) && isNumber(value.delivered) && isNumber(value.failed) && isNumber(value.queueFull) && isNumber(value.queueDepth)
 }
 
+function isWindowedFigures (value: unknown): value is WindowedFigures {
+  return isRecord(value) && isNumber(value.firstHalfPerSec) && isNumber(value.secondHalfPerSec) && isNumber(value.meanUnacked) && isNumber(value.meanUnreceived) && isNumber(value.unreceivedAtStart) && isNumber(value.unreceivedAtEnd)
+}
+
 function isLatencySummary (value: unknown): value is LatencySummary {
   return isRecord(value) && isNumber(value.count) && isNumber(value.p50Ms) && isNumber(value.p99Ms) && isNumber(value.maxMs)
 }
@@ -193,7 +216,7 @@ export function isLoadgenMessage (value: unknown): value is LoadgenMessage {
   const r = value.result
   return isNumber(r.msgsPerSec) && isNumber(r.offeredPerSec) && isNumber(r.bytesPerSec) && isNumber(r.windowMs) &&
     isNumber(r.cpuShare) && isNumber(r.eventLoopUtilization) && isNumber(r.backlogMessages) && isNumber(r.drainMs) && isNumber(r.undelivered) &&
-    (r.latency === undefined || isLatencySummary(r.latency))
+    (r.latency === undefined || isLatencySummary(r.latency)) && (r.windowed === undefined || isWindowedFigures(r.windowed))
 }
 
 /** Narrow a message a receiver child sent. */

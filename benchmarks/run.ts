@@ -8,36 +8,32 @@
  *
  * (webhook scenarios: ce-broker's figure is the receiver's deliveries/s, or p99 ms for a
  * paced load, against raw Aedes' MQTT msgs/s or p99 ms of the same load; see `figureOf`).
+ * A scenario with `cluster: true` measures a third side per round, two ce-broker nodes
+ * sharing a redis-server, and adds two fields:
+ *
+ *     bench <scenario> ce-broker=<cluster msgs/s> aedes=<msgs/s> ratio=<cluster/aedes> single=<one node msgs/s> vs-single=<cluster/single>
+ *
  * That line is a contract (scripts compare it across commits); everything else
  * (per-round figures, CPU shares) goes to stderr and never starts with `bench `.
  * Env: BENCH_ROUNDS (default 5), BENCH_SECONDS (measuring window, default 3),
  * BENCH_WARMUP_SECONDS (default 1), BENCH_ONLY (comma-separated scenario names),
  * BENCH_PROFILE_DIR (servers write V8 CPU profiles there). Exits non-zero if any child fails.
- * Scenarios with `redis: true` get a fresh redis-server per ce-broker run, and are
+ * Scenarios with `redis: true` get a fresh redis-server per ce-broker run (`cluster: true`: per cluster run), and are
  * skipped (a stderr line, no `bench` line) when `redis-server` is not on the PATH.
  */
-import { performance } from 'node:perf_hooks'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Child } from './child.js'
 import {
-  BROKER_KINDS, isLoadgenMessage, isReceiverMessage, isServerMessage, RECEIVER_PATH,
-  type BrokerKind, type LatencyMessage, type LatencySummary, type LoadgenMessage, type LoadResult, type ReadyMessage, type ReceiverMessage,
-  type ReceiverStatsMessage, type ResultMessage, type ServerMessage, type StatsMessage, type WebhookCounters
+  BROKER_KINDS, isLoadgenMessage,
+  type BrokerKind, type LatencySummary, type LoadgenMessage, type LoadResult,
+  type ReceiverStatsMessage, type ResultMessage, type StatsMessage, type WebhookCounters, type WindowedFigures
 } from './protocol.js'
 import { RedisServer, redisServerAvailable, type RedisCpuSample } from './redis-server.js'
-import { SCENARIOS, type Scenario } from './scenarios.js'
+import { SCENARIOS, type Scenario, type WindowedLoad } from './scenarios.js'
 import { measureValidation } from './validation.js'
+import { ReceiverProcess, ServerProcess } from './processes.js'
 
-const SERVER_SCRIPT = new URL('./server.js', import.meta.url)
 const LOADGEN_SCRIPT = new URL('./loadgen.js', import.meta.url)
-const RECEIVER_SCRIPT = new URL('./receiver.js', import.meta.url)
 
-/** Longest a broker may take to report its port, in ms. */
-const SERVER_START_TIMEOUT_MS = 20_000
-/** Longest a broker may take to close and exit after SIGTERM, in ms. */
-const SERVER_STOP_TIMEOUT_MS = 10_000
-/** Longest a server may take to answer a stats request, in ms (its event loop is saturated while loaded). */
-const STATS_TIMEOUT_MS = 5_000
 /** Slack over twice warm-up + window (the load, then its backlog draining) for the loadgen to connect, report and exit, in ms. */
 const LOADGEN_SLACK_MS = 20_000
 /** Loadgen CPU share (1 = one core) above which it may be what limits the figures. */
@@ -47,13 +43,6 @@ const LOADGEN_CPU_WARNING = 0.8
  * deliveries are said to have fallen behind publishes (a balanced queue holds about what is in flight).
  */
 const QUEUE_GROWTH_WARNING = 0.1
-/** Longest the webhook receiver may take to report its port, and to exit after SIGTERM, in ms. */
-const RECEIVER_TIMEOUT_MS = 10_000
-/** Paced load: the webhook deliveries count as all arrived once none arrived for this long, in ms. */
-const SETTLE_QUIET_MS = 300
-const SETTLE_POLL_MS = 20
-/** Paced load: longest the webhook deliveries may take to arrive after the load ended, in ms. */
-const SETTLE_TIMEOUT_MS = 15_000
 
 /** Knobs read once from the environment. */
 interface Settings {
@@ -86,12 +75,31 @@ interface WebhookFigures {
   readonly latency: LatencySummary | undefined
 }
 
-/** What one (scenario, kind, round) run measured. */
+/**
+ * What a round measures, one after another: raw Aedes, one ce-broker node, and for a
+ * scenario with `cluster` two ce-broker nodes sharing a redis-server.
+ */
+type Side = BrokerKind | 'cluster'
+
+/** The sides of `scenario`'s rounds, in the order round 1 runs them. */
+function sidesOf (scenario: Scenario): readonly Side[] {
+  return scenario.cluster === true ? [...BROKER_KINDS, 'cluster'] : BROKER_KINDS
+}
+
+/** One server process's share of a run. */
+interface ServerFigures {
+  /** `node A`, `node B` in a cluster run; empty for the one server of other runs. */
+  readonly label: string
+  /** Server CPU time over the loadgen's window divided by the server's wall time; 1 = one core. */
+  readonly cpuShare: number
+  readonly rssBytes: number
+}
+
+/** What one (scenario, side, round) run measured. */
 interface RunFigures {
   readonly load: LoadResult
-  /** Server CPU time over the loadgen's window divided by the server's wall time; 1 = one core. */
-  readonly serverCpuShare: number
-  readonly serverRssBytes: number
+  /** The server processes: one, or node A (publishers) and node B (subscriber) of a cluster. */
+  readonly servers: readonly ServerFigures[]
   /** redis-server's CPU time over the same window divided by the window's wall time; only when the run had one. */
   readonly redisCpuShare: number | undefined
   /** Only for a ce-broker run of a scenario with `receiver: true`. */
@@ -121,120 +129,20 @@ function warmupMs (scenario: Scenario, settings: Settings): number {
   return Math.max(settings.warmupMs, scenario.minWarmupMs ?? 0)
 }
 
-/** A server child: started, asked for its CPU and memory, stopped. */
-class ServerProcess {
-  readonly #child: Child<ServerMessage>
-  #nextId = 1
-
-  /** @param services `redis=<url>`, `receiver=<url>`: what run.js started for this run, passed on to server.js */
-  constructor (kind: BrokerKind, scenario: Scenario, services: readonly string[]) {
-    // BENCH_PROFILE_DIR: each server writes a V8 CPU profile there when it exits
-    const profileDir = process.env.BENCH_PROFILE_DIR
-    const execArgv = profileDir === undefined || profileDir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${scenario.name}-${kind}-${Date.now()}.cpuprofile`]
-    this.#child = new Child(`server ${kind}`, SERVER_SCRIPT, [kind, scenario.name, ...services], isServerMessage, undefined, execArgv)
-  }
-
-  async ready (): Promise<number> {
-    const isReady = (m: ServerMessage): m is ReadyMessage => m.type === 'ready'
-    return (await this.#child.next(isReady, SERVER_START_TIMEOUT_MS)).port
-  }
-
-  async stats (): Promise<StatsMessage> {
-    const id = this.#nextId++
-    const isAnswer = (m: ServerMessage): m is StatsMessage => m.type === 'stats' && m.id === id
-    const answer = this.#child.next(isAnswer, STATS_TIMEOUT_MS)
-    this.#child.send({ type: 'stats', id })
-    return await answer
-  }
-
-  async stop (): Promise<void> { await this.#child.stop(SERVER_STOP_TIMEOUT_MS) }
-  kill (): void { this.#child.kill() }
-}
-
 /**
- * The webhook receiver child (`receiver.js`): started before the broker, so that its URL
- * can go into the broker's config; asked for its counters and for latency percentiles;
- * stopped after the broker.
- */
-class ReceiverProcess {
-  /** `http://127.0.0.1:<port>/webhook`, for `receiverUrl()`. */
-  readonly url: string
-  readonly #child: Child<ReceiverMessage>
-  #nextId = 1
-
-  private constructor (child: Child<ReceiverMessage>, port: number) {
-    this.#child = child
-    this.url = `http://127.0.0.1:${port}${RECEIVER_PATH}`
-  }
-
-  /** Fork receiver.js and wait for its port. */
-  static async start (): Promise<ReceiverProcess> {
-    const child = new Child('receiver', RECEIVER_SCRIPT, [], isReceiverMessage)
-    try {
-      const isReady = (m: ReceiverMessage): m is ReadyMessage => m.type === 'ready'
-      return new ReceiverProcess(child, (await child.next(isReady, RECEIVER_TIMEOUT_MS)).port)
-    } catch (err: unknown) {
-      child.kill()
-      throw err
-    }
-  }
-
-  async stats (): Promise<ReceiverStatsMessage> {
-    const id = this.#nextId++
-    const isAnswer = (m: ReceiverMessage): m is ReceiverStatsMessage => m.type === 'stats' && m.id === id
-    const answer = this.#child.next(isAnswer, STATS_TIMEOUT_MS)
-    this.#child.send({ type: 'stats', id })
-    return await answer
-  }
-
-  /** Percentiles of the requests whose send stamp is in [`fromMs`, `toMs`) (wall clock). */
-  async latency (fromMs: number, toMs: number): Promise<LatencySummary> {
-    const id = this.#nextId++
-    const isAnswer = (m: ReceiverMessage): m is LatencyMessage => m.type === 'latency' && m.id === id
-    const answer = this.#child.next(isAnswer, STATS_TIMEOUT_MS)
-    this.#child.send({ type: 'latency', id, fromMs, toMs })
-    return (await answer).summary
-  }
-
-  /**
-   * Wait until no stamped request arrived for SETTLE_QUIET_MS: the deliveries of a paced
-   * load's last events are in. Fails after SETTLE_TIMEOUT_MS.
-   */
-  async settle (): Promise<void> {
-    const from = performance.now()
-    let seen = (await this.stats()).stamped
-    let quietSince = performance.now()
-    for (;;) {
-      await sleep(SETTLE_POLL_MS)
-      const now = performance.now()
-      const stamped = (await this.stats()).stamped
-      if (stamped !== seen) {
-        seen = stamped
-        quietSince = now
-      } else if (now - quietSince >= SETTLE_QUIET_MS) {
-        return
-      }
-      if (now - from > SETTLE_TIMEOUT_MS) throw new Error(`receiver: webhook deliveries still arriving ${SETTLE_TIMEOUT_MS} ms after the load ended`)
-    }
-  }
-
-  async stop (): Promise<void> { await this.#child.stop(RECEIVER_TIMEOUT_MS) }
-  kill (): void { this.#child.kill() }
-}
-
-/**
- * Start `kind` for `scenario`, put the scenario's load on it, stop it. A scenario with
+ * Start `side` for `scenario`, put the scenario's load on it, stop it. A scenario with
  * `redis: true` gets an empty redis-server of its own for a ce-broker run, started
  * before the broker and stopped after it; raw Aedes stays the memory-only baseline.
  * Likewise a scenario with `receiver: true` gets a webhook receiver for a ce-broker run.
+ * The cluster side always gets a redis-server, shared by its two nodes.
  */
-async function measure (scenario: Scenario, kind: BrokerKind, settings: Settings): Promise<RunFigures> {
-  const redis = kind === 'ce-broker' && scenario.redis === true ? await RedisServer.start() : undefined
+async function measure (scenario: Scenario, side: Side, settings: Settings): Promise<RunFigures> {
+  const redis = side === 'cluster' || (side === 'ce-broker' && scenario.redis === true) ? await RedisServer.start() : undefined
   let receiver: ReceiverProcess | undefined
   let figures: RunFigures
   try {
-    receiver = kind === 'ce-broker' && scenario.receiver === true ? await ReceiverProcess.start() : undefined
-    figures = await measureBroker(scenario, kind, settings, redis, receiver)
+    receiver = side === 'ce-broker' && scenario.receiver === true ? await ReceiverProcess.start() : undefined
+    figures = await measureServers(scenario, side, settings, redis, receiver)
   } catch (err: unknown) {
     // the broker's failure is the one to report, not how Redis or the receiver took being killed
     receiver?.kill()
@@ -251,26 +159,40 @@ async function measure (scenario: Scenario, kind: BrokerKind, settings: Settings
   return figures
 }
 
-async function measureBroker (scenario: Scenario, kind: BrokerKind, settings: Settings, redis: RedisServer | undefined, receiver: ReceiverProcess | undefined): Promise<RunFigures> {
+/**
+ * The server processes of one run: one of `side`'s kind, or for the cluster side node A
+ * (publishers connect to it) and node B (the subscriber does), each with `node=` and
+ * the shared Redis.
+ */
+function startServers (scenario: Scenario, side: Side, services: readonly string[]): ServerProcess[] {
+  if (side !== 'cluster') return [new ServerProcess(side, scenario, services)]
+  return ['a', 'b'].map((node) => new ServerProcess('ce-broker', scenario, [...services, `node=${node}`], `cluster-${node}`))
+}
+
+async function measureServers (scenario: Scenario, side: Side, settings: Settings, redis: RedisServer | undefined, receiver: ReceiverProcess | undefined): Promise<RunFigures> {
   const services = [...(redis === undefined ? [] : [`redis=${redis.url}`]), ...(receiver === undefined ? [] : [`receiver=${receiver.url}`])]
-  const server = new ServerProcess(kind, scenario, services)
+  const servers = startServers(scenario, side, services)
   try {
-    const port = await server.ready()
-    // the loadgen says when its window opens and closes; sample the server (and Redis, and the
+    const ports = await Promise.all(servers.map(async (server) => await server.ready()))
+    // publishers go to the first server (node A), subscribers to the last (node B; the same one outside a cluster)
+    const publisherPort = ports[0]
+    const subscriberPort = ports[ports.length - 1]
+    if (publisherPort === undefined || subscriberPort === undefined) throw new Error('no server port')
+    // the loadgen says when its window opens and closes; sample the servers (and Redis, and the
     // receiver) at both ends. A failed sample is kept as a value: if the loadgen fails too, its
     // error is the one to report
-    const samples: Array<Promise<StatsMessage | Error>> = []
+    const samples = servers.map((): Array<Promise<StatsMessage | Error>> => [])
     const redisSamples: Array<Promise<RedisCpuSample | Error>> = []
     const receiverSamples: Array<Promise<ReceiverStatsMessage | Error>> = []
     /** The loadgen's wall clock at the window's start and end: the paced load's events are picked by send stamp. */
     const windowAtMs: number[] = []
     const loadgen = new Child<LoadgenMessage>('loadgen', LOADGEN_SCRIPT,
-      [scenario.name, String(port), String(warmupMs(scenario, settings)), String(settings.windowMs)],
+      [scenario.name, String(publisherPort), String(subscriberPort), String(warmupMs(scenario, settings)), String(settings.windowMs)],
       isLoadgenMessage,
       function onLoadgenMessage (message) {
         if (message.type !== 'window') return
         windowAtMs.push(message.atMs)
-        samples.push(server.stats().catch(toError))
+        servers.forEach((server, i) => { samples[i]?.push(server.stats().catch(toError)) })
         if (redis !== undefined) redisSamples.push(redis.cpu().catch(toError))
         if (receiver !== undefined) receiverSamples.push(receiver.stats().catch(toError))
       })
@@ -284,25 +206,31 @@ async function measureBroker (scenario: Scenario, kind: BrokerKind, settings: Se
     } finally {
       loadgen.kill()
     }
-    const [start, end] = await Promise.all(samples)
+    const serverSamples = await Promise.all(samples.map(async (pair) => await Promise.all(pair)))
     const redisCpu = await Promise.all(redisSamples)
     // the webhook side is read before the broker stops: its final counters come from it
-    const webhook = receiver === undefined ? undefined : await webhookFigures(scenario, server, receiver, [start, end], await Promise.all(receiverSamples), windowAtMs)
-    await server.stop()
-    if (start instanceof Error) throw start
-    if (end instanceof Error) throw end
-    if (start === undefined || end === undefined) throw new Error(`loadgen sent ${samples.length} window messages, expected 2`)
+    const [first] = servers
+    const webhook = receiver === undefined || first === undefined ? undefined : await webhookFigures(scenario, first, receiver, serverSamples[0] ?? [], await Promise.all(receiverSamples), windowAtMs)
+    await Promise.all(servers.map(async (server) => { await server.stop() }))
     if (scenario.load.mode === 'paced' && (result.latency?.count ?? 0) === 0) throw new Error('the MQTT subscriber received no stamped event sent in the window')
     return {
       load: result,
-      serverCpuShare: (end.cpuMicros - start.cpuMicros) / 1000 / (end.nowMs - start.nowMs),
-      serverRssBytes: end.rssBytes,
+      servers: serverSamples.map((pair, i) => serverFigures(side === 'cluster' ? `node ${i === 0 ? 'A' : 'B'}` : '', pair)),
       redisCpuShare: redis === undefined ? undefined : cpuShare(redisCpu),
       webhook
     }
   } finally {
-    server.kill()
+    for (const server of servers) server.kill()
   }
+}
+
+/** A server's CPU share and RSS over the window, from its two samples; throws a failed sample's error. */
+function serverFigures (label: string, samples: ReadonlyArray<StatsMessage | Error>): ServerFigures {
+  const [start, end] = samples
+  if (start instanceof Error) throw start
+  if (end instanceof Error) throw end
+  if (start === undefined || end === undefined) throw new Error(`loadgen sent ${samples.length} window messages, expected 2`)
+  return { label, cpuShare: (end.cpuMicros - start.cpuMicros) / 1000 / (end.nowMs - start.nowMs), rssBytes: end.rssBytes }
 }
 
 /**
@@ -366,6 +294,16 @@ function formatFigure (scenario: Scenario, value: number): string {
   return scenario.load.mode === 'paced' ? value.toFixed(2) : String(Math.round(value))
 }
 
+/**
+ * The stderr text of a windowed load: the rate in each half of the window, how full each
+ * bound was on average, and the end-to-end backlog at both ends of the window.
+ */
+function windowedText (figures: WindowedFigures, load: WindowedLoad): string {
+  return `halves ${Math.round(figures.firstHalfPerSec)}/${Math.round(figures.secondHalfPerSec)} msgs/s` +
+    `, unacked mean ${Math.round(figures.meanUnacked)} of ${load.publishers * load.window}` +
+    `, unreceived mean ${Math.round(figures.meanUnreceived)} of ${load.maxUnreceived} (${figures.unreceivedAtStart} → ${figures.unreceivedAtEnd})`
+}
+
 function latencyText (latency: LatencySummary): string {
   return `p50 ${latency.p50Ms.toFixed(2)} ms p99 ${latency.p99Ms.toFixed(2)} ms max ${latency.maxMs.toFixed(2)} ms (${latency.count} events)`
 }
@@ -402,6 +340,15 @@ function median (values: readonly number[]): number {
   return sorted.length % 2 === 1 ? upper : ((sorted[mid - 1] ?? Number.NaN) + upper) / 2
 }
 
+/**
+ * A windowed load's CPU cost per message: ` (<µs> µs/msg)` of a process that used `share`
+ * of a core while the subscriber received the load's msgs/s; comparable across sides whose
+ * processes share the machine's cores differently (a cluster run has two nodes and Redis).
+ */
+function perMessage (share: number, load: LoadResult): string {
+  return load.windowed === undefined || load.msgsPerSec === 0 ? '' : ` (${(share * 1e6 / load.msgsPerSec).toFixed(1)} µs/msg)`
+}
+
 function percent (share: number): string {
   return `${(share * 100).toFixed(0)}%`
 }
@@ -412,39 +359,45 @@ function detail (line: string): void {
 }
 
 async function runScenario (scenario: Scenario, settings: Settings): Promise<void> {
-  const figures = new Map<BrokerKind, RunFigures[]>(BROKER_KINDS.map((kind) => [kind, []]))
+  if (scenario.cluster === true && (scenario.redis === true || scenario.receiver === true)) {
+    throw new Error(`${scenario.name}: a cluster scenario compares with one embedded node, without a receiver: drop redis and receiver`)
+  }
+  const sides = sidesOf(scenario)
+  const figures = new Map<Side, RunFigures[]>(sides.map((side) => [side, []]))
   if (warmupMs(scenario, settings) !== settings.warmupMs) detail(`${scenario.name} warms up for ${warmupMs(scenario, settings)} ms (its minimum), not ${settings.warmupMs} ms`)
   for (let round = 0; round < settings.rounds; round++) {
-    // alternate (aedes, ce, ce, aedes, ...) so drift in machine load hits both kinds alike
-    const order = round % 2 === 0 ? BROKER_KINDS : [...BROKER_KINDS].reverse()
-    for (const kind of order) {
-      const run = await measure(scenario, kind, settings)
-      figures.get(kind)?.push(run)
+    // alternate (aedes, ce, ce, aedes, ...) so drift in machine load hits every side alike
+    const order = round % 2 === 0 ? sides : [...sides].reverse()
+    for (const side of order) {
+      const run = await measure(scenario, side, settings)
+      figures.get(side)?.push(run)
       const { load } = run
-      const label = `${scenario.name} round ${round + 1}/${settings.rounds} ${kind.padEnd(9)}`
+      const label = `${scenario.name} round ${round + 1}/${settings.rounds} ${side.padEnd(9)}`
       detail(`${label} ${Math.round(load.msgsPerSec)} msgs/s` +
         ` (offered ${Math.round(load.offeredPerSec)}/s, ${(load.bytesPerSec / 1e6).toFixed(1)} MB/s in)` +
         (load.latency === undefined ? '' : ` | publish → mqtt ${latencyText(load.latency)}`) +
         ` | loadgen cpu ${percent(load.cpuShare)} elu ${percent(load.eventLoopUtilization)}` +
-        ` | server cpu ${percent(run.serverCpuShare)} rss ${(run.serverRssBytes / 2 ** 20).toFixed(0)} MiB` +
-        (run.redisCpuShare === undefined ? '' : ` | redis cpu ${percent(run.redisCpuShare)}`) +
+        run.servers.map((server) => ` | server ${server.label === '' ? '' : `${server.label} `}cpu ${percent(server.cpuShare)}${perMessage(server.cpuShare, load)} rss ${(server.rssBytes / 2 ** 20).toFixed(0)} MiB`).join('') +
+        (run.redisCpuShare === undefined ? '' : ` | redis cpu ${percent(run.redisCpuShare)}${perMessage(run.redisCpuShare, load)}`) +
+        (load.windowed === undefined || scenario.load.mode !== 'fanin-qos1-windowed' ? '' : ` | ${windowedText(load.windowed, scenario.load)}`) +
         ` | backlog ${load.backlogMessages} msgs in ${Math.round(load.drainMs)} ms, undelivered ${load.undelivered}`)
       if (run.webhook !== undefined) detail(webhookDetail(label, run, run.webhook))
     }
   }
 
-  const of = (kind: BrokerKind): readonly RunFigures[] => figures.get(kind) ?? []
-  const figure = (kind: BrokerKind): number => median(of(kind).map((r) => figureOf(scenario, r)))
-  const ce = figure('ce-broker')
-  const aedes = figure('aedes')
+  const of = (side: Side): readonly RunFigures[] => figures.get(side) ?? []
+  const figure = (side: Side): number => median(of(side).map((r) => figureOf(scenario, r)))
   const all = [...figures.values()].flat()
   const loadgenCpu = all.map((r) => r.load.cpuShare)
   const redisCpu = all.flatMap((r) => r.redisCpuShare === undefined ? [] : [r.redisCpuShare])
+  /** Median CPU share of the `index`th server of `side`'s runs. */
+  const serverCpu = (side: Side, index = 0): string => percent(median(of(side).map((r) => r.servers[index]?.cpuShare ?? Number.NaN)))
   detail(`${scenario.name} medians over ${settings.rounds} rounds of ${settings.windowMs} ms:` +
     ` loadgen cpu ${percent(median(loadgenCpu))} (max ${percent(Math.max(...loadgenCpu))}),` +
-    ` server cpu ce-broker ${percent(median(of('ce-broker').map((r) => r.serverCpuShare)))}` +
-    ` aedes ${percent(median(of('aedes').map((r) => r.serverCpuShare)))}` +
-    (redisCpu.length === 0 ? '' : `, redis cpu (ce-broker runs) ${percent(median(redisCpu))}`))
+    ` server cpu ce-broker ${serverCpu('ce-broker')}` +
+    ` aedes ${serverCpu('aedes')}` +
+    (scenario.cluster === true ? ` cluster node A ${serverCpu('cluster', 0)} node B ${serverCpu('cluster', 1)}` : '') +
+    (redisCpu.length === 0 ? '' : `, redis cpu (${scenario.cluster === true ? 'cluster' : 'ce-broker'} runs) ${percent(median(redisCpu))}`))
   const webhooks = all.flatMap((r) => r.webhook === undefined ? [] : [r.webhook])
   if (webhooks.length > 0) {
     detail(`${scenario.name} webhooks over ${webhooks.length} ce-broker runs: median receiver cpu ${percent(median(webhooks.map((w) => w.receiverCpuShare)))},` +
@@ -468,15 +421,28 @@ async function runScenario (scenario: Scenario, settings: Settings): Promise<voi
   if (Math.max(...loadgenCpu) > LOADGEN_CPU_WARNING) {
     detail(`${scenario.name} warning: the load generator used over ${percent(LOADGEN_CPU_WARNING)} of a core; it may be what limits these figures`)
   }
-  // The ratio is the median of each round's own ratio: a round measures both brokers back to
-  // back, so a machine that slows down for a while slows both sides of that round alike.
-  const ceRuns = of('ce-broker')
-  const ratios = of('aedes').map((run, i) => {
-    const ceRun = ceRuns[i]
-    return ceRun === undefined ? 0 : figureOf(scenario, ceRun) / figureOf(scenario, run)
-  })
-  detail(`${scenario.name} per-round ratios: ${ratios.map((r) => r.toFixed(3)).join(' ')}`)
-  process.stdout.write(`bench ${scenario.name} ce-broker=${formatFigure(scenario, ce)} aedes=${formatFigure(scenario, aedes)} ratio=${median(ratios).toFixed(3)}\n`)
+  // A ratio is the median of each round's own ratio: a round measures every side back to
+  // back, so a machine that slows down for a while slows all sides of that round alike.
+  const ratios = (over: Side, under: Side): number[] => {
+    const overRuns = of(over)
+    return of(under).map((run, i) => {
+      const overRun = overRuns[i]
+      return overRun === undefined ? 0 : figureOf(scenario, overRun) / figureOf(scenario, run)
+    })
+  }
+  const text = (values: readonly number[]): string => values.map((r) => r.toFixed(3)).join(' ')
+  if (scenario.cluster !== true) {
+    const perRound = ratios('ce-broker', 'aedes')
+    detail(`${scenario.name} per-round ratios: ${text(perRound)}`)
+    process.stdout.write(`bench ${scenario.name} ce-broker=${formatFigure(scenario, figure('ce-broker'))} aedes=${formatFigure(scenario, figure('aedes'))} ratio=${median(perRound).toFixed(3)}\n`)
+    return
+  }
+  // a cluster scenario: `ce-broker=` is the two-node cluster, `single=` one embedded node
+  const clusterToAedes = ratios('cluster', 'aedes')
+  const clusterToSingle = ratios('cluster', 'ce-broker')
+  detail(`${scenario.name} per-round ratios: cluster/aedes ${text(clusterToAedes)}, cluster/single ${text(clusterToSingle)}, single/aedes ${text(ratios('ce-broker', 'aedes'))}`)
+  process.stdout.write(`bench ${scenario.name} ce-broker=${formatFigure(scenario, figure('cluster'))} aedes=${formatFigure(scenario, figure('aedes'))}` +
+    ` ratio=${median(clusterToAedes).toFixed(3)} single=${formatFigure(scenario, figure('ce-broker'))} vs-single=${median(clusterToSingle).toFixed(3)}\n`)
 }
 
 async function main (): Promise<void> {
@@ -488,7 +454,7 @@ async function main (): Promise<void> {
   let redisAvailable: boolean | undefined
   for (const scenario of SCENARIOS) {
     if (!wanted(scenario.name)) continue
-    if (scenario.redis === true && !(redisAvailable ??= redisServerAvailable())) {
+    if ((scenario.redis === true || scenario.cluster === true) && !(redisAvailable ??= redisServerAvailable())) {
       // a missing optional tool is not a failure of the run: say so, and print no result line
       detail(`${scenario.name} skipped: redis-server is not on the PATH (install Redis to run this scenario)`)
       continue

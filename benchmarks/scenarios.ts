@@ -46,8 +46,36 @@ export interface PacedLoad {
   readonly payloadBytes: number
 }
 
+/**
+ * Fan-in at QoS 1 with a closed loop: each publisher keeps at most `window` PUBLISH
+ * packets without a PUBACK, and all publishers together at most `maxUnreceived`
+ * packets written but not yet received by the subscriber. The PUBACK window holds the
+ * publishers to what the node they publish to takes in; the end-to-end bound holds
+ * them to what reaches the subscriber, which is what closes the loop when routing
+ * between nodes has no backpressure of its own (mqemitter-redis: see the README's
+ * Cluster section). A publisher writes as soon as either leaves room, whatever is
+ * free, from a ring of `window` pre-encoded packets. One subscriber counts what arrives.
+ */
+export interface WindowedLoad {
+  readonly mode: 'fanin-qos1-windowed'
+  /** Publisher connections. */
+  readonly publishers: number
+  /** PUBLISH packets (QoS 1) one publisher may have written without their PUBACK yet; at most 65,535 (packet identifiers). */
+  readonly window: number
+  /** PUBLISH packets all publishers together may have written that the subscriber has not received yet. */
+  readonly maxUnreceived: number
+  /** Topic every PUBLISH goes to. */
+  readonly topic: string
+  /** The subscriber's topic filter, subscribed at QoS 0. */
+  readonly subscription: string
+  /** Size of the CloudEvent JSON payload, in bytes. */
+  readonly payloadBytes: number
+  /** Give every event its own CloudEvent `id`, as `FaninLoad.uniqueIds`. */
+  readonly uniqueIds: boolean
+}
+
 /** What the load generator does; one member per mode `loadgen.ts` implements. */
-export type LoadSpec = FaninLoad | PacedLoad
+export type LoadSpec = FaninLoad | PacedLoad | WindowedLoad
 
 /** What the server process (`server.ts`) gives a scenario's `ceBroker()`. */
 export interface ServerContext {
@@ -97,6 +125,14 @@ export interface Scenario {
    * opened) are slow, and a p99 over a few thousand events is set by its slowest 1 %.
    */
   readonly minWarmupMs?: number
+  /**
+   * Measure ce-broker twice per round: as one embedded node with `ceBroker()`'s input
+   * (the `single=` column), and as two nodes, each with that input plus `redis.url`, sharing
+   * one redis-server `run.js` starts (the `ce-broker=` column): publishers connect to
+   * node A, the subscriber to node B, so every message crosses Redis. Not with `redis`
+   * (the single node is the embedded baseline) nor `receiver`.
+   */
+  readonly cluster?: boolean
   readonly load: LoadSpec
 }
 
@@ -121,6 +157,26 @@ const PACED_LOAD: PacedLoad = {
   topic: 'albergue/v1/booking/reserved',
   subscription: 'albergue/#',
   payloadBytes: 1024
+}
+
+/**
+ * 8 QoS 1 publishers of 1 KiB `albergue.v1.booking.reserved` events, 128 without a PUBACK
+ * each; one `albergue/#` subscriber at QoS 0. At most 8,192 written and not yet received
+ * (about 9 MB, under Redis' 32 MB pub/sub output buffer limit): twice what one saturated
+ * node holds in flight (its 1,024 unacked plus socket buffers, 2,000-4,000), so that the
+ * bound holds back only a cluster whose routing falls behind, and well under the ~16,000
+ * messages past which node B's mqemitter queue costs more per message the longer it gets
+ * (README, Cluster).
+ */
+const WINDOWED_LOAD: WindowedLoad = {
+  mode: 'fanin-qos1-windowed',
+  publishers: 8,
+  window: 128,
+  maxUnreceived: 8192,
+  topic: 'albergue/v1/booking/reserved',
+  subscription: 'albergue/#',
+  payloadBytes: 1024,
+  uniqueIds: false
 }
 
 /**
@@ -217,6 +273,26 @@ export const SCENARIOS: readonly Scenario[] = [
     },
     redis: true,
     load: UNIQUE_FANIN_LOAD
+  },
+  {
+    name: 'cluster-cross-node',
+    // routing between nodes: the fanin-qos0 config (nothing on the publish path) on two
+    // nodes sharing Redis, publishers on A and the subscriber on B, against one embedded node
+    ceBroker: function clusterCeBroker () {
+      return { validation: { rules: [] }, idempotency: { enabled: false }, audit: { enabled: false } }
+    },
+    cluster: true,
+    load: WINDOWED_LOAD
+  },
+  {
+    name: 'cluster-cross-node-pipeline',
+    // the same with the default pipeline (validation, idempotency, audit on $audit/...):
+    // on the cluster, idempotency keys (SET NX PX) and the audit stream (XADD) are in Redis
+    ceBroker: function clusterPipelineCeBroker () {
+      return {}
+    },
+    cluster: true,
+    load: { ...WINDOWED_LOAD, uniqueIds: true }
   },
   {
     name: 'webhook-throughput',

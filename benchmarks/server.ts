@@ -1,10 +1,12 @@
 /**
- * Server child of `run.js`: `node server.js <aedes|ce-broker> <scenario> [redis=<url>] [receiver=<url>]`.
+ * Server child of `run.js`: `node server.js <aedes|ce-broker> <scenario> [redis=<url>] [receiver=<url>] [node=<a|b>]`.
  * Starts one broker on 127.0.0.1, sends `{ type: 'ready', port }` over IPC,
  * answers stats requests, and closes the broker and exits on SIGTERM or when
  * the parent goes away (IPC disconnect). `redis=` is the redis-server `run.js` started
  * for a scenario with `redis: true`, `receiver=` the webhook receiver it started for
- * one with `receiver: true`; the scenario reads them from its context.
+ * one with `receiver: true`; the scenario reads them from its context. `node=` makes
+ * it a node of a cluster scenario's two-node side: ce-broker with the scenario's input
+ * plus `redis.url` set to `redis=`.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -27,6 +29,8 @@ function send (message: ServerMessage): void {
 interface Services {
   readonly redis?: string
   readonly receiver?: string
+  /** Which node of a cluster this is (`a`: publishers', `b`: the subscriber's); only names it, both run alike. */
+  readonly node?: string
 }
 
 function parseServices (args: readonly string[]): Services {
@@ -35,8 +39,8 @@ function parseServices (args: readonly string[]): Services {
     const at = arg.indexOf('=')
     const name = arg.slice(0, at)
     const value = arg.slice(at + 1)
-    if (at <= 0 || value === '' || (name !== 'redis' && name !== 'receiver')) {
-      throw new Error(`server.js: expected redis=<url> or receiver=<url>, got ${JSON.stringify(arg)}`)
+    if (at <= 0 || value === '' || (name !== 'redis' && name !== 'receiver' && name !== 'node')) {
+      throw new Error(`server.js: expected redis=<url>, receiver=<url> or node=<a|b>, got ${JSON.stringify(arg)}`)
     }
     services = { ...services, [name]: value }
   }
@@ -74,11 +78,14 @@ class Context implements ServerContext {
   }
 }
 
-async function start (kind: BrokerKind, scenarioName: string | undefined, context: Context): Promise<BenchServer> {
+async function start (kind: BrokerKind, scenarioName: string | undefined, context: Context, node: string | undefined): Promise<BenchServer> {
   const scenario = findScenario(scenarioName)
   if (kind === 'aedes') return await startAedes(scenario.aedesNoDelay === true)
+  if (node !== undefined && (scenario.cluster !== true || kind !== 'ce-broker')) throw new Error(`server.js: node=${node} is for the ce-broker nodes of a cluster scenario`)
   try {
-    return await startCeBroker(scenario.ceBroker(context))
+    const input = scenario.ceBroker(context)
+    // a cluster node: the one-node input, sharing state and routing through the run's Redis
+    return await startCeBroker(node === undefined ? input : { ...input, redis: { url: context.redisUrl() } })
   } catch (err: unknown) {
     context.cleanUp()
     throw err
@@ -87,11 +94,12 @@ async function start (kind: BrokerKind, scenarioName: string | undefined, contex
 
 async function main (): Promise<void> {
   const [kind, scenarioName, ...rest] = process.argv.slice(2)
-  if (!isBrokerKind(kind)) throw new Error(`usage: server.js <aedes|ce-broker> <scenario> [redis=<url>] [receiver=<url>], got kind ${JSON.stringify(kind)}`)
+  if (!isBrokerKind(kind)) throw new Error(`usage: server.js <aedes|ce-broker> <scenario> [redis=<url>] [receiver=<url>] [node=<a|b>], got kind ${JSON.stringify(kind)}`)
   if (process.send === undefined) throw new Error('server.js is started by run.js with an IPC channel (fork)')
 
-  const context = new Context(parseServices(rest))
-  const server = await start(kind, scenarioName, context)
+  const services = parseServices(rest)
+  const context = new Context(services)
+  const server = await start(kind, scenarioName, context, services.node)
   let stopping: Promise<void> | undefined
 
   function stop (): void {

@@ -78,10 +78,21 @@ export class IdStamper {
    * pending: the bytes are rewritten in place.
    */
   stamp (): void {
+    this.stampRange(0, this.#offsets.length)
+  }
+
+  /**
+   * Give packets `first` to `first + count - 1` of the burst the next counters (a ring of
+   * packets written a stretch at a time). Only while no write of those packets is pending.
+   */
+  stampRange (first: number, count: number): void {
     const burst = this.#burst
+    const offsets = this.#offsets
     let n = this.#next
-    if (n + this.#offsets.length > 10 ** COUNTER_DIGITS) throw new RangeError(`more than 10^${COUNTER_DIGITS} events from one publisher`)
-    for (const offset of this.#offsets) {
+    if (first < 0 || count < 0 || first + count > offsets.length) throw new RangeError(`packets ${first}..${first + count - 1} are not in a burst of ${offsets.length}`)
+    if (n + count > 10 ** COUNTER_DIGITS) throw new RangeError(`more than 10^${COUNTER_DIGITS} events from one publisher`)
+    for (let i = first; i < first + count; i++) {
+      const offset = offsets[i] ?? 0
       // right to left, all digits: the counter is below 2^53, so % and / stay exact
       let value = n++
       for (let at = offset + COUNTER_DIGITS - 1; at >= offset; at--) {

@@ -88,7 +88,9 @@ export function createBackend (config: BrokerConfig, log: Logger): Backend {
   const health = new RedisHealth(log.child({ component: 'redis' }))
   // One connection for the persistence, two for pub/sub routing (a subscriber connection can do nothing else).
   // The URL carries the password, the db (`/2`) and TLS (`rediss://`); ioredis reads all three from it.
-  const connections = (['persistence', 'publish', 'subscribe'] as const).map((role) => health.watch(new Redis(url, { lazyConnect: false }), role, role === 'subscribe'))
+  // The publish connection batches the commands of one tick into one write: every routed message is a
+  // PUBLISH, and one write() each cost most of a node's time routing (benchmarks/README.md, Cluster).
+  const connections = (['persistence', 'publish', 'subscribe'] as const).map((role) => health.watch(new Redis(url, { lazyConnect: false, enableAutoPipelining: role === 'publish' }), role, role === 'subscribe'))
   const [db, pubConn, subConn] = connections as [Redis, Redis, Redis]
   observeQuit(pubConn)
   observeQuit(subConn)
