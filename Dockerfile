@@ -8,6 +8,9 @@ RUN npm ci
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY plugins ./plugins
+# the dashboard's sources and the script that bundles them (esbuild) into dist/dashboard/
+COPY dashboard ./dashboard
+COPY scripts ./scripts
 # tsconfig.build.json also lists benchmarks/, which the image does not need; tsc skips a missing folder.
 RUN npm run build
 
@@ -21,6 +24,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev && npm cache clean --force
 COPY --from=build /app/dist/src ./dist/src
 COPY --from=build /app/dist/plugins ./dist/plugins
+COPY --from=build /app/dist/dashboard ./dist/dashboard
 # ./schemas (schemas.dir's default) is read at start-up
 COPY schemas ./schemas
 # The files stay root's: the broker only reads them (audit.file, if set, needs a writable volume).

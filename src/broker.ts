@@ -32,7 +32,10 @@ import { guardPublishSize } from './transport/size-guard.js'
 import { Admission } from './transport/admission.js'
 import { readProxyHeader } from './transport/proxy-protocol.js'
 import proxyaddr from 'proxy-addr'
-import { packageVersion } from './version.js'
+import { compileFilter } from './topics.js'
+import { dashboardDir, packageVersion } from './version.js'
+import { buildCatalog, type CatalogMqttSubscription } from './catalog.js'
+import { publishStats } from './stats.js'
 
 /** `createBroker()` input: a partial config plus what only code can give. */
 export interface BrokerInput extends ConfigInput {
@@ -208,12 +211,14 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
   const listeners: Listener[] = []
   let http: HttpApi | undefined
   let websocket: { close: () => void } | undefined
+  let stats: { stop: () => void } | undefined
   let closing: Promise<void> | undefined
   let listening = false
 
   async function close (): Promise<void> {
     closing ??= (async () => {
       listening = false
+      stats?.stop()
       backend.closing()
       websocket?.close()
       // stop accepting now; a server's close callback waits for its open sockets, which aedes closes next
@@ -242,7 +247,8 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       redis: backend.redis,
       metrics: metrics.registry,
       log,
-      webhooks: webhookRegistry
+      webhooks: webhookRegistry,
+      reportError: (err) => { reportError('catalog', err) }
     })
     await plugins.load([...builtins.entries, ...entries])
 
@@ -312,6 +318,14 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       maxPayloadBytes: config.limits.maxPayloadBytes,
       httpBodyBytes: config.limits.httpBodyBytes,
       schemas: builtins.schemas,
+      catalog: async () => await buildCatalog({
+        node: config.nodeId,
+        schemas: builtins.catalogSchemas,
+        publishers: async () => await builtins.publishers.list(),
+        webhooks: () => webhookRegistry.store.list().map((s) => ({ id: s.id, service_id: s.service_id, webhook_url: s.webhook_url, filters: s.filters })),
+        mqtt: async (topic) => await mqttSubscribers(aedes, backend, topic)
+      }),
+      dashboardDir: dashboardDir(),
       webhooks: webhookRegistry,
       redeliver: (subscription, message, deadLetterId) => webhookRegistry.redeliver(subscription, { topic: message.topic, payload: message.payload }, deadLetterId)
     }, { bodyLimit: limits.httpBodyBytes, apiKeys: config.auth.apiKeys, publicMetrics: config.http.publicMetrics, ...(config.http.trustProxy === undefined ? {} : { trustProxy: config.http.trustProxy }), ...(httpTls === undefined ? {} : { tls: httpTls }) })
@@ -327,6 +341,16 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     })
     const httpPort = await listenHttp(http, config.http.host, config.http.port)
     listening = true
+    stats = publishStats({
+      nodeId: config.nodeId,
+      collect: () => ({
+        clients: [...clientCounts.values()].reduce((a, b) => a + b, 0),
+        events: metrics.eventTotals(),
+        webhooks: webhookRegistry.list()
+      }),
+      publish: async (topic, payload) => { await publishRaw({ topic, payload }) },
+      log
+    })
 
     const ports: BoundPorts = {
       mqtt: listeners[0]?.port ?? config.mqtt.port,
@@ -399,6 +423,34 @@ function readiness (listening: boolean, backend: Backend): Record<string, boolea
   const checks: Record<string, boolean> = { listeners: listening }
   if (backend.kind === 'redis') checks.redis = backend.ready()
   return checks
+}
+
+/**
+ * MQTT subscriptions whose filter matches `topic`: the online clients of this node (any
+ * QoS), and from the persistence the QoS 1/2 subscriptions of every session, offline
+ * ones and, with Redis, other nodes' included. QoS 0 subscribers on other nodes are not
+ * known here.
+ */
+async function mqttSubscribers (aedes: Aedes, backend: Backend, topic: string): Promise<CatalogMqttSubscription[]> {
+  const found = new Map<string, CatalogMqttSubscription>()
+  const add = (sub: CatalogMqttSubscription): void => { found.set(`${sub.clientId}\u0000${sub.filter}`, sub) }
+  // aedes keeps its connected clients and their subscriptions on fields its types leave out
+  const clients: unknown = Reflect.get(aedes, 'clients')
+  if (typeof clients === 'object' && clients !== null) {
+    for (const client of Object.values(clients)) {
+      const id: unknown = Reflect.get(Object(client), 'id')
+      const subscriptions: unknown = Reflect.get(Object(client), 'subscriptions')
+      if (typeof id !== 'string' || typeof subscriptions !== 'object' || subscriptions === null) continue
+      for (const [filter, sub] of Object.entries(subscriptions)) {
+        if (filter.startsWith('$') || !compileFilter(filter)(topic)) continue
+        const qos: unknown = Reflect.get(Object(sub), 'qos')
+        add({ clientId: id, filter, qos: typeof qos === 'number' ? qos : 0 })
+      }
+    }
+  }
+  const stored = await backend.subscribers(topic)
+  for (const sub of stored) add({ clientId: sub.clientId, filter: sub.topic, qos: sub.qos })
+  return [...found.values()]
 }
 
 /** Keep a count of connected MQTT clients per transport for the metrics gauge. */

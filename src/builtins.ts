@@ -7,6 +7,9 @@ import { auth } from '../plugins/auth/index.js'
 import { deadLetter } from '../plugins/dead-letter/index.js'
 import { MemoryIdempotencyStore, RedisIdempotencyStore, idempotency } from '../plugins/idempotency/index.js'
 import { SchemaRegistry, schemaValidation } from '../plugins/schema-validation/index.js'
+import { summarizeSchema } from '../plugins/schema-validation/summary.js'
+import { MemoryPublisherLog, RedisPublisherLog, catalog, type PublisherLog } from '../plugins/catalog/index.js'
+import type { CatalogSchema } from './catalog.js'
 import { webhooks, type WebhookRegistry } from '../plugins/webhooks/index.js'
 import type { BrokerConfig } from './config.js'
 import type { PluginEntry } from './context.js'
@@ -20,6 +23,10 @@ export interface Builtins {
   readonly entries: readonly PluginEntry[]
   /** The registry's schemas, for `GET /api/schemas`. */
   readonly schemas: () => readonly SchemaListing[]
+  /** The same with their fields summarized, for `GET /api/catalog`. */
+  readonly catalogSchemas: () => readonly CatalogSchema[]
+  /** Who published which event types. */
+  readonly publishers: PublisherLog
 }
 
 const DEFAULT_SCHEMAS_DIR = './schemas'
@@ -33,6 +40,8 @@ export interface BuiltinDeps {
   readonly log: Logger
   /** Webhook subscriptions, shared with the HTTP API. */
   readonly webhooks: WebhookRegistry
+  /** Where a failed write of the publisher log is reported. */
+  readonly reportError: (err: unknown) => void
 }
 
 /**
@@ -40,7 +49,7 @@ export interface BuiltinDeps {
  * grants is refused before anything reads it); schema-validation when any validation applies (rules, or
  * `validation.default: reject`); idempotency after it (it keys on the events
  * validation reads); audit, which sees every verdict; webhooks, which deliver
- * what was published. The schema folder is
+ * what was published; catalog, which notes who published each type. The schema folder is
  * read here, at start-up; the default `./schemas` falls back to the schemas
  * bundled with the package when the working folder has none, so `createBroker()`
  * works from anywhere.
@@ -64,7 +73,8 @@ export async function builtinPlugins (config: BrokerConfig, deps: BuiltinDeps): 
   if (!validating) {
     if (config.audit.enabled) entries.push(audit(auditOptions(config, deps.redis)))
     entries.push(webhooksEntry(config, deps))
-    return { entries, schemas: () => [] }
+    // no rule reads events here: no type is ever seen
+    return { entries, schemas: () => [], catalogSchemas: () => [], publishers: new MemoryPublisherLog() }
   }
 
   let dir = resolve(config.schemas.dir)
@@ -86,7 +96,17 @@ export async function builtinPlugins (config: BrokerConfig, deps: BuiltinDeps): 
   }
   if (config.audit.enabled) entries.push(audit(auditOptions(config, deps.redis)))
   entries.push(webhooksEntry(config, deps))
-  return { entries, schemas: () => registry.list() }
+  const publishers = deps.redis === undefined ? new MemoryPublisherLog() : new RedisPublisherLog(deps.redis, deps.reportError)
+  entries.push(catalog({ log: publishers }))
+  const catalogSchemas: CatalogSchema[] = registry.list().map((entry) => ({
+    type: entry.type,
+    file: entry.file,
+    draft: entry.draft,
+    ...(entry.id === undefined ? {} : { id: entry.id }),
+    ...(typeof entry.schema.title === 'string' ? { title: entry.schema.title } : {}),
+    fields: summarizeSchema(entry.schema, registry.documents())
+  }))
+  return { entries, schemas: () => registry.list(), catalogSchemas: () => catalogSchemas, publishers }
 }
 
 function webhooksEntry (config: BrokerConfig, deps: BuiltinDeps): PluginEntry {

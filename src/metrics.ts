@@ -14,6 +14,8 @@ export class CoreMetrics {
   readonly #delivered: Record<Transport, number> = { tcp: 0, tls: 0, ws: 0, wss: 0 }
   readonly #errors: Counter<'component'>
   #accepted = 0
+  #rejected = 0
+  #duplicates = 0
   readonly #limitHits = new Map<string, number>()
   readonly #events: Counter<'outcome' | 'reason'>
 
@@ -131,7 +133,16 @@ export class CoreMetrics {
   /** Count an event outcome; `reason` only for rejections. */
   event (outcome: 'accepted' | 'rejected' | 'duplicate', reason = ''): void {
     if (outcome === 'accepted') this.#accepted++
-    else this.#events.inc({ outcome, reason })
+    else {
+      this.#events.inc({ outcome, reason })
+      if (outcome === 'rejected') this.#rejected++
+      else this.#duplicates++
+    }
+  }
+
+  /** Events counted since start, by outcome (what the dashboard charts). */
+  eventTotals (): { accepted: number, rejected: number, duplicate: number } {
+    return { accepted: this.#accepted, rejected: this.#rejected, duplicate: this.#duplicates }
   }
 
   error (component: string): void {

@@ -27,3 +27,12 @@ export function bundledSchemasDir (): string | undefined {
   }
   return undefined
 }
+
+/** The built dashboard (`npm run build` writes it to `dist/dashboard/`), seen from the source or the build. */
+export function dashboardDir (): string | undefined {
+  for (const relative of ['../dist/dashboard/', '../dashboard/']) {
+    const url = new URL(relative, import.meta.url)
+    if (existsSync(new URL('index.html', url))) return fileURLToPath(url)
+  }
+  return undefined
+}

@@ -80,6 +80,8 @@ export interface DeliveryQueueLike {
   enqueue: (job: Job) => boolean
   /** Deliveries queued or waiting for a retry. */
   depth: () => number
+  /** Those of one subscription. */
+  depthOf: (subscriptionId: string) => number
   breakerState: (subscriptionId: string) => BreakerState
   close: () => Promise<void>
 }
@@ -135,11 +137,11 @@ export class Deliverer {
       // the circuit is open (or its one probe is out): hold the delivery, it has not been tried
       return { kind: 'held', delayMs: Math.max(this.holdMs(job.subscription.id), Math.min(this.#options.breakerHalfOpenAfterMs, 1000)) }
     }
+    job.lastStatus = result.status
     if (result.kind === 'delivered') {
       this.#options.onDelivered(job, performance.now() - started)
       return DONE
     }
-    job.lastStatus = result.status
     if (result.kind === 'failed') {
       job.lastError = `HTTP ${result.status}`
       this.#options.onFailed(job, result.gone)
@@ -213,6 +215,7 @@ export class DeliveryQueue implements DeliveryQueueLike {
   /** Subscriptions whose open circuit has a wake-up timer. */
   readonly #sleeping = new Set<string>()
   #queued = 0
+  readonly #queuedBy = new Map<string, number>()
   #closed = false
 
   constructor (options: DeliveryOptions, deliverer = new Deliverer(options)) {
@@ -224,9 +227,14 @@ export class DeliveryQueue implements DeliveryQueueLike {
     return this.#queued
   }
 
+  depthOf (subscriptionId: string): number {
+    return this.#queuedBy.get(subscriptionId) ?? 0
+  }
+
   enqueue (job: Job): boolean {
     if (this.#closed || this.#queued >= this.#options.maxQueued) return false
     this.#queued++
+    this.#count(job.subscription.id, 1)
     this.#push(job)
     return true
   }
@@ -263,7 +271,10 @@ export class DeliveryQueue implements DeliveryQueueLike {
       if (job === undefined) break
       this.#inFlight.set(key, (this.#inFlight.get(key) ?? 0) + 1)
       this.#deliverer.attempt(job).then((next) => {
-        if (next.kind === 'done') this.#queued--
+        if (next.kind === 'done') {
+          this.#queued--
+          this.#count(key, -1)
+        }
         else this.#later(job, next.delayMs)
       }).finally(() => {
         this.#inFlight.set(key, (this.#inFlight.get(key) ?? 1) - 1)
@@ -271,6 +282,12 @@ export class DeliveryQueue implements DeliveryQueueLike {
       }).catch(() => {})
     }
     if (list?.length === 0) this.#waiting.delete(key)
+  }
+
+  #count (subscriptionId: string, delta: number): void {
+    const n = (this.#queuedBy.get(subscriptionId) ?? 0) + delta
+    if (n > 0) this.#queuedBy.set(subscriptionId, n)
+    else this.#queuedBy.delete(subscriptionId)
   }
 
   /** Pump a subscription whose circuit is open again once a probe may go. */

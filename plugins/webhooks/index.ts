@@ -65,18 +65,53 @@ export class WebhookRegistry {
     if (subscription !== undefined) await this.#shared?.save(subscription)
   }
 
-  list (): Array<SubscriptionView & { readonly breaker: BreakerState }> {
-    return this.store.list().map((s) => ({ ...viewOf(s), breaker: this.breakerState(s.id) }))
+  /** Deliveries of a subscription queued or waiting for a retry (set by the plugin). */
+  depthOf: (id: string) => number = () => 0
+  readonly #tallies = new Map<string, DeliveryTally>()
+
+  /** Count a delivery that ended, delivered or failed for good, with the last status its endpoint answered. */
+  tally (id: string, outcome: 'delivered' | 'failed', lastStatus: number | undefined): void {
+    let tally = this.#tallies.get(id)
+    if (tally === undefined) this.#tallies.set(id, tally = { delivered: 0, failed: 0, lastStatus: null, lastAt: null })
+    tally[outcome]++
+    tally.lastStatus = lastStatus ?? null
+    tally.lastAt = new Date().toISOString()
+  }
+
+  /** Every subscription with its state: circuit, queue depth, and this node's delivery counts. */
+  list (): WebhookListing[] {
+    return this.store.list().map((s) => {
+      const tally = this.#tallies.get(s.id) ?? { delivered: 0, failed: 0, lastStatus: null, lastAt: null }
+      return { ...viewOf(s), breaker: this.breakerState(s.id), queued: this.depthOf(s.id), ...tally }
+    })
   }
 
   async remove (id: string): Promise<boolean> {
     const removed = this.store.delete(id)
     if (removed) {
+      this.#tallies.delete(id)
       await this.#shared?.remove(id)
       await this.forget(id)
     }
     return removed
   }
+}
+
+/** Deliveries of one subscription that ended on this node since it started. */
+interface DeliveryTally {
+  delivered: number
+  failed: number
+  /** The last status its endpoint answered (`null`: none yet, or no answer). */
+  lastStatus: number | null
+  /** When the last delivery ended (RFC 3339). */
+  lastAt: string | null
+}
+
+/** A subscription as `GET /api/webhooks` lists it. */
+export type WebhookListing = SubscriptionView & Readonly<DeliveryTally> & {
+  readonly breaker: BreakerState
+  /** Deliveries queued or waiting for a retry (with Redis: on every node, read once a second). */
+  readonly queued: number
 }
 
 /** Options of the webhooks plugin. */
@@ -132,10 +167,12 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
         opts.deadLetters.delete(job.replayOf).catch((err: unknown) => { ctx.reportError(err, { op: 'remove redelivered dead letter', id: job.replayOf }) })
       }
       deliveries.inc({ subscription: job.subscription.id, outcome: 'delivered' })
+      registry.tally(job.subscription.id, 'delivered', job.lastStatus)
       latency.observe({ subscription: job.subscription.id }, ms / 1000)
     },
     onFailed: (job, gone) => {
       deliveries.inc({ subscription: job.subscription.id, outcome: 'failed' })
+      registry.tally(job.subscription.id, 'failed', job.lastStatus)
       if (gone) {
         registry.disable(job.subscription.id, `${job.subscription.webhook_url} answered 410 Gone`)
           .catch((err: unknown) => { ctx.reportError(err, { op: 'disable subscription', subscription: job.subscription.id }) })
@@ -170,6 +207,7 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
     return shared
   }
   registry.breakerState = (id) => queue.breakerState(id)
+  registry.depthOf = (id) => queue.depthOf(id)
   const STATE_VALUE: Readonly<Record<BreakerState, number>> = { closed: 0, 'half-open': 1, open: 2 }
   new Gauge({
     name: 'ce_broker_webhook_breaker_state',
@@ -229,6 +267,7 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
   ctx.log.info({ subscriptions: registry.store.size }, 'webhooks ready')
   return async function stopWebhooks () {
     registry.breakerState = () => 'closed'
+    registry.depthOf = () => 0
     registry.redeliver = () => 'webhooks are not running'
     registry.forget = async () => {}
     await queue.close()

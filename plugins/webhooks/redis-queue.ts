@@ -60,6 +60,7 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
   readonly #closing = new Set<Promise<void>>()
   readonly #timer: NodeJS.Timeout
   #depth = 0
+  #depthBy: ReadonlyMap<string, number> = new Map()
   #reading = false
   #closed = false
 
@@ -70,7 +71,11 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
       // one read at a time: while Redis is away a read waits, it does not pile up
       if (this.#reading) return
       this.#reading = true
-      this.#readDepth().then((depth) => { this.#depth = depth }, (err: unknown) => { this.#options.onError(err, { op: 'queue depth' }) })
+      this.#readDepth().then((depths) => {
+        this.#depthBy = depths
+        this.#depth = 0
+        for (const n of depths.values()) this.#depth += n
+      }, (err: unknown) => { this.#options.onError(err, { op: 'queue depth' }) })
         .finally(() => { this.#reading = false })
     }, DEPTH_REFRESH_MS)
     this.#timer.unref()
@@ -126,6 +131,11 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
     return this.#depth
   }
 
+  /** As last read from Redis (once a second), every node's deliveries for the subscription. */
+  depthOf (subscriptionId: string): number {
+    return this.#depthBy.get(subscriptionId) ?? 0
+  }
+
   breakerState (subscriptionId: string): BreakerState {
     return this.#deliverer.breakerState(subscriptionId)
   }
@@ -154,13 +164,15 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
     return queue
   }
 
-  async #readDepth (): Promise<number> {
-    let depth = 0
+  async #readDepth (): Promise<Map<string, number>> {
+    const depths = new Map<string, number>()
     for (const id of this.#workers.keys()) {
       const counts = await this.#queue(id).getJobCounts('waiting', 'delayed', 'active', 'prioritized')
+      let depth = 0
       for (const n of Object.values(counts)) depth += n
+      depths.set(id, depth)
     }
-    return depth
+    return depths
   }
 
   #startWorker (subscriptionId: string): Worker<StoredDelivery> {

@@ -43,6 +43,8 @@ export function newApiKey (): { key: string, hash: string } {
 /** The scope each route needs, by method and route pattern; `public` needs no key. */
 export function scopeOf (method: string, route: string | undefined, publicMetrics: boolean): ApiScope | 'public' {
   if (route === '/healthz' || route === '/readyz' || route === '/api/mqtt/health') return 'public'
+  // the dashboard's page, script and styles hold no data; what it shows comes from routes that need `read`
+  if (route === '/' || route === '/dashboard/app.js' || route === '/dashboard/app.css') return 'public'
   if (route === '/metrics') return publicMetrics ? 'public' : 'read'
   if (method === 'POST' && (route === '/api/events' || route === '/api/mqtt/publish')) return 'publish'
   if (method === 'GET' || method === 'HEAD') return 'read'

@@ -11,13 +11,17 @@ import { deadLetterRoutes, type DeadLetterSource } from './routes/dlq.js'
 import { schemaRoutes, type SchemaListing } from './routes/schemas.js'
 import { ingressRoutes, type IngressSource } from './routes/publish.js'
 import { webhookRoutes, type WebhookSource } from './routes/webhooks.js'
+import { catalogRoutes, type CatalogSource } from './routes/catalog.js'
+import { dashboardRoutes } from './routes/dashboard.js'
 import type { Registry } from 'prom-client'
 
 /** What the HTTP API reads from the broker. */
-export interface HttpDeps extends HealthSource, RetainedSource, DeadLetterSource, IngressSource, WebhookSource {
+export interface HttpDeps extends HealthSource, RetainedSource, DeadLetterSource, IngressSource, WebhookSource, CatalogSource {
   readonly log: Logger
   readonly metrics: Registry
   readonly schemas: () => readonly SchemaListing[]
+  /** The built dashboard's folder; `undefined` when it is not built. */
+  readonly dashboardDir: string | undefined
 }
 
 export interface HttpOptions {
@@ -68,6 +72,8 @@ export async function createHttpApi (deps: HttpDeps, options: HttpOptions): Prom
   await app.register(schemaRoutes, deps)
   await app.register(ingressRoutes, deps)
   await app.register(webhookRoutes, deps)
+  await app.register(catalogRoutes, deps)
+  await app.register(dashboardRoutes, { dir: deps.dashboardDir })
   await app.ready()
   return {
     server,

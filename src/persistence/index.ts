@@ -50,6 +50,8 @@ export interface Backend {
   readonly whenReady: (timeoutMs: number) => Promise<boolean>
   /** Retained messages whose topic matches `filter`, at most `limit`. */
   readonly retained: (filter: string, limit: number) => Promise<RetainedMessage[]>
+  /** Stored QoS 1/2 subscriptions matching `topic`, of every session (with Redis, every node's). */
+  readonly subscribers: (topic: string) => Promise<StoredSubscription[]>
   /**
    * Resolves once the backend can serve for the first time; start-up waits for it. While
    * Redis cannot be reached it goes on waiting (a node may start before its Redis); it
@@ -80,6 +82,7 @@ export function createBackend (config: BrokerConfig, log: Logger): Backend {
       started: async () => {},
       closing: () => {},
       retained: (filter, limit) => readRetained(persistence, filter, limit),
+      subscribers: async (topic) => await storedSubscribers(persistence, topic),
       close: async () => { await persistence.destroy() }
     }
   }
@@ -111,6 +114,7 @@ export function createBackend (config: BrokerConfig, log: Logger): Backend {
     started: async () => { await health.started() },
     closing: () => { health.stop() },
     retained: (filter, limit) => readRetained(persistence, filter, limit),
+    subscribers: async (topic) => await storedSubscribers(persistence, topic),
     close: async () => {
       // destroy() unsubscribes through Redis; skip it when Redis is gone, it would wait for a reconnect
       if (db.status === 'ready') await persistence.destroy()
@@ -229,6 +233,29 @@ async function readRetained (persistence: AedesMemoryPersistence, filter: string
     }
   }
   return out
+}
+
+/** A subscription as the persistence stores it. */
+export interface StoredSubscription {
+  readonly clientId: string
+  readonly topic: string
+  readonly qos: number
+}
+
+/**
+ * `subscriptionsByTopic`, which both persistences answer with a promise (as aedes calls
+ * it); aedes-persistence's types still describe the callback form, hence the checks.
+ */
+async function storedSubscribers (persistence: AedesMemoryPersistence, topic: string): Promise<StoredSubscription[]> {
+  const lookup: unknown = Reflect.get(persistence, 'subscriptionsByTopic')
+  if (typeof lookup !== 'function') return []
+  const found: unknown = await Reflect.apply(lookup, persistence, [topic])
+  if (!Array.isArray(found)) return []
+  return found.flatMap((sub: unknown): StoredSubscription[] => {
+    if (typeof sub !== 'object' || sub === null) return []
+    const { clientId, topic: filter, qos } = sub as Record<string, unknown>
+    return typeof clientId === 'string' && typeof filter === 'string' ? [{ clientId, topic: filter, qos: typeof qos === 'number' ? qos : 0 }] : []
+  })
 }
 
 /**

@@ -153,6 +153,7 @@ test('Dockerfile: a build stage and a runtime stage with production dependencies
   assert.ok(has(runtime, 'RUN', /npm ci\b.*--omit=dev/), 'the runtime stage must install with npm ci --omit=dev')
   assert.ok(!has(runtime, 'RUN', /npm (ci|install)(?!.*--omit=dev)/), 'the runtime stage installs dev dependencies')
   assert.ok(has(runtime, 'COPY', /--from=\S+ \S*dist/), 'the runtime stage does not take dist from the build stage')
+  assert.ok(has(build, 'COPY', /^dashboard\b/) && has(runtime, 'COPY', /--from=\S+ \S*dist\/dashboard/), 'the image has no built dashboard: GET / would answer 503')
   const users = runtime.filter((i) => i.keyword === 'USER').map((i) => i.args)
   assert.ok(users.length > 0 && !/^(root|0)(:|$)/.test(users.at(-1) ?? ''), `the runtime stage must end as a non-root user, got ${JSON.stringify(users)}`)
   assert.ok(has(runtime, 'HEALTHCHECK', /\/readyz/), 'no HEALTHCHECK on /readyz')

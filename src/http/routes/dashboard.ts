@@ -1,0 +1,39 @@
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { FastifyPluginAsync } from 'fastify'
+import { errorBody } from '../errors.js'
+
+/** The dashboard's files, read once at start-up: a page, its script and its styles. */
+const ASSETS = [
+  { path: '/', file: 'index.html', type: 'text/html; charset=utf-8' },
+  { path: '/dashboard/app.js', file: 'app.js', type: 'text/javascript; charset=utf-8' },
+  { path: '/dashboard/app.css', file: 'app.css', type: 'text/css; charset=utf-8' }
+] as const
+
+/**
+ * Same origin only; the page talks MQTT over this origin's WebSocket. mqtt.js runs its
+ * keepalive timers in a worker made from a blob (timers of a background tab are
+ * throttled, a worker's are not); uPlot sizes its elements through `style`.
+ */
+const CONTENT_SECURITY_POLICY = "default-src 'self'; connect-src 'self'; worker-src 'self' blob:; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
+
+/**
+ * `GET /`: the live dashboard, built by `npm run build` into `dist/dashboard/` and
+ * served from memory. The files hold no data: the page asks for an API key and MQTT
+ * credentials when the broker wants them, so they are public. Without a build, `/`
+ * answers 503 saying how to build it.
+ */
+export const dashboardRoutes: FastifyPluginAsync<{ readonly dir: string | undefined }> = async function dashboardRoutes (app, { dir }) {
+  for (const asset of ASSETS) {
+    const body = dir === undefined ? undefined : readFileSync(join(dir, asset.file))
+    app.get(asset.path, async (_req, reply) => {
+      if (body === undefined) return await reply.code(503).send(errorBody('not_built', 'the dashboard is not built: run npm run build'))
+      return await reply
+        .type(asset.type)
+        .header('cache-control', 'no-cache')
+        .header('content-security-policy', CONTENT_SECURITY_POLICY)
+        .header('x-content-type-options', 'nosniff')
+        .send(body)
+    })
+  }
+}
