@@ -28,11 +28,15 @@ export function bundledSchemasDir (): string | undefined {
   return undefined
 }
 
-/** The built dashboard (`npm run build` writes it to `dist/dashboard/`), seen from the source or the build. */
+/**
+ * The built dashboard (`npm run build` writes it to `dist/dashboard/`), seen from the
+ * source (src/ → ../dist/dashboard/) or the build (dist/src/ → ../dashboard/). Known by
+ * its bundle: the sources in dashboard/ have an index.html too.
+ */
 export function dashboardDir (): string | undefined {
   for (const relative of ['../dist/dashboard/', '../dashboard/']) {
     const url = new URL(relative, import.meta.url)
-    if (existsSync(new URL('index.html', url))) return fileURLToPath(url)
+    if (existsSync(new URL('app.js', url)) && existsSync(new URL('index.html', url))) return fileURLToPath(url)
   }
   return undefined
 }

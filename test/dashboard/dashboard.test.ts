@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { before, test } from 'node:test'
+import { fastify } from 'fastify'
 import { buildDashboard } from '../../scripts/build-dashboard.js'
+import { dashboardRoutes } from '../../src/http/routes/dashboard.js'
 import { hashApiKey } from '../../src/index.js'
 import { hashPassword } from '../../plugins/auth/passwords.js'
 import { chromiumUnavailable, openPage } from '../helpers/browser.js'
@@ -30,6 +32,15 @@ test('the page, its script and its styles are public and same-origin only; what 
   assert.match(await script.text(), /uplot/i)
   assert.equal((await fetch(httpUrl(broker, '/dashboard/app.css'))).status, 200)
   for (const path of ['/api/dlq', '/api/webhooks', '/api/catalog']) assert.equal((await fetch(httpUrl(broker, path))).status, 401, path)
+})
+
+test('without a build, GET / answers 503 saying how to make one', async () => {
+  const app = fastify()
+  await app.register(dashboardRoutes, { dir: undefined })
+  const answer = await app.inject({ method: 'GET', url: '/' })
+  assert.equal(answer.statusCode, 503)
+  assert.deepEqual(answer.json(), { error: { code: 'not_built', message: 'the dashboard is not built: run npm run build' } })
+  await app.close()
 })
 
 test('the dashboard loads with no console errors, connects over MQTT/WebSocket and shows an event published over MQTT, expandable to its JSON', { skip }, async (t) => {

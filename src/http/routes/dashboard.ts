@@ -25,7 +25,7 @@ const CONTENT_SECURITY_POLICY = "default-src 'self'; connect-src 'self'; worker-
  */
 export const dashboardRoutes: FastifyPluginAsync<{ readonly dir: string | undefined }> = async function dashboardRoutes (app, { dir }) {
   for (const asset of ASSETS) {
-    const body = dir === undefined ? undefined : readFileSync(join(dir, asset.file))
+    const body = dir === undefined ? undefined : readAsset(join(dir, asset.file))
     app.get(asset.path, async (_req, reply) => {
       if (body === undefined) return await reply.code(503).send(errorBody('not_built', 'the dashboard is not built: run npm run build'))
       return await reply
@@ -35,5 +35,14 @@ export const dashboardRoutes: FastifyPluginAsync<{ readonly dir: string | undefi
         .header('x-content-type-options', 'nosniff')
         .send(body)
     })
+  }
+}
+
+/** A built file, or `undefined` when it is not there (a build cut short): the route says so, start-up goes on. */
+function readAsset (path: string): Buffer | undefined {
+  try {
+    return readFileSync(path)
+  } catch {
+    return undefined
   }
 }
