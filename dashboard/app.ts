@@ -178,7 +178,7 @@ function connect (): void {
   setConnection('connecting…', 'pending')
   current.on('connect', () => {
     setConnection('live', 'ok')
-    subscribe(current, `$SYS/ce-broker/+/stats`)
+    subscribe(current, '$SYS/ce-broker/+/stats')
     subscribe(current, '$DLQ/#')
     subscribe(current, `$audit/${streamFilter}`, $('filter-status'))
   })
