@@ -31,6 +31,10 @@ test('the page, its script and its styles are public and same-origin only; what 
   // the mqtt browser build and uPlot are in the bundle: nothing comes from elsewhere
   assert.match(await script.text(), /uplot/i)
   assert.equal((await fetch(httpUrl(broker, '/dashboard/app.css'))).status, 200)
+  // fetch asks for gzip and undoes it; a revalidation with the ETag costs no body
+  assert.equal(script.headers.get('content-encoding'), 'gzip')
+  const etag = script.headers.get('etag') ?? ''
+  assert.equal((await fetch(httpUrl(broker, '/dashboard/app.js'), { headers: { 'if-none-match': etag } })).status, 304)
   for (const path of ['/api/dlq', '/api/webhooks', '/api/catalog']) assert.equal((await fetch(httpUrl(broker, path))).status, 401, path)
 })
 
