@@ -8,157 +8,18 @@ import mqtt, { type IClientSubscribeOptions, type MqttClient } from 'mqtt'
 import uPlot from 'uplot'
 import 'uplot/dist/uPlot.min.css'
 import './style.css'
+import { ApiError, api, askForCredentials, credentials, saveCredentials } from './api.js'
+import { $, clock, h, json } from './dom.js'
+import { OUTCOMES, type AuditRecord, type CatalogEntry, type DeadLetter, type NodeStats, type Outcome, type WebhookState } from './messages.js'
 
-// ---- what the broker sends -------------------------------------------------------
-
-interface AuditRecord {
-  at: string
-  node: string
-  outcome: 'accepted' | 'rejected' | 'duplicate' | 'refused'
-  reason?: string
-  clientId: string | null
-  username?: string
-  topic: string
-  event: { id?: string, type?: string, source?: string, time?: string }
-  payload?: unknown
-  payloadBase64?: string
-}
-
-interface WebhookState {
-  id: string
-  service_id: string
-  webhook_url: string
-  topic_filters: string[]
-  disabled?: { reason: string }
-  breaker: 'closed' | 'half-open' | 'open'
-  queued: number
-  delivered: number
-  failed: number
-  lastStatus: number | null
-  lastAt: string | null
-}
-
-interface NodeStats {
-  node: string
-  at: string
-  intervalMs: number
-  clients: number
-  events: Record<Outcome, number>
-  webhooks: WebhookState[]
-}
-
-interface DeadLetter {
-  id: string
-  record: {
-    time: string
-    data: {
-      reason: string
-      errors?: Array<{ path: string, message: string }>
-      topic: string
-      clientId: string | null
-      payload?: unknown
-      payloadBase64?: string
-      subscription?: string
-      lastStatus?: number
-    }
-  }
-}
-
-interface CatalogEntry {
-  type: string
-  topic: string
-  schema: null | { file: string, title?: string, draft: string, fields: Array<{ path: string, type: string, required: boolean, format?: string, description?: string }> }
-  publishers: Array<{ publisher: string, lastSeen: string }>
-  subscribers: { webhooks: Array<{ id: string, service_id: string, webhook_url: string, filters: string[] }>, mqtt: Array<{ clientId: string, filter: string, qos: number }> }
-}
-
-type Outcome = 'accepted' | 'rejected' | 'duplicate'
-const OUTCOMES: readonly Outcome[] = ['accepted', 'rejected', 'duplicate']
-
-// ---- small DOM helpers ----------------------------------------------------------
-
-function $<T extends HTMLElement> (id: string): T {
-  const element = document.getElementById(id)
-  if (element === null) throw new Error(`the page has no #${id}`)
-  return element as T
-}
-
-type Child = Node | string | number | null | undefined | false
-function h (tag: string, attrs: Record<string, string> = {}, ...children: Child[]): HTMLElement {
-  const element = document.createElement(tag)
-  for (const [name, value] of Object.entries(attrs)) element.setAttribute(name, value)
-  for (const child of children) {
-    if (child === null || child === undefined || child === false) continue
-    element.append(child instanceof Node ? child : String(child))
-  }
-  return element
-}
-
-function clock (iso: string | null | undefined): string {
-  if (iso === null || iso === undefined) return '—'
-  const date = new Date(iso)
-  return Number.isNaN(date.getTime()) ? iso : date.toLocaleTimeString()
-}
-
-function json (value: unknown): string {
-  return JSON.stringify(value, null, 2)
-}
-
-// ---- credentials: asked for only when the broker says they are needed --------------
-
-const credentials = {
-  apiKey: sessionStorage.getItem('ce-broker.apiKey') ?? '',
-  username: sessionStorage.getItem('ce-broker.username') ?? '',
-  password: sessionStorage.getItem('ce-broker.password') ?? ''
-}
-const needs = { apiKey: false, mqtt: false }
-
-function askForCredentials (what: 'apiKey' | 'mqtt', why: string): void {
-  needs[what] = true
-  const form = $<HTMLFormElement>('login')
-  $('login-reason').textContent = why
-  for (const label of form.querySelectorAll<HTMLElement>('label[data-field]')) {
-    label.hidden = !needs[label.dataset.field as 'apiKey' | 'mqtt']
-  }
-  form.hidden = false
-}
+// ---- sign-in -------------------------------------------------------------------------
 
 $<HTMLFormElement>('login').addEventListener('submit', (event) => {
   event.preventDefault()
-  const form = new FormData(event.currentTarget as HTMLFormElement)
-  const value = (name: string): string => String(form.get(name) ?? '')
-  if (needs.apiKey) credentials.apiKey = value('apiKey')
-  if (needs.mqtt) {
-    credentials.username = value('username')
-    credentials.password = value('password')
-  }
-  for (const [name, secret] of Object.entries(credentials)) sessionStorage.setItem(`ce-broker.${name}`, secret)
-  $('login').hidden = true
-  needs.apiKey = false
-  needs.mqtt = false
+  saveCredentials(new FormData(event.currentTarget as HTMLFormElement))
   connect()
   void refreshAll()
 })
-
-// ---- HTTP API ---------------------------------------------------------------------
-
-class ApiError extends Error {
-  constructor (readonly status: number, message: string) { super(message) }
-}
-
-async function api<T> (path: string, init: RequestInit = {}, accept = 'application/json'): Promise<T> {
-  const headers = new Headers(init.headers)
-  headers.set('accept', accept)
-  if (credentials.apiKey !== '') headers.set('authorization', `Bearer ${credentials.apiKey}`)
-  const response = await fetch(path, { ...init, headers })
-  if (response.status === 401) askForCredentials('apiKey', 'The HTTP API needs an API key with the read scope (admin to replay or delete dead letters).')
-  if (!response.ok) {
-    const body = await response.json().catch(() => undefined) as { error?: { message?: string } } | undefined
-    throw new ApiError(response.status, body?.error?.message ?? `${init.method ?? 'GET'} ${path} answered ${response.status}`)
-  }
-  if (response.status === 204) return undefined as T
-  return (accept === 'application/json' ? await response.json() : await response.text()) as T
-}
 
 // ---- MQTT over WebSocket ----------------------------------------------------------
 

@@ -32,9 +32,9 @@ import { guardPublishSize } from './transport/size-guard.js'
 import { Admission } from './transport/admission.js'
 import { readProxyHeader } from './transport/proxy-protocol.js'
 import proxyaddr from 'proxy-addr'
-import { compileFilter } from './topics.js'
 import { dashboardDir, packageVersion } from './version.js'
-import { buildCatalog, type CatalogMqttSubscription } from './catalog.js'
+import { buildCatalog } from './catalog.js'
+import { mqttSubscribers } from './persistence/subscribers.js'
 import { publishStats } from './stats.js'
 
 /** `createBroker()` input: a partial config plus what only code can give. */
@@ -423,34 +423,6 @@ function readiness (listening: boolean, backend: Backend): Record<string, boolea
   const checks: Record<string, boolean> = { listeners: listening }
   if (backend.kind === 'redis') checks.redis = backend.ready()
   return checks
-}
-
-/**
- * MQTT subscriptions whose filter matches `topic`: the online clients of this node (any
- * QoS), and from the persistence the QoS 1/2 subscriptions of every session, offline
- * ones and, with Redis, other nodes' included. QoS 0 subscribers on other nodes are not
- * known here.
- */
-async function mqttSubscribers (aedes: Aedes, backend: Backend, topic: string): Promise<CatalogMqttSubscription[]> {
-  const found = new Map<string, CatalogMqttSubscription>()
-  const add = (sub: CatalogMqttSubscription): void => { found.set(`${sub.clientId}\u0000${sub.filter}`, sub) }
-  // aedes keeps its connected clients and their subscriptions on fields its types leave out
-  const clients: unknown = Reflect.get(aedes, 'clients')
-  if (typeof clients === 'object' && clients !== null) {
-    for (const client of Object.values(clients)) {
-      const id: unknown = Reflect.get(Object(client), 'id')
-      const subscriptions: unknown = Reflect.get(Object(client), 'subscriptions')
-      if (typeof id !== 'string' || typeof subscriptions !== 'object' || subscriptions === null) continue
-      for (const [filter, sub] of Object.entries(subscriptions)) {
-        if (filter.startsWith('$') || !compileFilter(filter)(topic)) continue
-        const qos: unknown = Reflect.get(Object(sub), 'qos')
-        add({ clientId: id, filter, qos: typeof qos === 'number' ? qos : 0 })
-      }
-    }
-  }
-  const stored = await backend.subscribers(topic)
-  for (const sub of stored) add({ clientId: sub.clientId, filter: sub.topic, qos: sub.qos })
-  return [...found.values()]
 }
 
 /** Keep a count of connected MQTT clients per transport for the metrics gauge. */
