@@ -23,6 +23,7 @@ export class Child<M> {
   readonly #process: ChildProcess
   readonly #label: string
   readonly #waiters = new Set<Waiter<M>>()
+  #nextId = 1
   #exit: ChildExit | undefined
 
   /**
@@ -77,6 +78,17 @@ export class Child<M> {
       }, timeoutMs)
       waiters.add(waiter)
     })
+  }
+
+  /**
+   * Ask the child something: send `request` with an `id` of its own and wait for the
+   * message of that `type` carrying the same id.
+   */
+  async ask<T extends M & { readonly id: number }> (request: Readonly<Record<string, Serializable>>, isAnswer: (message: M) => message is T, timeoutMs: number): Promise<T> {
+    const id = this.#nextId++
+    const answer = this.next((message): message is T => isAnswer(message) && message.id === id, timeoutMs)
+    this.send({ ...request, id })
+    return await answer
   }
 
   /** Send an IPC message; dropped if the child has already gone (its exit is reported elsewhere). */

@@ -32,7 +32,6 @@ const SETTLE_TIMEOUT_MS = 15_000
 /** A server child: started, asked for its CPU and memory, stopped. */
 export class ServerProcess {
   readonly #child: Child<ServerMessage>
-  #nextId = 1
 
   /**
    * @param services `redis=<url>`, `receiver=<url>`, `node=<a|b>`: what run.js started for this run, and
@@ -52,11 +51,7 @@ export class ServerProcess {
   }
 
   async stats (): Promise<StatsMessage> {
-    const id = this.#nextId++
-    const isAnswer = (m: ServerMessage): m is StatsMessage => m.type === 'stats' && m.id === id
-    const answer = this.#child.next(isAnswer, STATS_TIMEOUT_MS)
-    this.#child.send({ type: 'stats', id })
-    return await answer
+    return await this.#child.ask({ type: 'stats' }, (m): m is StatsMessage => m.type === 'stats', STATS_TIMEOUT_MS)
   }
 
   async stop (): Promise<void> { await this.#child.stop(SERVER_STOP_TIMEOUT_MS) }
@@ -72,7 +67,6 @@ export class ReceiverProcess {
   /** `http://127.0.0.1:<port>/webhook`, for `receiverUrl()`. */
   readonly url: string
   readonly #child: Child<ReceiverMessage>
-  #nextId = 1
 
   private constructor (child: Child<ReceiverMessage>, port: number) {
     this.#child = child
@@ -92,20 +86,12 @@ export class ReceiverProcess {
   }
 
   async stats (): Promise<ReceiverStatsMessage> {
-    const id = this.#nextId++
-    const isAnswer = (m: ReceiverMessage): m is ReceiverStatsMessage => m.type === 'stats' && m.id === id
-    const answer = this.#child.next(isAnswer, STATS_TIMEOUT_MS)
-    this.#child.send({ type: 'stats', id })
-    return await answer
+    return await this.#child.ask({ type: 'stats' }, (m): m is ReceiverStatsMessage => m.type === 'stats', STATS_TIMEOUT_MS)
   }
 
   /** Percentiles of the requests whose send stamp is in [`fromMs`, `toMs`) (wall clock). */
   async latency (fromMs: number, toMs: number): Promise<LatencySummary> {
-    const id = this.#nextId++
-    const isAnswer = (m: ReceiverMessage): m is LatencyMessage => m.type === 'latency' && m.id === id
-    const answer = this.#child.next(isAnswer, STATS_TIMEOUT_MS)
-    this.#child.send({ type: 'latency', id, fromMs, toMs })
-    return (await answer).summary
+    return (await this.#child.ask({ type: 'latency', fromMs, toMs }, (m): m is LatencyMessage => m.type === 'latency', STATS_TIMEOUT_MS)).summary
   }
 
   /**
