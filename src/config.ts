@@ -102,6 +102,21 @@ export interface BrokerConfig {
     readonly maxInflightInbound: number
     /** Largest HTTP request body in bytes. Default 1048576 (1 MiB). */
     readonly httpBodyBytes: number
+    /**
+     * Largest packet other than PUBLISH (remaining length, in bytes), refused from its header before
+     * its bytes are buffered; PUBLISH is bounded by `maxPayloadBytes`. Default 327680 (320 KiB).
+     */
+    readonly maxPacketBytes: number
+    /** Largest packet before the client's CONNECT has been accepted (the CONNECT itself included), in bytes. Default 65536. */
+    readonly maxConnectPacketBytes: number
+    /** Topic filters in one SUBSCRIBE or UNSUBSCRIBE; beyond it the client is disconnected. Default 100. */
+    readonly maxFiltersPerPacket: number
+    /** Messages waiting to be written to one client; beyond it QoS 0 is dropped, QoS 1/2 kept in a persistent session or the client disconnected. Default 1000. */
+    readonly maxQueuedMessages: number
+    /** Bytes (topic + payload) waiting to be written to one client, with the same consequences. Default 8388608 (8 MiB). */
+    readonly maxQueuedBytes: number
+    /** Log lines one client can trigger (refusals, rejected events): at most one per client per this interval, with the number suppressed, in ms. Default 10000. */
+    readonly clientLogIntervalMs: number
   }
   readonly deadLetters: {
     /** Dead letters kept in the store; the oldest are evicted beyond it. Default 10000. */
@@ -180,12 +195,14 @@ export interface AuthUser {
   readonly roles: readonly string[]
 }
 
-/** An ACL rule: for a `role` or a `user`, the filters it may publish to and subscribe to. */
+/** An ACL rule: for a `role` or a `user`, the filters it may publish to and subscribe to, and those it may not. */
 export interface AclRuleInput {
   readonly role?: string
   readonly user?: string
   readonly publish: readonly string[]
   readonly subscribe: readonly string[]
+  /** Filters refused even where a grant covers them (a deny wins over every grant of the client's rules). */
+  readonly deny?: { readonly publish?: readonly string[], readonly subscribe?: readonly string[] }
 }
 
 /** How JWT passwords are checked; the token's claims name the user and its roles. */
@@ -261,7 +278,13 @@ export function defaults (): BrokerConfig {
       maxKeepaliveSeconds: 0,
       drainTimeoutMs: 60_000,
       maxInflightInbound: 1000,
-      httpBodyBytes: 1024 * 1024
+      httpBodyBytes: 1024 * 1024,
+      maxPacketBytes: 320 * 1024,
+      maxConnectPacketBytes: 64 * 1024,
+      maxFiltersPerPacket: 100,
+      maxQueuedMessages: 1000,
+      maxQueuedBytes: 8 * 1024 * 1024,
+      clientLogIntervalMs: 10_000
     },
     deadLetters: { maxEntries: 10_000 },
     idempotency: { enabled: true, windowMs: 24 * 60 * 60 * 1000, maxEntries: 100_000 },
@@ -324,6 +347,12 @@ export const OPTIONS: readonly OptionSpec[] = [
   { paths: ['limits.drainTimeoutMs'], env: 'CE_BROKER_LIMITS_DRAIN_TIMEOUT_MS', default: '60000', doc: 'how long a client that does not read may hold up its deliveries before it is disconnected (0 = forever)' },
   { paths: ['limits.maxInflightInbound'], env: 'CE_BROKER_LIMITS_MAX_INFLIGHT_INBOUND', default: '1000', doc: 'QoS 2 publishes of one client waiting for PUBREL; beyond it the client is disconnected' },
   { paths: ['limits.httpBodyBytes'], env: 'CE_BROKER_LIMITS_HTTP_BODY_BYTES', default: '1048576', doc: 'largest HTTP request body (413 beyond it)' },
+  { paths: ['limits.maxPacketBytes'], env: 'CE_BROKER_LIMITS_MAX_PACKET_BYTES', default: '327680', doc: 'largest MQTT packet other than PUBLISH, refused from its header before it is buffered' },
+  { paths: ['limits.maxConnectPacketBytes'], env: 'CE_BROKER_LIMITS_MAX_CONNECT_PACKET_BYTES', default: '65536', doc: 'largest MQTT packet before the CONNECT is accepted, the CONNECT included' },
+  { paths: ['limits.maxFiltersPerPacket'], env: 'CE_BROKER_LIMITS_MAX_FILTERS_PER_PACKET', default: '100', doc: 'topic filters in one SUBSCRIBE or UNSUBSCRIBE; beyond it the client is disconnected' },
+  { paths: ['limits.maxQueuedMessages'], env: 'CE_BROKER_LIMITS_MAX_QUEUED_MESSAGES', default: '1000', doc: 'messages waiting to be written to one client; beyond it QoS 0 is dropped, QoS 1/2 stays in a persistent session or a clean client is disconnected' },
+  { paths: ['limits.maxQueuedBytes'], env: 'CE_BROKER_LIMITS_MAX_QUEUED_BYTES', default: '8388608', doc: 'bytes (topic + payload) waiting to be written to one client, with the same consequences' },
+  { paths: ['limits.clientLogIntervalMs'], env: 'CE_BROKER_LIMITS_CLIENT_LOG_INTERVAL_MS', default: '10000', doc: 'log lines a client can trigger: at most one per client per interval, with the number suppressed' },
   { paths: ['deadLetters.maxEntries'], env: 'CE_BROKER_DEAD_LETTERS_MAX_ENTRIES', default: '10000', doc: 'dead letters kept; the oldest are evicted' },
   { paths: ['idempotency.enabled'], env: 'CE_BROKER_IDEMPOTENCY_ENABLED', default: 'true', doc: 'drop a second copy of an event (same source + id) on validated topics' },
   { paths: ['idempotency.windowMs'], env: 'CE_BROKER_IDEMPOTENCY_WINDOW_MS', default: '86400000', doc: 'how long an accepted event is remembered, in ms (24 h)' },
@@ -397,8 +426,14 @@ function configSchema (partial: boolean): object {
       maxKeepaliveSeconds: { type: 'integer', minimum: 0, maximum: 65535 },
       drainTimeoutMs: { type: 'integer', minimum: 0 },
       maxInflightInbound: { type: 'integer', minimum: 1 },
-      httpBodyBytes: { type: 'integer', minimum: 1024 }
-    }, ['maxPayloadBytes', 'maxConnections', 'connectionsPerSecondPerAddress', 'maxConnectionsPerAddress', 'connectTimeoutMs', 'maxTopicLevels', 'maxTopicBytes', 'maxSubscriptionsPerClient', 'maxKeepaliveSeconds', 'drainTimeoutMs', 'maxInflightInbound', 'httpBodyBytes']),
+      httpBodyBytes: { type: 'integer', minimum: 1024 },
+      maxPacketBytes: { type: 'integer', minimum: 64, maximum: 268435455 },
+      maxConnectPacketBytes: { type: 'integer', minimum: 64, maximum: 268435455 },
+      maxFiltersPerPacket: { type: 'integer', minimum: 1 },
+      maxQueuedMessages: { type: 'integer', minimum: 1 },
+      maxQueuedBytes: { type: 'integer', minimum: 1024 },
+      clientLogIntervalMs: { type: 'integer', minimum: 0 }
+    }, ['maxPayloadBytes', 'maxConnections', 'connectionsPerSecondPerAddress', 'maxConnectionsPerAddress', 'connectTimeoutMs', 'maxTopicLevels', 'maxTopicBytes', 'maxSubscriptionsPerClient', 'maxKeepaliveSeconds', 'drainTimeoutMs', 'maxInflightInbound', 'httpBodyBytes', 'maxPacketBytes', 'maxConnectPacketBytes', 'maxFiltersPerPacket', 'maxQueuedMessages', 'maxQueuedBytes', 'clientLogIntervalMs']),
     deadLetters: strict({ maxEntries: { type: 'integer', minimum: 1 } }, ['maxEntries']),
     idempotency: strict({
       enabled: { type: 'boolean' },
@@ -429,7 +464,8 @@ function configSchema (partial: boolean): object {
           role: nonEmpty,
           user: nonEmpty,
           publish: { type: 'array', items: nonEmpty },
-          subscribe: { type: 'array', items: nonEmpty }
+          subscribe: { type: 'array', items: nonEmpty },
+          deny: strict({ publish: { type: 'array', items: nonEmpty }, subscribe: { type: 'array', items: nonEmpty } })
         }, ['publish', 'subscribe'])
       },
       jwt: strict({
