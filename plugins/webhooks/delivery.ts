@@ -1,7 +1,8 @@
 import { BrokenCircuitError, CircuitState, ConsecutiveBreaker, circuitBreaker, handleWhenResult, type CircuitBreakerPolicy } from 'cockatiel'
-import { Agent, request } from 'undici'
+import { Agent, request, type buildConnector } from 'undici'
 import type { RetryPolicy, Subscription } from './subscriptions.js'
 import type { WebhookRequest } from './request.js'
+import { DeniedAddressError } from './url-policy.js'
 
 /** One (event, subscription) to deliver. */
 export interface Job {
@@ -24,7 +25,7 @@ export interface Job {
 export type AttemptResult =
   | { readonly kind: 'delivered', readonly status: number }
   | { readonly kind: 'retry', readonly status: number | undefined, readonly error: string, readonly retryAfterMs: number | undefined }
-  | { readonly kind: 'failed', readonly status: number, readonly gone: boolean }
+  | { readonly kind: 'failed', readonly status: number | undefined, readonly error: string, readonly gone: boolean }
 
 export interface DeliveryOptions {
   readonly retry: RetryPolicy
@@ -37,9 +38,11 @@ export interface DeliveryOptions {
   readonly breakerFailures: number
   /** How long an open circuit holds deliveries before one probe may go, in ms. */
   readonly breakerHalfOpenAfterMs: number
+  /** Opens every connection of a delivery: the URL policy's, which refuses denied addresses (`UrlPolicy.connector`). */
+  readonly connect: buildConnector.connector
   readonly build: (job: Job, now: Date) => WebhookRequest
   readonly onDelivered: (job: Job, latencyMs: number) => void
-  /** Attempts ran out or the endpoint refused for good (`gone`: 410). */
+  /** Attempts ran out, the endpoint refused for good (`gone`: 410) or its address is denied. */
   readonly onFailed: (job: Job, gone: boolean) => void
 }
 
@@ -102,7 +105,7 @@ export class Deliverer {
 
   constructor (options: DeliveryOptions) {
     this.#options = options
-    this.#agent = new Agent({ connections: options.concurrency, keepAliveTimeout: 30_000 })
+    this.#agent = new Agent({ connections: options.concurrency, keepAliveTimeout: 30_000, connect: options.connect })
   }
 
   /** The circuit of a subscription; `closed` until it has failed. */
@@ -143,7 +146,7 @@ export class Deliverer {
       return DONE
     }
     if (result.kind === 'failed') {
-      job.lastError = `HTTP ${result.status}`
+      job.lastError = result.error
       this.#options.onFailed(job, result.gone)
       return DONE
     }
@@ -191,8 +194,10 @@ export class Deliverer {
       const status = res.statusCode
       if (status >= 200 && status < 300) return { kind: 'delivered', status }
       if (isRetryable(status)) return { kind: 'retry', status, error: `HTTP ${status}`, retryAfterMs: retryAfterMs(res.headers['retry-after']) }
-      return { kind: 'failed', status, gone: status === 410 }
+      return { kind: 'failed', status, error: `HTTP ${status}`, gone: status === 410 }
     } catch (err: unknown) {
+      // the connector refused the address: asking again would meet the same answer, or a worse one
+      if (err instanceof DeniedAddressError) return { kind: 'failed', status: undefined, error: err.message, gone: false }
       return { kind: 'retry', status: undefined, error: err instanceof Error ? err.message : String(err), retryAfterMs: undefined }
     }
   }

@@ -4,11 +4,11 @@ import { DeliveryQueue, type BreakerState, type DeliveryOptions, type DeliveryQu
 import { RedisDeliveryQueue } from './redis-queue.js'
 import { buildRequest, webhookId } from './request.js'
 import { SubscriptionStore, toMqttFilter, viewOf, type RetryPolicy, type Subscription, type SubscriptionInput, type SubscriptionView } from './subscriptions.js'
-import { UrlPolicy } from './url-policy.js'
+import { UrlPolicy, type UrlPolicyOptions } from './url-policy.js'
 import { SharedSubscriptions } from './shared.js'
 import type { Redis } from 'ioredis'
 
-export { UrlPolicy } from './url-policy.js'
+export { DeniedAddressError, UrlPolicy, type Resolver, type UrlPolicyOptions } from './url-policy.js'
 export { backoffMs, retryAfterMs, isRetryable, type BreakerState } from './delivery.js'
 export { toMqttFilter, type RetryPolicy, type Subscription, type SubscriptionInput, type SubscriptionView } from './subscriptions.js'
 
@@ -18,7 +18,8 @@ export { toMqttFilter, type RetryPolicy, type Subscription, type SubscriptionInp
  */
 export class WebhookRegistry {
   readonly store = new SubscriptionStore()
-  readonly #policy: UrlPolicy
+  /** Where webhook URLs may point: checked at registration, and by every connection a delivery opens. */
+  readonly policy: UrlPolicy
   #shared: SharedSubscriptions | undefined
   /** The circuit of a subscription, once the plugin's queue tells it. */
   breakerState: (id: string) => BreakerState = () => 'closed'
@@ -28,14 +29,17 @@ export class WebhookRegistry {
   /** Drop the deliveries still waiting for a removed subscription (set by the plugin with a durable queue). */
   forget: (subscriptionId: string) => Promise<void> = async () => {}
 
-  /** @param denyNetworks CIDR networks no webhook URL may point into (`webhooks.denyNetworks`) */
-  constructor (denyNetworks: readonly string[]) {
-    this.#policy = new UrlPolicy(denyNetworks)
+  /**
+   * @param denyNetworks CIDR networks no webhook URL may point into (`webhooks.denyNetworks`)
+   * @param options how host names are resolved (default: the system resolver)
+   */
+  constructor (denyNetworks: readonly string[], options: UrlPolicyOptions = {}) {
+    this.policy = new UrlPolicy(denyNetworks, options)
   }
 
   /** Register or update (same `service_id` + `webhook_url`); a `BadRequestError` names what is wrong. */
   async register (input: SubscriptionInput): Promise<{ subscription: SubscriptionView, created: boolean }> {
-    const problem = await this.#policy.problem(input.webhook_url)
+    const problem = await this.policy.problem(input.webhook_url)
     if (problem !== undefined) throw new BadRequestError(problem)
     let filters: string[]
     try {
@@ -139,8 +143,9 @@ export interface WebhooksOptions {
  * signed when the subscription has a secret. Deliveries are queued from the
  * `published` hook on the node where the event entered, so a publisher never waits
  * for a webhook; 408, 429, 5xx and network errors are retried with backoff, other
- * 4xx fail at once, 410 disables the subscription, and a delivery that fails for
- * good, or finds the queue full, is dead-lettered.
+ * 4xx fail at once, 410 disables the subscription, a connection to an address in
+ * `webhooks.denyNetworks` is refused and fails at once, and a delivery that fails
+ * for good, or finds the queue full, is dead-lettered.
  */
 export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, opts) => {
   const { registry } = opts
@@ -161,6 +166,8 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
     maxQueued: opts.maxQueued,
     breakerFailures: opts.breaker.failures,
     breakerHalfOpenAfterMs: opts.breaker.halfOpenAfterMs,
+    // the address is checked again when connecting: a name may answer otherwise than at registration
+    connect: registry.policy.connector(),
     build: (job, now) => buildRequest(job.event, job.raw, job.subscription, job.id, now),
     onDelivered: (job, ms) => {
       if (job.replayOf !== undefined) {

@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { test, type TestContext } from 'node:test'
+import { Registry } from 'prom-client'
+import { MemoryDeadLetterStore, type PluginEntry } from '../../src/index.js'
+import { WebhookRegistry, webhooks, type Resolver } from '../../plugins/webhooks/index.js'
+import { connect, mqttUrl, nextMessage, startBroker } from '../helpers/broker.js'
+import { defer } from '../helpers/cleanup.js'
+import { BOOKING_RESERVED_TOPIC, bookingReserved, parseRecord } from '../helpers/events.js'
+import { receiver } from '../helpers/receiver.js'
+
+/** A real HTTP server on `host` (any loopback address) answering 200 and counting what reaches it. */
+async function listenOn (t: TestContext, host: string): Promise<{ readonly port: number, readonly hits: () => number }> {
+  let hits = 0
+  const server = createServer(function countHit (_req, res) {
+    hits++
+    res.writeHead(200).end()
+  })
+  await new Promise<void>((resolve) => { server.listen(0, host, resolve) })
+  defer(t, async () => {
+    server.closeAllConnections()
+    await new Promise((resolve) => { server.close(resolve) })
+  })
+  return { port: (server.address() as AddressInfo).port, hits: () => hits }
+}
+
+test('a name that answers an allowed address at registration and a denied one at delivery is refused when connecting: dead-lettered after one attempt, other subscriptions delivered', async (t) => {
+  // 127.0.0.2 stands for the metadata service: denied, yet really reachable, so without the connect-time check the request would land
+  const metadata = await listenOn(t, '127.0.0.2')
+  const allowed = await receiver(t)
+  const asked: string[] = []
+  const rebinding: Resolver = async (hostname) => {
+    if (hostname !== 'rebind.test') throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' })
+    asked.push(hostname)
+    return [{ address: asked.length === 1 ? '127.0.0.1' : '127.0.0.2', family: 4 }]
+  }
+  const registry = new WebhookRegistry(['127.0.0.2/32'], { resolve: rebinding })
+  const entry = webhooks({
+    registry,
+    deadLetters: new MemoryDeadLetterStore(10),
+    subscriptions: [
+      { service_id: 'rebinder', webhook_url: `http://rebind.test:${metadata.port}/hooks`, topic_filters: ['albergue/#'] },
+      { service_id: 'honest', webhook_url: allowed.url, topic_filters: ['albergue/#'] }
+    ],
+    // a refusal taken for a network error would be tried 3 times
+    retry: { maxAttempts: 3, initialDelayMs: 5, maxDelayMs: 20 },
+    timeoutMs: 5_000,
+    concurrency: 2,
+    maxQueued: 100,
+    breaker: { failures: 5, halfOpenAfterMs: 60_000 }
+  })
+  // the broker's own webhooks plugin resolves through the system: this second one, with the
+  // test's resolver, gets a name and a metrics registry of its own
+  const withResolver: PluginEntry = { ...entry, name: 'webhooks-rebinding', start: async (ctx) => await entry.start({ ...ctx, metrics: new Registry() }) }
+  const broker = await startBroker(t, { plugins: [withResolver] })
+  assert.deepEqual(asked, ['rebind.test'], 'registration resolved the name once, to 127.0.0.1')
+  const rebinder = registry.store.list().find((s) => s.service_id === 'rebinder')
+  assert.ok(rebinder !== undefined)
+
+  const watcher = await connect(t, mqttUrl(broker))
+  await watcher.subscribeAsync('$DLQ/#', { qos: 1 })
+  const dead = nextMessage(watcher, `$DLQ/${BOOKING_RESERVED_TOPIC}`, 10_000)
+  const publisher = await connect(t, mqttUrl(broker))
+  const event = bookingReserved()
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(event), { qos: 1 })
+
+  const [delivered] = await allowed.next(1)
+  assert.equal(delivered?.headers['ce-id'], event.id, 'the allowed subscription got its event')
+  const record = parseRecord((await dead).payload).data
+  assert.equal(record.reason, 'delivery_failed')
+  assert.equal(record.subscription, rebinder.id)
+  assert.equal(record.attempts, 1, 'a refused connection is not retried')
+  assert.equal(record.lastStatus, undefined)
+  assert.match(record.errors[0]?.message ?? '', /rebind\.test resolved to 127\.0\.0\.2, which is in a denied network \(127\.0\.0\.2\/32\)/)
+  assert.equal(metadata.hits(), 0, 'nothing reached the denied address')
+  assert.deepEqual(asked, ['rebind.test', 'rebind.test'], 'one connection was tried at delivery')
+})
