@@ -29,7 +29,7 @@ export { REJECTIONS_PREFIX } from './hooks/authorize-subscribe.js'
 export { hashApiKey, newApiKey, type ApiKeyInput, type ApiScope } from './http/api-keys.js'
 export { TRANSPORTS } from './transport/connections.js'
 export { addressKey } from './transport/admission.js'
-export { viewPayload, nestingDepth, MAX_VIEW_DEPTH, type PayloadView } from './payload.js'
+export { viewPayload, nestingDepth, nestedDeeperThan, mayNestDeeperThan, MAX_JSON_DEPTH, MAX_VIEW_DEPTH, type PayloadView } from './payload.js'
 export {
   MemoryDeadLetterStore,
   type DeadLetterEntry, type DeadLetterPage, type DeadLetterQuery, type DeadLetterRecord, type DeadLetterStore, type OriginalMessage

@@ -2,6 +2,7 @@ import type { ErrorObject, Format } from 'ajv'
 import { fullFormats } from 'ajv-formats/dist/formats.js'
 import type { EventProblem } from '../errors.js'
 import { isRfc3339 } from './rfc3339.js'
+import { MAX_JSON_DEPTH, mayNestDeeperThan, nestedDeeperThan } from '../payload.js'
 
 /** A CloudEvents 1.0 event in structured JSON mode, as checked by `EnvelopeChecker`. */
 export interface CloudEvent {
@@ -57,7 +58,7 @@ export class EnvelopeChecker {
   readonly #uriReference = new Memo(formatTest(fullFormats['uri-reference']))
   readonly #uri = new Memo(formatTest(fullFormats.uri))
 
-  /** Parse `payload` as JSON and check it is a CloudEvents 1.0 envelope. */
+  /** Parse `payload` as JSON and check it is a CloudEvents 1.0 envelope (nested at most `MAX_JSON_DEPTH` levels). */
   check (payload: Buffer | string): EnvelopeResult {
     let parsed: unknown
     try {
@@ -65,10 +66,16 @@ export class EnvelopeChecker {
     } catch (err: unknown) {
       return { ok: false, reason: 'invalid_json', errors: [{ path: '', message: err instanceof Error ? err.message : String(err) }] }
     }
+    // JSON.parse takes any depth; what comes after (the messages below, schemas, records) recurses
+    if (mayNestDeeperThan(payload.length) && nestedDeeperThan(parsed)) return tooDeep('', MAX_JSON_DEPTH)
     return this.checkValue(parsed)
   }
 
-  /** Check an already parsed value (HTTP ingress parses JSON itself). */
+  /**
+   * Check an already parsed value (HTTP ingress parses JSON itself). The value must
+   * nest no deeper than `MAX_JSON_DEPTH`, as `check` and the HTTP binding ensure: error
+   * messages quote values with JSON.stringify, which recurses.
+   */
   checkValue (value: unknown): EnvelopeResult {
     if (!isObject(value)) {
       return { ok: false, reason: 'invalid_cloudevent', errors: [{ path: '', message: `must be a JSON object, got ${shortJson(value)}` }] }
@@ -153,6 +160,11 @@ function formatTest (format: Format): (value: string) => boolean {
 /** The type-level summary of the checks above (which already reported anything that fails here). */
 function isEnvelope (value: Record<string, unknown>): value is CloudEvent {
   return value.specversion === '1.0' && typeof value.id === 'string' && typeof value.source === 'string' && typeof value.type === 'string'
+}
+
+/** The refusal of JSON nested deeper than `limit` levels: `invalid_json`, as JSON that cannot be read. */
+export function tooDeep (path: string, limit: number): { readonly ok: false, readonly reason: 'invalid_json', readonly errors: readonly FieldError[] } {
+  return { ok: false, reason: 'invalid_json', errors: [{ path, message: `JSON nested deeper than ${limit} levels` }] }
 }
 
 function isObject (value: unknown): value is Record<string, unknown> {

@@ -1,4 +1,5 @@
-import type { EnvelopeReason, FieldError } from '../cloudevents/envelope.js'
+import { tooDeep, type EnvelopeReason, type FieldError } from '../cloudevents/envelope.js'
+import { MAX_JSON_DEPTH, mayNestDeeperThan, nestedDeeperThan } from '../payload.js'
 
 /**
  * Reads a request in the CloudEvents HTTP protocol binding 1.0 (binary, structured or
@@ -57,7 +58,7 @@ export function fromHttp (headers: HttpHeaders, body: Buffer): BoundRequest {
 }
 
 function readStructured (body: Buffer): BoundEvent {
-  const parsed = parseJson(body, '')
+  const parsed = parseJson(body, '', MAX_JSON_DEPTH)
   if (!parsed.ok) return parsed.failure
   if (isRecord(parsed.value)) return { ok: true, event: parsed.value }
   const hint = Array.isArray(parsed.value) ? `; send several events as ${BATCH_JSON}` : ''
@@ -65,7 +66,8 @@ function readStructured (body: Buffer): BoundEvent {
 }
 
 function readBatch (body: Buffer): BoundEvent[] {
-  const parsed = parseJson(body, '')
+  // the array is one level: each event in it may nest MAX_JSON_DEPTH
+  const parsed = parseJson(body, '', MAX_JSON_DEPTH + 1)
   if (!parsed.ok) return [parsed.failure]
   if (!Array.isArray(parsed.value)) {
     return [invalid('', `the body of a batch (${BATCH_JSON}) must be a JSON array of events, got ${kindOf(parsed.value)}`)]
@@ -122,7 +124,8 @@ type DataResult =
 function readData (contentType: string | undefined, mediaType: string | undefined, body: Buffer): DataResult | undefined {
   if (body.length === 0) return undefined
   if (mediaType !== undefined && (mediaType === 'application/json' || mediaType.endsWith('+json'))) {
-    const parsed = parseJson(body, '/data')
+    // the event around the data is one level: the structured event may nest MAX_JSON_DEPTH
+    const parsed = parseJson(body, '/data', MAX_JSON_DEPTH - 1)
     return parsed.ok ? { ok: true, name: 'data', value: parsed.value } : parsed
   }
   if (contentType !== undefined && mediaType !== undefined && mediaType.startsWith('text/')) {
@@ -135,17 +138,24 @@ function readData (contentType: string | undefined, mediaType: string | undefine
 
 type JsonResult = { readonly ok: true, readonly value: unknown } | { readonly ok: false, readonly failure: BoundEvent }
 
-/** JSON text must be UTF-8 (RFC 8259 §8.1); a leading BOM is ignored, as that section allows. */
-function parseJson (body: Buffer, path: string): JsonResult {
+/**
+ * JSON text must be UTF-8 (RFC 8259 §8.1); a leading BOM is ignored, as that section allows.
+ * Text nested deeper than `maxDepth` is refused like broken JSON: the routes serialize
+ * the event again, and JSON.stringify recurses (see `MAX_JSON_DEPTH`).
+ */
+function parseJson (body: Buffer, path: string, maxDepth: number): JsonResult {
   const text = decodeUtf8(body, true)
   if (text === undefined) return { ok: false, failure: { ok: false, reason: 'invalid_json', errors: [{ path, message: 'is not valid UTF-8' }] } }
+  let value: unknown
   try {
-    return { ok: true, value: JSON.parse(text) }
+    value = JSON.parse(text)
   } catch (err: unknown) {
     // Not a fault of ours: the sender's JSON is broken, which is a result, not an exception.
     const detail = err instanceof Error ? err.message : String(err)
     return { ok: false, failure: { ok: false, reason: 'invalid_json', errors: [{ path, message: `is not valid JSON: ${detail}` }] } }
   }
+  if (mayNestDeeperThan(text.length, maxDepth) && nestedDeeperThan(value, maxDepth)) return { ok: false, failure: tooDeep(path, maxDepth) }
+  return { ok: true, value }
 }
 
 /** Strict UTF-8 decoding: `undefined` for malformed bytes instead of U+FFFD replacements. */

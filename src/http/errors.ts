@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { BrokerError, UnavailableError } from '../errors.js'
+import { BrokerError, EventRejectedError, UnavailableError } from '../errors.js'
 import type { Logger } from '../logger.js'
 
 /** The body of every HTTP error (PRODUCT §5). */
@@ -43,6 +43,11 @@ export function makeErrorHandler (log: Logger) {
     if (err instanceof UnavailableError) {
       // expected while Redis is away (the transition is logged once): the sender retries
       void reply.code(503).header('retry-after', '1').send(errorBody('unavailable', err.message))
+      return
+    }
+    if (err instanceof EventRejectedError) {
+      // a refused event thrown before its route could answer: the reason is the code, as routes answer it
+      void reply.code(err.statusCode).send(errorBody(err.reason, err.message, err.problems))
       return
     }
     if (err instanceof BrokerError) {

@@ -2,7 +2,8 @@ import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import type { OutgoingMessage, SubmitOptions } from '../../context.js'
 import { typeToTopic } from '../../cloudevents/topic.js'
 import { BadRequestError, DuplicateEventError, EventRejectedError, type BrokerError, type EventProblem, type RejectReason } from '../../errors.js'
-import { EnvelopeChecker } from '../../cloudevents/envelope.js'
+import { EnvelopeChecker, tooDeep } from '../../cloudevents/envelope.js'
+import { MAX_JSON_DEPTH, mayNestDeeperThan, nestedDeeperThan } from '../../payload.js'
 import { topicFilterProblem } from '../../topics.js'
 import { fromHttp, type BoundEvent } from '../cloudevents-binding.js'
 import { errorBody } from '../errors.js'
@@ -118,6 +119,17 @@ export const ingressRoutes: FastifyPluginAsync<IngressSource> = async function i
         req.body = JSON.parse(raw.toString('utf8'))
       } catch (err: unknown) {
         throw new BadRequestError(`body is not JSON: ${err instanceof Error ? err.message : String(err)}`)
+      }
+      // a payload given as JSON is serialized again below, and JSON.stringify recurses: refuse
+      // it as the pipeline refuses such a payload given as a string (other members of the body
+      // are scalars, or removed by the schema unread)
+      const body: unknown = req.body
+      const payload: unknown = typeof body === 'object' && body !== null && 'payload' in body ? body.payload : undefined
+      if (mayNestDeeperThan(raw.length) && nestedDeeperThan(payload)) {
+        // kept as /api/events keeps a body it cannot read: the bytes, on no topic (the topic is unchecked)
+        const error = new EventRejectedError('invalid_json', '', tooDeep('/payload', MAX_JSON_DEPTH).errors, 'dlq')
+        source.keep({ topic: '', payload: raw, qos: 1 }, error, HTTP)
+        throw error
       }
     },
     schema: {
