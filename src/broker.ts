@@ -28,8 +28,10 @@ import { PluginLoader } from './plugin-loader.js'
 import { Connections } from './transport/connections.js'
 import { listenMqtt, type Listener } from './transport/mqtt-listener.js'
 import { attachWebSocket } from './transport/websocket.js'
-import { guardPublishSize } from './transport/size-guard.js'
+import { guardPacketSize, type PacketGuard } from './transport/size-guard.js'
 import { Admission } from './transport/admission.js'
+import { boundOutbound, type Overflow } from './transport/outbound.js'
+import { LogSampler } from './log-sampler.js'
 import { readProxyHeader } from './transport/proxy-protocol.js'
 import proxyaddr from 'proxy-addr'
 import { dashboardDir, packageVersion } from './version.js'
@@ -83,6 +85,8 @@ const DEFAULT_PLUGIN_TIMEOUT_MS = 10_000
 const AEDES_CLOSE_TIMEOUT_MS = 5_000
 /** `redis.outageHoldMs` when not set: how long a publish waits for an unreachable Redis. */
 const DEFAULT_OUTAGE_HOLD_MS = 10_000
+/** A slow consumer's overflow is logged at most once per client per this interval. */
+const SLOW_CONSUMER_LOG_MS = 60_000
 
 /**
  * Start a broker: validate the config, build persistence and aedes, load plugins
@@ -109,6 +113,8 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     ? new MemoryDeadLetterStore(config.deadLetters.maxEntries, onEvict)
     : new RedisDeadLetterStore(backend.redis, config.deadLetters.maxEntries, onEvict)
 
+  /** The warn lines a client can trigger, sampled per client (`limits.clientLogIntervalMs`). */
+  const clientLog = new LogSampler(config.limits.clientLogIntervalMs)
   const connect = adaptConnect({
     preConnect: chains.preConnect,
     authenticate: chains.authenticate,
@@ -116,7 +122,8 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     reportError: (err, context) => { reportError('connectRefused', err, context) },
     connections,
     log,
-    available: backend.ready
+    available: backend.ready,
+    sampler: clientLog
   })
   // aedes.publish needs the instance, which needs the gate: the gate reaches it through this late binding
   let publishPacket: (packet: PublishPacket) => Promise<void> = async () => { throw new Error('the broker has not started') }
@@ -135,10 +142,11 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     maxTopicLevels: config.limits.maxTopicLevels,
     available: backend.ready,
     whenAvailable: backend.whenReady,
-    holdMs: config.redis?.outageHoldMs ?? DEFAULT_OUTAGE_HOLD_MS
+    holdMs: config.redis?.outageHoldMs ?? DEFAULT_OUTAGE_HOLD_MS,
+    sampler: clientLog
   })
   const { limits } = config
-  const authorizeSubscribe = adaptAuthorizeSubscribe(chains.authorizeSubscribe, connections, limits, metrics, log)
+  const authorizeSubscribe = adaptAuthorizeSubscribe(chains.authorizeSubscribe, connections, limits, metrics, log, clientLog)
   const aedes = new Aedes({
     id: config.nodeId,
     persistence: backend.persistence,
@@ -161,6 +169,12 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
   countClients(aedes, connections, clientCounts)
   // a SUBSCRIBE's filters are held now: the limit counts them from the client's subscriptions
   aedes.on('subscribe', function subscribed (_subs: unknown, client: Client) { authorizeSubscribe.settled?.(client) })
+  /** Each connection's packet guard, told when its CONNECT is accepted: one listener for all connections. */
+  const packetGuards = new WeakMap<Client, PacketGuard>()
+  aedes.on('connackSent', function connectAccepted (packet, client) {
+    // aedes emits it for refusals too (CONNACK 1–5), which are followed by a close
+    if (packet.returnCode === 0) packetGuards.get(client)?.accepted()
+  })
   /** Clients already counted over a limit: a drain timeout fails each pending write with the same error. */
   const overLimit = new WeakSet<Client>()
   aedes.on('clientError', function clientError (client: Client, err: Error) {
@@ -253,6 +267,20 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     await plugins.load([...builtins.entries, ...entries])
 
     const admission = new Admission(limits)
+    /** A slow consumer is logged once per client per minute, never per message (issue: one client's misery is not the log's). */
+    const slowLog = new LogSampler(SLOW_CONSUMER_LOG_MS)
+    const slowConsumer = (overflow: Overflow): void => {
+      metrics.limitHit(overflow.limit)
+      if (overflow.action !== 'held') metrics.dropped('slow_consumer')
+      const clientId = overflow.client.id
+      const suppressed = slowLog.take(clientId)
+      if (suppressed === undefined) return
+      log.warn({ clientId, action: overflow.action, limit: overflow.limit, queued: overflow.queued, queuedBytes: overflow.queuedBytes, suppressed }, overflow.action === 'dropped'
+        ? 'slow consumer: its outbound queue is full, QoS 0 messages for it are dropped'
+        : overflow.action === 'held'
+          ? 'slow consumer: its outbound queue is full, QoS 1/2 messages wait in its session until it reconnects'
+          : 'slow consumer: its outbound queue is full, clean-session client disconnected')
+    }
     const handle = (stream: Duplex, socket: Socket, transport: Transport, remoteAddress: string | undefined, req?: IncomingMessage): void => {
       const refused = admission.admit(socket, remoteAddress)
       if (refused !== undefined) {
@@ -264,15 +292,25 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       }
       connections.track(socket, transport)
       let client: Client | undefined
-      // installed before aedes reads a byte: a PUBLISH over the limit is refused from its header
-      guardPublishSize(stream, {
-        maxPayloadBytes: config.limits.maxPayloadBytes,
+      // installed before aedes reads a byte: a packet over a limit is refused from its header
+      const guard = guardPacketSize(stream, {
+        maxPayloadBytes: limits.maxPayloadBytes,
+        maxPacketBytes: limits.maxPacketBytes,
+        maxConnectPacketBytes: limits.maxConnectPacketBytes,
+        maxFiltersPerPacket: limits.maxFiltersPerPacket,
         onOversize: function refuseOversize (info) {
           gate.tooLarge(info.topic ?? '', info.payloadBytes, info.limit, { origin: transport, clientId: client?.id ?? null })
           log.warn({ clientId: client?.id, transport, remoteAddress, reason: 'payload_too_large', ...info }, 'publish over limits.maxPayloadBytes refused, client disconnected')
+        },
+        // one line per connection: the guard refuses once, then the connection is gone
+        onRefused: function refusePacket (refusal) {
+          metrics.limitHit(refusal.limit)
+          log.warn({ clientId: client?.id, transport, remoteAddress, ...refusal }, 'packet over a limit refused, connection closed')
         }
       })
       client = aedes.handle(stream, req)
+      packetGuards.set(client, guard)
+      boundOutbound(client, limits, slowConsumer)
       connections.attach(client, { transport, remoteAddress })
     }
     listeners.push(await listenMqtt({

@@ -177,9 +177,21 @@ export class ListenError extends BrokerError {
 /** A client tried to publish to a reserved `$` topic (`$SYS/`, `$DLQ/`, `$audit/`, ...). */
 export class ReservedTopicError extends BrokerError {
   readonly code = 'BRK_TOPIC_RESERVED'
+  /** Acked and delivered to no one, as Mosquitto and the Paho interoperability tests expect: the client stays connected. */
+  override readonly disposition = 'discard'
   override readonly statusCode = 403
+  /** Told on `$rejections` and audited like any publish the ACL refuses. */
+  readonly reason = 'not_authorized'
   constructor (readonly topic: string) {
     super(`publishing to "${topic}" is not allowed: topics starting with "$" are reserved for the broker`)
+  }
+
+  override get deadLetter (): boolean {
+    return false
+  }
+
+  override get toldToPublisher (): boolean {
+    return true
   }
 }
 

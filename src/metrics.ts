@@ -17,6 +17,7 @@ export class CoreMetrics {
   #rejected = 0
   #duplicates = 0
   readonly #limitHits = new Map<string, number>()
+  readonly #dropped = new Map<string, number>()
   readonly #events: Counter<'outcome' | 'reason'>
 
   /**
@@ -76,6 +77,18 @@ export class CoreMetrics {
       }
     })
 
+    const dropped = this.#dropped
+    new Counter({
+      name: 'ce_broker_dropped_total',
+      help: 'Messages not delivered to a subscriber, by reason (slow_consumer: its outbound queue was full)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+      collect () {
+        this.reset()
+        for (const [reason, n] of dropped) this.inc({ reason }, n)
+      }
+    })
+
     this.#errors = new Counter({
       name: 'ce_broker_errors_total',
       help: 'Failures reported with no caller to return to (plugins, queues, persistence), by component',
@@ -120,6 +133,11 @@ export class CoreMetrics {
   /** A limit of `limits` refused something (`connections`, `topic_bytes`, ...). */
   limitHit (limit: string): void {
     this.#limitHits.set(limit, (this.#limitHits.get(limit) ?? 0) + 1)
+  }
+
+  /** A message was not delivered to one subscriber (`slow_consumer`). */
+  dropped (reason: string): void {
+    this.#dropped.set(reason, (this.#dropped.get(reason) ?? 0) + 1)
   }
 
   publishReceived (origin: Origin): void {

@@ -1,6 +1,7 @@
 import type { AedesOptions, Client, PublishPacket } from 'aedes'
 import { BrokerError, DeliveryFailedError, DuplicateEventError, EventRejectedError, LimitExceededError, PublishNotAuthorizedError, ReservedTopicError, UnavailableError, toBrokerError, type Disposition } from '../errors.js'
 import type { Logger } from '../logger.js'
+import type { LogSampler } from '../log-sampler.js'
 import type { CoreMetrics } from '../metrics.js'
 import type { AuthorizePublishHandler, DeadLetterHandler, DecidedHandler, Origin, PublishVerdict } from '../context.js'
 import type { Connections } from '../transport/connections.js'
@@ -37,6 +38,8 @@ export interface PublishGateDeps {
   readonly whenAvailable: (timeoutMs: number) => Promise<boolean>
   /** `redis.outageHoldMs`: how long a client's publish waits for `available` before the client is disconnected. */
   readonly holdMs: number
+  /** Samples the warn lines a client can trigger (`limits.clientLogIntervalMs`), shared with the other hooks. */
+  readonly sampler: LogSampler
 }
 
 /** Who a broker-side publish is made for. */
@@ -83,15 +86,13 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
     const topic = packet.topic
     const tooLong = topicOverLimit(topic)
     if (tooLong !== undefined) {
-      log.warn({ clientId: attempt.clientId, topicStart: topic.slice(0, 64), code: tooLong.code }, tooLong.message)
+      logSampled(attempt, { topicStart: topic.slice(0, 64), code: tooLong.code, detail: tooLong.message }, 'publish refused: over a limit, client disconnected')
       done(tooLong)
       return
     }
+    // aedes guards `$SYS/` only; every `$` topic is the broker's: acked, delivered to no one, told
     if (topic.charCodeAt(0) === 36 /* $ */) {
-      const err = new ReservedTopicError(topic)
-      log.warn({ clientId: attempt.clientId, topic, code: err.code }, 'publish to a reserved topic refused')
-      announce(attempt, err)
-      done(err)
+      refuse(packet, attempt, new ReservedTopicError(topic), done)
       return
     }
     if (chain.length === 0) {
@@ -103,22 +104,73 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
       announce(attempt, undefined)
       done(undefined)
     }, function refused (raw: unknown) {
-      const err = toBrokerError(raw)
-      count(err)
-      // kept as a dead letter, or only told to the publisher (not_authorized): the handler builds the record either way
-      const record = err.toldToPublisher ? deps.deadLetter()?.(attempt, err, err.deadLetter) : undefined
-      logRefusal(attempt, err, err.disposition === 'reject' ? 'publish refused' : 'publish diverted')
-      if (err.disposition === 'reject') {
-        if (record !== undefined && err.deadLetter) deps.publishRecord(DIVERT_PREFIX['dead-letter'] + topic, record)
-      } else {
-        // the only place that rewrites a packet's topic: subscribers of the original topic never see it
-        packet.topic = DIVERT_PREFIX[err.disposition] + topic
-        packet.retain = false
-        if (record !== undefined && err.disposition === 'dead-letter' && err.deadLetter) packet.payload = record
-      }
-      announce(attempt, err)
-      done(err)
+      refuse(packet, attempt, toBrokerError(raw), done)
     })
+  }
+
+  /** Count, keep or tell, log, divert and announce a refused publish, by its error's disposition. */
+  function refuse (packet: PublishPacket, attempt: Attempt, err: BrokerError, done: (err: BrokerError | undefined) => void): void {
+    const topic = packet.topic
+    count(err)
+    // kept as a dead letter, or only told to the publisher (not_authorized): the handler builds the record either way
+    const record = err.toldToPublisher ? deps.deadLetter()?.(attempt, err, err.deadLetter) : undefined
+    logRefusal(attempt, err, err.disposition === 'reject' ? 'publish refused' : 'publish diverted')
+    if (err.disposition === 'reject') {
+      if (record !== undefined && err.deadLetter) deps.publishRecord(DIVERT_PREFIX['dead-letter'] + topic, record)
+    } else {
+      // the only place that rewrites a packet's topic: subscribers of the original topic never see it
+      packet.topic = DIVERT_PREFIX[err.disposition] + topic
+      packet.retain = false
+      if (record !== undefined && err.disposition === 'dead-letter' && err.deadLetter) packet.payload = record
+    }
+    announce(attempt, err)
+    done(err)
+  }
+
+  /**
+   * A line a client can trigger: at most one per client per `limits.clientLogIntervalMs`,
+   * saying how many were suppressed since the last; never a stack (an expected refusal is
+   * not a bug).
+   */
+  function logSampled (attempt: Attempt, fields: Readonly<Record<string, unknown>>, msg: string): void {
+    const suppressed = deps.sampler.take(attempt.clientId ?? attempt.origin)
+    if (suppressed === undefined) return
+    attempt.log.warn(suppressed === 0 ? fields : { ...fields, suppressed }, msg)
+  }
+
+  /**
+   * One warn line per refusal (sampled per client), with the reason, the event id and the
+   * extension values that tie a business flow together (correlationid, causationid,
+   * traceparent), so one flow can be followed across services; the payload only at debug.
+   */
+  function logRefusal (attempt: Attempt, err: BrokerError, msg: string): void {
+    if (err instanceof DuplicateEventError) {
+      // a publisher retrying is routine, not a warning
+      attempt.log.debug({ eventId: err.event.id, source: err.event.source }, 'duplicate event dropped')
+      return
+    }
+    if (err instanceof DeliveryFailedError) {
+      // the broker's own delivery, not a client's doing: never sampled
+      attempt.log.warn({ reason: err.reason, subscription: err.subscription, eventId: err.eventId, attempts: err.attempts, lastStatus: err.lastStatus, detail: err.message }, 'webhook delivery failed for good: dead-lettered')
+      return
+    }
+    if (!(err instanceof EventRejectedError)) {
+      const reason = err instanceof PublishNotAuthorizedError || err instanceof ReservedTopicError ? err.reason : undefined
+      logSampled(attempt, { code: err.code, ...(reason === undefined ? {} : { reason }), topic: attempt.topic, detail: err.message }, msg)
+      return
+    }
+    const { event } = err
+    logSampled(attempt, {
+      reason: err.reason,
+      eventId: event.id,
+      type: event.type,
+      correlationid: event.correlationid,
+      causationid: event.causationid,
+      traceparent: event.traceparent,
+      errors: err.problems,
+      origin: attempt.origin
+    }, msg)
+    attempt.log.debug({ reason: err.reason, eventId: event.id, payload: attempt.payload.toString('utf8') }, 'refused payload')
   }
 
   /**
@@ -147,7 +199,7 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
   }
 
   function count (err: BrokerError): void {
-    if (err instanceof EventRejectedError || err instanceof PublishNotAuthorizedError) metrics.event('rejected', err.reason)
+    if (err instanceof EventRejectedError || err instanceof PublishNotAuthorizedError || err instanceof ReservedTopicError) metrics.event('rejected', err.reason)
     else if (err instanceof DuplicateEventError) metrics.event('duplicate')
   }
 
@@ -221,39 +273,6 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
   }
 
   return { hook, check, keep, tooLarge }
-}
-
-/**
- * One warn line per refusal, with the reason, the event id and the extension values
- * that tie a business flow together (correlationid, causationid, traceparent), so one
- * flow can be followed across services; the payload only at debug.
- */
-function logRefusal (attempt: Attempt, err: BrokerError, msg: string): void {
-  if (err instanceof DuplicateEventError) {
-    // a publisher retrying is routine, not a warning
-    attempt.log.debug({ eventId: err.event.id, source: err.event.source }, 'duplicate event dropped')
-    return
-  }
-  if (err instanceof DeliveryFailedError) {
-    attempt.log.warn({ reason: err.reason, subscription: err.subscription, eventId: err.eventId, attempts: err.attempts, lastStatus: err.lastStatus, detail: err.message }, 'webhook delivery failed for good: dead-lettered')
-    return
-  }
-  if (!(err instanceof EventRejectedError)) {
-    attempt.log.warn({ err }, msg)
-    return
-  }
-  const { event } = err
-  attempt.log.warn({
-    reason: err.reason,
-    eventId: event.id,
-    type: event.type,
-    correlationid: event.correlationid,
-    causationid: event.causationid,
-    traceparent: event.traceparent,
-    errors: err.problems,
-    origin: attempt.origin
-  }, msg)
-  attempt.log.debug({ reason: err.reason, eventId: event.id, payload: attempt.payload.toString('utf8') }, 'refused payload')
 }
 
 const EMPTY = Buffer.alloc(0)

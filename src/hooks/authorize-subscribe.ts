@@ -1,6 +1,7 @@
 import type { AedesOptions } from 'aedes'
 import { toBrokerError } from '../errors.js'
 import type { Logger } from '../logger.js'
+import type { LogSampler } from '../log-sampler.js'
 import type { AuthorizeSubscribeHandler, SubscribeAttempt } from '../context.js'
 import type { Connections } from '../transport/connections.js'
 import type { CoreMetrics } from '../metrics.js'
@@ -29,8 +30,9 @@ export function adaptAuthorizeSubscribe (
   connections: Connections,
   limits: SubscribeLimits,
   metrics: CoreMetrics,
-  log: Logger
-): AedesAuthorizeSubscribe & { settled?: (client: object) => void } {
+  log: Logger,
+  sampler: LogSampler
+): AedesAuthorizeSubscribe & { settled?: (client: { readonly id: string }) => void } {
   /**
    * Filters approved but not yet held: aedes checks every filter of a SUBSCRIBE before
    * it stores any, so those of the same packet count too. A packet's are dropped from
@@ -56,22 +58,40 @@ export function adaptAuthorizeSubscribe (
     return undefined
   }
 
-  const authorizeSubscribe: AedesAuthorizeSubscribe & { settled?: (client: object) => void } = function authorizeSubscribe (client, sub, callback) {
+  /** This SUBSCRIBE's refused filters, told in one line once aedes has them all: never a line per filter. */
+  const refusals = new WeakMap<object, { count: number, first: string, reasons: Map<string, number> }>()
+  function refused (client: Parameters<AedesAuthorizeSubscribe>[0], topic: string, reason: string): void {
+    const tally = refusals.get(client) ?? { count: 0, first: topic.slice(0, 64), reasons: new Map<string, number>() }
+    tally.count++
+    tally.reasons.set(reason, (tally.reasons.get(reason) ?? 0) + 1)
+    refusals.set(client, tally)
+  }
+  function tell (client: { readonly id: string }): void {
+    const tally = refusals.get(client)
+    if (tally === undefined) return
+    refusals.delete(client)
+    const suppressed = sampler.take(client.id)
+    if (suppressed === undefined) return
+    log.warn({ clientId: client.id, refused: tally.count, firstTopic: tally.first, reasons: Object.fromEntries(tally.reasons), ...(suppressed === 0 ? {} : { suppressed }) }, 'subscriptions refused (SUBACK 0x80)')
+  }
+
+  const authorizeSubscribe: AedesAuthorizeSubscribe & { settled?: (client: { readonly id: string }) => void } = function authorizeSubscribe (client, sub, callback) {
     const limit = overLimit(client, sub.topic)
     if (limit !== undefined) {
       metrics.limitHit(limit)
-      log.warn({ clientId: client.id, topicStart: sub.topic.slice(0, 64), limit }, 'subscription refused: over a limit')
+      refused(client, sub.topic, limit)
       callback(null, null)
       return
     }
     if (sub.topic.startsWith(DIVERT_PREFIX.discard)) {
-      log.warn({ clientId: client.id, topic: sub.topic }, 'subscription refused: discarded messages are not readable')
+      // discarded messages are not readable
+      refused(client, sub.topic, 'discarded')
       callback(null, null)
       return
     }
     // a client reads its own rejections and no one else's; wildcards would read others'
-    if (sub.topic.startsWith(REJECTIONS_PREFIX) && sub.topic !== REJECTIONS_PREFIX + client.id) {
-      log.warn({ clientId: client.id, topic: sub.topic }, 'subscription refused: only $rejections/<own client id> is readable')
+    if (sub.topic.startsWith(REJECTIONS_PREFIX) && !isOwnRejections(sub.topic, client.id)) {
+      refused(client, sub.topic, 'others_rejections')
       callback(null, null)
       return
     }
@@ -87,11 +107,24 @@ export function adaptAuthorizeSubscribe (
       log: log.child({ clientId: client.id, topic: sub.topic })
     }
     settleChain(chain, attempt, function subscribeAllowed () { callback(null, sub) }, function subscribeRefused (raw: unknown) {
-      attempt.log.warn({ err: toBrokerError(raw) }, 'subscription refused')
+      const err = toBrokerError(raw)
+      refused(client, sub.topic, err.code)
       callback(null, null)
     })
   }
-  // aedes holds the packet's filters now: what was approved for it no longer waits
-  authorizeSubscribe.settled = (client) => { approved.delete(client) }
+  // aedes holds the packet's filters now: what was approved for it no longer waits, what was refused is told
+  authorizeSubscribe.settled = (client) => {
+    approved.delete(client)
+    tell(client)
+  }
   return authorizeSubscribe
+}
+
+/**
+ * Whether `filter` is the one topic `$rejections/<clientId>`: compared as topics, not
+ * strings, so that no wildcard in it (nor in a client id, which CONNECT refuses anyway)
+ * can widen it over other clients' rejections.
+ */
+export function isOwnRejections (filter: string, clientId: string): boolean {
+  return filter === REJECTIONS_PREFIX + clientId && !/[+#]/.test(filter) && !clientId.includes('/')
 }

@@ -1,6 +1,7 @@
 import type { AedesOptions, AuthenticateError, Client } from 'aedes'
 import { ConnectRefusedError, toBrokerError, type BrokerError } from '../errors.js'
 import type { Logger } from '../logger.js'
+import type { LogSampler } from '../log-sampler.js'
 import type { ConnectAttempt, ConnectHandler, ConnectRefusedHandler, Identity } from '../context.js'
 import type { Connections } from '../transport/connections.js'
 import { settleChain, tellEach } from './chain.js'
@@ -18,6 +19,25 @@ export interface ConnectDeps {
   readonly log: Logger
   /** Whether sessions can be read and stored now (false while Redis is unreachable): if not, CONNACK 3. */
   readonly available: () => boolean
+  /** Samples the refusal lines (per address: a refused client has no identity yet), shared with the other hooks. */
+  readonly sampler: LogSampler
+}
+
+/**
+ * Characters a client id may not hold: `+`, `#` and `/` would make `$rejections/<clientId>`
+ * a filter over other clients' topics (a client `#` reading everyone's rejections) and
+ * U+0000 is forbidden in every topic [MQTT-4.7.3-2]. Refused with CONNACK 2, as an
+ * identifier the server does not allow [MQTT-3.1.3-9].
+ */
+const FORBIDDEN_IN_CLIENT_ID = /[+#/\u0000]/
+
+/** Why `clientId` (with `clean`) is refused with CONNACK 2, if it is. */
+export function clientIdProblem (clientId: string, clean: boolean): string | undefined {
+  // [MQTT-3.1.3-8]: a zero-byte client id with CleanSession=0 gets CONNACK 2, then the connection closes.
+  // aedes would instead make up an id and keep a session nobody can ever resume.
+  if (clientId === '' && !clean) return 'a zero-byte client id requires CleanSession=1 [MQTT-3.1.3-8]'
+  if (FORBIDDEN_IN_CLIENT_ID.test(clientId)) return `client id ${JSON.stringify(clientId)} holds "+", "#", "/" or U+0000, which a topic level may not`
+  return undefined
 }
 
 /**
@@ -29,17 +49,23 @@ export interface ConnectDeps {
  */
 export function adaptConnect (deps: ConnectDeps): { preConnect: AedesPreConnect, authenticate: AedesAuthenticate } {
   const { connections, log } = deps
-  const identifierRejected = new WeakSet<Client>()
+  const identifierRejected = new WeakMap<Client, string>()
   const attempts = new WeakMap<Client, ConnectAttempt>()
 
   function announce (attempt: ConnectAttempt, err: BrokerError): void {
     tellEach(deps.refused, [attempt, err], (thrown, handler) => { deps.reportError(thrown, { hook: 'connectRefused', handler, clientId: attempt.clientId }) })
   }
 
+  /** One line per address per interval (a refused login, a bad client id): a client cannot flood the log. No stack: expected. */
+  function logRefused (attempt: ConnectAttempt, err: BrokerError, msg: string): void {
+    const suppressed = deps.sampler.take(`address ${attempt.remoteAddress ?? ''}`)
+    if (suppressed === undefined) return
+    attempt.log.warn({ code: err.code, detail: err.message, remoteAddress: attempt.remoteAddress, ...(suppressed === 0 ? {} : { suppressed }) }, msg)
+  }
+
   function preConnect (client: Client, packet: Parameters<AedesPreConnect>[1], callback: Parameters<AedesPreConnect>[2]): void {
-    // [MQTT-3.1.3-8]: a zero-byte client id with CleanSession=0 gets CONNACK 2, then the connection closes.
-    // aedes would instead make up an id and keep a session nobody can ever resume.
-    if (packet.clientId === '' && packet.clean === false) identifierRejected.add(client)
+    const problem = clientIdProblem(packet.clientId, packet.clean ?? true)
+    if (problem !== undefined) identifierRejected.set(client, problem)
 
     const meta = connections.metaOf(client)
     const attempt: ConnectAttempt = {
@@ -57,7 +83,7 @@ export function adaptConnect (deps: ConnectDeps): { preConnect: AedesPreConnect,
     attempts.set(client, attempt)
     settleChain(deps.preConnect, attempt, function connectAllowed () { callback(null, true) }, function connectRefused (raw: unknown) {
       const err = toBrokerError(raw)
-      attempt.log.warn({ err, remoteAddress: attempt.remoteAddress }, 'connection refused before CONNACK')
+      logRefused(attempt, err, 'connection refused before CONNACK')
       announce(attempt, err)
       callback(err, false)
     })
@@ -66,10 +92,14 @@ export function adaptConnect (deps: ConnectDeps): { preConnect: AedesPreConnect,
   function authenticate (client: Client, _username: unknown, _password: unknown, callback: Parameters<AedesAuthenticate>[3]): void {
     const seen = attempts.get(client)
     attempts.delete(client)
-    if (identifierRejected.delete(client)) {
-      const err = new ConnectRefusedError(2, 'a zero-byte client id requires CleanSession=1 [MQTT-3.1.3-8]', 'identifier_rejected')
-      seen?.log.warn({ remoteAddress: seen.remoteAddress }, 'connection refused: empty client id with CleanSession=0')
-      if (seen !== undefined) announce(seen, err)
+    const badId = identifierRejected.get(client)
+    if (badId !== undefined) {
+      identifierRejected.delete(client)
+      const err = new ConnectRefusedError(2, badId, 'identifier_rejected')
+      if (seen !== undefined) {
+        logRefused(seen, err, 'connection refused: client id not allowed')
+        announce(seen, err)
+      }
       callback(refusal(err), false)
       return
     }
@@ -97,7 +127,7 @@ export function adaptConnect (deps: ConnectDeps): { preConnect: AedesPreConnect,
       callback(null, true)
     }, function notAuthenticated (raw: unknown) {
       const err = toBrokerError(raw)
-      attempt.log.warn({ err, remoteAddress: attempt.remoteAddress }, 'connection refused')
+      logRefused(attempt, err, 'connection refused')
       announce(attempt, err)
       callback(refusal(err), false)
     })

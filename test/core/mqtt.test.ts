@@ -2,7 +2,7 @@ import { defer } from '../helpers/cleanup.js'
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import mqtt from 'mqtt'
-import { closed, collectMessages, connect, mqttUrl, nextMessage, startBroker } from '../helpers/broker.js'
+import { closed, collectMessages, connect, mqttUrl, nextMessage, sample, startBroker } from '../helpers/broker.js'
 import { rawConnect } from '../helpers/raw.js'
 
 test('QoS 0, 1 and 2 messages reach a subscriber over TCP with the granted QoS', async (t) => {
@@ -137,22 +137,25 @@ test('an empty client id with CleanSession=1 is accepted and can publish and sub
   assert.equal((await arriving).payload.toString(), 'pong')
 })
 
-test('publishing to a $ topic disconnects the client and reaches nobody', async (t) => {
+test('publishing to a $ topic is acked, reaches nobody, is told on $rejections and counted; the client stays connected (Paho test_dollar_topics)', async (t) => {
   const broker = await startBroker(t)
   const watcher = await connect(t, mqttUrl(broker))
-  await watcher.subscribeAsync('$DLQ/#', { qos: 1 })
-  await watcher.subscribeAsync('after', { qos: 1 })
+  await watcher.subscribeAsync(['$DLQ/#', '$audit/x', '$TopicA/B', '$SYS/fake', 'after'], { qos: 1 })
   const first = nextMessage(watcher)
 
-  for (const topic of ['$DLQ/hostel/v1/booking/reserved', '$audit/x', '$SYS/fake']) {
-    const intruder = await connect(t, mqttUrl(broker))
-    const gone = closed(intruder)
-    intruder.publish(topic, 'forged', { qos: 1 })
-    await gone
-  }
+  const topics = ['$TopicA/B', '$DLQ/hostel/v1/booking/reserved', '$audit/x', '$SYS/fake']
+  const intruder = await connect(t, mqttUrl(broker), { clientId: 'intruder' })
+  await intruder.subscribeAsync('$rejections/intruder', { qos: 1 })
+  const told = collectMessages(intruder, topics.length)
+  for (const topic of topics) await intruder.publishAsync(topic, 'forged', { qos: 1 })
+  const records = (await told).map((m) => JSON.parse(m.payload.toString()) as { data: { reason: string, topic: string } })
+  assert.deepEqual(records.map((r) => [r.data.reason, r.data.topic]), topics.map((topic) => ['not_authorized', topic]))
+  assert.equal(intruder.connected, true)
+
   const probe = await connect(t, mqttUrl(broker))
   await probe.publishAsync('after', 'probe', { qos: 1 })
-  assert.equal((await first).topic, 'after')
+  assert.equal((await first).topic, 'after', 'no forged message reached the watcher before the probe')
+  assert.equal(sample(await broker.metrics.metrics(), 'ce_broker_events_total', { outcome: 'rejected', reason: 'not_authorized' }), topics.length)
 })
 
 test('a client taking over a client id closes the older connection', async (t) => {
