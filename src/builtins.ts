@@ -3,7 +3,7 @@ import { resolve } from 'node:path'
 import { Counter, type Registry } from 'prom-client'
 import type { Redis } from 'ioredis'
 import { audit, type AuditOptions } from '../plugins/audit/index.js'
-import { auth } from '../plugins/auth/index.js'
+import { auth, checkAclRules } from '../plugins/auth/index.js'
 import { deadLetter } from '../plugins/dead-letter/index.js'
 import { MemoryIdempotencyStore, RedisIdempotencyStore, idempotency } from '../plugins/idempotency/index.js'
 import { SchemaRegistry, schemaValidation } from '../plugins/schema-validation/index.js'
@@ -45,8 +45,9 @@ export interface BuiltinDeps {
 }
 
 /**
- * In order: dead-letter; auth when users or JWTs are configured (a publish no ACL
- * grants is refused before anything reads it); schema-validation when any validation applies (rules, or
+ * In order: dead-letter; auth when users, JWTs or ACL rules are configured (a publish
+ * no ACL grants is refused before anything reads it; an ACL alone applies to anonymous
+ * clients, role `anonymous`, and a rule that can never apply stops start-up); schema-validation when any validation applies (rules, or
  * `validation.default: reject`); idempotency after it (it keys on the events
  * validation reads); audit, which sees every verdict; webhooks, which deliver
  * what was published; catalog, which notes who published each type. The schema folder is
@@ -57,9 +58,11 @@ export interface BuiltinDeps {
 export async function builtinPlugins (config: BrokerConfig, deps: BuiltinDeps): Promise<Builtins> {
   const { log } = deps
   const entries: PluginEntry[] = [deadLetter({ store: deps.deadLetters })]
-  // authentication and ACLs once anybody must prove who they are; first in the publish chain
+  // authentication once anybody must prove who they are, ACLs once any rule is set; first in the publish chain
   const { auth: authConfig } = config
-  if (authConfig.users.length > 0 || authConfig.jwt !== undefined) {
+  if (authConfig.users.length > 0 || authConfig.jwt !== undefined || authConfig.acl.length > 0) {
+    // here, not in the plugin's setup: a rule that can never apply is a ConfigError, not a plugin failure
+    checkAclRules(authConfig, 'config')
     entries.push(auth({
       users: authConfig.users,
       acl: authConfig.acl,

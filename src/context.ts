@@ -72,6 +72,15 @@ export interface SubscribeAttempt {
   readonly log: Logger
 }
 
+/** A message about to be written to one subscribed MQTT client (retained and queued ones included). */
+export interface Delivery {
+  readonly topic: string
+  /** The client it would be written to. */
+  readonly clientId: string
+  /** Who that client authenticated as; `undefined` when anonymous. */
+  readonly identity: Identity | undefined
+}
+
 /** A message the broker has accepted and routed (node-local: runs on the node where it entered). */
 export interface PublishedMessage {
   readonly topic: string
@@ -94,6 +103,14 @@ export type AuthorizePublishHandler = (attempt: PublishAttempt) => Promise<void>
 export type DecidedHandler = (attempt: PublishAttempt, verdict: PublishVerdict) => void
 /** Passes by returning; refuses (SUBACK 0x80, client stays connected) by throwing. */
 export type AuthorizeSubscribeHandler = (attempt: SubscribeAttempt) => Promise<void> | void
+/**
+ * Whether a message may be written to one subscriber (`false`: not to this client;
+ * the others still get it), as Mosquitto checks read access per message. Runs once
+ * per message and subscriber, on the node the subscriber is connected to: synchronous,
+ * no I/O, no allocation it can avoid. A handler that throws is reported and the
+ * message is not written to that client.
+ */
+export type ForwardHandler = (delivery: Delivery) => boolean
 /**
  * Synchronous by design: aedes holds back the publisher's next packet until `published` returns.
  * Enqueue work and return; report failures through `ctx.reportError`.
@@ -121,6 +138,11 @@ export interface HookRegistry {
   authorizePublish: (handler: AuthorizePublishHandler) => void
   authorizeSubscribe: (handler: AuthorizeSubscribeHandler) => void
   published: (handler: PublishedHandler) => void
+  /**
+   * Per message and subscriber, before it is written; the first handler returning
+   * `false` keeps it from that client. With none registered a delivery costs one length check.
+   */
+  forward: (handler: ForwardHandler) => void
   /** Every publish's verdict, accepted or refused; runs after the dead-letter handler. */
   decided: (handler: DecidedHandler) => void
   /** The one dead-letter handler; a second registration throws. */

@@ -19,7 +19,7 @@ export {
   type AuthorizePublishHandler, type AuthorizeSubscribeHandler, type ConnectAttempt, type ConnectHandler, type Dispose,
   type HookRegistry, type Origin, type OutgoingMessage, type Plugin, type PluginContext, type PluginEntry, type PluginMeta,
   type PublishAttempt, type PublishedHandler, type PublishedMessage, type SubscribeAttempt, type Transport,
-  type DeadLetterHandler, type DecidedHandler, type PublishVerdict, type SubmitOptions, type Identity, type ConnectRefusedHandler
+  type DeadLetterHandler, type DecidedHandler, type PublishVerdict, type SubmitOptions, type Identity, type ConnectRefusedHandler, type Delivery, type ForwardHandler
 } from './context.js'
 export { EnvelopeChecker, toFieldErrors, MAX_ERRORS, type CloudEvent, type EnvelopeResult, type FieldError } from './cloudevents/envelope.js'
 export { typeToTopic, topicToType, typeMatchesTopic } from './cloudevents/topic.js'

@@ -3,15 +3,17 @@ import { createLocalJWKSet, jwtVerify, type JWTPayload, type JWTVerifyOptions } 
 import type { Redis } from 'ioredis'
 import { Counter } from 'prom-client'
 import {
-  BrokerError, ConfigError, ConnectRefusedError, PublishNotAuthorizedError, REJECTIONS_PREFIX, addressKey, definePlugin, topicFilterProblem,
+  BrokerError, ConfigError, ConnectRefusedError, PublishNotAuthorizedError, REJECTIONS_PREFIX, addressKey, definePlugin,
   type AclRuleInput, type AuthJwt, type AuthUser, type ConnectAttempt, type Identity, type PublishAttempt, type SubscribeAttempt
 } from '../../src/index.js'
 import { ANONYMOUS_ROLE, Acl } from './acl.js'
 import { DECOY_HASH, hashProblem, verifyPassword } from './passwords.js'
+import { checkAclRules } from './rules.js'
 import { MemoryAuthState, RedisAuthState, type AuthState } from './state.js'
 
 export { hashPassword, verifyPassword } from './passwords.js'
 export { Acl, ANONYMOUS_ROLE, covers, type AclRule } from './acl.js'
+export { anonymousCanConnect, checkAclRules, type AclSetting } from './rules.js'
 
 /** Options of the auth plugin: `auth` of the config. */
 export interface AuthOptions {
@@ -39,9 +41,12 @@ const MAX_CONCURRENT_CHECKS = 16
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 
 /**
- * MQTT authentication and topic ACLs (PRODUCT §6), loaded once users or JWTs are
- * configured.
+ * MQTT authentication and topic ACLs (PRODUCT §6), loaded once users, JWTs or ACL
+ * rules are configured.
  *
+ * - With no users and no JWT nobody has credentials to check: every client connects,
+ *   whatever it sends, as an anonymous client with the role `anonymous`, and the ACL
+ *   applies to it.
  * - A known user's password is checked against its scrypt hash, in constant time;
  *   an unknown user is checked against a decoy hash, so both take as long. Either
  *   failure answers CONNACK 4. A password shaped like a JWT, when `jwt` is set, is
@@ -53,15 +58,20 @@ const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
  *   counted and, through the `connectRefused` hook, audited.
  * - A client id belongs to the user that used it (CONNACK 2 for anyone else). With
  *   `--redis`, failures and owners are kept in Redis for every node (`AuthState`).
- * - Subscriptions and publishes need a grant (see `Acl`): a refused filter gets
- *   SUBACK 0x80; a refused publish is acked, reaches no one, is told on
- *   `$rejections/<clientId>` and audited as `not_authorized`. `$rejections/<own id>`
- *   is always granted. HTTP and broker-side publishes are not MQTT clients' and are
- *   left to the API keys.
+ * - Subscriptions and publishes need a grant and no deny (see `Acl`): a refused filter
+ *   gets SUBACK 0x80; a refused publish is acked, reaches no one, is told on
+ *   `$rejections/<clientId>` and audited as `not_authorized`. When a rule has
+ *   `deny.subscribe`, a `forward` hook also keeps messages on denied topics from
+ *   clients whose wider subscription matches them; without such rules no hook runs
+ *   per delivery. `$rejections/<own id>` is always granted and always delivered.
+ *   HTTP and broker-side publishes are not MQTT clients' and are left to the API keys.
+ * - A rule that can never apply stops start-up (`checkAclRules`).
  */
 export const auth = definePlugin<AuthOptions>('auth', async (ctx, opts) => {
   const users = checkUsers(opts.users)
-  const acl = new Acl(checkRules(opts.acl))
+  const acl = new Acl(checkAclRules(opts, 'auth plugin'))
+  /** Nobody must prove who they are: credentials are not checked and everyone is anonymous. */
+  const open = opts.users.length === 0 && opts.jwt === undefined
   const verifyJwt = opts.jwt === undefined ? undefined : await jwtVerifier(opts.jwt)
   /** Failed logins per address, and the user each client id belongs to: a session is its user's, nobody else's to take over or resume. */
   const state: AuthState = opts.redis === undefined ? new MemoryAuthState(opts.loginFailures.windowMs) : new RedisAuthState(opts.redis, opts.loginFailures.windowMs)
@@ -69,7 +79,7 @@ export const auth = definePlugin<AuthOptions>('auth', async (ctx, opts) => {
   const pending = new Map<string, number>()
   let checking = 0
   const refusals = new Counter({ name: 'ce_broker_auth_refusals_total', help: 'CONNECTs refused by authentication, by reason', labelNames: ['reason'] as const, registers: [ctx.metrics] })
-  const denials = new Counter({ name: 'ce_broker_acl_denials_total', help: 'Publishes and subscriptions no ACL rule grants', labelNames: ['action'] as const, registers: [ctx.metrics] })
+  const denials = new Counter({ name: 'ce_broker_acl_denials_total', help: 'Publishes, subscriptions and deliveries the ACL refuses (no grant, or a deny)', labelNames: ['action'] as const, registers: [ctx.metrics] })
 
   function refuse (attempt: ConnectAttempt, returnCode: 2 | 3 | 4 | 5, reason: string, message: string): ConnectRefusedError {
     refusals.inc({ reason })
@@ -83,6 +93,8 @@ export const auth = definePlugin<AuthOptions>('auth', async (ctx, opts) => {
   /** Who the credentials say the client is; refuses (CONNACK 4 or 5) when they say nothing good. */
   async function identityOf (attempt: ConnectAttempt): Promise<Identity | undefined> {
     const { username, password } = attempt
+    // as without the plugin: anonymous access while no users are configured (PRODUCT §6)
+    if (open) return undefined
     if (username === undefined && password === undefined) {
       if (opts.allowAnonymous) return undefined
       throw refuse(attempt, 5, 'no_credentials', 'credentials are required')
@@ -153,7 +165,17 @@ export const auth = definePlugin<AuthOptions>('auth', async (ctx, opts) => {
     throw new PublishNotAuthorizedError(attempt.topic, attempt.identity?.username)
   })
 
-  ctx.log.info({ users: users.size, rules: opts.acl.length, jwt: verifyJwt !== undefined, allowAnonymous: opts.allowAnonymous }, 'auth ready')
+  // only deny.subscribe filters can withhold a message a subscription matches: without them no per-delivery check
+  if (acl.filtersDeliveries) {
+    ctx.hooks.forward(function checkDeliveryAcl (delivery): boolean {
+      if (delivery.topic === REJECTIONS_PREFIX + delivery.clientId) return true
+      if (acl.canReceive(delivery.identity, delivery.clientId, delivery.topic)) return true
+      denials.inc({ action: 'deliver' })
+      return false
+    })
+  }
+
+  ctx.log.info({ users: users.size, rules: opts.acl.length, jwt: verifyJwt !== undefined, allowAnonymous: opts.allowAnonymous, open, filtersDeliveries: acl.filtersDeliveries }, 'auth ready')
 }, { dependsOn: ['dead-letter'] })
 
 /** Users by name, each hash checked: a plain password in the config stops start-up, naming its place. */
@@ -166,22 +188,6 @@ function checkUsers (users: readonly AuthUser[]): Map<string, AuthUser> {
     byName.set(user.username, user)
   })
   return byName
-}
-
-/** The rules, each naming a role or a user, its filters valid. */
-function checkRules (rules: readonly AclRuleInput[]): AclRuleInput[] {
-  return rules.map((rule, i) => {
-    if ((rule.role === undefined) === (rule.user === undefined)) {
-      throw new ConfigError('auth plugin', `auth.acl.${i}`, 'must name either a role or a user')
-    }
-    for (const action of ['publish', 'subscribe'] as const) {
-      rule[action].forEach((filter, j) => {
-        const problem = topicFilterProblem(filter)
-        if (problem !== undefined) throw new ConfigError('auth plugin', `auth.acl.${i}.${action}.${j}`, `${problem}, got ${JSON.stringify(filter)}`)
-      })
-    }
-    return rule
-  })
 }
 
 /** Verifies a JWT password and reads the identity from its claims; the CONNECT's user name, when given, must be the token's. */

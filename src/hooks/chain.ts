@@ -1,5 +1,5 @@
 import type {
-  AuthorizePublishHandler, AuthorizeSubscribeHandler, ConnectHandler, ConnectRefusedHandler, DeadLetterHandler, DecidedHandler, HookRegistry, PublishedHandler
+  AuthorizePublishHandler, AuthorizeSubscribeHandler, ConnectHandler, ConnectRefusedHandler, DeadLetterHandler, DecidedHandler, ForwardHandler, HookRegistry, PublishedHandler
 } from '../context.js'
 import { PluginError } from '../errors.js'
 
@@ -13,6 +13,7 @@ export class HookChains {
   readonly authorizePublish: AuthorizePublishHandler[] = []
   readonly authorizeSubscribe: AuthorizeSubscribeHandler[] = []
   readonly published: PublishedHandler[] = []
+  readonly forward: ForwardHandler[] = []
   readonly decided: DecidedHandler[] = []
   readonly connectRefused: ConnectRefusedHandler[] = []
   #deadLetter: DeadLetterHandler | undefined
@@ -24,6 +25,7 @@ export class HookChains {
     authorizePublish: (handler) => { this.authorizePublish.push(handler) },
     authorizeSubscribe: (handler) => { this.authorizeSubscribe.push(handler) },
     published: (handler) => { this.published.push(handler) },
+    forward: (handler) => { this.forward.push(handler) },
     decided: (handler) => { this.decided.push(handler) },
     connectRefused: (handler) => { this.connectRefused.push(handler) },
     deadLetter: (handler) => {

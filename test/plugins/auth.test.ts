@@ -26,8 +26,9 @@ const hashes = {
   device: await hashPassword('device-pass', 10)
 }
 
-/** The albergue example of the README: who may do what. */
+/** The albergue example of the README: who may do what (the `anonymous` rule only where anonymous clients may connect: elsewhere it stops start-up). */
 function albergueAuth (extra: Partial<NonNullable<BrokerInput['auth']>> = {}): NonNullable<BrokerInput['auth']> {
+  const anonymous = extra.allowAnonymous === true ? [{ role: 'anonymous', publish: [], subscribe: ['public/#'] }] : []
   return {
     users: [
       { username: 'booking-service', password: hashes.booking, roles: ['publisher'] },
@@ -41,7 +42,7 @@ function albergueAuth (extra: Partial<NonNullable<BrokerInput['auth']>> = {}): N
       { role: 'reader', publish: [], subscribe: ['albergue/#'] },
       { role: 'auditor', publish: [], subscribe: ['$audit/#', '#'] },
       { role: 'device', publish: ['devices/%c/#'], subscribe: ['users/%u/#'] },
-      { role: 'anonymous', publish: [], subscribe: ['public/#'] }
+      ...anonymous
     ],
     ...extra
   }
