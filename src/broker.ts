@@ -163,7 +163,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     drainTimeout: limits.drainTimeoutMs,
     connectTimeout: limits.connectTimeoutMs,
     maxInflightInbound: limits.maxInflightInbound,
-    authorizeForward: adaptAuthorizeForward(connections, metrics),
+    authorizeForward: adaptAuthorizeForward(connections, metrics, { chain: chains.forward, reportError: (err, context) => { reportError('forward', err, context) } }),
     published: adaptPublished(chains.published, (err, context) => { reportError('published', err, context) })
   })
   countClients(aedes, connections, clientCounts)
@@ -281,6 +281,11 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
           ? 'slow consumer: its outbound queue is full, QoS 1/2 messages wait in its session until it reconnects'
           : 'slow consumer: its outbound queue is full, clean-session client disconnected')
     }
+    /** A refusal of a connection's bytes, sampled per address (the client may have no id yet), as the connect refusals are. */
+    const warnSampled = (fields: Readonly<Record<string, unknown>> & { readonly remoteAddress: string | undefined }, msg: string): void => {
+      const suppressed = clientLog.take(`address ${fields.remoteAddress ?? ''}`)
+      if (suppressed !== undefined) log.warn(suppressed === 0 ? fields : { ...fields, suppressed }, msg)
+    }
     const handle = (stream: Duplex, socket: Socket, transport: Transport, remoteAddress: string | undefined, req?: IncomingMessage): void => {
       const refused = admission.admit(socket, remoteAddress)
       if (refused !== undefined) {
@@ -300,12 +305,12 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
         maxFiltersPerPacket: limits.maxFiltersPerPacket,
         onOversize: function refuseOversize (info) {
           gate.tooLarge(info.topic ?? '', info.payloadBytes, info.limit, { origin: transport, clientId: client?.id ?? null })
-          log.warn({ clientId: client?.id, transport, remoteAddress, reason: 'payload_too_large', ...info }, 'publish over limits.maxPayloadBytes refused, client disconnected')
+          warnSampled({ clientId: client?.id, transport, remoteAddress, reason: 'payload_too_large', ...info }, 'publish over limits.maxPayloadBytes refused, client disconnected')
         },
-        // one line per connection: the guard refuses once, then the connection is gone
+        // the guard refuses once per connection; a flood of connections is sampled per address
         onRefused: function refusePacket (refusal) {
           metrics.limitHit(refusal.limit)
-          log.warn({ clientId: client?.id, transport, remoteAddress, ...refusal }, 'packet over a limit refused, connection closed')
+          warnSampled({ clientId: client?.id, transport, remoteAddress, ...refusal }, 'packet over a limit refused, connection closed')
         }
       })
       client = aedes.handle(stream, req)
