@@ -183,7 +183,10 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     else if (!overLimit.has(client)) {
       overLimit.add(client)
       metrics.limitHit(limit)
-      log.warn({ clientId: client.id, limit, err: err.message }, 'client disconnected: over a limit')
+      // once per connection, and connections come in floods: sampled per address
+      const remoteAddress = connections.metaOf(client)?.remoteAddress
+      const suppressed = clientLog.take(`address ${remoteAddress ?? ''}`)
+      if (suppressed !== undefined) log.warn({ clientId: client.id, remoteAddress, limit, detail: err.message, ...(suppressed === 0 ? {} : { suppressed }) }, 'client disconnected: over a limit')
     }
   })
   aedes.on('connectionError', function connectionError (_client: Client, err: Error) {
