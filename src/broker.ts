@@ -30,7 +30,7 @@ import { listenMqtt, type Listener } from './transport/mqtt-listener.js'
 import { attachWebSocket } from './transport/websocket.js'
 import { guardPacketSize, type PacketGuard } from './transport/size-guard.js'
 import { Admission } from './transport/admission.js'
-import { boundOutbound, type Overflow } from './transport/outbound.js'
+import { OutboundQueues, type Overflow } from './transport/outbound.js'
 import { LogSampler } from './log-sampler.js'
 import { readProxyHeader } from './transport/proxy-protocol.js'
 import proxyaddr from 'proxy-addr'
@@ -229,6 +229,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
   let http: HttpApi | undefined
   let websocket: { close: () => void } | undefined
   let stats: { stop: () => void } | undefined
+  let outbound: OutboundQueues | undefined
   let closing: Promise<void> | undefined
   let listening = false
 
@@ -236,6 +237,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     closing ??= (async () => {
       listening = false
       stats?.stop()
+      outbound?.close()
       backend.closing()
       websocket?.close()
       // stop accepting now; a server's close callback waits for its open sockets, which aedes closes next
@@ -284,6 +286,8 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
           ? 'slow consumer: its outbound queue is full, QoS 1/2 messages wait in its session until it reconnects'
           : 'slow consumer: its outbound queue is full, clean-session client disconnected')
     }
+    const queues = new OutboundQueues(limits, slowConsumer)
+    outbound = queues
     /** A refusal of a connection's bytes, sampled per address (the client may have no id yet), as the connect refusals are. */
     const warnSampled = (fields: Readonly<Record<string, unknown>> & { readonly remoteAddress: string | undefined }, msg: string): void => {
       const suppressed = clientLog.take(`address ${fields.remoteAddress ?? ''}`)
@@ -318,7 +322,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       })
       client = aedes.handle(stream, req)
       packetGuards.set(client, guard)
-      boundOutbound(client, limits, slowConsumer)
+      queues.attach(client)
       connections.attach(client, { transport, remoteAddress })
     }
     listeners.push(await listenMqtt({

@@ -115,6 +115,11 @@ export interface BrokerConfig {
     readonly maxQueuedMessages: number
     /** Bytes (topic + payload) waiting to be written to one client, with the same consequences. Default 8388608 (8 MiB). */
     readonly maxQueuedBytes: number
+    /**
+     * How long a client's oldest unwritten message may hold up publishers before the client counts as slow, in ms: from
+     * then on nobody waits for it, and its messages go to its bounded queue until it has caught up. Default 500.
+     */
+    readonly slowConsumerMs: number
     /** Log lines one client can trigger (refusals, rejected events): at most one per client per this interval, with the number suppressed, in ms. Default 10000. */
     readonly clientLogIntervalMs: number
   }
@@ -284,6 +289,7 @@ export function defaults (): BrokerConfig {
       maxFiltersPerPacket: 100,
       maxQueuedMessages: 1000,
       maxQueuedBytes: 8 * 1024 * 1024,
+      slowConsumerMs: 500,
       clientLogIntervalMs: 10_000
     },
     deadLetters: { maxEntries: 10_000 },
@@ -352,6 +358,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { paths: ['limits.maxFiltersPerPacket'], env: 'CE_BROKER_LIMITS_MAX_FILTERS_PER_PACKET', default: '100', doc: 'topic filters in one SUBSCRIBE or UNSUBSCRIBE; beyond it the client is disconnected' },
   { paths: ['limits.maxQueuedMessages'], env: 'CE_BROKER_LIMITS_MAX_QUEUED_MESSAGES', default: '1000', doc: 'messages waiting to be written to one client; beyond it QoS 0 is dropped, QoS 1/2 stays in a persistent session or a clean client is disconnected' },
   { paths: ['limits.maxQueuedBytes'], env: 'CE_BROKER_LIMITS_MAX_QUEUED_BYTES', default: '8388608', doc: 'bytes (topic + payload) waiting to be written to one client, with the same consequences' },
+  { paths: ['limits.slowConsumerMs'], env: 'CE_BROKER_LIMITS_SLOW_CONSUMER_MS', default: '500', doc: 'how long a client\'s oldest unwritten message may hold up publishers before the client counts as slow and its messages go to its bounded queue, in ms' },
   { paths: ['limits.clientLogIntervalMs'], env: 'CE_BROKER_LIMITS_CLIENT_LOG_INTERVAL_MS', default: '10000', doc: 'log lines a client can trigger: at most one per client per interval, with the number suppressed' },
   { paths: ['deadLetters.maxEntries'], env: 'CE_BROKER_DEAD_LETTERS_MAX_ENTRIES', default: '10000', doc: 'dead letters kept; the oldest are evicted' },
   { paths: ['idempotency.enabled'], env: 'CE_BROKER_IDEMPOTENCY_ENABLED', default: 'true', doc: 'drop a second copy of an event (same source + id) on validated topics' },
@@ -432,8 +439,9 @@ function configSchema (partial: boolean): object {
       maxFiltersPerPacket: { type: 'integer', minimum: 1 },
       maxQueuedMessages: { type: 'integer', minimum: 1 },
       maxQueuedBytes: { type: 'integer', minimum: 1024 },
+      slowConsumerMs: { type: 'integer', minimum: 20 },
       clientLogIntervalMs: { type: 'integer', minimum: 0 }
-    }, ['maxPayloadBytes', 'maxConnections', 'connectionsPerSecondPerAddress', 'maxConnectionsPerAddress', 'connectTimeoutMs', 'maxTopicLevels', 'maxTopicBytes', 'maxSubscriptionsPerClient', 'maxKeepaliveSeconds', 'drainTimeoutMs', 'maxInflightInbound', 'httpBodyBytes', 'maxPacketBytes', 'maxConnectPacketBytes', 'maxFiltersPerPacket', 'maxQueuedMessages', 'maxQueuedBytes', 'clientLogIntervalMs']),
+    }, ['maxPayloadBytes', 'maxConnections', 'connectionsPerSecondPerAddress', 'maxConnectionsPerAddress', 'connectTimeoutMs', 'maxTopicLevels', 'maxTopicBytes', 'maxSubscriptionsPerClient', 'maxKeepaliveSeconds', 'drainTimeoutMs', 'maxInflightInbound', 'httpBodyBytes', 'maxPacketBytes', 'maxConnectPacketBytes', 'maxFiltersPerPacket', 'maxQueuedMessages', 'maxQueuedBytes', 'slowConsumerMs', 'clientLogIntervalMs']),
     deadLetters: strict({ maxEntries: { type: 'integer', minimum: 1 } }, ['maxEntries']),
     idempotency: strict({
       enabled: { type: 'boolean' },

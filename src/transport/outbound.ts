@@ -2,10 +2,12 @@ import type { Client } from 'aedes'
 
 /** The per-client outbound bounds of `limits`. */
 export interface OutboundLimits {
-  /** Messages handed to the client's connection and not yet written out. */
+  /** Messages handed to a client's connection and not yet written out. */
   readonly maxQueuedMessages: number
   /** Their bytes (topic + payload). */
   readonly maxQueuedBytes: number
+  /** How long a client's oldest unwritten message may hold up the emitter before the client counts as slow, in ms. */
+  readonly slowConsumerMs: number
 }
 
 /** What happened to a message that found its client's queue full. */
@@ -38,100 +40,199 @@ interface Outgoing {
 type Deliver = (packet: Outgoing, done: () => void) => void
 
 /**
- * Give `client` a bounded outbound queue, as Mosquitto (`max_queued_messages`,
- * `max_queued_bytes`) and EMQX (`max_mqueue_len`) do.
+ * Bounded outbound queues for every client of one broker, as Mosquitto
+ * (`max_queued_messages`, `max_queued_bytes`) and EMQX (`max_mqueue_len`) give them.
  *
  * Why: aedes delivers a message to every matching subscriber inside one mqemitter
- * emit, and calls the emit done only when each subscriber's write has completed. A
- * write to a socket whose buffer is full completes only on 'drain', so a client that
- * stops reading holds one of mqemitter's shared concurrency slots per message sent to
- * it. Once they are all taken (100), every other message of the broker waits behind
- * that one socket until `limits.drainTimeoutMs` cuts it off: one reader stalls all.
+ * emit, and the emit is done only when each subscriber's write has completed. A write
+ * to a socket whose buffer is full completes only on 'drain', so a client that stops
+ * reading holds one of mqemitter's shared concurrency slots per message sent to it.
+ * Once it holds them all (100), every message of the broker waits behind that one
+ * socket until `limits.drainTimeoutMs` (60 s) cuts it off.
  *
- * Here each delivery to `client` lets mqemitter go on at once, and the write goes on
- * by itself; what it has not yet written is counted. Beyond `maxQueuedMessages` or
- * `maxQueuedBytes` a message is not handed to the connection: QoS 0 is dropped, QoS 1/2
- * of a persistent session stays in the session store (aedes stored it for the session
- * before delivering it), a clean-session client is disconnected. `onOverflow` is told
- * each time (it counts; its logging is sampled).
- *
- * It wraps the client's `deliver0` and `deliverQoS`, which aedes reads when a
- * subscription is made; call it right after `aedes.handle()`, before any SUBSCRIBE. If
- * aedes' internals change and they are missing, this throws rather than letting the
- * broker run unbounded.
+ * A client that keeps up still holds the emitter until its write completes: that is
+ * what throttles publishers to what subscribers can take, as in aedes, instead of
+ * reading their messages only to drop them (a broker that reads more than it can
+ * write spends itself on messages nobody gets). A client whose oldest unwritten
+ * message has waited `slowConsumerMs` is slow: the emitter callbacks it holds are
+ * released at once, and from then on its messages never hold the emitter; they wait
+ * in its queue, written as it reads. Beyond `maxQueuedMessages` or `maxQueuedBytes`,
+ * a message is not queued: QoS 0 is dropped, QoS 1/2 of a persistent session stays
+ * in the session store (aedes stored it for the session before delivering it), a
+ * clean-session client is disconnected. Once its queue is empty the client holds
+ * the emitter again. So a reader that stops costs the others at most
+ * `slowConsumerMs` once, then nothing.
  */
-export function boundOutbound (client: Client, limits: OutboundLimits, onOverflow: (overflow: Overflow) => void): void {
-  const deliver0 = deliveryOf(client, 'deliver0')
-  const deliverQoS = deliveryOf(client, 'deliverQoS')
-  let queued = 0
-  let queuedBytes = 0
-  let disconnecting = false
+export class OutboundQueues {
+  readonly #limits: OutboundLimits
+  readonly #onOverflow: (overflow: Overflow) => void
+  readonly #queues = new Set<ClientQueue>()
+  readonly #timer: NodeJS.Timeout
+  /** A coarse clock (ms), advanced by the timer: no clock read per message. */
+  now = Date.now()
 
-  /** The bound `size` more bytes would break, if any. */
-  function over (size: number): Overflow['limit'] | undefined {
-    if (queued >= limits.maxQueuedMessages) return 'queued_messages'
-    // one message larger than the byte bound still goes when nothing else waits
-    if (queued > 0 && queuedBytes + size > limits.maxQueuedBytes) return 'queued_bytes'
-    return undefined
+  /** @param onOverflow told of each message that found its client's queue full (it counts; its logging is sampled) */
+  constructor (limits: OutboundLimits, onOverflow: (overflow: Overflow) => void) {
+    this.#limits = limits
+    this.#onOverflow = onOverflow
+    // a client counts as slow between slowConsumerMs and 1.5 times it after its oldest write started
+    this.#timer = setInterval(() => { this.#tick() }, Math.max(10, Math.floor(limits.slowConsumerMs / 2))).unref()
   }
 
-  /** Hand `packet` to aedes' own delivery and let the emitter go on now; count it until written. */
-  function send (deliver: Deliver, packet: Outgoing, done: () => void, size: number): void {
-    queued++
-    queuedBytes += size
-    let written = false
-    deliver(packet, function writtenOut () {
-      if (written) return
-      written = true
-      queued--
-      queuedBytes -= size
-    })
-    done()
+  /**
+   * Give `client` its bounded queue. It wraps the client's `deliver0` and `deliverQoS`,
+   * which aedes reads when a subscription is made: call it right after `aedes.handle()`,
+   * before any SUBSCRIBE. If aedes' internals change and they are missing, this throws
+   * rather than letting the broker run unbounded.
+   */
+  attach (client: Client): void {
+    const queue = new ClientQueue(client, this, this.#limits, this.#onOverflow)
+    this.#queues.add(queue)
+    client.conn.once('close', () => { this.#queues.delete(queue) })
   }
 
-  function refuse (action: OverflowAction, limit: Overflow['limit']): void {
-    onOverflow({ client, action, limit, queued, queuedBytes })
+  /** Stop the clock (the broker is closing). */
+  close (): void {
+    clearInterval(this.#timer)
   }
 
-  const bounded0: Deliver = function boundedDeliver0 (packet, done) {
-    const size = sizeOf(packet)
-    const limit = over(size)
-    if (limit === undefined) {
-      send(deliver0, packet, done, size)
-      return
+  #tick (): void {
+    this.now = Date.now()
+    const before = this.now - this.#limits.slowConsumerMs
+    for (const queue of this.#queues) queue.checkSlow(before)
+  }
+}
+
+/** One client's queue: what it has not written yet, and whether it still holds the emitter. */
+class ClientQueue {
+  readonly #client: Client
+  readonly #clock: { readonly now: number }
+  readonly #limits: OutboundLimits
+  readonly #onOverflow: (overflow: Overflow) => void
+  readonly #deliver0: Deliver
+  readonly #deliverQoS: Deliver
+  /**
+   * Deliveries holding the emitter until written, by sequence number − `#base`: each
+   * one's emitter callback (cleared once called) and when it started. Arrays rather
+   * than a Set of objects: this runs for every message to every subscriber.
+   */
+  #dones: Array<(() => void) | undefined> = []
+  #startedAt: number[] = []
+  #base = 0
+  #waiting = 0
+  #queued = 0
+  #queuedBytes = 0
+  #slow = false
+  #disconnecting = false
+
+  constructor (client: Client, clock: { readonly now: number }, limits: OutboundLimits, onOverflow: (overflow: Overflow) => void) {
+    this.#client = client
+    this.#clock = clock
+    this.#limits = limits
+    this.#onOverflow = onOverflow
+    this.#deliver0 = deliveryOf(client, 'deliver0')
+    this.#deliverQoS = deliveryOf(client, 'deliverQoS')
+    const bounded0: Deliver = (packet, done) => { this.#deliver(this.#deliver0, packet, done) }
+    const boundedQoS: Deliver = (packet, done) => {
+      // aedes' deliverQoS hands QoS 0 to deliver0, which is bounded0 now: go there directly, counted once
+      if (packet.qos === 0) bounded0(packet, done)
+      else this.#deliver(this.#deliverQoS, packet, done)
     }
-    refuse('dropped', limit)
-    done()
+    Reflect.set(client, 'deliver0', bounded0)
+    Reflect.set(client, 'deliverQoS', boundedQoS)
   }
 
-  const boundedQoS: Deliver = function boundedDeliverQoS (packet, done) {
-    // aedes' deliverQoS hands QoS 0 to deliver0, which is bounded0 now: go there directly, counted once
-    if (packet.qos === 0) {
-      bounded0(packet, done)
-      return
+  /** Called by the clock: a client whose oldest waiting write started before `before` is slow. */
+  checkSlow (before: number): void {
+    // drop the written ones at the front: what is left starts with the oldest still waiting
+    let first = 0
+    while (first < this.#dones.length && this.#dones[first] === undefined) first++
+    if (first > 0) {
+      this.#dones.splice(0, first)
+      this.#startedAt.splice(0, first)
+      this.#base += first
     }
-    const size = sizeOf(packet)
-    const limit = over(size)
-    if (limit === undefined) {
-      send(deliverQoS, packet, done, size)
-      return
-    }
-    if (!client.clean) {
-      refuse('held', limit)
+    const oldest = this.#startedAt[0]
+    if (oldest === undefined || oldest > before) return
+    // from now on nobody waits for this client; what waited goes on at once
+    this.#slow = true
+    const released = this.#dones
+    this.#base += released.length
+    this.#dones = []
+    this.#startedAt = []
+    this.#waiting = 0
+    for (const done of released) done?.()
+  }
+
+  #deliver (deliver: Deliver, packet: Outgoing, done: () => void): void {
+    const size = packet.topic.length + packet.payload.length
+    const limit = this.#over(size)
+    if (limit !== undefined) {
+      this.#refuse(packet.qos, limit)
       done()
       return
     }
-    if (!disconnecting) {
-      disconnecting = true
-      refuse('disconnected', limit)
-      // aedes closes the client when its connection ends; the pending writes fail and are uncounted
-      client.conn.destroy()
+    this.#queued++
+    this.#queuedBytes += size
+    if (this.#slow) {
+      deliver(packet, () => { this.#written(size) })
+      done()
+      return
+    }
+    const seq = this.#base + this.#dones.length
+    this.#dones.push(done)
+    this.#startedAt.push(this.#clock.now)
+    this.#waiting++
+    deliver(packet, () => {
+      this.#written(size)
+      this.#release(seq)
+    })
+  }
+
+  /** Call the emitter callback of delivery `seq`, unless the client turned slow meanwhile, which called it. */
+  #release (seq: number): void {
+    const index = seq - this.#base
+    const done = this.#dones[index]
+    if (done === undefined) return
+    this.#dones[index] = undefined
+    if (--this.#waiting === 0) {
+      // nothing waits: start the arrays afresh rather than keep written entries
+      this.#base += this.#dones.length
+      this.#dones = []
+      this.#startedAt = []
     }
     done()
   }
 
-  Reflect.set(client, 'deliver0', bounded0)
-  Reflect.set(client, 'deliverQoS', boundedQoS)
+  #written (size: number): void {
+    this.#queued--
+    this.#queuedBytes -= size
+    // caught up: it may hold the emitter again
+    if (this.#queued === 0) this.#slow = false
+  }
+
+  /** The bound `size` more bytes would break, if any. */
+  #over (size: number): Overflow['limit'] | undefined {
+    if (this.#queued >= this.#limits.maxQueuedMessages) return 'queued_messages'
+    // one message larger than the byte bound still goes when nothing else waits
+    if (this.#queued > 0 && this.#queuedBytes + size > this.#limits.maxQueuedBytes) return 'queued_bytes'
+    return undefined
+  }
+
+  #refuse (qos: number, limit: Overflow['limit']): void {
+    const client = this.#client
+    const overflow = { client, limit, queued: this.#queued, queuedBytes: this.#queuedBytes }
+    if (qos === 0) {
+      this.#onOverflow({ ...overflow, action: 'dropped' })
+    } else if (!client.clean) {
+      this.#onOverflow({ ...overflow, action: 'held' })
+    } else if (!this.#disconnecting) {
+      this.#disconnecting = true
+      this.#onOverflow({ ...overflow, action: 'disconnected' })
+      // aedes closes the client when its connection ends; the pending writes fail and are uncounted
+      client.conn.destroy()
+    }
+  }
 }
 
 /** aedes' own delivery function `name` of `client`, bound to it. */
@@ -139,8 +240,4 @@ function deliveryOf (client: Client, name: 'deliver0' | 'deliverQoS'): Deliver {
   const deliver: unknown = Reflect.get(client, name)
   if (typeof deliver !== 'function') throw new TypeError(`aedes Client has no ${name}: its internals changed, review outbound.ts`)
   return function aedesDeliver (packet, done) { Reflect.apply(deliver, client, [packet, done]) }
-}
-
-function sizeOf (packet: Outgoing): number {
-  return packet.topic.length + (typeof packet.payload === 'string' ? packet.payload.length : packet.payload.length)
 }
