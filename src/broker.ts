@@ -11,7 +11,7 @@ import { createPublishGate } from './hooks/authorize-publish.js'
 import { adaptAuthorizeSubscribe } from './hooks/authorize-subscribe.js'
 import { HookChains } from './hooks/chain.js'
 import { adaptConnect } from './hooks/connect.js'
-import { adaptAuthorizeForward } from './hooks/forward.js'
+import { adaptAuthorizeForward, forwardCheck } from './hooks/forward.js'
 import { adaptPublished } from './hooks/published.js'
 import { createHttpApi, type HttpApi } from './http/server.js'
 import { createLogger, type Logger } from './logger.js'
@@ -146,6 +146,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     sampler: clientLog
   })
   const { limits } = config
+  const forward = forwardCheck(connections, { chain: chains.forward, reportError: (err, context) => { reportError('forward', err, context) } })
   const authorizeSubscribe = adaptAuthorizeSubscribe(chains.authorizeSubscribe, connections, limits, metrics, log, clientLog)
   const aedes = new Aedes({
     id: config.nodeId,
@@ -163,7 +164,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     drainTimeout: limits.drainTimeoutMs,
     connectTimeout: limits.connectTimeoutMs,
     maxInflightInbound: limits.maxInflightInbound,
-    authorizeForward: adaptAuthorizeForward(connections, metrics, { chain: chains.forward, reportError: (err, context) => { reportError('forward', err, context) } }),
+    authorizeForward: adaptAuthorizeForward(connections, metrics, forward),
     published: adaptPublished(chains.published, (err, context) => { reportError('published', err, context) })
   })
   countClients(aedes, connections, clientCounts)
@@ -286,7 +287,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
           ? 'slow consumer: its outbound queue is full, QoS 1/2 messages wait in its session until it reconnects'
           : 'slow consumer: its outbound queue is full, clean-session client disconnected')
     }
-    const queues = new OutboundQueues(limits, slowConsumer)
+    const queues = new OutboundQueues(limits, slowConsumer, { check: forward, persistence: backend.persistence, reportError: (err, context) => { reportError('outbound', err, context) } })
     outbound = queues
     /** A refusal of a connection's bytes, sampled per address (the client may have no id yet), as the connect refusals are. */
     const warnSampled = (fields: Readonly<Record<string, unknown>> & { readonly remoteAddress: string | undefined }, msg: string): void => {

@@ -42,8 +42,10 @@ export interface DeliveryOptions {
   readonly connect: buildConnector.connector
   readonly build: (job: Job, now: Date) => WebhookRequest
   readonly onDelivered: (job: Job, latencyMs: number) => void
-  /** Attempts ran out, the endpoint refused for good (`gone`: 410) or its address is denied. */
+  /** Attempts ran out, the endpoint refused for good (`gone`: 410), its address is denied or its request could not be made. */
   readonly onFailed: (job: Job, gone: boolean) => void
+  /** A throw past the end of a delivery (from `onDelivered` or `onFailed`): reported, the delivery is over. */
+  readonly onError: (err: unknown, context: Readonly<Record<string, unknown>>) => void
 }
 
 /** Backoff before attempt `attempt + 1` (1-based `attempt` just failed): full jitter over an exponential cap. */
@@ -125,6 +127,8 @@ export class Deliverer {
    * Try `job` once (unless its circuit holds it), counting the attempt and noting its
    * status. Calls `onDelivered` or `onFailed` when the job ends; otherwise says when
    * to try again: its backoff, `Retry-After` (up to the cap), or the circuit's hold.
+   * A throw while building or sending the request ends the job as failed; it rejects
+   * only when `onDelivered` or `onFailed` throws.
    */
   async attempt (job: Job): Promise<NextStep> {
     let result: AttemptResult
@@ -136,9 +140,12 @@ export class Deliverer {
         return await this.#send(job)
       })
     } catch (err: unknown) {
-      if (!(err instanceof BrokenCircuitError)) throw err
-      // the circuit is open (or its one probe is out): hold the delivery, it has not been tried
-      return { kind: 'held', delayMs: Math.max(this.holdMs(job.subscription.id), Math.min(this.#options.breakerHalfOpenAfterMs, 1000)) }
+      if (err instanceof BrokenCircuitError) {
+        // the circuit is open (or its one probe is out): hold the delivery, it has not been tried
+        return { kind: 'held', delayMs: Math.max(this.holdMs(job.subscription.id), Math.min(this.#options.breakerHalfOpenAfterMs, 1000)) }
+      }
+      // #send turns every throw of building or sending into a result; one from around it still ends the delivery, as a failure
+      result = { kind: 'failed', status: undefined, error: describe(err), gone: false }
     }
     job.lastStatus = result.status
     if (result.kind === 'delivered') {
@@ -178,7 +185,14 @@ export class Deliverer {
   }
 
   async #send (job: Job): Promise<AttemptResult> {
-    const { headers, body } = this.#options.build(job, new Date())
+    let built: WebhookRequest
+    try {
+      built = this.#options.build(job, new Date())
+    } catch (err: unknown) {
+      // the event was accepted but cannot be sent in this subscription's mode: it never will be, so no retry
+      return { kind: 'failed', status: undefined, error: `the request could not be built: ${describe(err)}`, gone: false }
+    }
+    const { headers, body } = built
     const timeoutMs = job.subscription.timeoutMs ?? this.#options.timeoutMs
     try {
       const res = await request(job.subscription.webhook_url, {
@@ -276,17 +290,27 @@ export class DeliveryQueue implements DeliveryQueueLike {
       if (job === undefined) break
       this.#inFlight.set(key, (this.#inFlight.get(key) ?? 0) + 1)
       this.#deliverer.attempt(job).then((next) => {
-        if (next.kind === 'done') {
-          this.#queued--
-          this.#count(key, -1)
-        }
+        if (next.kind === 'done') this.#done(key)
         else this.#later(job, next.delayMs)
+      }, (err: unknown) => {
+        // attempt() ends every delivery itself; a rejection comes from past that (onDelivered, onFailed): it is over all the same
+        this.#done(key)
+        this.#options.onError(err, { op: 'webhook delivery', subscription: key, eventId: job.eventId })
       }).finally(() => {
         this.#inFlight.set(key, (this.#inFlight.get(key) ?? 1) - 1)
         this.#pump(key)
-      }).catch(() => {})
+      }).catch((err: unknown) => {
+        // a throw of the queue's own bookkeeping: nothing left to end, but not silent
+        this.#options.onError(err, { op: 'webhook queue', subscription: key })
+      })
     }
     if (list?.length === 0) this.#waiting.delete(key)
+  }
+
+  /** A delivery ended: it leaves the queue's counts. */
+  #done (subscriptionId: string): void {
+    this.#queued--
+    this.#count(subscriptionId, -1)
   }
 
   #count (subscriptionId: string, delta: number): void {
@@ -316,6 +340,11 @@ export class DeliveryQueue implements DeliveryQueueLike {
     }, delayMs)
     this.#timers.add(timer)
   }
+}
+
+/** An error as a dead letter names it: `TypeError: cannot set schemaurl on version 1.0 event`. */
+function describe (err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err)
 }
 
 function isAttemptResult (value: unknown): value is AttemptResult {

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram } from 'prom-client'
-import { BadRequestError, DeliveryFailedError, definePlugin, type DeadLetterStore, type PublishedMessage } from '../../src/index.js'
+import { BadRequestError, DeliveryFailedError, MAX_JSON_DEPTH, definePlugin, mayNestDeeperThan, nestedDeeperThan, type DeadLetterStore, type PublishedMessage } from '../../src/index.js'
 import { DeliveryQueue, type BreakerState, type DeliveryOptions, type DeliveryQueueLike, type Job } from './delivery.js'
 import { RedisDeliveryQueue } from './redis-queue.js'
 import { buildRequest, webhookId } from './request.js'
@@ -186,7 +186,8 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
         ctx.log.warn({ subscription: job.subscription.id, url: job.subscription.webhook_url }, 'webhook answered 410 Gone: subscription disabled')
       }
       deadLetter(job, 'delivery_failed', job.lastError ?? 'no answer')
-    }
+    },
+    onError: (err, context) => { ctx.reportError(err, context) }
   }
   const queue: DeliveryQueueLike = opts.redis === undefined ? new DeliveryQueue(delivery) : sharedQueue(opts.redis)
 
@@ -205,8 +206,7 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
         deliveries.inc({ subscription: job.subscription.id, outcome: 'queue_full' })
         deadLetter(job, 'queue_full', why)
       },
-      onOrphaned: (subscription, eventId) => { ctx.log.info({ subscription, eventId }, 'webhook subscription removed: its queued delivery is dropped') },
-      onError: (err, context) => { ctx.reportError(err, context) }
+      onOrphaned: (subscription, eventId) => { ctx.log.info({ subscription, eventId }, 'webhook subscription removed: its queued delivery is dropped') }
     })
     shared.follow(registry.store.list())
     registry.store.watch(() => { shared.follow(registry.store.list()) })
@@ -254,7 +254,8 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
     if (matching.length === 0) return
     const event = cloudEventOf(message.payload)
     if (event === undefined) {
-      ctx.log.debug({ topic: message.topic }, 'not a CloudEvent: no webhook delivery')
+      // accepted on a topic no rule checks, so not dead-lettered here: its subscribers got it as published
+      ctx.log.debug({ topic: message.topic }, 'not a CloudEvent (or nested deeper than MAX_JSON_DEPTH): no webhook delivery')
       return
     }
     for (const subscription of matching) deliver(subscription, message.topic, message.payload, event)
@@ -284,15 +285,22 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
 
 type CloudEventObject = Record<string, unknown> & { id: string, source: string }
 
-/** The payload as a CloudEvent object (structured JSON with the required attributes), or `undefined`. */
+/**
+ * The payload as a CloudEvent object (structured JSON with the required attributes), or
+ * `undefined`. JSON nested deeper than `MAX_JSON_DEPTH` is not an event, as on every
+ * ingress: a topic no validation rule checks lets it through, and building its request
+ * (JSON.stringify of `data` in binary mode) would overflow the stack.
+ */
 function cloudEventOf (payload: Buffer): CloudEventObject | undefined {
   let value: unknown
   try {
     value = JSON.parse(payload.toString('utf8'))
   } catch {
+    // not JSON: not a CloudEvent, which the caller says
     return undefined
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined
+  if (mayNestDeeperThan(payload.length, MAX_JSON_DEPTH) && nestedDeeperThan(value, MAX_JSON_DEPTH)) return undefined
   const event = value as Record<string, unknown>
   const { id, source, type, specversion } = event
   if (typeof id !== 'string' || typeof source !== 'string' || typeof type !== 'string' || specversion !== '1.0') return undefined

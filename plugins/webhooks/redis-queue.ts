@@ -29,7 +29,6 @@ export interface RedisQueueOptions extends DeliveryOptions {
   readonly onRefused: (job: Job, why: string) => void
   /** A stored delivery whose subscription was removed: it is dropped. */
   readonly onOrphaned: (subscriptionId: string, eventId: string | undefined) => void
-  readonly onError: (err: unknown, context: Readonly<Record<string, unknown>>) => void
 }
 
 /** BullMQ keys live under this prefix; one queue per subscription, named by its id. */

@@ -22,7 +22,7 @@ export class DeniedAddressError extends BrokerError {
   readonly network: string
 
   constructor (readonly host: string, readonly address: string, denial: Denial) {
-    const where = `in a denied network (${denial.network})`
+    const where = `in a denied network (${named(denial)})`
     super(host === address
       ? `webhook address ${shown(address, denial)} is ${where}: not connected`
       : `webhook host ${host} resolved to ${shown(address, denial)}, which is ${where}: not connected`)
@@ -73,7 +73,7 @@ export class UrlPolicy {
     }
     for (const { address } of addresses) {
       const denial = this.#denied.match(address)
-      if (denial !== undefined) return `webhook_url address ${shown(address, denial)} is in a denied network (${denial.network})`
+      if (denial !== undefined) return `webhook_url address ${shown(address, denial)} is in a denied network (${named(denial)})`
     }
     return undefined
   }
@@ -117,6 +117,11 @@ export class UrlPolicy {
       callback(err instanceof Error ? err : new Error(String(err)), [])
     })
   }
+}
+
+/** The denied network, with why when it is always denied: `0.0.0.0/8, always denied: it reaches the local host`. */
+function named (denial: Denial): string {
+  return denial.reason === undefined ? denial.network : `${denial.network}, ${denial.reason}`
 }
 
 /** The address, with the IPv4 address an IPv6 one carries: `::a9fe:a9fe (IPv4 169.254.169.254)`. */

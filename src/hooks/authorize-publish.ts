@@ -133,7 +133,7 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
    * not a bug).
    */
   function logSampled (attempt: Attempt, fields: Readonly<Record<string, unknown>>, msg: string): void {
-    const suppressed = deps.sampler.take(attempt.clientId ?? attempt.origin)
+    const suppressed = deps.sampler.take(attempt.clientId === null ? `origin ${attempt.origin}` : `client ${attempt.clientId}`)
     if (suppressed === undefined) return
     attempt.log.warn(suppressed === 0 ? fields : { ...fields, suppressed }, msg)
   }

@@ -70,7 +70,7 @@ export function adaptAuthorizeSubscribe (
     const tally = refusals.get(client)
     if (tally === undefined) return
     refusals.delete(client)
-    const suppressed = sampler.take(client.id)
+    const suppressed = sampler.take(`client ${client.id}`)
     if (suppressed === undefined) return
     log.warn({ clientId: client.id, refused: tally.count, firstTopic: tally.first, reasons: Object.fromEntries(tally.reasons), ...(suppressed === 0 ? {} : { suppressed }) }, 'subscriptions refused (SUBACK 0x80)')
   }

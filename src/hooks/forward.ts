@@ -1,4 +1,4 @@
-import type { AedesOptions } from 'aedes'
+import type { AedesOptions, Client } from 'aedes'
 import type { ForwardHandler } from '../context.js'
 import type { CoreMetrics } from '../metrics.js'
 import type { Connections } from '../transport/connections.js'
@@ -11,19 +11,26 @@ export interface ForwardChain {
   readonly reportError: (err: unknown, context: Readonly<Record<string, unknown>>) => void
 }
 
-/**
- * aedes asks this once per message and subscriber before writing it (retained and
- * queued messages too): the one place to count deliveries, and where the `forward`
- * chain may keep a message from one client. Without handlers that costs one length
- * check. A handler that throws withholds the message (an access check fails closed)
- * and is reported; nothing throws into aedes.
- */
-export function adaptAuthorizeForward (connections: Connections, metrics: CoreMetrics, forward?: ForwardChain): AedesAuthorizeForward {
-  const chain = forward?.chain ?? []
-  return function authorizeForward (client, packet) {
-    const meta = connections.metaOf(client)
-    if (chain.length > 0 && forward !== undefined) {
-      const delivery = { topic: packet.topic, clientId: client.id, identity: meta?.identity }
+/** The `forward` chain as one check, and the deliveries it has already passed. */
+export interface ForwardCheck {
+  /** Whether any handler is registered (plugins register theirs after aedes is built). */
+  readonly active: () => boolean
+  /** Whether `packet` may be written to `client`. A handler that throws withholds it (an access check fails closed) and is reported. */
+  readonly allowed: (client: Client, packet: { readonly topic: string }) => boolean
+  /**
+   * Deliveries the outbound queue asked about before aedes' own authorizeForward (QoS 1/2
+   * to persistent sessions, which aedes cannot refuse safely; see outbound.ts): not asked twice.
+   */
+  readonly passed: WeakSet<object>
+}
+
+/** One check over the `forward` chain. */
+export function forwardCheck (connections: Connections, forward: ForwardChain): ForwardCheck {
+  const { chain } = forward
+  return {
+    active: () => chain.length > 0,
+    allowed: (client, packet) => {
+      const delivery = { topic: packet.topic, clientId: client.id, identity: connections.metaOf(client)?.identity }
       for (const handler of chain) {
         let allowed: boolean
         try {
@@ -32,10 +39,25 @@ export function adaptAuthorizeForward (connections: Connections, metrics: CoreMe
           forward.reportError(err, { handler: handler.name, clientId: client.id, topic: packet.topic })
           allowed = false
         }
-        if (!allowed) return null
+        if (!allowed) return false
       }
-    }
-    if (meta?.transport !== undefined) metrics.messageDelivered(meta.transport)
+      return true
+    },
+    passed: new WeakSet()
+  }
+}
+
+/**
+ * aedes asks this once per message and subscriber before writing it (retained and
+ * queued messages too): the one place to count deliveries, and where the `forward`
+ * chain may keep a message from one client. Without handlers that costs one length
+ * check.
+ */
+export function adaptAuthorizeForward (connections: Connections, metrics: CoreMetrics, check: ForwardCheck): AedesAuthorizeForward {
+  return function authorizeForward (client, packet) {
+    if (check.active() && !check.passed.delete(packet) && !check.allowed(client, packet)) return null
+    const transport = connections.metaOf(client)?.transport
+    if (transport !== undefined) metrics.messageDelivered(transport)
     return packet
   }
 }

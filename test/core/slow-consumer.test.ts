@@ -4,6 +4,7 @@ import mqtt, { type MqttClient } from 'mqtt'
 import { defer } from '../helpers/cleanup.js'
 import { collectMessages, connect, mqttUrl, sample, startBroker, type Received } from '../helpers/broker.js'
 import { rawConnect, type RawClient } from '../helpers/raw.js'
+import { slowEpisode } from '../../src/transport/outbound.js'
 
 type Broker = Awaited<ReturnType<typeof startBroker>>
 
@@ -85,6 +86,8 @@ test('QoS 1 beyond the bound: a clean-session subscriber is disconnected; a pers
   const url = mqttUrl(broker)
   const clean = await nonReader(t, broker, 'clean-non-reader', 1, true)
   const persistent = await nonReader(t, broker, 'persistent-non-reader', 1, false)
+  // found by review: a QoS 0 subscription gets QoS 1 traffic at QoS 0, and was disconnected for it as if it were QoS 1
+  await nonReader(t, broker, 'qos0-subscription-non-reader', 0, true)
   const cleanClosed = new Promise<void>((resolve) => { clean.socket.once('close', () => { resolve() }) })
 
   const publisher = await connect(t, url, { clientId: 'qos1-flooder' })
@@ -98,6 +101,7 @@ test('QoS 1 beyond the bound: a clean-session subscriber is disconnected; a pers
   clean.socket.resume()
   await cleanClosed
   assert.equal(connectedOnBroker(broker, 'persistent-non-reader'), true, 'the persistent session stays connected')
+  assert.equal(connectedOnBroker(broker, 'qos0-subscription-non-reader'), true, 'a QoS 0 subscription loses messages, not its connection')
   assert.ok(await metric(broker, 'ce_broker_dropped_total', { reason: 'slow_consumer' }) >= 1)
 
   // the persistent subscriber comes back: every message is in its session
@@ -119,4 +123,60 @@ test('QoS 1 beyond the bound: a clean-session subscriber is disconnected; a pers
   })
   await all
   assert.equal(indices.size, count, 'each of the 600 messages arrived')
+})
+
+test('retained messages sent on SUBSCRIBE wait for the subscriber, however slow: none is dropped or held', async (t) => {
+  // found by review: they went through the bounded queue and were "held" in a session that
+  // never stored them, lost for good; they come from the client's own stream, not the emitter
+  const broker = await startBroker(t, { limits: { slowConsumerMs: 20, maxQueuedMessages: 10, maxQueuedBytes: 64 * KIB } })
+  const publisher = await connect(t, mqttUrl(broker), { clientId: 'retainer' })
+  const count = 400
+  const chunk = Buffer.alloc(16 * KIB, 0x63)
+  for (let i = 0; i < count; i++) await publisher.publishAsync(`kept/${i}`, chunk, { qos: 1, retain: true })
+
+  const raw = await rawConnect(t, broker.ports.mqtt)
+  raw.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, clientId: 'late-reader', keepalive: 0 })
+  assert.equal((await raw.next())?.cmd, 'connack')
+  // stop reading before the retained messages come: 6.4 MB back up into the broker
+  raw.socket.pause()
+  raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'kept/#', qos: 1 }] })
+  await backedUp(broker, 'late-reader')
+  raw.socket.resume()
+  const topics = new Set<string>()
+  while (topics.size < count) {
+    const packet = await raw.next(30_000)
+    if (packet === null) break
+    if (packet.cmd !== 'publish') continue
+    topics.add(packet.topic)
+    if (packet.messageId !== undefined) raw.send({ cmd: 'puback', messageId: packet.messageId })
+  }
+  assert.equal(topics.size, count, 'every retained message arrived')
+  assert.equal(await metric(broker, 'ce_broker_dropped_total', { reason: 'slow_consumer' }), 0)
+})
+
+/** Resolves once the broker's writes to `clientId` wait for a drain, and a few of the slow-consumer clock's ticks have passed. */
+async function backedUp (broker: Broker, clientId: string): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const clients: unknown = Reflect.get(broker.aedes, 'clients')
+    const client: unknown = typeof clients === 'object' && clients !== null ? Reflect.get(clients, clientId) : undefined
+    const conn: unknown = typeof client === 'object' && client !== null ? Reflect.get(client, 'conn') : undefined
+    if (typeof conn === 'object' && conn !== null && Reflect.get(conn, 'writableNeedDrain') === true) break
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  // an ordering aid, not an assertion: with slowConsumerMs 20 the clock has ticked ten times
+  await new Promise((resolve) => setTimeout(resolve, 200))
+}
+
+test('a reader that stops and starts in cycles stays slow twice as long each time, at most a minute, and is forgiven after ten calm minutes', () => {
+  // found by review: it was waited for again each time it caught up, a stall of slowConsumerMs per cycle
+  let state = { episodes: 0, until: 0 }
+  let last = Number.NEGATIVE_INFINITY
+  const untils: number[] = []
+  for (let now = 0; untils.length < 9; now += 1_000) {
+    state = slowEpisode(state.episodes, last, now, 500)
+    last = now
+    untils.push(state.until - now)
+  }
+  assert.deepEqual(untils, [500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000])
+  assert.deepEqual(slowEpisode(9, 0, 10 * 60_000 + 1, 500), { episodes: 1, until: 10 * 60_000 + 501 })
 })

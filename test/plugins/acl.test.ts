@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import { Readable } from 'node:stream'
 import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import type { MqttClient } from 'mqtt'
@@ -256,4 +257,33 @@ test('a rule that can never apply stops start-up with a ConfigError naming auth.
   const jwt = { secret: 'a-secret-of-the-dashboard-host-app-32+chars' }
   await startBroker(t, { auth: { users, jwt, acl: [{ role: 'nobody', ...grant }, { user: 'ghost', ...grant }] } })
   await startBroker(t, { auth: { users, allowAnonymous: true, acl: [{ role: 'anonymous', ...grant }] } })
+})
+
+test('deny.subscribe on a persistent session\'s QoS 1 subscription: every allowed message arrives, the denied ones leave the session, the client stays', async (t) => {
+  // found by review: aedes cleared the session's copy of a refused message by an id it did not
+  // have yet, removing another message; the subscriber then failed on "no such packet"
+  const broker = await startBroker(t, { auth: { allowAnonymous: true, acl: [{ role: 'anonymous', publish: ['#'], subscribe: ['#'], deny: { subscribe: ['secret/#'] } }] } })
+  const url = mqttUrl(broker)
+  const keeper = await connect(t, url, { clientId: 'keeper', clean: false })
+  assert.deepEqual(await subscribeGranted(keeper, ['#'], 1), [1])
+  const publisher = await connect(t, url)
+  const seen = topicsUntil(keeper, 'ok/marker', 20_000)
+  await Promise.all(Array.from({ length: 200 }, async (_, i) => { await publisher.publishAsync(i % 2 === 0 ? 'secret/a' : 'ok/b', String(i), { qos: 1 }) }))
+  await publisher.publishAsync('ok/marker', 'marker', { qos: 1 })
+  const topics = await seen
+  assert.equal(topics.filter((topic) => topic === 'ok/b').length, 100, 'every allowed message arrived')
+  assert.equal(topics.includes('secret/a'), false)
+  assert.equal(keeper.connected, true)
+  // a round trip after the marker: the broker has read every PUBACK sent before it
+  await keeper.unsubscribeAsync('ok/none')
+  // nothing is left in the session: every allowed message was acked, every denied one taken out
+  const persistence: unknown = Reflect.get(broker.aedes, 'persistence')
+  assert.ok(typeof persistence === 'object' && persistence !== null)
+  const outgoingStream: unknown = Reflect.get(persistence, 'outgoingStream')
+  assert.ok(typeof outgoingStream === 'function')
+  const stream: unknown = Reflect.apply(outgoingStream, persistence, [{ id: 'keeper' }])
+  assert.ok(stream instanceof Readable)
+  const leftover: unknown[] = []
+  for await (const entry of stream) leftover.push(entry)
+  assert.deepEqual(leftover.map((entry) => Reflect.get(Object(entry), 'topic')), [], 'no message waits in the session')
 })

@@ -29,14 +29,17 @@ test('backoff is a random wait below an exponential ceiling, capped; Retry-After
   assert.deepEqual([408, 429, 500, 503, 400, 404, 410].map(isRetryable), [true, true, true, true, false, false, false])
 })
 
-test('an IPv6 address carries an IPv4 one when IPv4-mapped, IPv4-compatible or NAT64; IPv6 loopback and other prefixes do not', () => {
+test('an IPv6 address carries an IPv4 one when IPv4-mapped, IPv4-compatible or NAT64 (well-known or local-use); IPv6 loopback and other prefixes do not', () => {
   assert.equal(embeddedIPv4('::ffff:169.254.169.254'), '169.254.169.254')
   assert.equal(embeddedIPv4('::FFFF:a9fe:a9fe'), '169.254.169.254')
   assert.equal(embeddedIPv4('0:0:0:0:0:ffff:a9fe:a9fe'), '169.254.169.254')
   assert.equal(embeddedIPv4('::a9fe:a9fe'), '169.254.169.254')
   assert.equal(embeddedIPv4('64:ff9b::169.254.169.254'), '169.254.169.254')
   assert.equal(embeddedIPv4('64:ff9b::a9fe:a9fe%eth0'), '169.254.169.254')
-  assert.deepEqual(['::', '::1', '2001:db8::a9fe:a9fe', '64:ff9b:1::a9fe:a9fe', 'fd00:ec2::254', '169.254.169.254'].map(embeddedIPv4), [undefined, undefined, undefined, undefined, undefined, undefined])
+  // RFC 8215 local-use, as a /96 under 64:ff9b:1::/48
+  assert.equal(embeddedIPv4('64:ff9b:1::a9fe:a9fe'), '169.254.169.254')
+  assert.equal(embeddedIPv4('64:ff9b:1:abcd:0:1:a9fe:a9fe'), '169.254.169.254')
+  assert.deepEqual(['::', '::1', '2001:db8::a9fe:a9fe', '64:ff9b:2::a9fe:a9fe', 'fd00:ec2::254', '169.254.169.254'].map(embeddedIPv4), [undefined, undefined, undefined, undefined, undefined, undefined])
 })
 
 test('the default deny list refuses every spelling of a denied IPv4 address at registration, naming the address and the network', async () => {
@@ -48,6 +51,9 @@ test('the default deny list refuses every spelling of a denied IPv4 address at r
     ['http://[::ffff:169.254.169.254]/', '::ffff:a9fe:a9fe (IPv4 169.254.169.254) is in a denied network (169.254.0.0/16)'],
     ['http://[::169.254.169.254]/', '::a9fe:a9fe (IPv4 169.254.169.254) is'],
     ['http://[64:ff9b::a9fe:a9fe]/', '64:ff9b::a9fe:a9fe (IPv4 169.254.169.254) is'],
+    ['http://[64:ff9b:1::a9fe:a9fe]/', '64:ff9b:1::a9fe:a9fe (IPv4 169.254.169.254) is in a denied network (169.254.0.0/16)'],
+    ['http://0.0.0.0:8080/', '0.0.0.0 is in a denied network (0.0.0.0/8, always denied: it reaches the local host)'],
+    ['http://[::]/', ':: is in a denied network (::/128, always denied: it reaches the local host)'],
     ['https://[fd00:ec2::254]/', 'fd00:ec2::254 is in a denied network (fd00:ec2::254/128)']
   ]
   for (const [url, why] of refused) assert.ok((await policy.problem(url))?.includes(why), url)
