@@ -3,9 +3,9 @@ import { Writable } from 'node:stream'
 import { test, type TestContext } from 'node:test'
 import type { MqttClient } from 'mqtt'
 import { pino } from 'pino'
-import { connect, httpUrl, mqttUrl, nextMessage, sample, startBroker, subscribeGranted } from '../helpers/broker.js'
+import { connect, connectedOnBroker, httpUrl, mqttUrl, nextMessage, sample, startBroker, subscribeGranted } from '../helpers/broker.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved, parseRecord, type RecordData } from '../helpers/events.js'
-import { rawConnect, type RawClient } from '../helpers/raw.js'
+import { rawConnect, varint, type RawClient } from '../helpers/raw.js'
 import type { Logger } from '../../src/logger.js'
 
 // Issue 16, item 8: every attack of the issue against one broker at once, while canaries
@@ -35,17 +35,6 @@ const DEEP_JSON = '['.repeat(30_000) + ']'.repeat(30_000)
  */
 const RSS_BOUND = 256 * MIB
 
-/** MQTT's remaining-length varint [MQTT-2.2.3]. */
-function varint (value: number): Buffer {
-  const bytes: number[] = []
-  let rest = value
-  do {
-    const low = rest % 128
-    rest = Math.floor(rest / 128)
-    bytes.push(rest > 0 ? low | 0x80 : low)
-  } while (rest > 0)
-  return Buffer.from(bytes)
-}
 
 /** A pino logger at the default level (info) whose lines land in `lines`. */
 function capture (): { logger: Logger, lines: Array<Record<string, unknown>> } {
@@ -54,15 +43,6 @@ function capture (): { logger: Logger, lines: Array<Record<string, unknown>> } {
   return { logger: pino({ level: 'info' }, sink), lines }
 }
 
-/** Whether the broker still holds a connection of `clientId` (a paused socket cannot see its own end). */
-function connectedOnBroker (broker: Broker, clientId: string): boolean {
-  // aedes keeps its connected clients by id; its types leave the field out
-  const clients: unknown = Reflect.get(broker.aedes, 'clients')
-  const client: unknown = typeof clients === 'object' && clients !== null ? Reflect.get(clients, clientId) : undefined
-  if (typeof client !== 'object' || client === null) return false
-  const conn: unknown = Reflect.get(client, 'conn')
-  return Reflect.get(client, 'closed') === false && typeof conn === 'object' && conn !== null && Reflect.get(conn, 'destroyed') === false
-}
 
 async function metric (broker: Broker, name: string, labels: Record<string, string>): Promise<number> {
   return sample(await broker.metrics.metrics(), name, labels) ?? 0

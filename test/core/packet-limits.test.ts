@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import mqttPacket, { type Packet } from 'mqtt-packet'
 import { connect, mqttUrl, nextMessage, sample, startBroker } from '../helpers/broker.js'
-import { rawConnect, type RawClient } from '../helpers/raw.js'
+import { rawConnect, varint, type RawClient } from '../helpers/raw.js'
 
 // limits.maxPacketBytes, maxConnectPacketBytes and maxFiltersPerPacket through a real broker and real
 // sockets (issue 16): the refusal comes from the packet header, counted in ce_broker_limit_hits_total{limit}
@@ -16,17 +16,6 @@ async function limitHits (broker: Broker, limit: string): Promise<number | undef
   return sample(await broker.metrics.metrics(), 'ce_broker_limit_hits_total', { limit })
 }
 
-/** MQTT's remaining-length varint [MQTT-2.2.3]. */
-function varint (value: number): Buffer {
-  const bytes: number[] = []
-  let rest = value
-  do {
-    const low = rest % 128
-    rest = Math.floor(rest / 128)
-    bytes.push(rest > 0 ? low | 0x80 : low)
-  } while (rest > 0)
-  return Buffer.from(bytes)
-}
 
 /** A raw client whose CONNECT (keepalive 0: nothing but the broker closes it) was accepted. */
 async function rawSession (t: Parameters<typeof rawConnect>[0], broker: Broker, clientId: string): Promise<RawClient> {

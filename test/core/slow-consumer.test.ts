@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { test, type TestContext } from 'node:test'
 import mqtt, { type MqttClient } from 'mqtt'
 import { defer } from '../helpers/cleanup.js'
-import { collectMessages, connect, mqttUrl, sample, startBroker, type Received } from '../helpers/broker.js'
+import { collectMessages, connect, connectedOnBroker, connectionOf, mqttUrl, sample, startBroker, type Received } from '../helpers/broker.js'
 import { rawConnect, type RawClient } from '../helpers/raw.js'
 import { slowEpisode } from '../../src/transport/outbound.js'
 
@@ -28,15 +28,6 @@ async function nonReader (t: TestContext, broker: Broker, clientId: string, qos:
   return raw
 }
 
-/** Whether the broker still holds a connection of `clientId` (a paused socket cannot see its own end). */
-function connectedOnBroker (broker: Broker, clientId: string): boolean {
-  // aedes keeps its connected clients by id; its types leave the field out
-  const clients: unknown = Reflect.get(broker.aedes, 'clients')
-  const client: unknown = typeof clients === 'object' && clients !== null ? Reflect.get(clients, clientId) : undefined
-  if (typeof client !== 'object' || client === null) return false
-  const conn: unknown = Reflect.get(client, 'conn')
-  return Reflect.get(client, 'closed') === false && typeof conn === 'object' && conn !== null && Reflect.get(conn, 'destroyed') === false
-}
 
 async function metric (broker: Broker, name: string, labels: Record<string, string>): Promise<number> {
   return sample(await broker.metrics.metrics(), name, labels) ?? 0
@@ -157,10 +148,8 @@ test('retained messages sent on SUBSCRIBE wait for the subscriber, however slow:
 /** Resolves once the broker's writes to `clientId` wait for a drain, and a few of the slow-consumer clock's ticks have passed. */
 async function backedUp (broker: Broker, clientId: string): Promise<void> {
   for (let i = 0; i < 500; i++) {
-    const clients: unknown = Reflect.get(broker.aedes, 'clients')
-    const client: unknown = typeof clients === 'object' && clients !== null ? Reflect.get(clients, clientId) : undefined
-    const conn: unknown = typeof client === 'object' && client !== null ? Reflect.get(client, 'conn') : undefined
-    if (typeof conn === 'object' && conn !== null && Reflect.get(conn, 'writableNeedDrain') === true) break
+    const conn = connectionOf(broker, clientId)
+    if (conn !== undefined && Reflect.get(conn, 'writableNeedDrain') === true) break
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
   // an ordering aid, not an assertion: with slowConsumerMs 20 the clock has ticked ten times

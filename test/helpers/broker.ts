@@ -114,3 +114,18 @@ export async function subscribeGranted (client: MqttClient, filters: string[], q
     throw err
   }
 }
+
+/** The socket (or WebSocket stream) the broker holds for `clientId`, if it is connected: aedes keeps its clients by id, a field its types leave out. */
+export function connectionOf (broker: Broker, clientId: string): object | undefined {
+  const clients: unknown = Reflect.get(broker.aedes, 'clients')
+  const client: unknown = typeof clients === 'object' && clients !== null ? Reflect.get(clients, clientId) : undefined
+  if (typeof client !== 'object' || client === null || Reflect.get(client, 'closed') !== false) return undefined
+  const conn: unknown = Reflect.get(client, 'conn')
+  return typeof conn === 'object' && conn !== null ? conn : undefined
+}
+
+/** Whether the broker still holds a live connection of `clientId` (a paused socket cannot see its own end). */
+export function connectedOnBroker (broker: Broker, clientId: string): boolean {
+  const conn = connectionOf(broker, clientId)
+  return conn !== undefined && Reflect.get(conn, 'destroyed') === false
+}

@@ -53,3 +53,15 @@ export async function rawConnect (t: TestContext, port: number): Promise<RawClie
     }
   }
 }
+
+/** MQTT's remaining-length varint [MQTT-2.2.3]. */
+export function varint (value: number): Buffer {
+  const bytes: number[] = []
+  let rest = value
+  do {
+    const low = rest % 128
+    rest = Math.floor(rest / 128)
+    bytes.push(rest > 0 ? low | 0x80 : low)
+  } while (rest > 0)
+  return Buffer.from(bytes)
+}
