@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict'
 import { defer } from './cleanup.js'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -45,4 +46,21 @@ export async function receiver (t: TestContext, answer: (n: number, res: ServerR
     return requests.slice(0, count)
   }
   return { url: `http://127.0.0.1:${port}/hooks`, requests, next }
+}
+
+/** A real HTTP server on `host` (any local address, `::` included) answering 200 and counting what reaches it. */
+export async function listenOn (t: TestContext, host: string): Promise<{ readonly port: number, readonly hits: () => number }> {
+  let hits = 0
+  const server = createServer(function countHit (_req, res) {
+    hits++
+    res.writeHead(200).end()
+  })
+  await new Promise<void>((resolve) => { server.listen(0, host, resolve) })
+  defer(t, async () => {
+    server.closeAllConnections()
+    await new Promise((resolve) => { server.close(resolve) })
+  })
+  const address = server.address()
+  assert.ok(typeof address === 'object' && address !== null)
+  return { port: address.port, hits: () => hits }
 }

@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { test, type TestContext } from 'node:test'
+import { test } from 'node:test'
 import { Registry } from 'prom-client'
 import { Agent, request } from 'undici'
 import { MAX_JSON_DEPTH, MemoryDeadLetterStore, type Broker, type PluginEntry } from '../../src/index.js'
@@ -9,7 +7,7 @@ import { DeniedAddressError, UrlPolicy, WebhookRegistry, webhooks, type Resolver
 import { collectMessages, connect, httpUrl, mqttUrl, nextMessage, sample, startBroker } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved, parseRecord, type RecordData } from '../helpers/events.js'
-import { receiver } from '../helpers/receiver.js'
+import { listenOn, receiver } from '../helpers/receiver.js'
 
 /** No validation rule matches it: with `validation.default` at `pass`, anything published here is accepted as it is. */
 const UNVALIDATED_TOPIC = 'plain/a'
@@ -113,20 +111,6 @@ test('an event whose request cannot be built is dead-lettered as delivery_failed
   assert.equal(plain.requests.length, 0)
 })
 
-/** A real HTTP server on `host` answering 200 and counting what reaches it. */
-async function listenOn (t: TestContext, host: string): Promise<{ readonly port: number, readonly hits: () => number }> {
-  let hits = 0
-  const server = createServer(function countHit (_req, res) {
-    hits++
-    res.writeHead(200).end()
-  })
-  await new Promise<void>((resolve) => { server.listen(0, host, resolve) })
-  defer(t, async () => {
-    server.closeAllConnections()
-    await new Promise((resolve) => { server.close(resolve) })
-  })
-  return { port: (server.address() as AddressInfo).port, hits: () => hits }
-}
 
 /** Loopback denied, as an operator who keeps webhooks off the broker's host would configure it. */
 const NO_LOOPBACK = ['127.0.0.0/8', '::1/128']

@@ -1,29 +1,12 @@
 import assert from 'node:assert/strict'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { test, type TestContext } from 'node:test'
+import { test } from 'node:test'
 import { Registry } from 'prom-client'
 import { MemoryDeadLetterStore, type PluginEntry } from '../../src/index.js'
 import { WebhookRegistry, webhooks, type Resolver } from '../../plugins/webhooks/index.js'
 import { connect, mqttUrl, nextMessage, startBroker } from '../helpers/broker.js'
-import { defer } from '../helpers/cleanup.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved, parseRecord } from '../helpers/events.js'
-import { receiver } from '../helpers/receiver.js'
+import { listenOn, receiver } from '../helpers/receiver.js'
 
-/** A real HTTP server on `host` (any loopback address) answering 200 and counting what reaches it. */
-async function listenOn (t: TestContext, host: string): Promise<{ readonly port: number, readonly hits: () => number }> {
-  let hits = 0
-  const server = createServer(function countHit (_req, res) {
-    hits++
-    res.writeHead(200).end()
-  })
-  await new Promise<void>((resolve) => { server.listen(0, host, resolve) })
-  defer(t, async () => {
-    server.closeAllConnections()
-    await new Promise((resolve) => { server.close(resolve) })
-  })
-  return { port: (server.address() as AddressInfo).port, hits: () => hits }
-}
 
 test('a name that answers an allowed address at registration and a denied one at delivery is refused when connecting: dead-lettered after one attempt, other subscriptions delivered', async (t) => {
   // 127.0.0.2 stands for the metadata service: denied, yet really reachable, so without the connect-time check the request would land
