@@ -15,7 +15,6 @@ import { BOOKING_RESERVED_TOPIC, bookingReserved } from '../helpers/events.js'
 import { redisUnavailable, startRedis } from '../helpers/redis.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const PAYMENT_TOPIC = 'albergue/v1/payment/captured'
 const JWT_SECRET = 'a-secret-of-the-dashboard-host-app-32+chars'
 
 /** Hashes are made once: each costs a real scrypt. */
