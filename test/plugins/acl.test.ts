@@ -9,6 +9,7 @@ import { Acl, hashPassword } from '../../plugins/auth/index.js'
 import { ConfigError, type BrokerInput, type Identity } from '../../src/index.js'
 import { connect, httpUrl, mqttUrl, nextMessage, sample, startBroker, subscribeGranted } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
+import { redisUnavailable, startRedis } from '../helpers/redis.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved } from '../helpers/events.js'
 
 const PAYMENT_TOPIC = 'albergue/v1/payment/captured'
@@ -259,31 +260,34 @@ test('a rule that can never apply stops start-up with a ConfigError naming auth.
   await startBroker(t, { auth: { users, allowAnonymous: true, acl: [{ role: 'anonymous', ...grant }] } })
 })
 
-test('deny.subscribe on a persistent session\'s QoS 1 subscription: every allowed message arrives, the denied ones leave the session, the client stays', async (t) => {
-  // found by review: aedes cleared the session's copy of a refused message by an id it did not
-  // have yet, removing another message; the subscriber then failed on "no such packet"
-  const broker = await startBroker(t, { auth: { allowAnonymous: true, acl: [{ role: 'anonymous', publish: ['#'], subscribe: ['#'], deny: { subscribe: ['secret/#'] } }] } })
-  const url = mqttUrl(broker)
-  const keeper = await connect(t, url, { clientId: 'keeper', clean: false })
-  assert.deepEqual(await subscribeGranted(keeper, ['#'], 1), [1])
-  const publisher = await connect(t, url)
-  const seen = topicsUntil(keeper, 'ok/marker', 20_000)
-  await Promise.all(Array.from({ length: 200 }, async (_, i) => { await publisher.publishAsync(i % 2 === 0 ? 'secret/a' : 'ok/b', String(i), { qos: 1 }) }))
-  await publisher.publishAsync('ok/marker', 'marker', { qos: 1 })
-  const topics = await seen
-  assert.equal(topics.filter((topic) => topic === 'ok/b').length, 100, 'every allowed message arrived')
-  assert.equal(topics.includes('secret/a'), false)
-  assert.equal(keeper.connected, true)
-  // a round trip after the marker: the broker has read every PUBACK sent before it
-  await keeper.unsubscribeAsync('ok/none')
-  // nothing is left in the session: every allowed message was acked, every denied one taken out
-  const persistence: unknown = Reflect.get(broker.aedes, 'persistence')
-  assert.ok(typeof persistence === 'object' && persistence !== null)
-  const outgoingStream: unknown = Reflect.get(persistence, 'outgoingStream')
-  assert.ok(typeof outgoingStream === 'function')
-  const stream: unknown = Reflect.apply(outgoingStream, persistence, [{ id: 'keeper' }])
-  assert.ok(stream instanceof Readable)
-  const leftover: unknown[] = []
-  for await (const entry of stream) leftover.push(entry)
-  assert.deepEqual(leftover.map((entry) => Reflect.get(Object(entry), 'topic')), [], 'no message waits in the session')
-})
+for (const backend of ['memory', 'redis'] as const) {
+  test(`deny.subscribe on a persistent session's QoS 1 subscription (${backend}): every allowed message arrives, the denied ones leave the session, the client stays`, { skip: backend === 'redis' ? redisUnavailable() ?? false : false }, async (t) => {
+    // found by review: aedes cleared the session's copy of a refused message by an id it did not
+    // have yet, removing another message; the subscriber then failed on "no such packet"
+    const redis = backend === 'redis' ? { url: (await startRedis(t)).url } : undefined
+    const broker = await startBroker(t, { auth: { allowAnonymous: true, acl: [{ role: 'anonymous', publish: ['#'], subscribe: ['#'], deny: { subscribe: ['secret/#'] } }] }, ...(redis === undefined ? {} : { redis }) })
+    const url = mqttUrl(broker)
+    const keeper = await connect(t, url, { clientId: 'keeper', clean: false })
+    assert.deepEqual(await subscribeGranted(keeper, ['#'], 1), [1])
+    const publisher = await connect(t, url)
+    const seen = topicsUntil(keeper, 'ok/marker', 20_000)
+    await Promise.all(Array.from({ length: 200 }, async (_, i) => { await publisher.publishAsync(i % 2 === 0 ? 'secret/a' : 'ok/b', String(i), { qos: 1 }) }))
+    await publisher.publishAsync('ok/marker', 'marker', { qos: 1 })
+    const topics = await seen
+    assert.equal(topics.filter((topic) => topic === 'ok/b').length, 100, 'every allowed message arrived')
+    assert.equal(topics.includes('secret/a'), false)
+    assert.equal(keeper.connected, true)
+    // a round trip after the marker: the broker has read every PUBACK sent before it
+    await keeper.unsubscribeAsync('ok/none')
+    // nothing is left in the session: every allowed message was acked, every denied one taken out
+    const persistence: unknown = Reflect.get(broker.aedes, 'persistence')
+    assert.ok(typeof persistence === 'object' && persistence !== null)
+    const outgoingStream: unknown = Reflect.get(persistence, 'outgoingStream')
+    assert.ok(typeof outgoingStream === 'function')
+    const stream: unknown = Reflect.apply(outgoingStream, persistence, [{ id: 'keeper' }])
+    assert.ok(stream instanceof Readable)
+    const leftover: unknown[] = []
+    for await (const entry of stream) leftover.push(entry)
+    assert.deepEqual(leftover.map((entry) => Reflect.get(Object(entry), 'topic')), [], 'no message waits in the session')
+  })
+}
