@@ -87,6 +87,13 @@ const AEDES_CLOSE_TIMEOUT_MS = 5_000
 const DEFAULT_OUTAGE_HOLD_MS = 10_000
 /** A slow consumer's overflow is logged at most once per client per this interval. */
 const SLOW_CONSUMER_LOG_MS = 60_000
+/** The line a slow consumer gets, by what happened. */
+const SLOW_CONSUMER_LINES: Readonly<Record<Overflow['action'], string>> = {
+  slow: 'slow consumer: its writes waited limits.slowConsumerMs, publishers no longer wait for it',
+  dropped: 'slow consumer: its outbound queue is full, QoS 0 messages for it are dropped',
+  held: 'slow consumer: its outbound queue is full, QoS 1/2 messages wait in its session until it reconnects',
+  disconnected: 'slow consumer: its outbound queue is full, clean-session client disconnected'
+}
 
 /**
  * Start a broker: validate the config, build persistence and aedes, load plugins
@@ -277,15 +284,11 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     const slowLog = new LogSampler(SLOW_CONSUMER_LOG_MS)
     const slowConsumer = (overflow: Overflow): void => {
       metrics.limitHit(overflow.limit)
-      if (overflow.action !== 'held') metrics.dropped('slow_consumer')
+      if (overflow.action === 'dropped' || overflow.action === 'disconnected') metrics.dropped('slow_consumer')
       const clientId = overflow.client.id
       const suppressed = slowLog.take(clientId)
       if (suppressed === undefined) return
-      log.warn({ clientId, action: overflow.action, limit: overflow.limit, queued: overflow.queued, queuedBytes: overflow.queuedBytes, suppressed }, overflow.action === 'dropped'
-        ? 'slow consumer: its outbound queue is full, QoS 0 messages for it are dropped'
-        : overflow.action === 'held'
-          ? 'slow consumer: its outbound queue is full, QoS 1/2 messages wait in its session until it reconnects'
-          : 'slow consumer: its outbound queue is full, clean-session client disconnected')
+      log.warn({ clientId, action: overflow.action, limit: overflow.limit, queued: overflow.queued, queuedBytes: overflow.queuedBytes, suppressed }, SLOW_CONSUMER_LINES[overflow.action])
     }
     const queues = new OutboundQueues(limits, slowConsumer, { check: forward, persistence: backend.persistence, reportError: (err, context) => { reportError('outbound', err, context) } })
     outbound = queues

@@ -11,8 +11,10 @@ export interface OutboundLimits {
   readonly slowConsumerMs: number
 }
 
-/** What happened to a message that found its client's queue full. */
+/** What happened to a client (`slow`) or to a message that found its client's queue full. */
 export type OverflowAction =
+  /** The client's oldest write waited `slowConsumerMs`: from now on nobody waits for it (no message is lost). */
+  | 'slow'
   /** QoS 0: not sent to this client. */
   | 'dropped'
   /** QoS 1/2 of a persistent session: not written now; it stays in the session store and is sent when the client next connects. */
@@ -20,12 +22,12 @@ export type OverflowAction =
   /** QoS 1/2 of a clean session: the client is disconnected (its session, and the message with it, ends). */
   | 'disconnected'
 
-/** One message that found its client's queue full. */
+/** A client found slow, or one message that found its client's queue full. */
 export interface Overflow {
   readonly client: Client
   readonly action: OverflowAction
-  /** The bound it hit. */
-  readonly limit: 'queued_messages' | 'queued_bytes'
+  /** The bound it hit, as `ce_broker_limit_hits_total{limit}` names it. */
+  readonly limit: 'slow_consumer' | 'queued_messages' | 'queued_bytes'
   /** Messages and bytes waiting for the client when it happened. */
   readonly queued: number
   readonly queuedBytes: number
@@ -215,6 +217,7 @@ class ClientQueue {
     this.#slowUntil = episode.until
     this.#lastSlowAt = now
     this.#slow = true
+    this.#onOverflow({ client: this.#client, action: 'slow', limit: 'slow_consumer', queued: this.#queued, queuedBytes: this.#queuedBytes })
     const released = this.#dones
     this.#base += released.length
     this.#dones = []
@@ -272,7 +275,7 @@ class ClientQueue {
   }
 
   /** The bound `size` more bytes would break, if any. */
-  #over (size: number): Overflow['limit'] | undefined {
+  #over (size: number): 'queued_messages' | 'queued_bytes' | undefined {
     if (this.#queued >= this.#limits.maxQueuedMessages) return 'queued_messages'
     // one message larger than the byte bound still goes when nothing else waits
     if (this.#queued > 0 && this.#queuedBytes + size > this.#limits.maxQueuedBytes) return 'queued_bytes'
@@ -299,7 +302,7 @@ class ClientQueue {
       .catch((err: unknown) => { forward.reportError(err, { op: 'drop a refused message from the session', clientId: client.id, topic: packet.topic }) })
   }
 
-  #refuse (qos: number, limit: Overflow['limit']): void {
+  #refuse (qos: number, limit: 'queued_messages' | 'queued_bytes'): void {
     const client = this.#client
     const overflow = { client, limit, queued: this.#queued, queuedBytes: this.#queuedBytes }
     if (qos === 0) {

@@ -69,6 +69,7 @@ test('a subscriber that stops reading stalls nobody: canaries reach TCP and WebS
   assert.equal(openWhenLastArrived, true, 'the non-reader was still connected when the last canary arrived')
   stuck.socket.resume()
   assert.ok(await metric(broker, 'ce_broker_dropped_total', { reason: 'slow_consumer' }) > 0, 'its dropped QoS 0 messages are counted')
+  assert.ok(await metric(broker, 'ce_broker_limit_hits_total', { limit: 'slow_consumer' }) >= 1, 'it was found slow, and that is counted')
   assert.ok(await metric(broker, 'ce_broker_limit_hits_total', { limit: 'queued_bytes' }) + await metric(broker, 'ce_broker_limit_hits_total', { limit: 'queued_messages' }) > 0)
 })
 
