@@ -1,7 +1,7 @@
 import { BrokenCircuitError, CircuitState, ConsecutiveBreaker, circuitBreaker, handleWhenResult, type CircuitBreakerPolicy } from 'cockatiel'
 import { Agent, request, type buildConnector } from 'undici'
 import type { RetryPolicy, Subscription } from './subscriptions.js'
-import type { WebhookRequest } from './request.js'
+import { headersProblem, type WebhookRequest } from './request.js'
 import { DeniedAddressError } from './url-policy.js'
 
 /** One (event, subscription) to deliver. */
@@ -91,14 +91,51 @@ export interface DeliveryQueueLike {
   close: () => Promise<void>
 }
 
+/** A subscription's own connection pool: an undici Agent bounded at `concurrency` connections. */
+interface SubscriptionPool {
+  readonly agent: Agent
+  inFlight: number
+  /** When its last request ended (`performance.now()`). */
+  idleSince: number
+  /** The longest `timeoutMs` of its requests: how long closing it may wait for them. */
+  timeoutMs: number
+}
+
+/** After its deadline, how long a request may take to come back aborted before it is taken for stuck in undici. */
+const STUCK_GRACE_MS = 1000
+/** A pool of a subscription with nothing in flight for this long is closed (a removed subscription leaves none behind). */
+const IDLE_POOL_MS = 60_000
+
 /**
- * One attempt at a time: sends a job through one undici Agent (a keep-alive pool per
- * origin) and one circuit breaker (cockatiel) per subscription, and says what comes
- * next. The queues decide when attempts run; this decides what they do.
+ * undici error codes of a request refused before anything was sent: asking again
+ * would meet the same refusal (an invalid header, method or body).
+ */
+const REFUSED_BEFORE_SENDING: ReadonlySet<string> = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'UND_ERR_INVALID_RETURN_VALUE', 'ERR_INVALID_URL'])
+
+/**
+ * One attempt at a time: sends a job through its subscription's own undici Agent (a
+ * keep-alive pool of at most `concurrency` connections) and circuit breaker
+ * (cockatiel), and says what comes next. The queues decide when attempts run; this
+ * decides what they do.
+ *
+ * One pool per subscription, not one per origin: with undici 7 (7.30.2 checked, and
+ * 8.x has the same code) a request undici refuses before sending (an invalid header
+ * value, say) leaves the pool connection it was given marked busy for good
+ * (`PoolBase[kDispatch]` sets `kNeedDrain` when `dispatch` returns false after the
+ * refusal, and that client never drains). After `connections` refusals every later
+ * request to the origin waits in the pool's queue forever, and its AbortSignal does not
+ * end it (undici only records the abort until the request reaches a connection). So:
+ * headers are checked before undici sees them and such errors fail the delivery at once;
+ * a pool that refused a request anyway, or kept one past its deadline, is retired
+ * (closed, destroyed if closing takes longer than its timeout) and the next request gets a
+ * new one; and every request is bounded by its own deadline whatever undici does with it.
  */
 export class Deliverer {
   readonly #options: DeliveryOptions
-  readonly #agent: Agent
+  readonly #pools = new Map<string, SubscriptionPool>()
+  /** Pools being closed: awaited by `close`. */
+  readonly #retiring = new Set<Promise<void>>()
+  readonly #sweeper: NodeJS.Timeout
   /** One circuit breaker per subscription: its endpoint's health. */
   readonly #breakers = new Map<string, CircuitBreakerPolicy>()
   /** When each subscription's circuit last opened. */
@@ -107,7 +144,8 @@ export class Deliverer {
 
   constructor (options: DeliveryOptions) {
     this.#options = options
-    this.#agent = new Agent({ connections: options.concurrency, keepAliveTimeout: 30_000, connect: options.connect })
+    this.#sweeper = setInterval(() => { this.#closeIdlePools() }, IDLE_POOL_MS)
+    this.#sweeper.unref()
   }
 
   /** The circuit of a subscription; `closed` until it has failed. */
@@ -166,9 +204,12 @@ export class Deliverer {
     return { kind: 'later', delayMs: result.retryAfterMs === undefined ? backoffMs(policy, job.attempts) : Math.min(result.retryAfterMs, policy.maxDelayMs) }
   }
 
+  /** Close every pool; a request still out after its timeout is destroyed, so this ends. */
   async close (): Promise<void> {
     this.#closed = true
-    await this.#agent.close()
+    clearInterval(this.#sweeper)
+    for (const [id, pool] of this.#pools) this.#retire(id, pool)
+    while (this.#retiring.size > 0) await Promise.all(this.#retiring)
   }
 
   #breaker (subscriptionId: string): CircuitBreakerPolicy {
@@ -184,6 +225,42 @@ export class Deliverer {
     return breaker
   }
 
+  /** The subscription's pool, made on first use and again after it was retired. */
+  #pool (subscriptionId: string, timeoutMs: number): SubscriptionPool {
+    let pool = this.#pools.get(subscriptionId)
+    if (pool === undefined) {
+      pool = {
+        agent: new Agent({ connections: this.#options.concurrency, keepAliveTimeout: 30_000, connect: this.#options.connect }),
+        inFlight: 0,
+        idleSince: performance.now(),
+        timeoutMs
+      }
+      this.#pools.set(subscriptionId, pool)
+    }
+    pool.timeoutMs = Math.max(pool.timeoutMs, timeoutMs)
+    return pool
+  }
+
+  /**
+   * Stop giving `pool` new requests and close it: requests already on it finish (each is
+   * bounded by its deadline); if it is not closed by then, it is destroyed.
+   */
+  #retire (subscriptionId: string, pool: SubscriptionPool): void {
+    if (this.#pools.get(subscriptionId) === pool) this.#pools.delete(subscriptionId)
+    const closing = closeWithin(pool.agent, pool.timeoutMs + STUCK_GRACE_MS).then(() => undefined, (err: unknown) => {
+      this.#options.onError(err, { op: 'close webhook pool', subscription: subscriptionId })
+    })
+    this.#retiring.add(closing)
+    void closing.finally(() => { this.#retiring.delete(closing) })
+  }
+
+  #closeIdlePools (): void {
+    const now = performance.now()
+    for (const [id, pool] of this.#pools) {
+      if (pool.inFlight === 0 && now - pool.idleSince > IDLE_POOL_MS) this.#retire(id, pool)
+    }
+  }
+
   async #send (job: Job): Promise<AttemptResult> {
     let built: WebhookRequest
     try {
@@ -192,29 +269,103 @@ export class Deliverer {
       // the event was accepted but cannot be sent in this subscription's mode: it never will be, so no retry
       return { kind: 'failed', status: undefined, error: `the request could not be built: ${describe(err)}`, gone: false }
     }
-    const { headers, body } = built
+    const problem = headersProblem(built.headers)
+    if (problem !== undefined) return { kind: 'failed', status: undefined, error: `the request could not be made: ${problem}`, gone: false }
+    // closing: no new pool that nothing would close (attempt() ends the delivery, as after any retry once closed)
+    if (this.#closed) return { kind: 'retry', status: undefined, error: 'webhooks are closing: not sent', retryAfterMs: undefined }
+    const subscriptionId = job.subscription.id
     const timeoutMs = job.subscription.timeoutMs ?? this.#options.timeoutMs
+    const pool = this.#pool(subscriptionId, timeoutMs)
+    const deadline = AbortSignal.timeout(timeoutMs)
+    pool.inFlight++
     try {
-      const res = await request(job.subscription.webhook_url, {
-        method: 'POST',
-        headers,
-        body,
-        dispatcher: this.#agent,
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
-        signal: AbortSignal.timeout(timeoutMs)
-      })
-      await res.body.dump()
-      const status = res.statusCode
-      if (status >= 200 && status < 300) return { kind: 'delivered', status }
-      if (isRetryable(status)) return { kind: 'retry', status, error: `HTTP ${status}`, retryAfterMs: retryAfterMs(res.headers['retry-after']) }
-      return { kind: 'failed', status, error: `HTTP ${status}`, gone: status === 410 }
+      return await settleWithin(exchange(pool.agent, job.subscription.webhook_url, built, timeoutMs, deadline), deadline, STUCK_GRACE_MS)
     } catch (err: unknown) {
       // the connector refused the address: asking again would meet the same answer, or a worse one
       if (err instanceof DeniedAddressError) return { kind: 'failed', status: undefined, error: err.message, gone: false }
-      return { kind: 'retry', status: undefined, error: err instanceof Error ? err.message : String(err), retryAfterMs: undefined }
+      if (err instanceof StuckRequestError) {
+        // undici kept the request past its deadline: its pool may be wedged, the next request gets a new one
+        this.#retire(subscriptionId, pool)
+        return { kind: 'retry', status: undefined, error: `no answer within ${timeoutMs} ms (the request was still waiting for a connection)`, retryAfterMs: undefined }
+      }
+      if (refusedBeforeSending(err)) {
+        // undici refused it before sending, and keeps a connection slot taken for it: a new pool for the next request
+        this.#retire(subscriptionId, pool)
+        return { kind: 'failed', status: undefined, error: `the request could not be made: ${describe(err)}`, gone: false }
+      }
+      const error = deadline.aborted ? `no answer within ${timeoutMs} ms` : err instanceof Error ? err.message : String(err)
+      return { kind: 'retry', status: undefined, error, retryAfterMs: undefined }
+    } finally {
+      pool.inFlight--
+      pool.idleSince = performance.now()
     }
   }
+}
+
+/** One request and its answer, read to the end, as an attempt's result. */
+async function exchange (agent: Agent, url: string, built: WebhookRequest, timeoutMs: number, signal: AbortSignal): Promise<AttemptResult> {
+  const res = await request(url, {
+    method: 'POST',
+    headers: built.headers,
+    body: built.body,
+    dispatcher: agent,
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+    signal
+  })
+  // the answer's body is not used: read (up to undici's default 128 KiB, then the connection is dropped) and thrown away
+  await res.body.dump({ limit: 131_072, signal })
+  const status = res.statusCode
+  if (status >= 200 && status < 300) return { kind: 'delivered', status }
+  if (isRetryable(status)) return { kind: 'retry', status, error: `HTTP ${status}`, retryAfterMs: retryAfterMs(res.headers['retry-after']) }
+  return { kind: 'failed', status, error: `HTTP ${status}`, gone: status === 410 }
+}
+
+/** A request still pending `STUCK_GRACE_MS` after its AbortSignal fired: undici did not end it. */
+class StuckRequestError extends Error {
+  override readonly name = 'StuckRequestError'
+}
+
+/**
+ * `work`, or a `StuckRequestError` when it has not settled `graceMs` after `signal`
+ * aborted. undici ends a request whose signal aborts only once it holds a connection; one
+ * waiting in a pool's queue, or for a connection being opened, is not ended by it.
+ */
+async function settleWithin<T> (work: Promise<T>, signal: AbortSignal, graceMs: number): Promise<T> {
+  return await new Promise<T>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined
+    const onAbort = (): void => {
+      timer = setTimeout(function requestStuck () { reject(new StuckRequestError('the request did not end when its deadline passed')) }, graceMs)
+    }
+    if (signal.aborted) onAbort()
+    else signal.addEventListener('abort', onAbort, { once: true })
+    const settle = (): void => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', onAbort)
+    }
+    // a late settlement after the StuckRequestError is ignored here (a settled promise stays settled), not left unhandled
+    work.then((value) => { settle(); resolve(value) }, (err: unknown) => { settle(); reject(err) })
+  })
+}
+
+/** Close `agent`, waiting for its requests at most `ms`; then destroy it, which fails those still pending. */
+async function closeWithin (agent: Agent, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const closed = agent.close().then(() => 'closed' as const)
+  const late = new Promise<'late'>((resolve) => { timer = setTimeout(resolve, ms, 'late') })
+  try {
+    if (await Promise.race([closed, late]) === 'late') {
+      // a wedged pool never finishes closing; destroy() supersedes close(), whose outcome no longer matters
+      closed.catch(() => undefined)
+      await agent.destroy()
+    }
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+function refusedBeforeSending (err: unknown): boolean {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' && REFUSED_BEFORE_SENDING.has(err.code)
 }
 
 const DONE: NextStep = { kind: 'done' }
@@ -342,7 +493,7 @@ export class DeliveryQueue implements DeliveryQueueLike {
   }
 }
 
-/** An error as a dead letter names it: `TypeError: cannot set schemaurl on version 1.0 event`. */
+/** An error as a dead letter names it: `TypeError: attribute "extra" is an object: ...`. */
 function describe (err: unknown): string {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err)
 }

@@ -144,8 +144,10 @@ export interface WebhooksOptions {
  * `published` hook on the node where the event entered, so a publisher never waits
  * for a webhook; 408, 429, 5xx and network errors are retried with backoff, other
  * 4xx fail at once, 410 disables the subscription, a connection to an address in
- * `webhooks.denyNetworks` is refused and fails at once, and a delivery that fails
- * for good, or finds the queue full, is dead-lettered.
+ * `webhooks.denyNetworks` is refused and fails at once, so does a request that cannot
+ * be made (an event binary mode cannot carry, a header undici refuses), and a delivery
+ * that fails for good, or finds the queue full, is dead-lettered. Each subscription
+ * has its own connections: one endpoint's trouble never holds another's deliveries.
  */
 export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, opts) => {
   const { registry } = opts

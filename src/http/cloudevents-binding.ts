@@ -82,6 +82,8 @@ function readBinary (fields: ReadonlyMap<string, readonly string[]>, contentType
   // Data first: PRODUCT §2 lists invalid_json before invalid_cloudevent.
   const data = readData(contentType, mediaType, body)
   if (data !== undefined && !data.ok) return data.failure
+  const misdirected = structuredInBinary(fields, contentType, data, body)
+  if (misdirected !== undefined) return misdirected
 
   // Entries then Object.fromEntries: a `ce-__proto__` header becomes an own property
   // (which the envelope check refuses as a name) instead of touching the prototype.
@@ -109,6 +111,26 @@ function readBinary (fields: ReadonlyMap<string, readonly string[]>, contentType
   if (contentType !== undefined) entries.push(['datacontenttype', contentType])
   if (data !== undefined) entries.push([data.name, data.value])
   return { ok: true, event: Object.fromEntries(entries) }
+}
+
+/**
+ * A structured-mode event sent without its media type (`curl -H 'content-type:
+ * application/json' -d '{"specversion":"1.0",...}'`) reads as a binary-mode event with no
+ * attributes; the envelope check would then answer `/specversion is required`, which hides
+ * the mistake. When there is no `ce-specversion` header and the body is a JSON object with
+ * `specversion`, or with `id`, `source` and `type`, say so instead.
+ */
+function structuredInBinary (fields: ReadonlyMap<string, readonly string[]>, contentType: string | undefined, data: DataResult | undefined, body: Buffer): BoundEvent | undefined {
+  if (fields.has(`${HEADER_PREFIX}specversion`) || data === undefined || !data.ok) return undefined
+  let value = data.name === 'data' ? data.value : undefined
+  if (typeof value === 'string' || data.name === 'data_base64') {
+    // read as text or bytes (another Content-Type, or none): it may still be JSON
+    const parsed = parseJson(body, '', MAX_JSON_DEPTH)
+    value = parsed.ok ? parsed.value : undefined
+  }
+  if (!isRecord(value) || !('specversion' in value || ('id' in value && 'source' in value && 'type' in value))) return undefined
+  const sent = contentType === undefined ? 'no Content-Type' : `Content-Type ${shortJson(contentType)}`
+  return invalid('', `has no ce-specversion header but a JSON body that looks like a structured-mode event: send it with Content-Type: ${STRUCTURED_JSON} (with ${sent} the request is read in binary mode, where attributes are ce-* headers and the body is the data)`)
 }
 
 type DataResult =
