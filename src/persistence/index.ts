@@ -10,6 +10,7 @@ import type { BrokerConfig } from '../config.js'
 import { ConfigError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import { boundRecursion } from './bounded-mq.js'
+import { pageRedisBacklog } from './redis-backlog.js'
 import { watchSystemTopics, type SystemInterest } from './system-interest.js'
 
 // aedes-persistence's types declare an ESM default export, but the package is
@@ -98,6 +99,8 @@ export function createBackend (config: BrokerConfig, log: Logger): Backend {
   observeQuit(pubConn)
   observeQuit(subConn)
   const persistence = redisPersistence({ conn: db })
+  // the library sends at most 1 001 queued messages per CONNECT: send the whole queue, a page at a time
+  pageRedisBacklog(persistence, db)
   const mq = boundRecursion(mqemitterRedis({ ...mqOptions, pubConn, subConn }))
   // mqemitter-redis re-emits connection errors on an untyped `state` emitter; unheard,
   // an EventEmitter 'error' throws. The connections' own listeners (watch) log them.

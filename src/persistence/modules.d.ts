@@ -7,7 +7,11 @@ declare module 'aedes-persistence-redis' {
   interface RedisPersistenceOptions {
     /** An ioredis connection to use instead of one built from the other options. */
     conn?: Redis
-    /** Max QoS 1/2 messages kept per offline session. Default 1000. */
+    /**
+     * Not a limit on what a session keeps: how far its `outgoingStream` reads a session's
+     * queue on CONNECT (this + 1 messages; default 1000). ce-broker replaces that stream
+     * with one that reads the whole queue (redis-backlog.ts), so it has no effect there.
+     */
     maxSessionDelivery?: number
   }
 
