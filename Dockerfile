@@ -27,11 +27,13 @@ COPY --from=build /app/dist/plugins ./dist/plugins
 COPY --from=build /app/dist/dashboard ./dist/dashboard
 # ./schemas (schemas.dir's default) is read at start-up
 COPY schemas ./schemas
+# the package's bin: without src/ and tsx here it runs dist/
+COPY bin ./bin
 # The files stay root's: the broker only reads them (audit.file, if set, needs a writable volume).
 USER node
 EXPOSE 1883 8080
 # No curl in the slim image: node's fetch. /readyz is 503 while Redis is unreachable.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.CE_BROKER_HTTP_PORT || 8080) + '/readyz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-ENTRYPOINT ["node", "dist/src/cli.js"]
+ENTRYPOINT ["node", "bin/ce-broker.js"]
 CMD ["--host", "0.0.0.0"]

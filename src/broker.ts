@@ -21,9 +21,10 @@ import { MemoryDeadLetterStore, type DeadLetterStore } from './persistence/dead-
 import { RedisDeadLetterStore } from './persistence/redis-dead-letters.js'
 import { builtinPlugins } from './builtins.js'
 import { WebhookRegistry } from '../plugins/webhooks/index.js'
+import { MemoryAuditTrail, RedisAuditTrail } from '../plugins/audit/index.js'
 import type { OutgoingMessage, PluginEntry, SubmitOptions, Transport } from './context.js'
 import type { CloudEvent } from './cloudevents/envelope.js'
-import { typeToTopic } from './cloudevents/topic.js'
+import { cloudEventTopics, typeToTopic } from './cloudevents/topic.js'
 import { PluginLoader } from './plugin-loader.js'
 import { Connections } from './transport/connections.js'
 import { listenMqtt, type Listener } from './transport/mqtt-listener.js'
@@ -32,6 +33,7 @@ import { guardPacketSize, type PacketGuard } from './transport/size-guard.js'
 import { Admission } from './transport/admission.js'
 import { OutboundQueues, type Overflow } from './transport/outbound.js'
 import { LogSampler } from './log-sampler.js'
+import { keepEmitOrder } from './emit-order.js'
 import { readProxyHeader } from './transport/proxy-protocol.js'
 import proxyaddr from 'proxy-addr'
 import { dashboardDir, packageVersion } from './version.js'
@@ -115,6 +117,8 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
   const reportError = makeErrorReporter(log, metrics, backend.ready)
   const evicted = new Counter({ name: 'ce_broker_dead_letters_evicted_total', help: 'Dead letters evicted from the full store, oldest first', registers: [metrics.registry] })
   const webhookRegistry = new WebhookRegistry(config.webhooks.denyNetworks)
+  // what GET /api/mqtt/messages/:topic reads: embedded, a ring the audit plugin fills; with Redis, the audit stream
+  const auditTrail = backend.redis === undefined ? new MemoryAuditTrail(config.audit.recent.maxEntries) : new RedisAuditTrail(backend.redis, config.audit.stream.key)
   const onEvict = (count: number): void => { evicted.inc(count) }
   const deadLetters: DeadLetterStore = backend.redis === undefined
     ? new MemoryDeadLetterStore(config.deadLetters.maxEntries, onEvict)
@@ -174,6 +178,8 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     authorizeForward: adaptAuthorizeForward(connections, metrics, forward),
     published: adaptPublished(chains.published, (err, context) => { reportError('published', err, context) })
   })
+  // aedes drops a packet that a later-numbered one overtook (a QoS 0 one passing a QoS 1 one): see emit-order.ts
+  keepEmitOrder(aedes, backend.mq)
   countClients(aedes, connections, clientCounts)
   // a SUBSCRIBE's filters are held now: the limit counts them from the client's subscriptions
   aedes.on('subscribe', function subscribed (_subs: unknown, client: Client) { authorizeSubscribe.settled?.(client) })
@@ -275,6 +281,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       metrics: metrics.registry,
       log,
       webhooks: webhookRegistry,
+      recentEvents: auditTrail instanceof MemoryAuditTrail ? auditTrail : undefined,
       reportError: (err) => { reportError('catalog', err) }
     })
     await plugins.load([...builtins.entries, ...entries])
@@ -365,12 +372,14 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       connectedClients: () => [...clientCounts.values()].reduce((a, b) => a + b, 0),
       readiness: () => readiness(listening, backend),
       retained: backend.retained,
+      auditTrail,
       deadLetters,
       submit,
       keep: (message, error, options) => { gate.keep(toPacket(message), error, options) },
       tooLarge: (topic, payloadBytes) => { gate.tooLarge(topic, payloadBytes, config.limits.maxPayloadBytes, { origin: 'http' }) },
       maxPayloadBytes: config.limits.maxPayloadBytes,
       httpBodyBytes: config.limits.httpBodyBytes,
+      cloudEventTopic: cloudEventTopics(config.validation.rules),
       schemas: builtins.schemas,
       catalog: async () => await buildCatalog({
         node: config.nodeId,

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { Counter, type Registry } from 'prom-client'
 import type { Redis } from 'ioredis'
-import { audit, type AuditOptions } from '../plugins/audit/index.js'
+import { audit, type AuditOptions, type MemoryAuditTrail } from '../plugins/audit/index.js'
 import { auth, checkAclRules } from '../plugins/auth/index.js'
 import { deadLetter } from '../plugins/dead-letter/index.js'
 import { MemoryIdempotencyStore, RedisIdempotencyStore, idempotency } from '../plugins/idempotency/index.js'
@@ -42,6 +42,8 @@ export interface BuiltinDeps {
   readonly webhooks: WebhookRegistry
   /** Where a failed write of the publisher log is reported. */
   readonly reportError: (err: unknown) => void
+  /** Embedded mode: the ring the audit keeps accepted events in, for `GET /api/mqtt/messages/:topic`. */
+  readonly recentEvents: MemoryAuditTrail | undefined
 }
 
 /**
@@ -74,7 +76,7 @@ export async function builtinPlugins (config: BrokerConfig, deps: BuiltinDeps): 
   }
   const validating = config.validation.rules.length > 0 || config.validation.default === 'reject'
   if (!validating) {
-    if (config.audit.enabled) entries.push(audit(auditOptions(config, deps.redis)))
+    if (config.audit.enabled) entries.push(audit(auditOptions(config, deps.redis, deps.recentEvents)))
     entries.push(webhooksEntry(config, deps))
     // no rule reads events here: no type is ever seen
     return { entries, schemas: () => [], catalogSchemas: () => [], publishers: new MemoryPublisherLog() }
@@ -97,7 +99,7 @@ export async function builtinPlugins (config: BrokerConfig, deps: BuiltinDeps): 
       : new RedisIdempotencyStore(deps.redis)
     entries.push(idempotency({ store, windowMs: config.idempotency.windowMs }))
   }
-  if (config.audit.enabled) entries.push(audit(auditOptions(config, deps.redis)))
+  if (config.audit.enabled) entries.push(audit(auditOptions(config, deps.redis, deps.recentEvents)))
   entries.push(webhooksEntry(config, deps))
   const publishers = deps.redis === undefined ? new MemoryPublisherLog() : new RedisPublisherLog(deps.redis, deps.reportError)
   entries.push(catalog({ log: publishers }))
@@ -127,12 +129,13 @@ function webhooksEntry (config: BrokerConfig, deps: BuiltinDeps): PluginEntry {
   })
 }
 
-function auditOptions (config: BrokerConfig, redis: Redis | undefined): AuditOptions {
+function auditOptions (config: BrokerConfig, redis: Redis | undefined, recent: MemoryAuditTrail | undefined): AuditOptions {
   return {
     topic: config.audit.topic,
     payload: config.audit.payload,
     redact: config.audit.redact,
     ...(config.audit.file === undefined ? {} : { file: resolve(config.audit.file) }),
-    ...(redis === undefined ? {} : { stream: { redis, key: config.audit.stream.key, maxLen: config.audit.stream.maxLen } })
+    ...(redis === undefined ? {} : { stream: { redis, key: config.audit.stream.key, maxLen: config.audit.stream.maxLen } }),
+    ...(recent === undefined ? {} : { recent })
   }
 }

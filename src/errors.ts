@@ -133,15 +133,27 @@ export class EventRejectedError extends BrokerError {
 /**
  * The same event (`source` + `id`) was accepted already within the idempotency
  * window. The publisher is acked as usual; the copy reaches no one and is not
- * dead-lettered. HTTP answers 200 `{ "duplicate": true }`.
+ * dead-lettered (nothing to replay), but an MQTT publisher is told on
+ * `$rejections/<clientId>` with reason `duplicate` (PRODUCT §3), so a second run of
+ * the same publish is not silent. HTTP answers 200 `{ "duplicate": true }`.
  */
 export class DuplicateEventError extends BrokerError {
   readonly code = 'BRK_EVENT_DUPLICATE'
   override readonly disposition = 'discard'
   override readonly statusCode = 200
+  /** The reason of the record told on `$rejections`. */
+  readonly reason = 'duplicate'
 
   constructor (readonly topic: string, readonly event: { readonly id: string, readonly source: string }) {
     super(`event ${JSON.stringify(event.id)} from ${JSON.stringify(event.source)} on "${topic}" is a duplicate`)
+  }
+
+  override get deadLetter (): boolean {
+    return false
+  }
+
+  override get toldToPublisher (): boolean {
+    return true
   }
 }
 

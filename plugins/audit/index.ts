@@ -3,9 +3,11 @@ import { Counter } from 'prom-client'
 import { ConfigError, ConnectRefusedError, definePlugin, type BrokerError, type ConnectAttempt, type PublishAttempt, type PublishVerdict } from '../../src/index.js'
 import { RecordWriter, compileRedactor, outcomeOf } from './record.js'
 import { fileSink, streamSink, type AuditSink } from './sinks.js'
+import type { MemoryAuditTrail } from './trail.js'
 
 export { fileSink, streamSink, type AuditSink } from './sinks.js'
 export { compileRedactor, REDACTED, type AuditOutcome, type AuditRecord } from './record.js'
+export { DEFAULT_RECENT_EVENTS, MemoryAuditTrail, RedisAuditTrail, type AuditTrail, type TrailMessage, type TrailPage } from './trail.js'
 
 /** Options of the audit plugin. */
 export interface AuditOptions {
@@ -19,6 +21,8 @@ export interface AuditOptions {
   readonly payload: boolean
   /** Paths into the event whose values are replaced by "[redacted]" in every record. */
   readonly redact: readonly string[]
+  /** Embedded mode: the ring the records of accepted events are also kept in, for `GET /api/mqtt/messages/:topic`. Default none. */
+  readonly recent?: Pick<MemoryAuditTrail, 'push'>
 }
 
 export const AUDIT_PREFIX = '$audit/'
@@ -30,7 +34,8 @@ export const CONNECT_TOPIC = '$audit/$connect'
  * became of it: accepted, rejected (with the reason, the size limit included) or
  * duplicate. Each record is published on `$audit/<topic>` (unless `topic: false`) and
  * handed to the durable sinks, which write in batches once per event-loop turn: a publisher never waits
- * for the audit's I/O. The plugin's own publishes skip the pipeline, so it never
+ * for the audit's I/O. Embedded, the records of accepted events are also kept in the
+ * `recent` ring that `GET /api/mqtt/messages/:topic` reads. The plugin's own publishes skip the pipeline, so it never
  * audits its output.
  */
 export const audit = definePlugin<AuditOptions>('audit', async (ctx, opts) => {
@@ -43,6 +48,7 @@ export const audit = definePlugin<AuditOptions>('audit', async (ctx, opts) => {
     }
   }
   if (opts.stream !== undefined) sinks.push(streamSink(opts.stream.redis, opts.stream.key, opts.stream.maxLen))
+  const recent = opts.recent
   const records = new RecordWriter({ node: ctx.nodeId, payload: opts.payload, redact: compileRedactor(opts.redact) })
   // plain numbers on the hot path, copied into prom-client at scrape time
   const tally = new Map<string, number>()
@@ -95,11 +101,16 @@ export const audit = definePlugin<AuditOptions>('audit', async (ctx, opts) => {
   ctx.hooks.decided(function auditPublish (attempt: PublishAttempt, verdict: PublishVerdict): void {
     // the live mirror only while a subscription may get it: no message per event for nobody
     const watched = opts.topic !== false && ctx.listening('$audit')
-    if (!watched && sinks.length === 0) return
+    if (!watched && sinks.length === 0 && recent === undefined) return
     const audited = outcomeOf(attempt, verdict)
     if (audited === undefined) return
-    const line = records.append(attempt, audited, watched)
-    if (line !== undefined) mirror(attempt.topic === '' ? AUDIT_PREFIX.slice(0, -1) : AUDIT_PREFIX + attempt.topic, line)
+    const kept = recent !== undefined && audited.outcome === 'accepted'
+    if (!watched && sinks.length === 0 && !kept) return
+    const line = records.append(attempt, audited, watched || kept)
+    if (line !== undefined) {
+      if (kept) recent.push(attempt.topic, line)
+      if (watched) mirror(attempt.topic === '' ? AUDIT_PREFIX.slice(0, -1) : AUDIT_PREFIX + attempt.topic, line)
+    }
     scheduleFlush()
   })
 
@@ -125,7 +136,7 @@ export const audit = definePlugin<AuditOptions>('audit', async (ctx, opts) => {
     scheduleFlush()
   })
 
-  ctx.log.info({ sinks: sinks.map((s) => s.name), payload: opts.payload, redact: opts.redact }, 'audit ready')
+  ctx.log.info({ sinks: sinks.map((s) => s.name), recent: recent !== undefined, payload: opts.payload, redact: opts.redact }, 'audit ready')
   return async function stopAudit () {
     flush()
     await flushing

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { Counter } from 'prom-client'
 import {
-  DeliveryFailedError, EventRejectedError, MAX_ERRORS, PublishNotAuthorizedError, ReservedTopicError, REJECTIONS_PREFIX, TRANSPORTS, definePlugin, viewPayload,
+  DeliveryFailedError, DuplicateEventError, EventRejectedError, MAX_ERRORS, PublishNotAuthorizedError, ReservedTopicError, REJECTIONS_PREFIX, TRANSPORTS, definePlugin, viewPayload,
   type BrokerError, type DeadLetterRecord, type DeadLetterStore, type Origin, type PublishAttempt
 } from '../../src/index.js'
 
@@ -17,9 +17,9 @@ const MQTT_ORIGINS: ReadonlySet<Origin> = new Set(TRANSPORTS)
  * Keeps every refused event: builds its dead-letter record (PRODUCT §3), stores
  * it with the original bytes for replay, tells the publisher on
  * `$rejections/<clientId>`, and hands the record to the broker, which publishes
- * it on `$DLQ/<topic>`. A refusal that is not kept (`not_authorized`) is only told
- * to the publisher. A replay that fails again updates its entry instead of
- * adding one.
+ * it on `$DLQ/<topic>`. A refusal that is not kept (`not_authorized`, `duplicate`) is
+ * only told to the publisher: not stored, not counted. A replay that fails again
+ * updates its entry instead of adding one.
  */
 export const deadLetter = definePlugin<DeadLetterOptions>('dead-letter', async (ctx, { store }) => {
   const counted = new Counter({
@@ -32,8 +32,9 @@ export const deadLetter = definePlugin<DeadLetterOptions>('dead-letter', async (
   ctx.hooks.deadLetter(function keepDeadLetter (attempt: PublishAttempt, error: BrokerError, keep: boolean): Buffer {
     const rejected = error instanceof EventRejectedError ? error : undefined
     const undelivered = error instanceof DeliveryFailedError ? error : undefined
-    const unauthorized = error instanceof PublishNotAuthorizedError || error instanceof ReservedTopicError ? error : undefined
-    const reason = rejected?.reason ?? undelivered?.reason ?? unauthorized?.reason ?? error.code
+    // refused but not kept: only told to the publisher
+    const toldOnly = error instanceof PublishNotAuthorizedError || error instanceof ReservedTopicError || error instanceof DuplicateEventError ? error : undefined
+    const reason = rejected?.reason ?? undelivered?.reason ?? toldOnly?.reason ?? error.code
     const id = attempt.replayOf ?? randomUUID()
     const record: DeadLetterRecord = {
       specversion: '1.0',

@@ -14,7 +14,9 @@ export interface IdempotencyOptions {
 /**
  * Drops the second copy of an event: same `source` and `id` (the CloudEvents
  * uniqueness rule) within `windowMs` of the first accepted one. The copy is acked as
- * usual and reaches no one (`DuplicateEventError`, disposition `discard`).
+ * usual and reaches no one (`DuplicateEventError`, disposition `discard`); it is not
+ * dead-lettered, and an MQTT publisher is told on `$rejections/<clientId>` (reason
+ * `duplicate`), so a publish run twice is not silent.
  *
  * It runs after schema-validation and only sees events it described: plain MQTT
  * topics are not deduplicated. The key is claimed when the event reaches this

@@ -112,7 +112,7 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
   function refuse (packet: PublishPacket, attempt: Attempt, err: BrokerError, done: (err: BrokerError | undefined) => void): void {
     const topic = packet.topic
     count(err)
-    // kept as a dead letter, or only told to the publisher (not_authorized): the handler builds the record either way
+    // kept as a dead letter, or only told to the publisher (not_authorized, duplicate): the handler builds the record either way
     const record = err.toldToPublisher ? deps.deadLetter()?.(attempt, err, err.deadLetter) : undefined
     logRefusal(attempt, err, err.disposition === 'reject' ? 'publish refused' : 'publish diverted')
     if (err.disposition === 'reject') {
@@ -128,14 +128,16 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
   }
 
   /**
-   * A line a client can trigger: at most one per client per `limits.clientLogIntervalMs`,
-   * saying how many were suppressed since the last; never a stack (an expected refusal is
-   * not a bug).
+   * A line a client can trigger: at most one per client per `limits.clientLogIntervalMs`
+   * and level, saying how many were suppressed since the last; never a stack (an expected
+   * refusal is not a bug). Each level has its own slot, so a publisher's routine retries
+   * (info) never hide its refusals (warn).
    */
-  function logSampled (attempt: Attempt, fields: Readonly<Record<string, unknown>>, msg: string): void {
-    const suppressed = deps.sampler.take(attempt.clientId === null ? `origin ${attempt.origin}` : `client ${attempt.clientId}`)
+  function logSampled (attempt: Attempt, fields: Readonly<Record<string, unknown>>, msg: string, level: 'warn' | 'info' = 'warn'): void {
+    const who = attempt.clientId === null ? `origin ${attempt.origin}` : `client ${attempt.clientId}`
+    const suppressed = deps.sampler.take(level === 'warn' ? who : `${level} ${who}`)
     if (suppressed === undefined) return
-    attempt.log.warn(suppressed === 0 ? fields : { ...fields, suppressed }, msg)
+    attempt.log[level](suppressed === 0 ? fields : { ...fields, suppressed }, msg)
   }
 
   /**
@@ -145,8 +147,8 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
    */
   function logRefusal (attempt: Attempt, err: BrokerError, msg: string): void {
     if (err instanceof DuplicateEventError) {
-      // a publisher retrying is routine, not a warning
-      attempt.log.debug({ eventId: err.event.id, source: err.event.source }, 'duplicate event dropped')
+      // a publisher retrying is routine, not a warning; MQTT publishers are told on $rejections
+      logSampled(attempt, { reason: err.reason, eventId: err.event.id, source: err.event.source, topic: attempt.topic, origin: attempt.origin }, 'duplicate event dropped', 'info')
       return
     }
     if (err instanceof DeliveryFailedError) {

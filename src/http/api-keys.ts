@@ -47,6 +47,8 @@ export function scopeOf (method: string, route: string | undefined, publicMetric
   if (route === '/' || route === '/dashboard/app.js' || route === '/dashboard/app.css') return 'public'
   if (route === '/metrics') return publicMetrics ? 'public' : 'read'
   if (method === 'POST' && (route === '/api/events' || route === '/api/mqtt/publish')) return 'publish'
+  // the seed's legacy call registers interest for polling: it reads, it changes nothing
+  if (method === 'POST' && route === '/api/mqtt/subscribe') return 'read'
   if (method === 'GET' || method === 'HEAD') return 'read'
   return 'admin'
 }

@@ -7,6 +7,7 @@ import { makeErrorHandler, notFound } from './errors.js'
 import { healthRoutes, type HealthSource } from './routes/health.js'
 import { metricsRoutes } from './routes/metrics.js'
 import { retainedRoutes, type RetainedSource } from './routes/retained.js'
+import { messagesRoutes, type MessagesSource } from './routes/messages.js'
 import { deadLetterRoutes, type DeadLetterSource } from './routes/dlq.js'
 import { schemaRoutes, type SchemaListing } from './routes/schemas.js'
 import { ingressRoutes, type IngressSource } from './routes/publish.js'
@@ -16,7 +17,7 @@ import { dashboardRoutes } from './routes/dashboard.js'
 import type { Registry } from 'prom-client'
 
 /** What the HTTP API reads from the broker. */
-export interface HttpDeps extends HealthSource, RetainedSource, DeadLetterSource, IngressSource, WebhookSource, CatalogSource {
+export interface HttpDeps extends HealthSource, RetainedSource, MessagesSource, DeadLetterSource, IngressSource, WebhookSource, CatalogSource {
   readonly log: Logger
   readonly metrics: Registry
   readonly schemas: () => readonly SchemaListing[]
@@ -68,6 +69,7 @@ export async function createHttpApi (deps: HttpDeps, options: HttpOptions): Prom
   await app.register(healthRoutes, deps)
   await app.register(metricsRoutes, deps)
   await app.register(retainedRoutes, deps)
+  await app.register(messagesRoutes, deps)
   await app.register(deadLetterRoutes, deps)
   await app.register(schemaRoutes, deps)
   await app.register(ingressRoutes, deps)

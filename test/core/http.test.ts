@@ -45,7 +45,7 @@ test('/metrics serves Prometheus text with per-transport counters from this brok
   assert.ok(sample(text, 'ce_broker_process_cpu_seconds_total') !== undefined, 'process metrics are on the broker registry')
 })
 
-test('GET /api/mqtt/messages/:topic lists retained messages on a topic or a filter', async (t) => {
+test('GET /api/mqtt/retained/:topic lists retained messages on a topic or a filter', async (t) => {
   const broker = await startBroker(t)
   const publisher = await connect(t, mqttUrl(broker))
   const event = { specversion: '1.0', id: 'b-1', source: '/booking', type: 'albergue.v1.booking.confirmed', data: { booking_id: 'b-1' } }
@@ -53,20 +53,20 @@ test('GET /api/mqtt/messages/:topic lists retained messages on a topic or a filt
   await publisher.publishAsync('hostel/v1/bed/status_changed', Buffer.from([0xff, 0x00, 0x01]), { qos: 0, retain: true })
   await publisher.publishAsync('elsewhere/x', 'not listed', { qos: 1, retain: true })
 
-  const one = await fetch(httpUrl(broker, `/api/mqtt/messages/${encodeURIComponent('hostel/v1/booking/confirmed')}`))
+  const one = await fetch(httpUrl(broker, `/api/mqtt/retained/${encodeURIComponent('hostel/v1/booking/confirmed')}`))
   assert.equal(one.status, 200)
   assert.deepEqual(await one.json(), {
     filter: 'hostel/v1/booking/confirmed',
     messages: [{ topic: 'hostel/v1/booking/confirmed', qos: 1, payload: event }]
   })
 
-  const filtered = await (await fetch(httpUrl(broker, '/api/mqtt/messages/hostel/%23'))).json() as { filter: string, messages: Array<{ topic: string }> }
+  const filtered = await (await fetch(httpUrl(broker, '/api/mqtt/retained/hostel/%23'))).json() as { filter: string, messages: Array<{ topic: string }> }
   assert.equal(filtered.filter, 'hostel/#')
   assert.deepEqual(filtered.messages.map((m) => m.topic).sort(), ['hostel/v1/bed/status_changed', 'hostel/v1/booking/confirmed'])
   const binary = filtered.messages.find((m) => m.topic === 'hostel/v1/bed/status_changed')
   assert.deepEqual(binary, { topic: 'hostel/v1/bed/status_changed', qos: 0, payloadBase64: '/wAB' })
 
-  const limited = await (await fetch(httpUrl(broker, '/api/mqtt/messages/%23?limit=1'))).json() as { messages: unknown[] }
+  const limited = await (await fetch(httpUrl(broker, '/api/mqtt/retained/%23?limit=1'))).json() as { messages: unknown[] }
   assert.equal(limited.messages.length, 1)
 })
 
@@ -76,13 +76,13 @@ test('HTTP errors are JSON with a code and a message, 404s included', async (t) 
   assert.equal(missing.status, 404)
   assert.deepEqual(await missing.json(), { error: { code: 'not_found', message: 'no route for GET /no/such/route' } })
 
-  const badFilter = await fetch(httpUrl(broker, `/api/mqtt/messages/${encodeURIComponent('a/#/b')}`))
+  const badFilter = await fetch(httpUrl(broker, `/api/mqtt/retained/${encodeURIComponent('a/#/b')}`))
   assert.equal(badFilter.status, 400)
   const body = await badFilter.json() as { error: { code: string, message: string } }
   assert.equal(body.error.code, 'bad_request')
   assert.match(body.error.message, /"a\/#\/b"/)
 
-  const badLimit = await fetch(httpUrl(broker, '/api/mqtt/messages/x?limit=0'))
+  const badLimit = await fetch(httpUrl(broker, '/api/mqtt/retained/x?limit=0'))
   assert.equal(badLimit.status, 400)
   const limitBody = await badLimit.json() as { error: { code: string, details: unknown[] } }
   assert.equal(limitBody.error.code, 'bad_request')

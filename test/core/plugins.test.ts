@@ -57,7 +57,7 @@ test('a dead-letter refusal diverts the publish to $DLQ/<topic>; the publisher i
     assert.equal(message.retain, false)
   }
   assert.equal(publisher.connected, true)
-  const retained = await (await fetch(`http://127.0.0.1:${broker.ports.http}/api/mqtt/messages/refuse%2F%23`)).json() as { messages: unknown[] }
+  const retained = await (await fetch(`http://127.0.0.1:${broker.ports.http}/api/mqtt/retained/refuse%2F%23`)).json() as { messages: unknown[] }
   assert.deepEqual(retained.messages, [], 'a diverted publish is never retained under its original topic')
 })
 

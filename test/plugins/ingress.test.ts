@@ -107,7 +107,7 @@ test('POST /api/mqtt/publish takes { topic, payload, qos, retain } with payload 
   assert.equal(reply.status, 202)
   assert.deepEqual(reply.json, { accepted: true, topic: BOOKING_RESERVED_TOPIC })
   assert.deepEqual(JSON.parse((await asObject).payload.toString()), event)
-  const retained = await (await fetch(httpUrl(broker, `/api/mqtt/messages/${encodeURIComponent(BOOKING_RESERVED_TOPIC)}`))).json() as { messages: Array<{ payload: unknown }> }
+  const retained = await (await fetch(httpUrl(broker, `/api/mqtt/retained/${encodeURIComponent(BOOKING_RESERVED_TOPIC)}`))).json() as { messages: Array<{ payload: unknown }> }
   assert.deepEqual(retained.messages.map((m) => m.payload), [event])
 
   const asString = nextMessage(subscriber, 'plain/text')

@@ -50,7 +50,7 @@ test('a valid event is accepted and delivered; an invalid one is acked, dead-let
   })
   assert.equal(publisher.connected, true)
 
-  const retained = await (await fetch(httpUrl(broker, `/api/mqtt/messages/${encodeURIComponent(BOOKING_RESERVED_TOPIC)}`))).json() as { messages: unknown[] }
+  const retained = await (await fetch(httpUrl(broker, `/api/mqtt/retained/${encodeURIComponent(BOOKING_RESERVED_TOPIC)}`))).json() as { messages: unknown[] }
   assert.deepEqual(retained.messages, [], 'a rejected retained event is not retained')
 
   const stored = await listDlq(httpUrl(broker, '/api/dlq'))

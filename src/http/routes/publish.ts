@@ -1,6 +1,7 @@
+import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import type { OutgoingMessage, SubmitOptions } from '../../context.js'
-import { typeToTopic } from '../../cloudevents/topic.js'
+import { dottedToTopic, topicToType, typeToTopic } from '../../cloudevents/topic.js'
 import { BadRequestError, DuplicateEventError, EventRejectedError, type BrokerError, type EventProblem, type RejectReason } from '../../errors.js'
 import { EnvelopeChecker, tooDeep } from '../../cloudevents/envelope.js'
 import { MAX_JSON_DEPTH, mayNestDeeperThan, nestedDeeperThan } from '../../payload.js'
@@ -19,7 +20,12 @@ export interface IngressSource {
   readonly maxPayloadBytes: number
   /** `limits.httpBodyBytes`: the publish routes take bodies up to the larger of the two. */
   readonly httpBodyBytes: number
+  /** Whether publishes on an MQTT topic must be CloudEvents (a validation rule says so): there a payload that is only an event's data is wrapped in one. */
+  readonly cloudEventTopic: (topic: string) => boolean
 }
+
+/** The `source` of an event the publish route wraps around a payload that is only its data. */
+export const WRAPPED_SOURCE = '/api/mqtt/publish'
 
 /** What one event of a request came to. */
 type Outcome =
@@ -30,9 +36,10 @@ const HTTP: SubmitOptions = { origin: 'http' }
 
 /**
  * `POST /api/events` (the CloudEvents HTTP binding: binary, structured, batch) and
- * `POST /api/mqtt/publish` (`{ topic, payload, qos, retain }`). Both run the same
- * pipeline as an MQTT publish: 202 when accepted; 400, 413 or 422 with the reason
- * code otherwise, and the rejected event is dead-lettered like any other.
+ * `POST /api/mqtt/publish` (`{ topic, payload, qos, retain }`, the topic in MQTT or
+ * dotted form, a payload that is only an event's data wrapped in a CloudEvent). Both
+ * run the same pipeline as an MQTT publish: 202 when accepted; 400, 413 or 422 with
+ * the reason code otherwise, and the rejected event is dead-lettered like any other.
  */
 export const ingressRoutes: FastifyPluginAsync<IngressSource> = async function ingressRoutes (app, source) {
   // every content type arrives as raw bytes: the binding decides what they are, and the size check comes first
@@ -146,16 +153,45 @@ export const ingressRoutes: FastifyPluginAsync<IngressSource> = async function i
       }
     }
   }, async (req, reply) => {
-    const { topic, qos = 1, retain = false } = req.body
+    const { qos = 1, retain = false } = req.body
+    const topic = dottedToTopic(req.body.topic)
     const problem = topicFilterProblem(topic)
     if (problem !== undefined || topic.includes('+') || topic.includes('#')) {
-      throw new BadRequestError(`topic ${JSON.stringify(topic)} ${problem ?? 'must not contain wildcards'}`)
+      throw new BadRequestError(`topic ${JSON.stringify(req.body.topic)} ${problem ?? 'must not contain wildcards'}`)
     }
-    const payload = Buffer.from(typeof req.body.payload === 'string' ? req.body.payload : JSON.stringify(req.body.payload))
+    const given = req.body.payload
+    const wrapped = source.cloudEventTopic(topic) ? wrapData(topic, given) : undefined
+    const payload = Buffer.from(wrapped?.text ?? (typeof given === 'string' ? given : JSON.stringify(given)))
     if (payload.length > source.maxPayloadBytes) return await answer(reply, tooLarge(payload.length, topic))
     const refusal = await source.submit({ topic, payload, qos, retain }, HTTP)
-    return await answer(reply, refusal === undefined ? { accepted: true, topic } : { accepted: false, error: refusal })
+    return await answer(reply, refusal === undefined ? { accepted: true, topic, ...(wrapped === undefined ? {} : { id: wrapped.id }) } : { accepted: false, error: refusal })
   })
+}
+
+/**
+ * The CloudEvent around a payload that is only an event's data, on a topic whose
+ * publishes must be CloudEvents, or `undefined` for a payload to publish as it is:
+ * a CloudEvent (a JSON object with `specversion`, checked as it is), or a string that
+ * is not JSON (refused as `invalid_json`, as over MQTT). The event's `type` is the
+ * topic's, `source` this route, `id` a new UUID, `time` now; then it is checked like
+ * any other.
+ */
+function wrapData (topic: string, given: unknown): { text: string, id: string } | undefined {
+  let data: unknown = given
+  if (typeof given === 'string') {
+    try {
+      data = JSON.parse(given)
+    } catch {
+      // not JSON: published as sent, and refused as invalid_json by validation
+      return undefined
+    }
+    // too deep to serialize again: published as sent, and refused for its depth by validation
+    if (mayNestDeeperThan(given.length) && nestedDeeperThan(data)) return undefined
+  }
+  if (typeof data === 'object' && data !== null && !Array.isArray(data) && 'specversion' in data) return undefined
+  const id = randomUUID()
+  const event = { specversion: '1.0', id, source: WRAPPED_SOURCE, type: topicToType(topic), time: new Date().toISOString(), datacontenttype: 'application/json', data }
+  return { text: JSON.stringify(event), id }
 }
 
 async function answer (reply: FastifyReply, outcome: Outcome | undefined): Promise<FastifyReply> {

@@ -13,12 +13,13 @@ const DEFAULT_LIMIT = 100
 const MAX_LIMIT = 1000
 
 /**
- * `GET /api/mqtt/messages/:topic`: the retained messages on a topic or filter.
+ * `GET /api/mqtt/retained/:topic`: the retained messages on a topic or filter, what a
+ * new subscriber would get (the recent events are `GET /api/mqtt/messages/:topic`).
  * The topic may be sent percent-encoded in one segment (`albergue%2Fv1%2F%23`)
  * or as plain path segments (`albergue/v1/%23`); `#` must be encoded either way.
  */
 export const retainedRoutes: FastifyPluginAsync<RetainedSource> = async function retainedRoutes (app, source) {
-  app.get<{ Params: { '*': string }, Querystring: { limit?: number } }>('/api/mqtt/messages/*', {
+  app.get<{ Params: { '*': string }, Querystring: { limit?: number } }>('/api/mqtt/retained/*', {
     schema: {
       querystring: {
         type: 'object',

@@ -1,5 +1,6 @@
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import type { WebhookSubscriptionInput as WebhookBody } from '../../config.js'
+import { BadRequestError } from '../../errors.js'
 import { errorBody } from '../errors.js'
 
 /** What the webhook routes use: the broker's subscription registry. */
@@ -12,7 +13,15 @@ export interface WebhookSource {
   }
 }
 
-const retry = {
+/** An object schema whose keys are all listed: any other key is refused by name. */
+interface ClosedObjectSchema {
+  readonly type: 'object'
+  readonly additionalProperties: false
+  readonly required?: readonly string[]
+  readonly properties: Readonly<Record<string, object>>
+}
+
+const retry: ClosedObjectSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
@@ -22,7 +31,7 @@ const retry = {
   }
 }
 
-const subscriptionBody = {
+const subscriptionBody: ClosedObjectSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['service_id', 'webhook_url', 'topic_filters'],
@@ -38,9 +47,37 @@ const subscriptionBody = {
 }
 
 /**
+ * The first key of `value` that `schema` (or an object schema within it) does not list,
+ * as a message naming its path and the keys that are known, as the config file's
+ * errors do. fastify's validator would drop such a key without a word, and a
+ * subscription asking for something the broker cannot do would look registered.
+ */
+function unknownKey (value: unknown, schema: ClosedObjectSchema, path: string): string | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined
+  for (const [key, child] of Object.entries(value)) {
+    const inner = Object.hasOwn(schema.properties, key) ? schema.properties[key] : undefined
+    if (inner === undefined) return `${path}${key} is not a known key; known keys: ${Object.keys(schema.properties).join(', ')}`
+    const found = isClosedObject(inner) ? unknownKey(child, inner, `${path}${key}.`) : undefined
+    if (found !== undefined) return found
+  }
+  return undefined
+}
+
+function isClosedObject (schema: object): schema is ClosedObjectSchema {
+  return 'additionalProperties' in schema && schema.additionalProperties === false && 'properties' in schema
+}
+
+/** Runs before the body schema, which would strip unknown keys (fastify's `removeAdditional`). */
+async function refuseUnknownKeys (req: FastifyRequest): Promise<void> {
+  const problem = unknownKey(req.body, subscriptionBody, '')
+  if (problem !== undefined) throw new BadRequestError(problem)
+}
+
+/**
  * `POST /api/webhooks` (201 when created, 200 when the same `service_id` + `webhook_url`
  * was updated), its seed alias `POST /api/mqtt/register-webhook`, `GET /api/webhooks`
- * (secrets never shown) and `DELETE /api/webhooks/:id`.
+ * (secrets never shown) and `DELETE /api/webhooks/:id`. A key the body may not have is
+ * a 400 naming it.
  */
 export const webhookRoutes: FastifyPluginAsync<WebhookSource> = async function webhookRoutes (app, source) {
   const register = async (body: WebhookBody): Promise<{ status: number, subscription: object }> => {
@@ -48,7 +85,7 @@ export const webhookRoutes: FastifyPluginAsync<WebhookSource> = async function w
     return { status: created ? 201 : 200, subscription }
   }
   for (const path of ['/api/webhooks', '/api/mqtt/register-webhook']) {
-    app.post<{ Body: WebhookBody }>(path, { schema: { body: subscriptionBody } }, async (req, reply) => {
+    app.post<{ Body: WebhookBody }>(path, { schema: { body: subscriptionBody }, preValidation: refuseUnknownKeys }, async (req, reply) => {
       const { status, subscription } = await register(req.body)
       return await reply.code(status).send(subscription)
     })

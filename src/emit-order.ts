@@ -1,0 +1,99 @@
+import type { Aedes } from 'aedes'
+import type { MQEmitter } from 'mqemitter'
+
+/** One publish of this node that aedes numbered and that has not reached the mq yet. */
+interface Numbered {
+  readonly counter: number
+  readonly brokerId: string
+  /** Set once aedes emits it: the real emit, run when every earlier one has run. */
+  emit: (() => void) | undefined
+  /** The publish ended without an emit (an error before it): nothing to wait for. */
+  dropped: boolean
+}
+
+/**
+ * Keep this node's packets reaching the mq in the order aedes numbered them.
+ *
+ * aedes gives every packet it publishes the next `brokerCounter` when `publish()`
+ * starts, and each client drops a packet numbered below the highest it already
+ * got from the same node: its `dedupe`, meant for a packet matching two of the
+ * client's subscriptions. That holds only while a node's packets are emitted in
+ * number order, and they are not: a QoS 1/2 publish goes through persistence
+ * (`enqueueOffline`, a Redis round trip in a cluster) before it is emitted, a QoS 0
+ * one does not. A QoS 0 packet numbered later overtakes it, and a client subscribed
+ * to both silently loses the QoS 1 one (aedes issues #994 and #955): a client
+ * subscribed to `$rejections/<its id>` and `$audit/#` never got its rejection, whose
+ * QoS 1 record is published just before the QoS 0 audit record.
+ *
+ * So each publish's number is noted when it starts, and an emit waits until every
+ * publish numbered before it has been emitted or has failed. Packets that already
+ * carry a number (another node's, a stored one) pass straight through.
+ */
+export function keepEmitOrder (aedes: Aedes, mq: MQEmitter): void {
+  const publish: unknown = Reflect.get(aedes, 'publish')
+  const emit: unknown = Reflect.get(mq, 'emit')
+  if (typeof publish !== 'function' || typeof emit !== 'function' || typeof Reflect.get(aedes, 'counter') !== 'number') {
+    throw new TypeError('aedes has no publish() or counter, or the mq no emit(): their internals changed, review emit-order.ts')
+  }
+  /** Publishes numbered and not yet emitted, in number order. */
+  const queue: Numbered[] = []
+  const byCounter = new Map<number, Numbered>()
+  let draining = false
+
+  /** Run the emits at the head of the queue whose turn has come; emits they cause queue behind. */
+  function drain (): void {
+    if (draining) return
+    draining = true
+    try {
+      for (let head = queue[0]; head !== undefined && (head.emit !== undefined || head.dropped); head = queue[0]) {
+        queue.shift()
+        byCounter.delete(head.counter)
+        head.emit?.()
+      }
+    } finally {
+      draining = false
+    }
+  }
+
+  Reflect.set(aedes, 'publish', function orderedPublish (packet: unknown, clientOrDone: unknown, maybeDone?: unknown): void {
+    const done = typeof clientOrDone === 'function' ? clientOrDone : maybeDone
+    const client = typeof clientOrDone === 'function' ? null : clientOrDone
+    // aedes' Packet keeps a number the packet already has, else takes the next one
+    const numbered = isObject(packet) && !Reflect.get(packet, 'brokerCounter')
+      ? { counter: Number(Reflect.get(aedes, 'counter')) + 1, brokerId: brokerIdOf(packet, aedes), emit: undefined, dropped: false }
+      : undefined
+    if (numbered !== undefined) {
+      queue.push(numbered)
+      byCounter.set(numbered.counter, numbered)
+    }
+    Reflect.apply(publish, aedes, [packet, client, function published (err?: Error | null): void {
+      // failed before its emit (a topic too deep, a persistence error): nothing to wait for
+      if (numbered !== undefined && numbered.emit === undefined && byCounter.get(numbered.counter) === numbered) {
+        numbered.dropped = true
+        drain()
+      }
+      if (typeof done === 'function') Reflect.apply(done, undefined, [err])
+    }])
+  })
+
+  Reflect.set(mq, 'emit', function orderedEmit (message: unknown, callback?: unknown): MQEmitter {
+    const counter: unknown = isObject(message) ? Reflect.get(message, 'brokerCounter') : undefined
+    const numbered = typeof counter === 'number' ? byCounter.get(counter) : undefined
+    if (numbered === undefined || !isObject(message) || Reflect.get(message, 'brokerId') !== numbered.brokerId) {
+      Reflect.apply(emit, mq, [message, callback])
+      return mq
+    }
+    numbered.emit = () => { Reflect.apply(emit, mq, [message, callback]) }
+    drain()
+    return mq
+  })
+}
+
+function isObject (value: unknown): value is object {
+  return typeof value === 'object' && value !== null
+}
+
+function brokerIdOf (packet: object, aedes: Aedes): string {
+  const own: unknown = Reflect.get(packet, 'brokerId')
+  return typeof own === 'string' && own !== '' ? own : aedes.id
+}
