@@ -56,6 +56,13 @@ export function keepEmitOrder (aedes: Aedes, mq: MQEmitter): void {
   }
 
   Reflect.set(aedes, 'publish', function orderedPublish (packet: unknown, clientOrDone: unknown, maybeDone?: unknown): void {
+    // the fan-in path: a QoS 0 message that is not retained reaches the mq within this call
+    // (no persistence step before its emit), so while nothing waits it cannot be overtaken
+    // or overtake: nothing to note
+    if (queue.length === 0 && isObject(packet) && Reflect.get(packet, 'retain') !== true && !(Number(Reflect.get(packet, 'qos')) > 0)) {
+      Reflect.apply(publish, aedes, [packet, clientOrDone, maybeDone])
+      return
+    }
     const done = typeof clientOrDone === 'function' ? clientOrDone : maybeDone
     const client = typeof clientOrDone === 'function' ? null : clientOrDone
     // aedes' Packet keeps a number the packet already has, else takes the next one
@@ -77,6 +84,10 @@ export function keepEmitOrder (aedes: Aedes, mq: MQEmitter): void {
   })
 
   Reflect.set(mq, 'emit', function orderedEmit (message: unknown, callback?: unknown): MQEmitter {
+    if (byCounter.size === 0) {
+      Reflect.apply(emit, mq, [message, callback])
+      return mq
+    }
     const counter: unknown = isObject(message) ? Reflect.get(message, 'brokerCounter') : undefined
     const numbered = typeof counter === 'number' ? byCounter.get(counter) : undefined
     if (numbered === undefined || !isObject(message) || Reflect.get(message, 'brokerId') !== numbered.brokerId) {
