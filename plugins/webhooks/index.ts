@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram } from 'prom-client'
 import { BadRequestError, DeliveryFailedError, MAX_JSON_DEPTH, definePlugin, mayNestDeeperThan, nestedDeeperThan, type DeadLetterStore, type PublishedMessage } from '../../src/index.js'
-import { DeliveryQueue, type BreakerState, type DeliveryOptions, type DeliveryQueueLike, type Job } from './delivery.js'
+import type { BreakerState, DeliveryOptions, DeliveryQueueLike, Job } from './delivery.js'
+import { DeliveryQueue } from './memory-queue.js'
 import { RedisDeliveryQueue } from './redis-queue.js'
 import { buildRequest, webhookId } from './request.js'
 import { SubscriptionStore, toMqttFilter, viewOf, type RetryPolicy, type Subscription, type SubscriptionInput, type SubscriptionView } from './subscriptions.js'

@@ -1,0 +1,126 @@
+import { Deliverer, type BreakerState, type DeliveryOptions, type DeliveryQueueLike, type Job } from './delivery.js'
+
+/**
+ * The in-memory delivery queue: a FIFO per subscription, at most `concurrency`
+ * requests in flight each, retries scheduled with backoff; an open circuit holds its
+ * subscription's whole queue with one timer. Nothing here is awaited by a publisher:
+ * `enqueue` only queues.
+ */
+export class DeliveryQueue implements DeliveryQueueLike {
+  readonly #options: DeliveryOptions
+  readonly #deliverer: Deliverer
+  readonly #waiting = new Map<string, Job[]>()
+  readonly #inFlight = new Map<string, number>()
+  readonly #timers = new Set<NodeJS.Timeout>()
+  /** Subscriptions whose open circuit has a wake-up timer. */
+  readonly #sleeping = new Set<string>()
+  #queued = 0
+  readonly #queuedBy = new Map<string, number>()
+  #closed = false
+
+  constructor (options: DeliveryOptions, deliverer = new Deliverer(options)) {
+    this.#options = options
+    this.#deliverer = deliverer
+  }
+
+  depth (): number {
+    return this.#queued
+  }
+
+  depthOf (subscriptionId: string): number {
+    return this.#queuedBy.get(subscriptionId) ?? 0
+  }
+
+  enqueue (job: Job): boolean {
+    if (this.#closed || this.#queued >= this.#options.maxQueued) return false
+    this.#queued++
+    this.#count(job.subscription.id, 1)
+    this.#push(job)
+    return true
+  }
+
+  breakerState (subscriptionId: string): BreakerState {
+    return this.#deliverer.breakerState(subscriptionId)
+  }
+
+  async close (): Promise<void> {
+    this.#closed = true
+    for (const timer of this.#timers) clearTimeout(timer)
+    this.#timers.clear()
+    await this.#deliverer.close()
+  }
+
+  #push (job: Job): void {
+    const key = job.subscription.id
+    const list = this.#waiting.get(key)
+    if (list === undefined) this.#waiting.set(key, [job])
+    else list.push(job)
+    this.#pump(key)
+  }
+
+  #pump (key: string): void {
+    const list = this.#waiting.get(key)
+    const holdMs = this.#deliverer.holdMs(key)
+    if (list !== undefined && list.length > 0 && holdMs > 0) {
+      // the whole queue of an open circuit waits, with one timer, not one per delivery
+      this.#wakeLater(key, holdMs)
+      return
+    }
+    while (list !== undefined && list.length > 0 && (this.#inFlight.get(key) ?? 0) < this.#options.concurrency && !this.#closed) {
+      const job = list.shift()
+      if (job === undefined) break
+      this.#inFlight.set(key, (this.#inFlight.get(key) ?? 0) + 1)
+      this.#deliverer.attempt(job).then((next) => {
+        if (next.kind === 'done') this.#done(key)
+        else this.#later(job, next.delayMs)
+      }, (err: unknown) => {
+        // attempt() ends every delivery itself; a rejection comes from past that (onDelivered, onFailed): it is over all the same
+        this.#done(key)
+        this.#options.onError(err, { op: 'webhook delivery', subscription: key, eventId: job.eventId })
+      }).finally(() => {
+        this.#inFlight.set(key, (this.#inFlight.get(key) ?? 1) - 1)
+        this.#pump(key)
+      }).catch((err: unknown) => {
+        // a throw of the queue's own bookkeeping: nothing left to end, but not silent
+        this.#options.onError(err, { op: 'webhook queue', subscription: key })
+      })
+    }
+    if (list?.length === 0) this.#waiting.delete(key)
+  }
+
+  /** A delivery ended: it leaves the queue's counts. */
+  #done (subscriptionId: string): void {
+    this.#queued--
+    this.#count(subscriptionId, -1)
+  }
+
+  #count (subscriptionId: string, delta: number): void {
+    const n = (this.#queuedBy.get(subscriptionId) ?? 0) + delta
+    if (n > 0) this.#queuedBy.set(subscriptionId, n)
+    else this.#queuedBy.delete(subscriptionId)
+  }
+
+  /** Pump a subscription whose circuit is open again once a probe may go. */
+  #wakeLater (key: string, delayMs: number): void {
+    if (this.#sleeping.has(key) || this.#closed) return
+    this.#sleeping.add(key)
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer)
+      this.#sleeping.delete(key)
+      this.#pump(key)
+    }, delayMs)
+    this.#timers.add(timer)
+  }
+
+  /** Put a job back in its subscription's queue after `delayMs`. */
+  #later (job: Job, delayMs: number): void {
+    if (this.#closed) return
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer)
+      this.#push(job)
+    }, delayMs)
+    this.#timers.add(timer)
+  }
+}
+
+/** An error as a dead letter names it: `TypeError: attribute "extra" is an object: ...`. */
