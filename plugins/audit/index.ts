@@ -7,7 +7,7 @@ import type { MemoryAuditTrail } from './trail.js'
 
 export { fileSink, streamSink, type AuditSink } from './sinks.js'
 export { compileRedactor, REDACTED, type AuditOutcome, type AuditRecord } from './record.js'
-export { DEFAULT_RECENT_EVENTS, MemoryAuditTrail, RedisAuditTrail, type AuditTrail, type TrailMessage, type TrailPage } from './trail.js'
+export { MemoryAuditTrail, RedisAuditTrail, type AuditTrail, type TrailMessage, type TrailPage } from './trail.js'
 
 /** Options of the audit plugin. */
 export interface AuditOptions {

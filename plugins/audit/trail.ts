@@ -28,12 +28,6 @@ export interface AuditTrail {
   head: () => Promise<string>
 }
 
-/**
- * `audit.recent.maxEntries` when not set: accepted events a node keeps in memory in
- * embedded mode (about 1.5 KiB each with their payload).
- */
-export const DEFAULT_RECENT_EVENTS = 1000
-
 interface RingEntry {
   readonly seq: number
   readonly topic: string
