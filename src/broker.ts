@@ -118,7 +118,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
   const evicted = new Counter({ name: 'ce_broker_dead_letters_evicted_total', help: 'Dead letters evicted from the full store, oldest first', registers: [metrics.registry] })
   const webhookRegistry = new WebhookRegistry(config.webhooks.denyNetworks)
   // what GET /api/mqtt/messages/:topic reads: embedded, a ring the audit plugin fills; with Redis, the audit stream
-  const auditTrail = backend.redis === undefined ? new MemoryAuditTrail(config.audit.recent.maxEntries) : new RedisAuditTrail(backend.redis, config.audit.stream.key)
+  const auditTrail = backend.redis === undefined ? new MemoryAuditTrail(config.audit.recent.maxEntries, config.audit.recent.maxBytes) : new RedisAuditTrail(backend.redis, config.audit.stream.key)
   const onEvict = (count: number): void => { evicted.inc(count) }
   const deadLetters: DeadLetterStore = backend.redis === undefined
     ? new MemoryDeadLetterStore(config.deadLetters.maxEntries, onEvict)

@@ -153,8 +153,10 @@ export interface BrokerConfig {
     }
     /** Embedded: accepted events each node keeps in memory for `GET /api/mqtt/messages/:topic` (with Redis the stream is read). */
     readonly recent: {
-      /** Default 1000 (about 1.5 KiB each). */
+      /** Default 1000. */
       readonly maxEntries: number
+      /** Their bytes (records carry the payload): the oldest go first beyond it. Default 16777216 (16 MiB). */
+      readonly maxBytes: number
     }
   }
   readonly auth: {
@@ -299,7 +301,7 @@ export function defaults (): BrokerConfig {
     },
     deadLetters: { maxEntries: 10_000 },
     idempotency: { enabled: true, windowMs: 24 * 60 * 60 * 1000, maxEntries: 100_000 },
-    audit: { enabled: true, topic: true, payload: true, redact: [], stream: { key: 'ce-broker:audit', maxLen: 1_000_000 }, recent: { maxEntries: 1000 } },
+    audit: { enabled: true, topic: true, payload: true, redact: [], stream: { key: 'ce-broker:audit', maxLen: 1_000_000 }, recent: { maxEntries: 1000, maxBytes: 16 * 1024 * 1024 } },
     auth: { allowAnonymous: false, users: [], acl: [], loginFailures: { max: 10, windowMs: 60_000 }, apiKeys: [] },
     webhooks: {
       defaults: { retry: { maxAttempts: 8, initialDelayMs: 1000, maxDelayMs: 300_000 }, timeoutMs: 10_000, concurrency: 8 },
@@ -374,7 +376,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { paths: ['audit.file'], env: 'CE_BROKER_AUDIT_FILE', flag: '--audit-file', default: '(none)', doc: 'JSON-lines file the audit records are appended to' },
   { paths: ['audit.payload'], env: 'CE_BROKER_AUDIT_PAYLOAD', default: 'true', doc: 'put the event itself in each audit record' },
   { paths: ['audit.stream.key'], env: 'CE_BROKER_AUDIT_STREAM_KEY', default: 'ce-broker:audit', doc: 'with Redis: the stream audit records are added to' },
-  { paths: ['audit.recent.maxEntries'], env: 'CE_BROKER_AUDIT_RECENT_MAX_ENTRIES', default: '1000', doc: 'embedded: accepted events each node keeps in memory (about 1.5 KiB each) for GET /api/mqtt/messages/:topic; with Redis the audit stream is read instead' },
+  { paths: ['audit.recent.maxEntries'], env: 'CE_BROKER_AUDIT_RECENT_MAX_ENTRIES', default: '1000', doc: 'embedded: accepted events each node keeps in memory for GET /api/mqtt/messages/:topic; with Redis the audit stream is read instead' },
+  { paths: ['audit.recent.maxBytes'], env: 'CE_BROKER_AUDIT_RECENT_MAX_BYTES', default: '16777216', doc: 'embedded: the bytes of those records (they carry the payload); the oldest go first beyond it' },
   { paths: ['audit.stream.maxLen'], env: 'CE_BROKER_AUDIT_STREAM_MAX_LEN', default: '1000000', doc: 'with Redis: the audit stream is trimmed to about this many entries' },
   { paths: ['auth.allowAnonymous'], env: 'CE_BROKER_AUTH_ALLOW_ANONYMOUS', default: 'false', doc: 'let clients without credentials in (role anonymous) although users or JWTs are configured' },
   { paths: ['auth.jwt.secret'], env: 'CE_BROKER_AUTH_JWT_SECRET', default: '(none)', doc: 'HS256 secret JWT passwords are verified with (at least 32 characters)' },
@@ -461,7 +464,7 @@ function configSchema (partial: boolean): object {
       payload: { type: 'boolean' },
       redact: { type: 'array', items: { type: 'string', pattern: '^[^.]+(\\.[^.]+)*$' } },
       stream: strict({ key: nonEmpty, maxLen: { type: 'integer', minimum: 1 } }, ['key', 'maxLen']),
-      recent: strict({ maxEntries: { type: 'integer', minimum: 1 } }, ['maxEntries'])
+      recent: strict({ maxEntries: { type: 'integer', minimum: 1 }, maxBytes: { type: 'integer', minimum: 1024 } }, ['maxEntries', 'maxBytes'])
     }, ['enabled', 'topic', 'payload', 'redact', 'stream', 'recent']),
     auth: strict({
       allowAnonymous: { type: 'boolean' },

@@ -47,7 +47,8 @@ export function keepEmitOrder (aedes: Aedes, mq: MQEmitter): void {
     try {
       for (let head = queue[0]; head !== undefined && (head.emit !== undefined || head.dropped); head = queue[0]) {
         queue.shift()
-        byCounter.delete(head.counter)
+        // a number noted for a publish that never took it may have been noted again for the next one
+        if (byCounter.get(head.counter) === head) byCounter.delete(head.counter)
         head.emit?.()
       }
     } finally {
@@ -65,22 +66,32 @@ export function keepEmitOrder (aedes: Aedes, mq: MQEmitter): void {
     }
     const done = typeof clientOrDone === 'function' ? clientOrDone : maybeDone
     const client = typeof clientOrDone === 'function' ? null : clientOrDone
-    // aedes' Packet keeps a number the packet already has, else takes the next one
-    const numbered = isObject(packet) && !Reflect.get(packet, 'brokerCounter')
+    // aedes' Packet keeps a number the packet already has, else takes the next one; a topic
+    // over aedes' level limit is refused before it takes one (aedes.js publish): not noted
+    const numbered = isObject(packet) && !Reflect.get(packet, 'brokerCounter') && levelsOf(Reflect.get(packet, 'topic')) <= Number(Reflect.get(aedes, 'maxTopicLevels'))
       ? { counter: Number(Reflect.get(aedes, 'counter')) + 1, brokerId: brokerIdOf(packet, aedes), emit: undefined, dropped: false }
       : undefined
     if (numbered !== undefined) {
       queue.push(numbered)
       byCounter.set(numbered.counter, numbered)
     }
-    Reflect.apply(publish, aedes, [packet, client, function published (err?: Error | null): void {
-      // failed before its emit (a topic too deep, a persistence error): nothing to wait for
-      if (numbered !== undefined && numbered.emit === undefined && byCounter.get(numbered.counter) === numbered) {
+    const endWithoutEmit = (): void => {
+      if (numbered !== undefined && numbered.emit === undefined && !numbered.dropped) {
         numbered.dropped = true
         drain()
       }
-      if (typeof done === 'function') Reflect.apply(done, undefined, [err])
-    }])
+    }
+    try {
+      Reflect.apply(publish, aedes, [packet, client, function published (err?: Error | null): void {
+        // failed before its emit (a persistence error): nothing to wait for
+        endWithoutEmit()
+        if (typeof done === 'function') Reflect.apply(done, undefined, [err])
+      }])
+    } catch (err: unknown) {
+      // thrown before its emit: later publishes must not wait for it
+      endWithoutEmit()
+      throw err
+    }
   })
 
   Reflect.set(mq, 'emit', function orderedEmit (message: unknown, callback?: unknown): MQEmitter {
@@ -98,6 +109,14 @@ export function keepEmitOrder (aedes: Aedes, mq: MQEmitter): void {
     drain()
     return mq
   })
+}
+
+/** Levels of `topic`, as aedes counts them for its `maxTopicLevels` check. */
+function levelsOf (topic: unknown): number {
+  if (typeof topic !== 'string') return 0
+  let levels = 1
+  for (let i = topic.indexOf('/'); i !== -1; i = topic.indexOf('/', i + 1)) levels++
+  return levels
 }
 
 function isObject (value: unknown): value is object {

@@ -46,15 +46,31 @@ export class MemoryAuditTrail implements AuditTrail {
   readonly #run = Date.now().toString(36)
   /** Sequence number of the newest entry; 0 before the first. */
   #seq = 0
+  /** The oldest sequence number still kept, and the bytes kept: records carry payloads of up to `limits.maxPayloadBytes`. */
+  #oldest = 1
+  #bytes = 0
 
-  constructor (readonly maxEntries: number) {
+  /**
+   * @param maxEntries `audit.recent.maxEntries`
+   * @param maxBytes `audit.recent.maxBytes`: the oldest records go first beyond it
+   */
+  constructor (readonly maxEntries: number, readonly maxBytes: number) {
     this.#ring = new Array<RingEntry | undefined>(maxEntries)
   }
 
   /** Keep the audit record of an accepted event (a copy: `line` may be a view into a larger buffer). */
   push (topic: string, line: Buffer): void {
     const seq = ++this.#seq
-    this.#ring[seq % this.maxEntries] = { seq, topic, line: Buffer.from(line) }
+    const slot = seq % this.maxEntries
+    this.#bytes += line.length - (this.#ring[slot]?.line.length ?? 0)
+    this.#ring[slot] = { seq, topic, line: Buffer.from(line) }
+    this.#oldest = Math.max(this.#oldest, seq - this.maxEntries + 1)
+    while (this.#bytes > this.maxBytes && this.#oldest < seq) {
+      const evicted = this.#ring[this.#oldest % this.maxEntries]
+      this.#bytes -= evicted?.line.length ?? 0
+      this.#ring[this.#oldest % this.maxEntries] = undefined
+      this.#oldest++
+    }
   }
 
   async head (): Promise<string> {
@@ -63,20 +79,24 @@ export class MemoryAuditTrail implements AuditTrail {
 
   async read (filter: string, since: string | undefined, limit: number): Promise<TrailPage> {
     const matches = compileFilter(filter)
-    const oldest = Math.max(1, this.#seq - this.maxEntries + 1)
+    const oldest = this.#oldest
     const messages: TrailMessage[] = []
+    let bytes = 0
     if (since === undefined) {
-      for (let seq = this.#seq; seq >= oldest && messages.length < limit; seq--) {
+      for (let seq = this.#seq; seq >= oldest && messages.length < limit && bytes < PAGE_BYTES; seq--) {
         const entry = this.#ring[seq % this.maxEntries]
-        if (entry !== undefined && matches(entry.topic)) messages.push(toMessage(this.#cursor(seq), entry.line))
+        if (entry === undefined || entry.seq !== seq || !matches(entry.topic)) continue
+        messages.push(toMessage(this.#cursor(seq), entry.line))
+        bytes += entry.line.length
       }
       return { messages: messages.reverse(), next: this.#cursor(this.#seq) }
     }
     for (let seq = Math.max(oldest, this.#after(since) + 1); seq <= this.#seq; seq++) {
       const entry = this.#ring[seq % this.maxEntries]
-      if (entry === undefined || !matches(entry.topic)) continue
+      if (entry === undefined || entry.seq !== seq || !matches(entry.topic)) continue
       messages.push(toMessage(this.#cursor(seq), entry.line))
-      if (messages.length === limit) return { messages, next: this.#cursor(seq) }
+      bytes += entry.line.length
+      if (messages.length === limit || bytes >= PAGE_BYTES) return { messages, next: this.#cursor(seq) }
     }
     return { messages, next: this.#cursor(this.#seq) }
   }
@@ -92,6 +112,13 @@ export class MemoryAuditTrail implements AuditTrail {
     return match[1] === this.#run ? Number(match[2]) : 0
   }
 }
+
+/**
+ * A page stops once its records hold this many bytes (with `next` where it stopped):
+ * records carry payloads of up to `limits.maxPayloadBytes`, and `limit` alone would let
+ * one request build hundreds of MB.
+ */
+const PAGE_BYTES = 4 * 1024 * 1024
 
 /** Entries read from the stream per command. */
 const SCAN_BATCH = 500
@@ -121,14 +148,18 @@ export class RedisAuditTrail implements AuditTrail {
     if (since === undefined) {
       let next: string | undefined
       let end: string | undefined = '+'
-      while (end !== undefined && messages.length < limit && scanned < MAX_SCANNED) {
+      let bytes = 0
+      while (end !== undefined && messages.length < limit && scanned < MAX_SCANNED && bytes < PAGE_BYTES) {
         const entries: Array<[id: string, fields: string[]]> = await this.redis.xrevrange(this.key, end, '-', 'COUNT', SCAN_BATCH)
         for (const [id, fields] of entries) {
           next ??= id
           scanned++
           const message = accepted(id, fields, matches)
-          if (message !== undefined) messages.push(message)
-          if (messages.length === limit) break
+          if (message !== undefined) {
+            messages.push(message)
+            bytes += fields[1]?.length ?? 0
+          }
+          if (messages.length === limit || bytes >= PAGE_BYTES) break
         }
         const last = entries.at(-1)
         end = entries.length < SCAN_BATCH || last === undefined ? undefined : before(last[0])
@@ -136,14 +167,18 @@ export class RedisAuditTrail implements AuditTrail {
       return { messages: messages.reverse(), next: next ?? '0-0' }
     }
     let next = checkId(since)
+    let bytes = 0
     while (scanned < MAX_SCANNED) {
       const entries = await this.redis.xrange(this.key, after(next), '+', 'COUNT', SCAN_BATCH)
       for (const [id, fields] of entries) {
         next = id
         scanned++
         const message = accepted(id, fields, matches)
-        if (message !== undefined) messages.push(message)
-        if (messages.length === limit) return { messages, next }
+        if (message !== undefined) {
+          messages.push(message)
+          bytes += fields[1]?.length ?? 0
+        }
+        if (messages.length === limit || bytes >= PAGE_BYTES) return { messages, next }
       }
       if (entries.length < SCAN_BATCH) break
     }
@@ -180,7 +215,14 @@ function toMessage (cursor: string, line: Buffer | string): TrailMessage {
 }
 
 function checkId (cursor: string): string {
-  if (!/^\d{1,20}-\d{1,20}$/.test(cursor)) throw new BadRequestError(`since ${JSON.stringify(cursor)} is not a cursor of this trail`)
+  const match = /^(\d{1,20})-(\d{1,20})$/.exec(cursor)
+  // both parts of a stream id are 64-bit: a larger one would reach Redis and fail there
+  const ms = BigInt(match?.[1] ?? '0')
+  const seq = BigInt(match?.[2] ?? '0')
+  // and the id after the last one possible is none
+  if (match === null || ms > MAX_SEQ || seq > MAX_SEQ || (ms === MAX_SEQ && seq === MAX_SEQ)) {
+    throw new BadRequestError(`since ${JSON.stringify(cursor)} is not a cursor of this trail`)
+  }
   return cursor
 }
 

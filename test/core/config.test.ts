@@ -17,7 +17,7 @@ test('defaults run one embedded node on localhost', () => {
     limits: { maxPayloadBytes: 262144, maxConnections: 10000, connectionsPerSecondPerAddress: 100, maxConnectionsPerAddress: 1000, connectTimeoutMs: 10000, maxTopicLevels: 100, maxTopicBytes: 1024, maxSubscriptionsPerClient: 100, maxKeepaliveSeconds: 0, drainTimeoutMs: 60000, maxInflightInbound: 1000, httpBodyBytes: 1048576, maxPacketBytes: 327680, maxConnectPacketBytes: 65536, maxFiltersPerPacket: 100, maxQueuedMessages: 1000, maxQueuedBytes: 8388608, slowConsumerMs: 500, clientLogIntervalMs: 10000 },
     deadLetters: { maxEntries: 10000 },
     idempotency: { enabled: true, windowMs: 86400000, maxEntries: 100000 },
-    audit: { enabled: true, topic: true, payload: true, redact: [], stream: { key: 'ce-broker:audit', maxLen: 1000000 }, recent: { maxEntries: 1000 } },
+    audit: { enabled: true, topic: true, payload: true, redact: [], stream: { key: 'ce-broker:audit', maxLen: 1000000 }, recent: { maxEntries: 1000, maxBytes: 16777216 } },
     auth: { allowAnonymous: false, users: [], acl: [], loginFailures: { max: 10, windowMs: 60000 }, apiKeys: [] },
     webhooks: {
       defaults: { retry: { maxAttempts: 8, initialDelayMs: 1000, maxDelayMs: 300000 }, timeoutMs: 10000, concurrency: 8 },

@@ -2,6 +2,9 @@ import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
 import { test } from 'node:test'
 import { pino } from 'pino'
+import { Aedes } from 'aedes'
+import mqemitter from 'mqemitter'
+import { keepEmitOrder } from '../../src/emit-order.js'
 import { collectMessages, connect, httpUrl, mqttUrl, sample, startBroker } from '../helpers/broker.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved, parseRecord } from '../helpers/events.js'
 
@@ -70,4 +73,25 @@ test('a QoS 1 message and a QoS 0 one published right after it both reach a clie
   broker.aedes.publish({ cmd: 'publish', topic: 'plain/first', payload: Buffer.from('1'), qos: 1, retain: false, dup: false }, () => {})
   broker.aedes.publish({ cmd: 'publish', topic: 'plain/second', payload: Buffer.from('2'), qos: 0, retain: false, dup: false }, () => {})
   assert.deepEqual((await arrived).map((m) => m.topic), ['plain/first', 'plain/second'])
+})
+
+test('emit order: a publish aedes refuses before numbering it (a topic over its level limit) holds no later one back', async (t) => {
+  // found by review: its noted number was taken by the next publish, whose entry then stalled every later emit of the node
+  const mq = mqemitter({ concurrency: 100 })
+  const aedes = await Aedes.createBroker({ mq, maxTopicLevels: 100 })
+  t.after(async () => { await new Promise<void>((resolve) => { aedes.close(() => { resolve() }) }) })
+  keepEmitOrder(aedes, mq)
+  const emitted: string[] = []
+  mq.on('#', function seen (packet: { topic: string }, done: () => void) { emitted.push(packet.topic); done() })
+  const publish = async (topic: string, qos: 0 | 1): Promise<string> => await new Promise((resolve) => {
+    aedes.publish({ cmd: 'publish', topic, payload: Buffer.from('x'), qos, retain: false, dup: false }, (err) => { resolve(err === undefined || err === null ? 'ok' : err.message) })
+  })
+  const results = await Promise.all([publish('a', 1), publish(`${'x/'.repeat(100)}y`, 0), publish('b', 1)])
+  assert.deepEqual(results, ['ok', 'topic has too many levels', 'ok'])
+  const later = Promise.all([publish('c', 0), publish('e', 1)])
+  let timer: NodeJS.Timeout | undefined
+  const stalled = new Promise<string[]>((resolve) => { timer = setTimeout(() => { resolve(['stalled']) }, 5_000) })
+  assert.deepEqual(await Promise.race([later, stalled]), ['ok', 'ok'], 'later publishes are emitted')
+  clearTimeout(timer)
+  assert.deepEqual(emitted, ['a', 'b', 'c', 'e'])
 })

@@ -190,6 +190,11 @@ test('GET /api/mqtt/messages/:topic reads the Redis audit stream with --redis, a
   const fromOther = await page(other, `/api/mqtt/messages/${DOTTED}`)
   assert.equal(fromOther.messages.length, 5, 'another node reads the same stream')
   assert.match(fromOther.next, /^\d+-\d+$/)
+  // found by review: ids past 64 bits reached Redis and answered 500
+  for (const since of ['99999999999999999999-0', '1-18446744073709551616', '18446744073709551615-18446744073709551615']) {
+    const res = await fetch(httpUrl(other, `/api/mqtt/messages/${DOTTED}?since=${since}`))
+    assert.equal(res.status, 400, since)
+  }
 })
 
 test('POST /api/mqtt/subscribe registers interest for polling: 201 with the filter and where to poll from now on', async (t) => {
@@ -220,7 +225,7 @@ test('the retained messages moved to GET /api/mqtt/retained/:topic', async (t) =
 })
 
 test('the memory trail keeps the newest maxEntries events; a cursor older than the ring, or of an earlier run, reads from the oldest kept', async () => {
-  const trail = new MemoryAuditTrail(3)
+  const trail = new MemoryAuditTrail(3, 1024 * 1024)
   const line = (n: number): Buffer => Buffer.from(JSON.stringify({ outcome: 'accepted', topic: 'a/b', n }))
   for (let n = 1; n <= 5; n++) trail.push(n === 4 ? 'a/c' : 'a/b', line(n))
   const all = await trail.read('a/#', undefined, 10)
@@ -233,4 +238,24 @@ test('the memory trail keeps the newest maxEntries events; a cursor older than t
   assert.deepEqual((await trail.read('a/#', `${run}-1`, 10)).messages.map((m) => m.n), [3, 4, 5], 'older than the ring')
   assert.deepEqual((await trail.read('a/#', 'zzzz-4', 10)).messages.map((m) => m.n), [3, 4, 5], 'an earlier run')
   assert.deepEqual(await trail.read('a/#', head, 10), { messages: [], next: head })
+})
+
+test('the memory trail is bounded by bytes too, and a page stops at 4 MiB with next where it stopped', async () => {
+  // found by review: records carry their payload (up to 256 KiB), and 1,000 of them made a 256 MB ring and response
+  const record = (n: number, bytes: number): Buffer => Buffer.from(JSON.stringify({ outcome: 'accepted', topic: 'a/b', n, pad: 'x'.repeat(bytes) }))
+  const small = new MemoryAuditTrail(1000, 10 * 1024)
+  for (let n = 1; n <= 10; n++) small.push('a/b', record(n, 3000))
+  assert.deepEqual((await small.read('a/#', undefined, 100)).messages.map((m) => m.n), [8, 9, 10], 'the oldest went first: 3 records of ~3 KB fit 10 KiB')
+
+  const large = new MemoryAuditTrail(1000, 64 * 1024 * 1024)
+  for (let n = 1; n <= 40; n++) large.push('a/b', record(n, 200 * 1024))
+  const newest = await large.read('a/#', undefined, 1000)
+  assert.ok(newest.messages.length < 40 && newest.messages.length >= 20, `a page of ${newest.messages.length} records of 200 KB`)
+  assert.equal(newest.messages.at(-1)?.n, 40)
+  const run = newest.next.split('-')[0] ?? ''
+  const first = await large.read('a/#', `${run}-0`, 1000)
+  assert.ok(first.messages.length < 40)
+  assert.equal(first.messages[0]?.n, 1)
+  const rest = await large.read('a/#', first.next, 1000)
+  assert.equal(rest.messages[0]?.n, first.messages.length + 1, 'the next page goes on where the first stopped')
 })
