@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { Registry } from 'prom-client'
 import { Agent, request } from 'undici'
-import { MAX_JSON_DEPTH, MemoryDeadLetterStore, type Broker, type PluginEntry } from '../../src/index.js'
-import { DeniedAddressError, UrlPolicy, WebhookRegistry, webhooks, type Resolver } from '../../plugins/webhooks/index.js'
+import { MAX_JSON_DEPTH, type Broker } from '../../src/index.js'
+import { DeniedAddressError, UrlPolicy } from '../../plugins/webhooks/index.js'
 import { collectMessages, connect, httpUrl, mqttUrl, nextMessage, sample, startBroker } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved, parseRecord, type RecordData } from '../helpers/events.js'
 import { listenOn, receiver } from '../helpers/receiver.js'
+import { rebindingResolver, startBrokerResolving } from '../helpers/rebinding.js'
 
 /** No validation rule matches it: with `validation.default` at `pass`, anything published here is accepted as it is. */
 const UNVALIDATED_TOPIC = 'plain/a'
@@ -149,27 +149,12 @@ test('the connector refuses the unspecified address, as a literal and when a nam
   }
 
   // a name: allowed at registration (a documentation address, never connected to), the unspecified address at delivery
-  const asked: string[] = []
-  const rebinding: Resolver = async (hostname) => {
-    if (hostname !== 'rebind.test') throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' })
-    asked.push(hostname)
-    return [{ address: asked.length === 1 ? '192.0.2.1' : '0.0.0.0', family: 4 }]
-  }
-  const registry = new WebhookRegistry(NO_LOOPBACK, { resolve: rebinding })
-  const entry = webhooks({
-    registry,
-    deadLetters: new MemoryDeadLetterStore(10),
-    subscriptions: [{ service_id: 'rebinder', webhook_url: `http://rebind.test:${local.port}/hooks`, topic_filters: ['albergue/#'] }],
-    // a refusal taken for a network error would be tried 3 times
-    retry: { maxAttempts: 3, initialDelayMs: 5, maxDelayMs: 20 },
-    timeoutMs: 5_000,
-    concurrency: 2,
-    maxQueued: 100,
-    breaker: { failures: 5, halfOpenAfterMs: 60_000 }
+  const { resolve, asked } = rebindingResolver('192.0.2.1', '0.0.0.0')
+  const { broker } = await startBrokerResolving(t, {
+    denyNetworks: NO_LOOPBACK,
+    resolve,
+    subscriptions: [{ service_id: 'rebinder', webhook_url: `http://rebind.test:${local.port}/hooks`, topic_filters: ['albergue/#'] }]
   })
-  // the broker's own webhooks plugin resolves through the system: this one, with the test's resolver, has its own name and metrics
-  const withResolver: PluginEntry = { ...entry, name: 'webhooks-rebinding', start: async (ctx) => await entry.start({ ...ctx, metrics: new Registry() }) }
-  const broker = await startBroker(t, { plugins: [withResolver] })
   assert.deepEqual(asked, ['rebind.test'])
 
   const watcher = await connect(t, mqttUrl(broker))

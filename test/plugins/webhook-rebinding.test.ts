@@ -1,42 +1,24 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { Registry } from 'prom-client'
-import { MemoryDeadLetterStore, type PluginEntry } from '../../src/index.js'
-import { WebhookRegistry, webhooks, type Resolver } from '../../plugins/webhooks/index.js'
-import { connect, mqttUrl, nextMessage, startBroker } from '../helpers/broker.js'
+import { connect, mqttUrl, nextMessage } from '../helpers/broker.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved, parseRecord } from '../helpers/events.js'
 import { listenOn, receiver } from '../helpers/receiver.js'
+import { rebindingResolver, startBrokerResolving } from '../helpers/rebinding.js'
 
 
 test('a name that answers an allowed address at registration and a denied one at delivery is refused when connecting: dead-lettered after one attempt, other subscriptions delivered', async (t) => {
   // 127.0.0.2 stands for the metadata service: denied, yet really reachable, so without the connect-time check the request would land
   const metadata = await listenOn(t, '127.0.0.2')
   const allowed = await receiver(t)
-  const asked: string[] = []
-  const rebinding: Resolver = async (hostname) => {
-    if (hostname !== 'rebind.test') throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' })
-    asked.push(hostname)
-    return [{ address: asked.length === 1 ? '127.0.0.1' : '127.0.0.2', family: 4 }]
-  }
-  const registry = new WebhookRegistry(['127.0.0.2/32'], { resolve: rebinding })
-  const entry = webhooks({
-    registry,
-    deadLetters: new MemoryDeadLetterStore(10),
+  const { resolve, asked } = rebindingResolver('127.0.0.1', '127.0.0.2')
+  const { broker, registry } = await startBrokerResolving(t, {
+    denyNetworks: ['127.0.0.2/32'],
+    resolve,
     subscriptions: [
       { service_id: 'rebinder', webhook_url: `http://rebind.test:${metadata.port}/hooks`, topic_filters: ['albergue/#'] },
       { service_id: 'honest', webhook_url: allowed.url, topic_filters: ['albergue/#'] }
-    ],
-    // a refusal taken for a network error would be tried 3 times
-    retry: { maxAttempts: 3, initialDelayMs: 5, maxDelayMs: 20 },
-    timeoutMs: 5_000,
-    concurrency: 2,
-    maxQueued: 100,
-    breaker: { failures: 5, halfOpenAfterMs: 60_000 }
+    ]
   })
-  // the broker's own webhooks plugin resolves through the system: this second one, with the
-  // test's resolver, gets a name and a metrics registry of its own
-  const withResolver: PluginEntry = { ...entry, name: 'webhooks-rebinding', start: async (ctx) => await entry.start({ ...ctx, metrics: new Registry() }) }
-  const broker = await startBroker(t, { plugins: [withResolver] })
   assert.deepEqual(asked, ['rebind.test'], 'registration resolved the name once, to 127.0.0.1')
   const rebinder = registry.store.list().find((s) => s.service_id === 'rebinder')
   assert.ok(rebinder !== undefined)
