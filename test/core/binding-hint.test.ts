@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { fromHttp, type BoundEvent } from '../../src/http/cloudevents-binding.js'
+import { fromHttp, type BoundEvent } from '../../src/core/http/cloudevents-binding.js'
 import { httpUrl, startBroker } from '../helpers/broker.js'
 import { bookingReserved, type RecordData } from '../helpers/events.js'
 

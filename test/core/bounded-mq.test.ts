@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import mqemitter, { type MQEmitter } from 'mqemitter'
-import { boundRecursion } from '../../src/persistence/bounded-mq.js'
+import { boundRecursion } from '../../src/core/persistence/bounded-mq.js'
 
 const QUEUED = 50_000
 

@@ -6,8 +6,8 @@ import { pino } from 'pino'
 import { connect, mqttUrl, nextMessage, startBroker, subscribeGranted } from '../helpers/broker.js'
 import { rawConnect } from '../helpers/raw.js'
 import { bookingReserved, BOOKING_RESERVED_TOPIC } from '../helpers/events.js'
-import { LogSampler } from '../../src/log-sampler.js'
-import type { Logger } from '../../src/logger.js'
+import { LogSampler } from '../../src/core/log-sampler.js'
+import type { Logger } from '../../src/core/logger.js'
 
 /** A pino logger whose warn lines land in `lines`. */
 function capture (): { logger: Logger, lines: Array<Record<string, unknown>> } {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { CloudEvent, HTTP, type Message } from 'cloudevents'
-import { EnvelopeChecker } from '../../src/cloudevents/envelope.js'
-import { fromHttp, type BoundEvent, type BoundRequest, type HttpHeaders } from '../../src/http/cloudevents-binding.js'
+import { EnvelopeChecker } from '../../src/core/cloudevents/envelope.js'
+import { fromHttp, type BoundEvent, type BoundRequest, type HttpHeaders } from '../../src/core/http/cloudevents-binding.js'
 
 const checker = new EnvelopeChecker()
 const source = '/albergue/booking-service'

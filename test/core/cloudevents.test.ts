@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { EnvelopeChecker, MAX_ERRORS } from '../../src/cloudevents/envelope.js'
-import { topicToType, typeMatchesTopic, typeToTopic } from '../../src/cloudevents/topic.js'
+import { EnvelopeChecker, MAX_ERRORS } from '../../src/core/cloudevents/envelope.js'
+import { topicToType, typeMatchesTopic, typeToTopic } from '../../src/core/cloudevents/topic.js'
 
 const checker = new EnvelopeChecker()
 const valid = {
@@ -80,7 +80,7 @@ test('type ⇄ topic: dots become slashes', () => {
 })
 
 test('topic filters match as MQTT does', async () => {
-  const { compileFilter } = await import('../../src/topics.js')
+  const { compileFilter } = await import('../../src/core/topics.js')
   const cases: Array<[string, string, boolean]> = [
     ['albergue/#', 'albergue/v1/booking/reserved', true], ['albergue/#', 'albergue', true], ['albergue/#', 'albergues/x', false],
     ['albergue/+/booking/#', 'albergue/v1/booking/reserved', true], ['albergue/+/booking/#', 'albergue/v1/payment/x', false],
@@ -92,7 +92,7 @@ test('topic filters match as MQTT does', async () => {
 })
 
 test('time is RFC 3339: real dates, 24-hour times, leap seconds, offsets', async () => {
-  const { isRfc3339 } = await import('../../src/cloudevents/rfc3339.js')
+  const { isRfc3339 } = await import('../../src/core/cloudevents/rfc3339.js')
   for (const ok of ['2026-11-23T10:00:00Z', '2026-11-23t10:00:00z', '2024-02-29T23:59:60.123456+01:00', '2026-01-01T00:00:00.5-23:59', '1990-12-31T23:59:59+00:00']) {
     assert.equal(isRfc3339(ok), true, ok)
   }
@@ -104,7 +104,7 @@ test('time is RFC 3339: real dates, 24-hour times, leap seconds, offsets', async
 })
 
 test('full-date is RFC 3339 too', async () => {
-  const { isRfc3339Date } = await import('../../src/cloudevents/rfc3339.js')
+  const { isRfc3339Date } = await import('../../src/core/cloudevents/rfc3339.js')
   for (const ok of ['2026-05-01', '2024-02-29', '2000-02-29']) assert.equal(isRfc3339Date(ok), true, ok)
   for (const bad of ['2025-02-29', '1900-02-29', '2026-00-10', '2026-06-31', '2026-5-01', '2026-05-01T00:00:00Z', 'tomorrow']) assert.equal(isRfc3339Date(bad), false, bad)
 })

@@ -6,7 +6,7 @@ import { pino } from 'pino'
 import { connect, connectedOnBroker, httpUrl, mqttUrl, nextMessage, sample, startBroker, subscribeGranted } from '../helpers/broker.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved, parseRecord, type RecordData } from '../helpers/events.js'
 import { rawConnect, varint, type RawClient } from '../helpers/raw.js'
-import type { Logger } from '../../src/logger.js'
+import type { Logger } from '../../src/core/logger.js'
 
 // Issue 16, item 8: every attack of the issue against one broker at once, while canaries
 // run through it. Each attack has its own test elsewhere (slow-consumer, packet-limits,

@@ -6,7 +6,7 @@ import { test, type TestContext } from 'node:test'
 import { WebSocket, WebSocketServer, createWebSocketStream } from 'ws'
 import { KIB, LIMIT, MIB, UNLIMITED, connectPacket, encode, filterLengthLowAt, publish, publishHeader, remainingOf, subscribePacket } from '../helpers/mqtt-bytes.js'
 import { varint } from '../helpers/raw.js'
-import { guardPacketSize, type OversizeInfo, type PacketGuard, type PacketLimits, type PacketRefusal } from '../../src/transport/size-guard.js'
+import { guardPacketSize, type OversizeInfo, type PacketGuard, type PacketLimits, type PacketRefusal } from '../../src/core/transport/size-guard.js'
 
 /** `stream` with the guard, read the way aedes 1.2 does (lib/client.js: `conn.read(null)` in 'readable'). */
 interface GuardedReader {

@@ -3,7 +3,7 @@ import { test } from 'node:test'
 import mqttPacket, { type QoS } from 'mqtt-packet'
 import { KIB, LIMIT, MIB, UNLIMITED, connectPacket, encode, filterLengthLowAt, lengthBytesAt, lengthEndAt, publish, publishHeader, remainingOf, subscribePacket, unsubscribePacket } from '../helpers/mqtt-bytes.js'
 import { varint } from '../helpers/raw.js'
-import { PacketWalker, type OversizeInfo, type PacketLimits, type PacketRefusal } from '../../src/transport/size-guard.js'
+import { PacketWalker, type OversizeInfo, type PacketLimits, type PacketRefusal } from '../../src/core/transport/size-guard.js'
 
 /** A walker of an accepted connection that refuses only PUBLISH payloads over `maxPayloadBytes`. */
 function payloadWalker (maxPayloadBytes: number): PacketWalker {

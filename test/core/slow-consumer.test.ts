@@ -4,7 +4,7 @@ import mqtt, { type MqttClient } from 'mqtt'
 import { defer } from '../helpers/cleanup.js'
 import { collectMessages, connect, connectedOnBroker, connectionOf, mqttUrl, sample, startBroker, type Received } from '../helpers/broker.js'
 import { rawConnect, type RawClient } from '../helpers/raw.js'
-import { slowEpisode } from '../../src/transport/outbound.js'
+import { slowEpisode } from '../../src/core/transport/outbound.js'
 
 type Broker = Awaited<ReturnType<typeof startBroker>>
 

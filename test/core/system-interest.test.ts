@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import mqemitter from 'mqemitter'
-import { watchSystemTopics } from '../../src/persistence/system-interest.js'
+import { watchSystemTopics } from '../../src/core/persistence/system-interest.js'
 
 const noop = (_message: unknown, done: () => void): void => { done() }
 

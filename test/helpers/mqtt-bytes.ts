@@ -1,5 +1,5 @@
 import mqttPacket, { type IPublishPacket, type Packet, type QoS } from 'mqtt-packet'
-import type { PacketLimits } from '../../src/transport/size-guard.js'
+import type { PacketLimits } from '../../src/core/transport/size-guard.js'
 import { varint } from './raw.js'
 
 /** MQTT byte streams for the packet guard's tests. */

@@ -4,7 +4,7 @@ import { test } from 'node:test'
 import { pino } from 'pino'
 import { Aedes } from 'aedes'
 import mqemitter from 'mqemitter'
-import { keepEmitOrder } from '../../src/emit-order.js'
+import { keepEmitOrder } from '../../src/core/emit-order.js'
 import { collectMessages, connect, httpUrl, mqttUrl, sample, startBroker } from '../helpers/broker.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved, parseRecord } from '../helpers/events.js'
 

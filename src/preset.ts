@@ -9,14 +9,14 @@ import { MemoryIdempotencyStore, RedisIdempotencyStore, idempotency } from '../p
 import { SchemaRegistry, schemaValidation } from '../plugins/schema-validation/index.js'
 import { summarizeSchema } from '../plugins/schema-validation/summary.js'
 import { MemoryPublisherLog, RedisPublisherLog, catalog, type PublisherLog } from '../plugins/catalog/index.js'
-import type { CatalogSchema } from './catalog.js'
+import type { CatalogSchema } from './core/catalog.js'
 import { webhooks, type WebhookRegistry } from '../plugins/webhooks/index.js'
-import type { BrokerConfig } from './config.js'
-import type { PluginEntry } from './context.js'
-import type { Logger } from './logger.js'
-import type { DeadLetterStore } from './persistence/dead-letters.js'
-import type { SchemaListing } from './http/routes/schemas.js'
-import { bundledSchemasDir } from './version.js'
+import type { BrokerConfig } from './core/config.js'
+import type { PluginEntry } from './core/context.js'
+import type { Logger } from './core/logger.js'
+import type { DeadLetterStore } from './core/persistence/dead-letters.js'
+import type { SchemaListing } from './core/http/routes/schemas.js'
+import { bundledSchemasDir } from './core/version.js'
 
 /** The plugins every broker runs before the caller's, configured from the config. */
 export interface Builtins {
