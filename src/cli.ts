@@ -1,11 +1,8 @@
 #!/usr/bin/env node
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { createBroker, type Broker } from './core/broker.js'
-import { OPTIONS, loadConfig, readConfigFile } from './core/config.js'
-import { BrokerError } from './core/errors.js'
+import { BrokerError, OPTIONS, createBroker, loadConfig, newApiKey, readConfigFile, type Broker } from './index.js'
 import { packageVersion } from './core/version.js'
 import { hashPassword } from '../plugins/auth/passwords.js'
-import { newApiKey } from './core/http/api-keys.js'
 
 /** Longest a SIGINT/SIGTERM shutdown may take before the process gives up and exits 1. */
 const SHUTDOWN_TIMEOUT_MS = 15_000

@@ -6,36 +6,24 @@
  * const broker = await createBroker({ mqtt: { port: 0 }, http: { port: 0 } })
  * await broker.close()
  * ```
+ *
+ * The package entry: the core's API (`src/core/index.ts`) with `createBroker` running
+ * the built-in plugins unless told otherwise, and what the built-in plugins export.
  */
-export { loadConfig, readConfigFile, defaults, OPTIONS, type BrokerConfig, type ConfigInput, type LoadConfigOptions, type LogLevel, type OptionSpec, type TlsFiles, type ValidationRule, type WebhookSubscriptionInput, type AclRuleInput, type AuthJwt, type AuthUser } from './core/config.js'
-export {
-  BrokerError, ConfigError, PluginError, ReservedTopicError, ConnectRefusedError, BadRequestError, InternalError, ListenError, SchemaFileError, EventRejectedError, DuplicateEventError, DeliveryFailedError, PublishNotAuthorizedError, LimitExceededError,
-  type RejectReason, type EventProblem, type EventSummary,
-  toBrokerError, type Disposition
-} from './core/errors.js'
-export { createLogger, type Logger } from './core/logger.js'
-export {
-  definePlugin,
-  type AuthorizePublishHandler, type AuthorizeSubscribeHandler, type ConnectAttempt, type ConnectHandler, type Dispose,
-  type HookRegistry, type Origin, type OutgoingMessage, type Plugin, type PluginContext, type PluginEntry, type PluginMeta,
-  type PublishAttempt, type PublishedHandler, type PublishedMessage, type SubscribeAttempt, type Transport,
-  type DeadLetterHandler, type DecidedHandler, type PublishVerdict, type SubmitOptions, type Identity, type ConnectRefusedHandler, type Delivery, type ForwardHandler
-} from './core/context.js'
-export { EnvelopeChecker, toFieldErrors, MAX_ERRORS, type CloudEvent, type EnvelopeResult, type FieldError } from './core/cloudevents/envelope.js'
-export { typeToTopic, topicToType, typeMatchesTopic } from './core/cloudevents/topic.js'
-export { isRfc3339, isRfc3339Date } from './core/cloudevents/rfc3339.js'
-export { compileFilter, topicFilterProblem } from './core/topics.js'
-export { REJECTIONS_PREFIX } from './core/hooks/authorize-subscribe.js'
-export { hashApiKey, newApiKey, type ApiKeyInput, type ApiScope } from './core/http/api-keys.js'
-export { TRANSPORTS } from './core/transport/connections.js'
-export { addressKey } from './core/transport/admission.js'
-export { viewPayload, nestingDepth, nestedDeeperThan, mayNestDeeperThan, MAX_JSON_DEPTH, MAX_VIEW_DEPTH, type PayloadView } from './core/payload.js'
-export {
-  MemoryDeadLetterStore,
-  type DeadLetterEntry, type DeadLetterPage, type DeadLetterQuery, type DeadLetterRecord, type DeadLetterStore, type OriginalMessage
-} from './core/persistence/dead-letters.js'
-export { RedisDeadLetterStore } from './core/persistence/redis-dead-letters.js'
+import { createBroker as createCoreBroker, type Broker, type BrokerInput } from './core/index.js'
+import { builtinPlugins } from './preset.js'
 
-// Last on purpose: broker.js loads the built-in plugins, which import this module. Every
-// export above is evaluated by then, so the cycle finds them initialised.
-export { createBroker, type Broker, type BrokerInput, type BoundPorts } from './core/broker.js'
+export * from './core/index.js'
+export { builtinPlugins, type BuiltinOverrides } from './preset.js'
+export { MemoryDeadLetterStore, RedisDeadLetterStore, DEAD_LETTERS, type DeadLetters, type DeadLetterEntry, type DeadLetterPage, type DeadLetterQuery, type DeadLetterRecord, type DeadLetterStore, type OriginalMessage } from '../plugins/dead-letter/index.js'
+export { WEBHOOKS, type WebhookRegistry, type WebhookListing, type Resolver } from '../plugins/webhooks/index.js'
+export { SCHEMAS, type Schemas } from '../plugins/schema-validation/index.js'
+
+/**
+ * Start a broker (see the core's `createBroker`): `preset` defaults to the built-in
+ * plugins (`builtinPlugins()`), which load before `plugins`; pass `preset: () => []`
+ * for none, or a preset of your own.
+ */
+export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
+  return await createCoreBroker({ preset: builtinPlugins(), ...input })
+}

@@ -1,28 +1,31 @@
-import type { Redis } from 'ioredis'
+import { resolve } from 'node:path'
 import { Counter } from 'prom-client'
-import { ConfigError, ConnectRefusedError, definePlugin, type BrokerError, type ConnectAttempt, type PublishAttempt, type PublishVerdict } from '../../src/index.js'
+import { ConfigError, ConnectRefusedError, definePlugin, type BrokerError, type ConnectAttempt, type PluginContext, type PublishAttempt, type PublishVerdict } from '../../src/core/index.js'
 import { RecordWriter, compileRedactor, outcomeOf } from './record.js'
+import { messagesRoutes } from './routes.js'
 import { fileSink, streamSink, type AuditSink } from './sinks.js'
-import type { MemoryAuditTrail } from './trail.js'
+import { MemoryAuditTrail, RedisAuditTrail } from './trail.js'
 
 export { fileSink, streamSink, type AuditSink } from './sinks.js'
 export { compileRedactor, REDACTED, type AuditOutcome, type AuditRecord } from './record.js'
 export { MemoryAuditTrail, RedisAuditTrail, type AuditTrail, type TrailMessage, type TrailPage } from './trail.js'
 
-/** Options of the audit plugin. */
+/** Options of the audit plugin: the `audit` section of the config. */
 export interface AuditOptions {
-  /** Publish each record on `$audit/<topic>` (default true): a message through the broker per event. */
-  readonly topic?: boolean
+  /** Write a record for every publish on a validated topic; without it the trail stays empty. */
+  readonly enabled: boolean
+  /** Publish each record on `$audit/<topic>`: a message through the broker per event while anybody listens. */
+  readonly topic: boolean
   /** JSON-lines file the records are appended to (opened at start-up). */
   readonly file?: string
-  /** Redis stream the records are added to. */
-  readonly stream?: { readonly redis: Redis, readonly key: string, readonly maxLen: number }
   /** Put the event itself in each record. */
   readonly payload: boolean
   /** Paths into the event whose values are replaced by "[redacted]" in every record. */
   readonly redact: readonly string[]
-  /** Embedded mode: the ring the records of accepted events are also kept in, for `GET /api/mqtt/messages/:topic`. Default none. */
-  readonly recent?: Pick<MemoryAuditTrail, 'push'>
+  /** With Redis: the stream the records are added to, which `GET /api/mqtt/messages/:topic` reads. */
+  readonly stream: { readonly key: string, readonly maxLen: number }
+  /** Embedded: the ring the records of accepted events are kept in, for `GET /api/mqtt/messages/:topic`. */
+  readonly recent: { readonly maxEntries: number, readonly maxBytes: number }
 }
 
 export const AUDIT_PREFIX = '$audit/'
@@ -38,17 +41,24 @@ export const CONNECT_TOPIC = '$audit/$connect'
  * `recent` ring that `GET /api/mqtt/messages/:topic` reads. The plugin's own publishes skip the pipeline, so it never
  * audits its output.
  */
-export const audit = definePlugin<AuditOptions>('audit', async (ctx, opts) => {
+export const audit = definePlugin<AuditOptions>({ name: 'audit', setup: setupAudit })
+
+async function setupAudit (ctx: PluginContext, opts: AuditOptions): Promise<(() => Promise<void>) | undefined> {
+  // what GET /api/mqtt/messages/:topic reads: embedded, this node's ring; with Redis, the audit stream
+  const trail = ctx.redis === undefined ? new MemoryAuditTrail(opts.recent.maxEntries, opts.recent.maxBytes) : new RedisAuditTrail(ctx.redis, opts.stream.key)
+  ctx.routes(async function routes (app) { await app.register(messagesRoutes, { auditTrail: trail }) })
+  if (!opts.enabled) return undefined
   const sinks: AuditSink[] = []
   if (opts.file !== undefined) {
+    const file = resolve(opts.file)
     try {
-      sinks.push(await fileSink(opts.file, (err) => { ctx.reportError(err, { sink: 'file', file: opts.file }) }))
+      sinks.push(await fileSink(file, (err) => { ctx.reportError(err, { sink: 'file', file }) }))
     } catch (err: unknown) {
       throw new ConfigError('audit plugin', 'audit.file', `cannot be opened for appending: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
     }
   }
-  if (opts.stream !== undefined) sinks.push(streamSink(opts.stream.redis, opts.stream.key, opts.stream.maxLen))
-  const recent = opts.recent
+  if (ctx.redis !== undefined) sinks.push(streamSink(ctx.redis, opts.stream.key, opts.stream.maxLen))
+  const recent = trail instanceof MemoryAuditTrail ? trail : undefined
   const records = new RecordWriter({ node: ctx.nodeId, payload: opts.payload, redact: compileRedactor(opts.redact) })
   // plain numbers on the hot path, copied into prom-client at scrape time
   const tally = new Map<string, number>()
@@ -100,7 +110,7 @@ export const audit = definePlugin<AuditOptions>('audit', async (ctx, opts) => {
 
   ctx.hooks.decided(function auditPublish (attempt: PublishAttempt, verdict: PublishVerdict): void {
     // the live mirror only while a subscription may get it: no message per event for nobody
-    const watched = opts.topic !== false && ctx.listening('$audit')
+    const watched = opts.topic && ctx.listening('$audit')
     if (!watched && sinks.length === 0 && recent === undefined) return
     const audited = outcomeOf(attempt, verdict)
     if (audited === undefined) return
@@ -122,7 +132,7 @@ export const audit = definePlugin<AuditOptions>('audit', async (ctx, opts) => {
 
   // a refused login (bad credentials, rate limited, ...): `$audit/$connect` and the logs
   ctx.hooks.connectRefused(function auditRefusedConnect (attempt: ConnectAttempt, error: BrokerError): void {
-    const watched = opts.topic !== false && ctx.listening('$audit')
+    const watched = opts.topic && ctx.listening('$audit')
     const line = records.appendValue({
       outcome: 'refused',
       reason: error instanceof ConnectRefusedError ? error.reason : error.code,
@@ -142,4 +152,4 @@ export const audit = definePlugin<AuditOptions>('audit', async (ctx, opts) => {
     await flushing
     for (const sink of sinks) await sink.close()
   }
-})
+}

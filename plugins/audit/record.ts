@@ -1,4 +1,4 @@
-import { DuplicateEventError, EventRejectedError, MAX_VIEW_DEPTH, PublishNotAuthorizedError, nestingDepth, type EventSummary, type PublishAttempt, type PublishVerdict } from '../../src/index.js'
+import { DuplicateEventError, EventRejectedError, MAX_VIEW_DEPTH, PublishNotAuthorizedError, nestingDepth, type EventSummary, type PublishAttempt, type PublishVerdict } from '../../src/core/index.js'
 
 /** What happened to an audited publish (PRODUCT §3). */
 export type AuditOutcome = 'accepted' | 'rejected' | 'duplicate'

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis'
-import { BadRequestError, compileFilter } from '../../src/index.js'
+import { BadRequestError, compileFilter } from '../../src/core/index.js'
 
 /** An accepted event as `GET /api/mqtt/messages/:topic` lists it: its audit record without `outcome`, and where it stands in the trail. */
 export interface TrailMessage {

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache'
-import { compileFilter, type Identity } from '../../src/index.js'
+import { compileFilter, type Identity } from '../../src/core/index.js'
 
 /**
  * One ACL rule: the filters a role or a user may publish to and subscribe to, and

@@ -1,11 +1,10 @@
 import { readFile } from 'node:fs/promises'
 import { createLocalJWKSet, jwtVerify, type JWTPayload, type JWTVerifyOptions } from 'jose'
-import type { Redis } from 'ioredis'
 import { Counter } from 'prom-client'
 import {
   BrokerError, ConfigError, ConnectRefusedError, PublishNotAuthorizedError, REJECTIONS_PREFIX, addressKey, definePlugin,
   type AclRuleInput, type AuthJwt, type AuthUser, type ConnectAttempt, type Identity, type PublishAttempt, type SubscribeAttempt
-} from '../../src/index.js'
+} from '../../src/core/index.js'
 import { ANONYMOUS_ROLE, Acl } from './acl.js'
 import { DECOY_HASH, hashProblem, verifyPassword } from './passwords.js'
 import { checkAclRules } from './rules.js'
@@ -22,8 +21,6 @@ export interface AuthOptions {
   readonly allowAnonymous: boolean
   readonly jwt?: AuthJwt
   readonly loginFailures: { readonly max: number, readonly windowMs: number }
-  /** With `--redis`: failed logins and client-id owners are shared by the nodes. */
-  readonly redis?: Redis
 }
 
 /** A subscription no ACL rule grants: SUBACK 0x80 for that filter, the client stays connected. */
@@ -74,7 +71,7 @@ export const auth = definePlugin<AuthOptions>('auth', async (ctx, opts) => {
   const open = opts.users.length === 0 && opts.jwt === undefined
   const verifyJwt = opts.jwt === undefined ? undefined : await jwtVerifier(opts.jwt)
   /** Failed logins per address, and the user each client id belongs to: a session is its user's, nobody else's to take over or resume. */
-  const state: AuthState = opts.redis === undefined ? new MemoryAuthState(opts.loginFailures.windowMs) : new RedisAuthState(opts.redis, opts.loginFailures.windowMs)
+  const state: AuthState = ctx.redis === undefined ? new MemoryAuthState(opts.loginFailures.windowMs) : new RedisAuthState(ctx.redis, opts.loginFailures.windowMs)
   /** Checks running per address: they count against the limit before they end, so parallel guesses do not all get through. */
   const pending = new Map<string, number>()
   let checking = 0

@@ -1,4 +1,4 @@
-import { ConfigError, topicFilterProblem, type AclRuleInput, type AuthJwt, type AuthUser } from '../../src/index.js'
+import { ConfigError, topicFilterProblem, type AclRuleInput, type AuthJwt, type AuthUser } from '../../src/core/index.js'
 import { ANONYMOUS_ROLE } from './acl.js'
 
 /** The parts of `auth` that decide whom a rule can apply to. */

@@ -1,5 +1,11 @@
 import type { Redis } from 'ioredis'
-import { definePlugin, type PublishAttempt, type PublishVerdict } from '../../src/index.js'
+import { definePlugin, type PluginContext, type PublishAttempt, type PublishVerdict } from '../../src/core/index.js'
+import { SCHEMAS } from '../schema-validation/index.js'
+import { WEBHOOKS } from '../webhooks/index.js'
+import { buildCatalog } from './catalog.js'
+import { catalogRoutes } from './routes.js'
+
+export { buildCatalog, catalogMarkdown, type Catalog, type CatalogEntry, type CatalogSchema, type CatalogWebhook, type CatalogMqttSubscription } from './catalog.js'
 
 /** Who published a type, and when last. */
 export interface PublisherSeen {
@@ -124,18 +130,29 @@ function splitPair (key: string): { type: string, publisher: string } | undefine
   return cut === -1 ? undefined : { type: key.slice(0, cut), publisher: key.slice(cut + 1) }
 }
 
-/** Options of the catalog plugin. */
-export interface CatalogOptions {
-  readonly log: PublisherLog
-}
-
 /**
- * Notes the publisher of every accepted CloudEvent, by its `type`, for `GET /api/catalog`.
- * Runs on every verdict: two Map lookups per accepted event.
+ * `GET /api/catalog`: every event type with its schema's fields (from schema-validation),
+ * the publishers seen, and its subscribers (webhook subscriptions, when the webhooks run,
+ * and MQTT subscriptions). Notes the publisher of every accepted CloudEvent, by its
+ * `type`: two Map lookups per accepted event. With Redis the publishers seen are shared.
  */
-export const catalog = definePlugin<CatalogOptions>('catalog', async (ctx, opts) => {
+export const catalog = definePlugin({ name: 'catalog', dependsOn: ['schema-validation'], setup: setupCatalog })
+
+async function setupCatalog (ctx: PluginContext): Promise<undefined> {
+  const schemas = ctx.need(SCHEMAS)
+  const webhooks = ctx.find(WEBHOOKS)
+  const publishers: PublisherLog = ctx.redis === undefined ? new MemoryPublisherLog() : new RedisPublisherLog(ctx.redis, (err) => { ctx.reportError(err, { op: 'publisher log' }) })
   ctx.hooks.decided(function notePublisher (attempt: PublishAttempt, verdict: PublishVerdict): void {
     if (verdict !== undefined || attempt.event?.type === undefined) return
-    opts.log.seen(attempt.event.type, attempt.clientId ?? attempt.origin, Date.now())
+    publishers.seen(attempt.event.type, attempt.clientId ?? attempt.origin, Date.now())
   })
-})
+  const build = async (): ReturnType<typeof buildCatalog> => await buildCatalog({
+    node: ctx.nodeId,
+    schemas: schemas.summaries,
+    publishers: async () => await publishers.list(),
+    webhooks: () => webhooks?.store.list().map((s) => ({ id: s.id, service_id: s.service_id, webhook_url: s.webhook_url, filters: s.filters })) ?? [],
+    mqtt: ctx.subscribers
+  })
+  ctx.routes(async function routes (app) { await app.register(catalogRoutes, { catalog: build }) })
+  return undefined
+}

@@ -1,15 +1,33 @@
 import { randomUUID } from 'node:crypto'
 import { Counter } from 'prom-client'
 import {
-  DeliveryFailedError, DuplicateEventError, EventRejectedError, MAX_ERRORS, PublishNotAuthorizedError, ReservedTopicError, REJECTIONS_PREFIX, TRANSPORTS, definePlugin, viewPayload,
-  type BrokerError, type DeadLetterRecord, type DeadLetterStore, type Origin, type PublishAttempt
-} from '../../src/index.js'
+  DeliveryFailedError, DuplicateEventError, EventRejectedError, MAX_ERRORS, PublishNotAuthorizedError, ReservedTopicError, REJECTIONS_PREFIX, TRANSPORTS, definePlugin, service, viewPayload,
+  type BrokerError, type Origin, type PluginContext, type PublishAttempt
+} from '../../src/core/index.js'
+import { RedisDeadLetterStore } from './redis-store.js'
+import { deadLetterRoutes, type Redeliver } from './routes.js'
+import { MemoryDeadLetterStore, type DeadLetterRecord, type DeadLetterStore } from './store.js'
 
-/** Options of the dead-letter plugin. */
+export { MemoryDeadLetterStore, type DeadLetterEntry, type DeadLetterPage, type DeadLetterQuery, type DeadLetterRecord, type DeadLetterStore, type OriginalMessage } from './store.js'
+export { RedisDeadLetterStore } from './redis-store.js'
+export type { Redeliver } from './routes.js'
+
+/** Options of the dead-letter plugin: the `deadLetters` section of the config. */
 export interface DeadLetterOptions {
-  /** Where records are kept (memory or Redis). */
-  readonly store: DeadLetterStore
+  /** Dead letters kept in the store; the oldest are evicted beyond it. */
+  readonly maxEntries: number
 }
+
+/** What the dead-letter plugin offers the plugins after it. */
+export interface DeadLetters {
+  /** Where records are kept (memory embedded, Redis in a cluster). */
+  readonly store: DeadLetterStore
+  /** Replay dead letters of `reason` through `redeliver` instead of publishing them again (the webhooks: `delivery_failed`). */
+  readonly redeliverer: (reason: string, redeliver: Redeliver) => void
+}
+
+/** The dead-letter plugin's service. */
+export const DEAD_LETTERS = service<DeadLetters>('dead-letters')
 
 const MQTT_ORIGINS: ReadonlySet<Origin> = new Set(TRANSPORTS)
 
@@ -19,9 +37,20 @@ const MQTT_ORIGINS: ReadonlySet<Origin> = new Set(TRANSPORTS)
  * `$rejections/<clientId>`, and hands the record to the broker, which publishes
  * it on `$DLQ/<topic>`. A refusal that is not kept (`not_authorized`, `duplicate`) is
  * only told to the publisher: not stored, not counted. A replay that fails again
- * updates its entry instead of adding one.
+ * updates its entry instead of adding one. Serves `/api/dlq`.
  */
-export const deadLetter = definePlugin<DeadLetterOptions>('dead-letter', async (ctx, { store }) => {
+export const deadLetter = definePlugin<DeadLetterOptions>({ name: 'dead-letter', setup: setupDeadLetter })
+
+async function setupDeadLetter (ctx: PluginContext, { maxEntries }: DeadLetterOptions): Promise<undefined> {
+  const evicted = new Counter({ name: 'ce_broker_dead_letters_evicted_total', help: 'Dead letters evicted from the full store, oldest first', registers: [ctx.metrics] })
+  const onEvict = (count: number): void => { evicted.inc(count) }
+  const store: DeadLetterStore = ctx.redis === undefined ? new MemoryDeadLetterStore(maxEntries, onEvict) : new RedisDeadLetterStore(ctx.redis, maxEntries, onEvict)
+  const redeliverers = new Map<string, Redeliver>()
+  ctx.provide(DEAD_LETTERS, {
+    store,
+    redeliverer: (reason, redeliver) => { redeliverers.set(reason, redeliver) }
+  })
+  ctx.routes(async function routes (app) { await app.register(deadLetterRoutes, { deadLetters: store, submit: ctx.submit, redeliverers }) })
   const counted = new Counter({
     name: 'ce_broker_dead_letters_total',
     help: 'Events dead-lettered, by reason',
@@ -69,4 +98,5 @@ export const deadLetter = definePlugin<DeadLetterOptions>('dead-letter', async (
     }
     return bytes
   })
-})
+  return undefined
+}

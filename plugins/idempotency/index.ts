@@ -1,14 +1,15 @@
 import { Counter } from 'prom-client'
-import { DuplicateEventError, definePlugin, type PublishAttempt, type PublishVerdict } from '../../src/index.js'
-import type { IdempotencyStore } from './stores.js'
+import { DuplicateEventError, definePlugin, type PluginContext, type PublishAttempt, type PublishVerdict } from '../../src/core/index.js'
+import { MemoryIdempotencyStore, RedisIdempotencyStore, type IdempotencyStore } from './stores.js'
 
 export { MemoryIdempotencyStore, RedisIdempotencyStore, type IdempotencyStore } from './stores.js'
 
-/** Options of the idempotency plugin. */
+/** Options of the idempotency plugin: the `idempotency` section of the config. */
 export interface IdempotencyOptions {
-  readonly store: IdempotencyStore
   /** How long an accepted event is remembered, in ms. */
   readonly windowMs: number
+  /** Keys the memory store keeps; the least recently seen are forgotten beyond it (Redis keeps every key for the window). */
+  readonly maxEntries: number
 }
 
 /**
@@ -23,7 +24,10 @@ export interface IdempotencyOptions {
  * handler; if a later handler refuses the event, the claim is given back, so only
  * accepted events are remembered and a refused one may be fixed and sent again.
  */
-export const idempotency = definePlugin<IdempotencyOptions>('idempotency', async (ctx, { store, windowMs }) => {
+export const idempotency = definePlugin<IdempotencyOptions>({ name: 'idempotency', dependsOn: ['schema-validation'], setup: setupIdempotency })
+
+async function setupIdempotency (ctx: PluginContext, { windowMs, maxEntries }: IdempotencyOptions): Promise<undefined> {
+  const store = storeOf(ctx, maxEntries)
   /** Events let through because the store failed: no claim of ours to give back. Rare, so a WeakSet off the hot path. */
   const unclaimed = new WeakSet<PublishAttempt>()
   const failures = new Counter({ name: 'ce_broker_idempotency_store_errors_total', help: 'Idempotency store calls that failed (the event was let through)', registers: [ctx.metrics] })
@@ -55,7 +59,15 @@ export const idempotency = definePlugin<IdempotencyOptions>('idempotency', async
     if (released instanceof Promise) released.catch((err: unknown) => { ctx.reportError(err, { op: 'release', eventId: event.id, source: event.source }) })
   })
   ctx.log.info({ windowMs }, 'idempotency ready')
-}, { dependsOn: ['schema-validation'] })
+  return undefined
+}
+
+/** Embedded, an LRU in memory (what it forgets early is counted); with Redis, keys every node sees. */
+function storeOf (ctx: PluginContext, maxEntries: number): IdempotencyStore {
+  if (ctx.redis !== undefined) return new RedisIdempotencyStore(ctx.redis)
+  const evicted = new Counter({ name: 'ce_broker_idempotency_evicted_total', help: 'Events the full memory idempotency store forgot before their window ended', registers: [ctx.metrics] })
+  return new MemoryIdempotencyStore(maxEntries, () => { evicted.inc() })
+}
 
 function duplicate (attempt: PublishAttempt): DuplicateEventError {
   return new DuplicateEventError(attempt.topic, { id: attempt.event?.id ?? '', source: attempt.event?.source ?? '' })

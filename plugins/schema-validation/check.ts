@@ -1,7 +1,7 @@
 import {
   EnvelopeChecker, EventRejectedError, compileFilter, toFieldErrors, typeMatchesTopic, typeToTopic,
   type CloudEvent, type EventProblem, type EventSummary, type RejectReason, type ValidationRule
-} from '../../src/index.js'
+} from '../../src/core/index.js'
 import type { SchemaRegistry } from './registry.js'
 
 /** What decides how a topic's publishes are checked: the config's `validation` section. */

@@ -1,21 +1,44 @@
+import { existsSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { Gauge } from 'prom-client'
-import { definePlugin, type EventSummary, type PublishAttempt } from '../../src/index.js'
+import { bundledSchemasDir, cloudEventTopics, definePlugin, service, type EventSummary, type PluginContext, type PublishAttempt } from '../../src/core/index.js'
 import { createRuleCheck, noMatchingRule, ruleMatcher, type ValidationPolicy } from './check.js'
 import { CheckPool } from './pool.js'
-import type { SchemaRegistry } from './registry.js'
+import { SchemaRegistry } from './registry.js'
+import { schemaRoutes, type SchemaListing } from './routes.js'
+import { summarizeSchema, type SchemaSummary } from './summary.js'
 
 export { SchemaRegistry, type SchemaDocument, type SchemaEntry, type Draft } from './registry.js'
 export { createEventCheck, type ValidationPolicy } from './check.js'
+export type { SchemaListing } from './routes.js'
+export type { SchemaSummary, FieldSummary } from './summary.js'
 
-/** Options of the schema-validation plugin: the config's `validation` section and a loaded registry. */
-export interface SchemaValidationOptions extends ValidationPolicy {
-  readonly registry: SchemaRegistry
-  /**
-   * Worker threads that run the checks; 0 checks on the broker's event loop.
-   * Default 0 here; the broker passes `validation.workers`.
-   */
-  readonly workers?: number
+/** Options of the schema-validation plugin: the config's `schemas` and `validation` sections. */
+export interface SchemaValidationOptions {
+  readonly schemas: {
+    /** Folder of JSON Schema files, one per CloudEvent type; `./schemas` falls back to the bundled ones when the working folder has none. */
+    readonly dir: string
+  }
+  readonly validation: ValidationPolicy & {
+    /** Worker threads that run the checks; 0 checks on the broker's event loop. */
+    readonly workers: number
+  }
 }
+
+/** What the schema-validation plugin offers the plugins after it. */
+export interface Schemas {
+  /** Whether any rule applies: only then are events read (and described on the attempt). */
+  readonly validating: boolean
+  /** The registry's schemas, for `GET /api/schemas`. */
+  readonly list: () => readonly SchemaListing[]
+  /** The same with their fields summarized, for the catalog. */
+  readonly summaries: () => readonly SchemaSummary[]
+}
+
+/** The schema-validation plugin's service. */
+export const SCHEMAS = service<Schemas>('schemas')
+
+const DEFAULT_SCHEMAS_DIR = './schemas'
 
 /**
  * Checks each publish on a validated topic (see `createRuleCheck` for the checks and
@@ -24,8 +47,19 @@ export interface SchemaValidationOptions extends ValidationPolicy {
  * when there are any, so parsing and validating 1 KiB events does not slow MQTT
  * routing down; the verdicts come back in the order the publishes arrived.
  */
-export const schemaValidation = definePlugin<SchemaValidationOptions>('schema-validation', async (ctx, opts) => {
-  const { rules, registry } = opts
+export const schemaValidation = definePlugin<SchemaValidationOptions>({ name: 'schema-validation', setup: setupValidation })
+
+async function setupValidation (ctx: PluginContext, { schemas, validation }: SchemaValidationOptions): Promise<(() => Promise<void>) | undefined> {
+  const validating = validation.rules.length > 0 || validation.default === 'reject'
+  // no rule reads events: no schema is read, no type is ever seen
+  const registry = validating ? await SchemaRegistry.load(schemasDir(ctx, schemas.dir)) : undefined
+  const summaries = registry === undefined ? [] : summarize(registry)
+  ctx.provide(SCHEMAS, { validating, list: () => registry?.list() ?? [], summaries: () => summaries })
+  ctx.routes(async function routes (app) { await app.register(schemaRoutes, { schemas: () => registry?.list() ?? [] }) })
+  if (registry === undefined) return undefined
+  const opts = validation
+  const { rules } = opts
+  ctx.hooks.cloudEventTopics(cloudEventTopics(rules))
   const ruleOf = ruleMatcher(rules)
   const checkEvent = createRuleCheck(registry)
   function checkInline (index: number, topic: string, payload: Buffer): EventSummary {
@@ -34,7 +68,7 @@ export const schemaValidation = definePlugin<SchemaValidationOptions>('schema-va
     return checkEvent(rule, topic, payload)
   }
 
-  const workers = opts.workers ?? 0
+  const workers = opts.workers
   const gauge = new Gauge({ name: 'ce_broker_validation_workers', help: 'Worker threads checking events; 0: checks run on the event loop', registers: [ctx.metrics] })
   let pool: CheckPool | undefined
   if (workers > 0) {
@@ -72,4 +106,29 @@ export const schemaValidation = definePlugin<SchemaValidationOptions>('schema-va
   return async function stopValidation () {
     await pool?.close()
   }
-})
+}
+
+/**
+ * The schema folder, read at start-up; the default `./schemas` falls back to the
+ * schemas bundled with the package when the working folder has none, so
+ * `createBroker()` works from anywhere.
+ */
+function schemasDir (ctx: PluginContext, dir: string): string {
+  const resolved = resolve(dir)
+  if (dir !== DEFAULT_SCHEMAS_DIR || existsSync(resolved)) return resolved
+  const bundled = bundledSchemasDir()
+  if (bundled === undefined) return resolved
+  ctx.log.info({ dir: bundled }, 'no ./schemas here: using the bundled albergue schemas')
+  return bundled
+}
+
+function summarize (registry: SchemaRegistry): SchemaSummary[] {
+  return registry.list().map((entry) => ({
+    type: entry.type,
+    file: entry.file,
+    draft: entry.draft,
+    ...(entry.id === undefined ? {} : { id: entry.id }),
+    ...(typeof entry.schema.title === 'string' ? { title: entry.schema.title } : {}),
+    fields: summarizeSchema(entry.schema, registry.documents())
+  }))
+}

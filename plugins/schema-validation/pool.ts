@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads'
-import type { EventSummary } from '../../src/index.js'
+import type { EventSummary } from '../../src/core/index.js'
 import { errorOf, isWorkerMessage, itemSize, verdictOf, writeItem, type CheckBatch, type Refusal, type WorkerSetup } from './protocol.js'
 
 /** Checks one publish under the rule at `rule` in this thread: the event's summary, or throws the refusal. */

@@ -1,4 +1,4 @@
-import { EventRejectedError, type EventProblem, type EventSummary, type RejectReason, type ValidationRule } from '../../src/index.js'
+import { EventRejectedError, type EventProblem, type EventSummary, type RejectReason, type ValidationRule } from '../../src/core/index.js'
 import type { SchemaDocument } from './registry.js'
 
 /** What a validation worker is started with (`workerData`). */

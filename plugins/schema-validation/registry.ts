@@ -3,7 +3,7 @@ import { basename, join } from 'node:path'
 import { Ajv, type AnySchemaObject, type ValidateFunction } from 'ajv'
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import addFormats from 'ajv-formats'
-import { SchemaFileError, isRfc3339, isRfc3339Date } from '../../src/index.js'
+import { SchemaFileError, isRfc3339, isRfc3339Date } from '../../src/core/index.js'
 
 /** JSON Schema dialects the registry reads, by their `$schema` URI. */
 const DRAFTS = {

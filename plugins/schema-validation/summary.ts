@@ -12,6 +12,16 @@ export interface FieldSummary {
   readonly description?: string
 }
 
+/** A registered schema with its fields, as the catalog shows it. */
+export interface SchemaSummary {
+  readonly type: string
+  readonly file: string
+  readonly id?: string
+  readonly draft: string
+  readonly title?: string
+  readonly fields: readonly FieldSummary[]
+}
+
 /** Deepest nesting of objects and arrays the summary follows. */
 const MAX_DEPTH = 4
 

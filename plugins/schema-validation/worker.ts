@@ -5,7 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { createRuleCheck } from './check.js'
-import type { EventSummary } from '../../src/index.js'
+import type { EventSummary } from '../../src/core/index.js'
 import { readItems, verdictOf, type CheckBatch, type Refusal, type WorkerMessage, type WorkerSetup } from './protocol.js'
 import { SchemaRegistry } from './registry.js'
 

@@ -88,6 +88,8 @@ export interface DeliveryQueueLike {
   /** Those of one subscription. */
   depthOf: (subscriptionId: string) => number
   breakerState: (subscriptionId: string) => BreakerState
+  /** Drop what still waits for a removed subscription (a durable queue shared by the nodes does; a memory one lets it run out). */
+  forget?: (subscriptionId: string) => Promise<void>
   close: () => Promise<void>
 }
 

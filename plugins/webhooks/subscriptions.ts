@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { compileFilter, topicFilterProblem, type WebhookSubscriptionInput } from '../../src/index.js'
+import { compileFilter, topicFilterProblem, type WebhookSubscriptionInput } from '../../src/core/index.js'
 
 /** Retry policy of a subscription (PRODUCT §4); every field optional over the defaults. */
 export interface RetryPolicy {

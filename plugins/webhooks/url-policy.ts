@@ -2,7 +2,7 @@ import type { LookupAddress } from 'node:dns'
 import { lookup } from 'node:dns/promises'
 import { isIP, type LookupFunction } from 'node:net'
 import { buildConnector } from 'undici'
-import { BrokerError } from '../../src/index.js'
+import { BrokerError } from '../../src/core/index.js'
 import { DeniedNetworks, type Denial } from './addresses.js'
 
 /** Every address of a host name, as `dns.lookup(host, { all: true })` answers. */

@@ -1,3 +1,5 @@
+import type { FastifyPluginAsync } from 'fastify'
+import type { Redis } from 'ioredis'
 import type { Registry } from 'prom-client'
 import type { BrokerError, EventSummary } from './errors.js'
 import type { BrokerConfig } from './config.js'
@@ -149,6 +151,36 @@ export interface HookRegistry {
   deadLetter: (handler: DeadLetterHandler) => void
   /** Every refused CONNECT, after the refusal is decided (the audit records login failures). */
   connectRefused: (handler: ConnectRefusedHandler) => void
+  /**
+   * Which topics carry CloudEvents in structured mode (the plugin that checks them says):
+   * the HTTP publish routes wrap a bare `data` body into an event there. Any predicate
+   * answering true decides.
+   */
+  cloudEventTopics: (predicate: (topic: string) => boolean) => void
+}
+
+declare const serviceType: unique symbol
+
+/**
+ * A value one plugin provides to the plugins loaded after it, found by this key: the
+ * dead-letter plugin provides its store, the webhooks plugin its registry. The type
+ * parameter makes `ctx.need(key)` typed.
+ */
+export interface Service<T> {
+  readonly name: string
+  readonly [serviceType]?: (value: T) => T
+}
+
+/** A key for a service: `export const DEAD_LETTERS = service<DeadLetters>('dead-letters')`. */
+export function service<T> (name: string): Service<T> {
+  return { name }
+}
+
+/** An MQTT subscription whose filter matches a topic (`ctx.subscribers`). */
+export interface MqttSubscriber {
+  readonly clientId: string
+  readonly filter: string
+  readonly qos: number
 }
 
 /** A message a plugin publishes itself; it skips `authorizePublish`, as aedes' own publishes do. */
@@ -170,7 +202,10 @@ export interface SubmitOptions {
   readonly replayOf?: string
 }
 
-/** Everything a plugin may use. Plugins get nothing else: no aedes, no other plugin. */
+/**
+ * Everything a plugin may use. Plugins get nothing else: no aedes, and other plugins
+ * only through the services they provide.
+ */
 export interface PluginContext {
   /** The plugin's name. */
   readonly name: string
@@ -181,6 +216,24 @@ export interface PluginContext {
   readonly hooks: HookRegistry
   /** This broker's own prom-client registry (never the global one). */
   readonly metrics: Registry
+  /** The broker's Redis connection in cluster mode (`redis.url`), `undefined` embedded. Shared: duplicate it to block on it. */
+  readonly redis: Redis | undefined
+  /**
+   * Add HTTP routes (a fastify plugin): registered on the broker's API after the core's,
+   * behind the same API keys and error handler. A route names its scope in
+   * `config.scope` when `GET` = read, anything else = admin does not fit.
+   */
+  routes: (routes: FastifyPluginAsync) => void
+  /** Offer `value` to the plugins loaded after this one; a second provider of the same key is refused. */
+  provide: <T>(key: Service<T>, value: T) => void
+  /** A service a plugin loaded earlier provides; throws a `PluginError` naming both when none does. */
+  need: <T>(key: Service<T>) => T
+  /** The same, `undefined` when no plugin provides it (an optional dependency). */
+  find: <T>(key: Service<T>) => T | undefined
+  /** Add `key` to the stats each node publishes on `$SYS/ce-broker/<nodeId>/stats`, collected at every publish. */
+  stats: (key: string, collect: () => unknown) => void
+  /** MQTT subscriptions whose filter matches `topic`: this node's online clients and every session the persistence holds. */
+  subscribers: (topic: string) => Promise<readonly MqttSubscriber[]>
   /** Publish without the plugin chain; resolves once routed. */
   publish: (message: OutgoingMessage) => Promise<void>
   /**
@@ -232,6 +285,13 @@ export interface PluginMeta {
   readonly dependsOn?: readonly string[]
 }
 
+/** A plugin's declaration: its name, what must load before it, and its setup. */
+export interface PluginSpec<O> extends PluginMeta {
+  readonly name: string
+  /** Registers hooks, routes and services; returns an async dispose (or nothing). */
+  readonly setup: (ctx: PluginContext, options: O) => Promise<Dispose | undefined | void>
+}
+
 /**
  * Define a plugin: `setup(ctx, options)` registers hooks and returns an async dispose (or nothing).
  *
@@ -242,12 +302,12 @@ export interface PluginMeta {
  * createBroker({ plugins: [hello({ greeting: 'hola' })] })
  * ```
  */
-export function definePlugin<O = void> (
-  name: string,
-  setup: (ctx: PluginContext, options: O) => Promise<Dispose | undefined | void>,
-  meta: PluginMeta = {}
-): Plugin<O> {
-  const dependsOn = Object.freeze([...(meta.dependsOn ?? [])])
+export function definePlugin<O = void> (spec: PluginSpec<O>): Plugin<O>
+export function definePlugin<O = void> (name: string, setup: PluginSpec<O>['setup'], meta?: PluginMeta): Plugin<O>
+export function definePlugin<O = void> (first: string | PluginSpec<O>, second?: PluginSpec<O>['setup'], meta: PluginMeta = {}): Plugin<O> {
+  const spec: PluginSpec<O> = typeof first === 'string' ? { ...meta, name: first, setup: second ?? noSetup } : first
+  const { name, setup } = spec
+  const dependsOn = Object.freeze([...(spec.dependsOn ?? [])])
   function bind (options: O): PluginEntry {
     return {
       name,
@@ -258,4 +318,8 @@ export function definePlugin<O = void> (
     }
   }
   return Object.assign(bind, { pluginName: name, dependsOn })
+}
+
+async function noSetup (): Promise<undefined> {
+  return undefined
 }

@@ -1,4 +1,4 @@
-import { PluginError, messageOf } from './errors.js'
+import { ConfigError, PluginError, SchemaFileError, messageOf } from './errors.js'
 import type { Dispose, PluginContext, PluginEntry } from './context.js'
 
 /**
@@ -53,7 +53,8 @@ export class PluginLoader {
     try {
       return await Promise.race([entry.start(this.contextFor(entry)), timeout])
     } catch (err: unknown) {
-      if (err instanceof PluginError) throw err
+      // a setup that finds its config wrong stops start-up with the error naming the key or file
+      if (err instanceof PluginError || err instanceof ConfigError || err instanceof SchemaFileError) throw err
       throw new PluginError(entry.name, `setup failed: ${messageOf(err)}`, { cause: err })
     } finally {
       clearTimeout(timer)

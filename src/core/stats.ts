@@ -18,8 +18,8 @@ export interface NodeStats {
   readonly clients: number
   /** Events on validated topics counted by this node since it started, by outcome. */
   readonly events: { readonly accepted: number, readonly rejected: number, readonly duplicate: number }
-  /** Webhook subscriptions with their state as this node sees it (`GET /api/webhooks`). */
-  readonly webhooks: readonly object[]
+  /** What plugins add (`ctx.stats`): the webhooks plugin, `webhooks`, its subscriptions with their state as this node sees them. */
+  readonly [contributed: string]: unknown
 }
 
 /**
@@ -28,7 +28,7 @@ export interface NodeStats {
  */
 export function publishStats (options: {
   readonly nodeId: string
-  readonly collect: () => Omit<NodeStats, 'node' | 'at' | 'intervalMs'>
+  readonly collect: () => Pick<NodeStats, 'clients' | 'events'> & Readonly<Record<string, unknown>>
   readonly publish: (topic: string, payload: string) => Promise<void>
   readonly log: Logger
   readonly intervalMs?: number
@@ -37,7 +37,7 @@ export function publishStats (options: {
   const topic = statsTopic(nodeId)
   let failing = false
   const timer = setInterval(function publishNodeStats () {
-    const stats: NodeStats = { node: nodeId, at: new Date().toISOString(), intervalMs, ...collect() }
+    const stats: NodeStats = { ...collect(), node: nodeId, at: new Date().toISOString(), intervalMs }
     publish(topic, JSON.stringify(stats)).then(() => { failing = false }, (err: unknown) => {
       // once per run of failures (Redis away): the next success says nothing, the next failure logs again
       if (!failing) log.debug({ err }, 'stats not published')

@@ -1,7 +1,5 @@
 import type { TestContext } from 'node:test'
-import { Registry } from 'prom-client'
-import { MemoryDeadLetterStore, type Broker, type PluginEntry, type WebhookSubscriptionInput } from '../../src/index.js'
-import { WebhookRegistry, webhooks, type Resolver } from '../../plugins/webhooks/index.js'
+import { WEBHOOKS, builtinPlugins, definePlugin, type Broker, type Resolver, type WebhookRegistry, type WebhookSubscriptionInput } from '../../src/index.js'
 import { startBroker } from './broker.js'
 
 /**
@@ -19,23 +17,25 @@ export function rebindingResolver (first: string, then: string): { readonly reso
 }
 
 /**
- * A broker with a second webhooks plugin that resolves through `resolve` (the broker's own
- * resolves through the system): its own name and metrics registry, `denyNetworks`, the
- * given subscriptions, and a retry policy under which a refusal taken for a network
- * error would be tried 3 times.
+ * A broker whose webhooks resolve through `resolve` (the built-in plugins with that
+ * override): `denyNetworks`, the given subscriptions, and a retry policy under which a
+ * refusal taken for a network error would be tried 3 times. `registry` is the webhooks
+ * plugin's, as a plugin loaded after it finds it.
  */
 export async function startBrokerResolving (t: TestContext, options: { readonly denyNetworks: readonly string[], readonly resolve: Resolver, readonly subscriptions: readonly WebhookSubscriptionInput[] }): Promise<{ readonly broker: Broker, readonly registry: WebhookRegistry }> {
-  const registry = new WebhookRegistry(options.denyNetworks, { resolve: options.resolve })
-  const entry = webhooks({
-    registry,
-    deadLetters: new MemoryDeadLetterStore(10),
-    subscriptions: options.subscriptions,
-    retry: { maxAttempts: 3, initialDelayMs: 5, maxDelayMs: 20 },
-    timeoutMs: 5_000,
-    concurrency: 2,
-    maxQueued: 100,
-    breaker: { failures: 5, halfOpenAfterMs: 60_000 }
+  let registry: WebhookRegistry | undefined
+  const probe = definePlugin({ name: 'webhooks-probe', dependsOn: ['webhooks'], setup: async (ctx) => { registry = ctx.need(WEBHOOKS) } })
+  const broker = await startBroker(t, {
+    preset: builtinPlugins({ resolve: options.resolve }),
+    plugins: [probe()],
+    webhooks: {
+      denyNetworks: options.denyNetworks,
+      subscriptions: options.subscriptions,
+      defaults: { retry: { maxAttempts: 3, initialDelayMs: 5, maxDelayMs: 20 }, timeoutMs: 5_000, concurrency: 2 },
+      maxQueued: 100,
+      breaker: { failures: 5, halfOpenAfterMs: 60_000 }
+    }
   })
-  const withResolver: PluginEntry = { ...entry, name: 'webhooks-rebinding', start: async (ctx) => await entry.start({ ...ctx, metrics: new Registry() }) }
-  return { broker: await startBroker(t, { plugins: [withResolver] }), registry }
+  if (registry === undefined) throw new Error('the webhooks plugin provided no registry')
+  return { broker, registry }
 }

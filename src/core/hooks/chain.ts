@@ -16,6 +16,7 @@ export class HookChains {
   readonly forward: ForwardHandler[] = []
   readonly decided: DecidedHandler[] = []
   readonly connectRefused: ConnectRefusedHandler[] = []
+  readonly cloudEventTopics: Array<(topic: string) => boolean> = []
   #deadLetter: DeadLetterHandler | undefined
 
   /** The view handed to plugins: they can add handlers, never read or reorder them. */
@@ -28,6 +29,7 @@ export class HookChains {
     forward: (handler) => { this.forward.push(handler) },
     decided: (handler) => { this.decided.push(handler) },
     connectRefused: (handler) => { this.connectRefused.push(handler) },
+    cloudEventTopics: (predicate) => { this.cloudEventTopics.push(predicate) },
     deadLetter: (handler) => {
       if (this.#deadLetter !== undefined) throw new PluginError(handler.name || 'deadLetter', 'a dead-letter handler is registered already')
       this.#deadLetter = handler

@@ -40,6 +40,13 @@ export function newApiKey (): { key: string, hash: string } {
   return { key, hash: hashApiKey(key) }
 }
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The scope a route needs when its method does not say it (`GET` read, anything else admin). */
+    scope?: ApiScope | 'public'
+  }
+}
+
 /** The scope each route needs, by method and route pattern; `public` needs no key. */
 export function scopeOf (method: string, route: string | undefined, publicMetrics: boolean): ApiScope | 'public' {
   if (route === '/healthz' || route === '/readyz' || route === '/api/mqtt/health') return 'public'
@@ -47,8 +54,6 @@ export function scopeOf (method: string, route: string | undefined, publicMetric
   if (route === '/' || route === '/dashboard/app.js' || route === '/dashboard/app.css') return 'public'
   if (route === '/metrics') return publicMetrics ? 'public' : 'read'
   if (method === 'POST' && (route === '/api/events' || route === '/api/mqtt/publish')) return 'publish'
-  // the seed's legacy call registers interest for polling: it reads, it changes nothing
-  if (method === 'POST' && route === '/api/mqtt/subscribe') return 'read'
   if (method === 'GET' || method === 'HEAD') return 'read'
   return 'admin'
 }
@@ -63,7 +68,7 @@ export function apiKeyGuard (keys: readonly ApiKeyInput[], publicMetrics: boolea
   if (keys.length === 0) return undefined
   const byHash = new Map(keys.map((key) => [key.key, key]))
   return async function checkApiKey (req, reply) {
-    const needed = scopeOf(req.method, req.routeOptions.url, publicMetrics)
+    const needed = req.routeOptions.config.scope ?? scopeOf(req.method, req.routeOptions.url, publicMetrics)
     if (needed === 'public') return
     const header = req.headers.authorization
     const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header)

@@ -1,28 +1,24 @@
 import { createServer as createHttpServer, type Server } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
-import { LogController, fastify } from 'fastify'
+import { LogController, fastify, type FastifyPluginAsync } from 'fastify'
 import type { Logger } from '../logger.js'
 import { apiKeyGuard, type ApiKeyInput } from './api-keys.js'
 import { makeErrorHandler, notFound } from './errors.js'
 import { healthRoutes, type HealthSource } from './routes/health.js'
 import { metricsRoutes } from './routes/metrics.js'
 import { retainedRoutes, type RetainedSource } from './routes/retained.js'
-import { messagesRoutes, type MessagesSource } from './routes/messages.js'
-import { deadLetterRoutes, type DeadLetterSource } from './routes/dlq.js'
-import { schemaRoutes, type SchemaListing } from './routes/schemas.js'
 import { ingressRoutes, type IngressSource } from './routes/publish.js'
-import { webhookRoutes, type WebhookSource } from './routes/webhooks.js'
-import { catalogRoutes, type CatalogSource } from './routes/catalog.js'
 import { dashboardRoutes } from './routes/dashboard.js'
 import type { Registry } from 'prom-client'
 
 /** What the HTTP API reads from the broker. */
-export interface HttpDeps extends HealthSource, RetainedSource, MessagesSource, DeadLetterSource, IngressSource, WebhookSource, CatalogSource {
+export interface HttpDeps extends HealthSource, RetainedSource, IngressSource {
   readonly log: Logger
   readonly metrics: Registry
-  readonly schemas: () => readonly SchemaListing[]
   /** The built dashboard's folder; `undefined` when it is not built. */
   readonly dashboardDir: string | undefined
+  /** The plugins' routes, registered after the core's (each plugin's in a context of its own). */
+  readonly pluginRoutes: ReadonlyArray<{ readonly plugin: string, readonly routes: FastifyPluginAsync }>
 }
 
 export interface HttpOptions {
@@ -69,12 +65,8 @@ export async function createHttpApi (deps: HttpDeps, options: HttpOptions): Prom
   await app.register(healthRoutes, deps)
   await app.register(metricsRoutes, deps)
   await app.register(retainedRoutes, deps)
-  await app.register(messagesRoutes, deps)
-  await app.register(deadLetterRoutes, deps)
-  await app.register(schemaRoutes, deps)
   await app.register(ingressRoutes, deps)
-  await app.register(webhookRoutes, deps)
-  await app.register(catalogRoutes, deps)
+  for (const { routes } of deps.pluginRoutes) await app.register(routes)
   await app.register(dashboardRoutes, { dir: deps.dashboardDir })
   await app.ready()
   return {

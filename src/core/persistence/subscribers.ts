@@ -1,5 +1,5 @@
 import type { Aedes } from 'aedes'
-import type { CatalogMqttSubscription } from '../catalog.js'
+import type { MqttSubscriber } from '../context.js'
 import { compileFilter } from '../topics.js'
 import type { Backend } from './index.js'
 
@@ -9,9 +9,9 @@ import type { Backend } from './index.js'
  * ones and, with Redis, other nodes' included. QoS 0 subscribers on other nodes are not
  * known here.
  */
-export async function mqttSubscribers (aedes: Aedes, backend: Backend, topic: string): Promise<CatalogMqttSubscription[]> {
-  const found = new Map<string, CatalogMqttSubscription>()
-  const add = (sub: CatalogMqttSubscription): void => { found.set(`${sub.clientId}\u0000${sub.filter}`, sub) }
+export async function mqttSubscribers (aedes: Aedes, backend: Backend, topic: string): Promise<MqttSubscriber[]> {
+  const found = new Map<string, MqttSubscriber>()
+  const add = (sub: MqttSubscriber): void => { found.set(`${sub.clientId}\u0000${sub.filter}`, sub) }
   // aedes keeps its connected clients and their subscriptions on fields its types leave out
   const clients: unknown = Reflect.get(aedes, 'clients')
   if (typeof clients === 'object' && clients !== null) {

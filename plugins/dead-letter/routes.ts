@@ -1,21 +1,21 @@
 import type { FastifyPluginAsync } from 'fastify'
-import type { OutgoingMessage, SubmitOptions } from '../../context.js'
-import { EventRejectedError, type BrokerError } from '../../errors.js'
-import type { DeadLetterStore } from '../../persistence/dead-letters.js'
-import { topicFilterProblem } from '../../topics.js'
-import { errorBody } from '../errors.js'
+import { EventRejectedError, errorBody, topicFilterProblem, type BrokerError, type OutgoingMessage, type SubmitOptions } from '../../src/core/index.js'
+import type { DeadLetterEntry, DeadLetterStore } from './store.js'
+
+/**
+ * Deliver a dead letter again to the one destination it failed at (a webhook
+ * subscription): why it cannot (the subscription is gone or disabled, not a
+ * CloudEvent), or `undefined` when it is queued.
+ */
+export type Redeliver = (entry: DeadLetterEntry) => string | undefined
 
 /** What the dead-letter routes use. */
 export interface DeadLetterSource {
   readonly deadLetters: DeadLetterStore
   /** The whole publish pipeline, as for a client publish. */
   readonly submit: (message: OutgoingMessage, options: SubmitOptions) => Promise<BrokerError | undefined>
-  /**
-   * Deliver a `delivery_failed` dead letter again to its webhook subscription only:
-   * why it cannot (the subscription is gone or disabled, not a CloudEvent), or
-   * `undefined` when it is queued.
-   */
-  readonly redeliver: (subscription: string, message: OutgoingMessage, deadLetterId: string) => string | undefined
+  /** Who redelivers a dead letter of this reason instead of publishing it again (`delivery_failed`: the webhooks). */
+  readonly redeliverers: ReadonlyMap<string, Redeliver>
 }
 
 const MAX_PAGE = 500
@@ -63,9 +63,10 @@ export const deadLetterRoutes: FastifyPluginAsync<DeadLetterSource> = async func
     if (entry === undefined) return await reply.code(404).send(errorBody('not_found', `no dead letter with id ${JSON.stringify(req.params.id)}`))
     const { original } = entry
     const { reason, subscription } = entry.record.data
-    if (reason === 'delivery_failed' && subscription !== undefined) {
+    if (subscription !== undefined && reason === 'delivery_failed') {
       // the event was accepted once: only its delivery to that subscription is replayed
-      const why = source.redeliver(subscription, { topic: original.topic, payload: original.payload, qos: original.qos }, entry.id)
+      const redeliver = source.redeliverers.get(reason)
+      const why = redeliver === undefined ? 'webhooks are not running' : redeliver(entry)
       if (why !== undefined) return await reply.code(409).send(errorBody('conflict', why))
       return await reply.code(202).send({ redelivering: true, id: entry.id, subscription })
     }

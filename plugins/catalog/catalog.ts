@@ -1,24 +1,8 @@
-import { typeToTopic } from './cloudevents/topic.js'
-import { compileFilter } from './topics.js'
-
-/** One field of an event's `data` (see `summarizeSchema`). */
-export interface CatalogField {
-  readonly path: string
-  readonly type: string
-  readonly required: boolean
-  readonly format?: string
-  readonly description?: string
-}
+import { compileFilter, typeToTopic, type MqttSubscriber } from '../../src/core/index.js'
+import type { SchemaSummary } from '../schema-validation/index.js'
 
 /** A registered schema as the catalog shows it. */
-export interface CatalogSchema {
-  readonly type: string
-  readonly file: string
-  readonly id?: string
-  readonly draft: string
-  readonly title?: string
-  readonly fields: readonly CatalogField[]
-}
+export type CatalogSchema = SchemaSummary
 
 /** A webhook subscription as the catalog lists it among a type's subscribers. */
 export interface CatalogWebhook {
@@ -29,11 +13,7 @@ export interface CatalogWebhook {
 }
 
 /** An MQTT subscription: a client id and the filter it subscribed with. */
-export interface CatalogMqttSubscription {
-  readonly clientId: string
-  readonly filter: string
-  readonly qos: number
-}
+export type CatalogMqttSubscription = MqttSubscriber
 
 /** One event type: its schema, who published it, who receives it. */
 export interface CatalogEntry {

@@ -1,7 +1,5 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
-import type { WebhookSubscriptionInput as WebhookBody } from '../../config.js'
-import { BadRequestError } from '../../errors.js'
-import { errorBody } from '../errors.js'
+import { BadRequestError, errorBody, type WebhookSubscriptionInput as WebhookBody } from '../../src/core/index.js'
 
 /** What the webhook routes use: the broker's subscription registry. */
 export interface WebhookSource {

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
-import { compileFilter } from '../topics.js'
-import type { DeadLetterEntry, DeadLetterPage, DeadLetterQuery, DeadLetterRecord, DeadLetterStore } from './dead-letters.js'
+import { compileFilter } from '../../src/core/index.js'
+import type { DeadLetterEntry, DeadLetterPage, DeadLetterQuery, DeadLetterRecord, DeadLetterStore } from './store.js'
 
 /** Keys of the store under its prefix (default `ce-broker:dlq`). */
 const RECORDS = ':records'

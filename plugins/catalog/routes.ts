@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify'
-import { catalogMarkdown, type Catalog } from '../../catalog.js'
+import { catalogMarkdown, type Catalog } from './catalog.js'
 
 /** What the catalog route reads. */
 export interface CatalogSource {

@@ -1,7 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify'
-import { dottedToFilter } from '../../cloudevents/topic.js'
-import { BadRequestError } from '../../errors.js'
-import { topicFilterProblem } from '../../topics.js'
+import { BadRequestError, dottedToFilter, topicFilterProblem } from '../../src/core/index.js'
 
 /** An accepted event as the trail lists it: its audit record (PRODUCT §3) without `outcome`, and its cursor. */
 export interface RecentMessage {
@@ -55,6 +53,8 @@ export const messagesRoutes: FastifyPluginAsync<MessagesSource> = async function
   })
 
   app.post<{ Body: { topic: string } }>('/api/mqtt/subscribe', {
+    // the seed's legacy call registers interest for polling: it reads, it changes nothing
+    config: { scope: 'read' },
     schema: {
       body: {
         type: 'object',

@@ -1,4 +1,4 @@
-import { compileFilter } from '../topics.js'
+import { compileFilter } from '../../src/core/index.js'
 
 /** A dead-letter record: the CloudEvent published on `$DLQ/<topic>` and kept in the store (PRODUCT §3). */
 export interface DeadLetterRecord {

@@ -1,0 +1,31 @@
+/**
+ * The core's public API: what plugins are written against (hooks, context, errors,
+ * CloudEvents helpers) and `createBroker` without built-in plugins. The package entry
+ * (`src/index.ts`) adds the built-in plugins; nothing under `src/core/` imports them.
+ */
+export { loadConfig, readConfigFile, defaults, OPTIONS, type BrokerConfig, type ConfigInput, type LoadConfigOptions, type LogLevel, type OptionSpec, type TlsFiles, type ValidationRule, type WebhookSubscriptionInput, type AclRuleInput, type AuthJwt, type AuthUser } from './config.js'
+export {
+  BrokerError, ConfigError, PluginError, ReservedTopicError, ConnectRefusedError, BadRequestError, InternalError, ListenError, SchemaFileError, EventRejectedError, DuplicateEventError, DeliveryFailedError, PublishNotAuthorizedError, LimitExceededError,
+  type RejectReason, type EventProblem, type EventSummary,
+  toBrokerError, messageOf, type Disposition
+} from './errors.js'
+export { createLogger, type Logger } from './logger.js'
+export {
+  definePlugin, service,
+  type AuthorizePublishHandler, type AuthorizeSubscribeHandler, type ConnectAttempt, type ConnectHandler, type Dispose,
+  type HookRegistry, type Origin, type OutgoingMessage, type Plugin, type PluginContext, type PluginEntry, type PluginMeta, type PluginSpec,
+  type PublishAttempt, type PublishedHandler, type PublishedMessage, type SubscribeAttempt, type Transport, type Service, type MqttSubscriber,
+  type DeadLetterHandler, type DecidedHandler, type PublishVerdict, type SubmitOptions, type Identity, type ConnectRefusedHandler, type Delivery, type ForwardHandler
+} from './context.js'
+export { EnvelopeChecker, toFieldErrors, MAX_ERRORS, type CloudEvent, type EnvelopeResult, type FieldError } from './cloudevents/envelope.js'
+export { typeToTopic, topicToType, typeMatchesTopic, dottedToFilter, cloudEventTopics } from './cloudevents/topic.js'
+export { isRfc3339, isRfc3339Date } from './cloudevents/rfc3339.js'
+export { compileFilter, topicFilterProblem } from './topics.js'
+export { REJECTIONS_PREFIX } from './hooks/authorize-subscribe.js'
+export { hashApiKey, newApiKey, type ApiKeyInput, type ApiScope } from './http/api-keys.js'
+export { errorBody } from './http/errors.js'
+export { TRANSPORTS } from './transport/connections.js'
+export { addressKey } from './transport/admission.js'
+export { viewPayload, nestingDepth, nestedDeeperThan, mayNestDeeperThan, MAX_JSON_DEPTH, MAX_VIEW_DEPTH, type PayloadView } from './payload.js'
+export { bundledSchemasDir } from './version.js'
+export { createBroker, type Broker, type BrokerInput, type BoundPorts, type Preset } from './broker.js'

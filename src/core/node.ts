@@ -1,0 +1,225 @@
+import { EventEmitter } from 'node:events'
+import { Aedes, type Client, type PublishPacket } from 'aedes'
+import type { BrokerConfig } from './config.js'
+import type { OutgoingMessage, SubmitOptions, Transport } from './context.js'
+import { toBrokerError, type BrokerError } from './errors.js'
+import { createPublishGate, type PublishGate } from './hooks/authorize-publish.js'
+import { adaptAuthorizeSubscribe } from './hooks/authorize-subscribe.js'
+import { HookChains } from './hooks/chain.js'
+import { adaptConnect } from './hooks/connect.js'
+import { adaptAuthorizeForward, forwardCheck, type ForwardCheck } from './hooks/forward.js'
+import { adaptPublished } from './hooks/published.js'
+import type { Logger } from './logger.js'
+import { LogSampler } from './log-sampler.js'
+import { CoreMetrics } from './metrics.js'
+import { keepEmitOrder } from './emit-order.js'
+import { createBackend, type Backend } from './persistence/index.js'
+import { Connections } from './transport/connections.js'
+import type { PacketGuard } from './transport/size-guard.js'
+
+/** `redis.outageHoldMs` when not set: how long a publish waits for an unreachable Redis. */
+const DEFAULT_OUTAGE_HOLD_MS = 10_000
+
+/** Reports a failure that has no caller to return to: counted by component, logged. */
+export type ErrorReporter = (component: string, err: unknown, context?: Readonly<Record<string, unknown>>) => void
+
+/**
+ * One node's MQTT side before it listens: persistence, aedes with ce-broker's hook
+ * adapters in its slots, the hook chains plugins fill, the publish gate, metrics.
+ */
+export interface Node {
+  readonly aedes: Aedes
+  readonly backend: Backend
+  readonly chains: HookChains
+  readonly gate: PublishGate
+  readonly connections: Connections
+  readonly metrics: CoreMetrics
+  /** Connected MQTT clients per transport. */
+  readonly clientCounts: ReadonlyMap<Transport, number>
+  /** The warn lines a client can trigger, sampled per client (`limits.clientLogIntervalMs`). */
+  readonly clientLog: LogSampler
+  /** Whether a message may be written to one subscriber (the `forward` chain). */
+  readonly forward: ForwardCheck
+  /** Each connection's packet guard, told when its CONNECT is accepted. */
+  readonly packetGuards: WeakMap<Client, PacketGuard>
+  readonly reportError: ErrorReporter
+  /** Publish without the chain (the broker's own `$` topics, records); resolves once routed. */
+  readonly publish: (message: OutgoingMessage) => Promise<void>
+  /** The whole pipeline for a broker-side publish: check, then route what was accepted or diverted. */
+  readonly submit: (message: OutgoingMessage, options: SubmitOptions) => Promise<BrokerError | undefined>
+  /** Dead-letter what was refused before the chain could run. */
+  readonly keep: (message: OutgoingMessage, error: BrokerError, options: SubmitOptions) => void
+}
+
+/** Build a node: nothing listens and nothing is loaded yet. */
+export function createNode (config: BrokerConfig, log: Logger): Node {
+  const connections = new Connections()
+  const clientCounts = new Map<Transport, number>()
+  const metrics = new CoreMetrics(connections, () => clientCounts)
+  const chains = new HookChains()
+  const backend = createBackend(config, log)
+  const reportError = makeErrorReporter(log, metrics, backend.ready)
+  const clientLog = new LogSampler(config.limits.clientLogIntervalMs)
+  const { limits } = config
+  const connect = adaptConnect({
+    preConnect: chains.preConnect,
+    authenticate: chains.authenticate,
+    refused: chains.connectRefused,
+    reportError: (err, context) => { reportError('connectRefused', err, context) },
+    connections,
+    log,
+    available: backend.ready,
+    sampler: clientLog
+  })
+  const gate = createPublishGate({
+    chain: chains.authorizePublish,
+    decided: chains.decided,
+    reportError: (err, context) => { reportError('decided', err, context) },
+    deadLetter: () => chains.deadLetter,
+    publishRecord: (topic, record) => {
+      publishPacket(toPacket({ topic, payload: record, qos: 1 })).catch((err: unknown) => { reportError('dead-letter', err, { topic }) })
+    },
+    connections,
+    metrics,
+    log,
+    maxTopicBytes: limits.maxTopicBytes,
+    maxTopicLevels: limits.maxTopicLevels,
+    available: backend.ready,
+    whenAvailable: backend.whenReady,
+    holdMs: config.redis?.outageHoldMs ?? DEFAULT_OUTAGE_HOLD_MS,
+    sampler: clientLog
+  })
+  const forward = forwardCheck(connections, { chain: chains.forward, reportError: (err, context) => { reportError('forward', err, context) } })
+  const authorizeSubscribe = adaptAuthorizeSubscribe(chains.authorizeSubscribe, connections, limits, metrics, log, clientLog)
+  const aedes = new Aedes({
+    id: config.nodeId,
+    persistence: backend.persistence,
+    mq: backend.mq,
+    preConnect: connect.preConnect,
+    authenticate: connect.authenticate,
+    authorizePublish: gate.hook,
+    authorizeSubscribe,
+    // aedes' own ceiling (its matchers hold 100 levels at most), which would close the client
+    // before authorizeSubscribe could answer SUBACK 0x80: limits.maxTopicLevels is checked by
+    // the publish gate and the subscribe adapter instead
+    maxTopicLevels: 100,
+    keepaliveLimit: limits.maxKeepaliveSeconds,
+    drainTimeout: limits.drainTimeoutMs,
+    connectTimeout: limits.connectTimeoutMs,
+    maxInflightInbound: limits.maxInflightInbound,
+    authorizeForward: adaptAuthorizeForward(connections, metrics, forward),
+    published: adaptPublished(chains.published, (err, context) => { reportError('published', err, context) })
+  })
+  // aedes drops a packet that a later-numbered one overtook (a QoS 0 one passing a QoS 1 one): see emit-order.ts
+  keepEmitOrder(aedes, backend.mq)
+  countClients(aedes, connections, clientCounts)
+  // a SUBSCRIBE's filters are held now: the limit counts them from the client's subscriptions
+  aedes.on('subscribe', function subscribed (_subs: unknown, client: Client) { authorizeSubscribe.settled?.(client) })
+  const packetGuards = new WeakMap<Client, PacketGuard>()
+  aedes.on('connackSent', function connectAccepted (packet, client) {
+    // aedes emits it for refusals too (CONNACK 1–5), which are followed by a close
+    if (packet.returnCode === 0) packetGuards.get(client)?.accepted()
+  })
+  watchClientErrors(aedes, { connections, metrics, log, clientLog, reportError })
+
+  async function publishPacket (packet: PublishPacket): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      aedes.publish(packet, (err) => { if (err === undefined || err === null) resolve(); else reject(err) })
+    })
+  }
+  return {
+    aedes,
+    backend,
+    chains,
+    gate,
+    connections,
+    metrics,
+    clientCounts,
+    clientLog,
+    forward,
+    packetGuards,
+    reportError,
+    publish: async (message) => { await publishPacket(toPacket(message)) },
+    submit: async (message, options) => {
+      const packet = toPacket(message)
+      const refusal = await gate.check(packet, options)
+      if (refusal === undefined || refusal.disposition !== 'reject') await publishPacket(packet)
+      return refusal
+    },
+    keep: (message, error, options) => { gate.keep(toPacket(message), error, options) }
+  }
+}
+
+/**
+ * Errors aedes raises for clients and connections: ours (a limit of `limits`) are
+ * counted and logged sampled per address; the rest are at debug. Persistence failures
+ * come as aedes' 'error' event.
+ */
+function watchClientErrors (aedes: Aedes, deps: { connections: Connections, metrics: CoreMetrics, log: Logger, clientLog: LogSampler, reportError: ErrorReporter }): void {
+  const { connections, metrics, log, clientLog } = deps
+  /** Clients already counted over a limit: a drain timeout fails each pending write with the same error. */
+  const overLimit = new WeakSet<Client>()
+  aedes.on('clientError', function clientError (client: Client, err: Error) {
+    const limit = aedesLimit(err)
+    if (limit === undefined) log.debug({ clientId: client.id, err }, 'client error')
+    else if (!overLimit.has(client)) {
+      overLimit.add(client)
+      metrics.limitHit(limit)
+      // once per connection, and connections come in floods: sampled per address
+      const remoteAddress = connections.metaOf(client)?.remoteAddress
+      const suppressed = clientLog.take(`address ${remoteAddress ?? ''}`)
+      if (suppressed !== undefined) log.warn({ clientId: client.id, remoteAddress, limit, detail: err.message, ...(suppressed === 0 ? {} : { suppressed }) }, 'client disconnected: over a limit')
+    }
+  })
+  aedes.on('connectionError', function connectionError (_client: Client, err: Error) {
+    const limit = aedesLimit(err)
+    if (limit !== undefined) metrics.limitHit(limit)
+    log.debug({ err }, 'connection error before CONNECT')
+  })
+  // aedes emits 'error' for persistence failures; its types leave the event out
+  EventEmitter.prototype.on.call(aedes, 'error', function aedesError (err: Error) { deps.reportError('aedes', err) })
+}
+
+/** Keep a count of connected MQTT clients per transport for the metrics gauge. */
+function countClients (aedes: Aedes, connections: Connections, counts: Map<Transport, number>): void {
+  const add = (client: Client, delta: number): void => {
+    const transport = connections.metaOf(client)?.transport
+    if (transport !== undefined) counts.set(transport, (counts.get(transport) ?? 0) + delta)
+  }
+  aedes.on('client', function clientConnected (client: Client) { add(client, 1) })
+  aedes.on('clientDisconnect', function clientDisconnected (client: Client) { add(client, -1) })
+}
+
+/**
+ * Errors are counted and logged. While Redis is unreachable every Redis command and
+ * connection fails, and the outage itself is logged once (its start and its end):
+ * those failures are counted and logged at debug only, not once per retry.
+ */
+function makeErrorReporter (log: Logger, metrics: CoreMetrics, backendReady: () => boolean): ErrorReporter {
+  return function reportError (component, err, context = {}) {
+    metrics.error(component)
+    if (backendReady()) log.error({ err: toBrokerError(err), component, ...context }, `${component} error`)
+    else log.debug({ err: toBrokerError(err), component, ...context }, `${component} error while redis is unreachable`)
+  }
+}
+
+export function toPacket (message: OutgoingMessage): PublishPacket {
+  return {
+    cmd: 'publish',
+    topic: message.topic,
+    payload: typeof message.payload === 'string' ? Buffer.from(message.payload) : message.payload,
+    qos: message.qos ?? 0,
+    retain: message.retain ?? false,
+    dup: false
+  }
+}
+
+/** Which limit an error aedes raised for a client enforces, when it is one of ours (`limits.*`). */
+function aedesLimit (err: Error): string | undefined {
+  const message = err.message
+  if (message === 'drain timeout') return 'drain_timeout'
+  if (message === 'topic has too many levels') return 'topic_levels'
+  if (message === 'keep alive limit exceeded') return 'keepalive'
+  if (message.startsWith('maxInflightInbound exceeded')) return 'inflight_inbound'
+  return undefined
+}
