@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { createBroker, type Broker } from './core/broker.js'
-import { OPTIONS, loadConfig, readConfigFile } from './core/config.js'
+import { OPTIONS, createBroker, loadConfig, readConfigFile, type Broker } from './index.js'
 import { BrokerError } from './core/errors.js'
 import { packageVersion } from './core/version.js'
 import { hashPassword } from '../plugins/auth/passwords.js'

@@ -7,7 +7,14 @@
  * await broker.close()
  * ```
  */
-export { loadConfig, readConfigFile, defaults, OPTIONS, type BrokerConfig, type ConfigInput, type LoadConfigOptions, type LogLevel, type OptionSpec, type TlsFiles, type ValidationRule, type WebhookSubscriptionInput, type AclRuleInput, type AuthJwt, type AuthUser } from './core/config.js'
+export { loadConfig, defaults, OPTIONS, BUILTIN_SECTIONS, type BrokerConfig, type ConfigInput } from './config.js'
+export {
+  readConfigFile, configSection, enumOf, setting, loadedWith,
+  type ConfigSection, type LoadConfigOptions, type LogLevel, type OptionSpec, type SettingMeta, type Settings, type Shortcut, type TlsFiles
+} from './core/config/index.js'
+export type { ValidationRule } from '../plugins/schema-validation/config.js'
+export type { WebhookSubscriptionInput } from '../plugins/webhooks/config.js'
+export type { AclRuleInput, AuthJwt, AuthUser } from '../plugins/auth/config.js'
 export {
   BrokerError, ConfigError, PluginError, ReservedTopicError, ConnectRefusedError, BadRequestError, InternalError, ListenError, SchemaFileError, EventRejectedError, DuplicateEventError, DeliveryFailedError, PublishNotAuthorizedError, LimitExceededError,
   type RejectReason, type EventProblem, type EventSummary,
@@ -38,4 +45,17 @@ export { RedisDeadLetterStore } from './core/persistence/redis-dead-letters.js'
 
 // Last on purpose: broker.js loads the built-in plugins, which import this module. Every
 // export above is evaluated by then, so the cycle finds them initialised.
-export { createBroker, type Broker, type BrokerInput, type BoundPorts } from './core/broker.js'
+import { createBroker as startBroker, type Broker, type BrokerInput as CoreBrokerInput } from './core/broker.js'
+import { BUILTIN_SECTIONS, type ConfigInput } from './config.js'
+export type { Broker, BoundPorts } from './core/broker.js'
+
+/** `createBroker()` input: a partial config (the built-in plugins' settings included) plus what only code can give. */
+export type BrokerInput = CoreBrokerInput & ConfigInput
+
+/**
+ * Start a broker (see the core's `createBroker`) with the built-in plugins' config
+ * sections, and any others the caller's plugins need (`sections`).
+ */
+export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
+  return await startBroker({ ...input, sections: [...BUILTIN_SECTIONS, ...(input.sections ?? [])] })
+}

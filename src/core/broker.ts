@@ -5,7 +5,8 @@ import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { Aedes, type Client, type PublishPacket } from 'aedes'
 import { Counter, type Registry } from 'prom-client'
-import { loadConfig, type BrokerConfig, type ConfigInput, type TlsFiles } from './config.js'
+import { loadConfig, type ConfigSection, type CoreConfigInput, type TlsFiles } from './config/index.js'
+import { builtinConfig, type BrokerConfig } from '../config.js'
 import { ConfigError, DuplicateEventError, ListenError, messageOf, toBrokerError, type BrokerError } from './errors.js'
 import { createPublishGate } from './hooks/authorize-publish.js'
 import { adaptAuthorizeSubscribe } from './hooks/authorize-subscribe.js'
@@ -42,7 +43,9 @@ import { mqttSubscribers } from './persistence/subscribers.js'
 import { publishStats } from './stats.js'
 
 /** `createBroker()` input: a partial config plus what only code can give. */
-export interface BrokerInput extends ConfigInput {
+export interface BrokerInput extends CoreConfigInput {
+  /** The config sections to load besides the core's: the plugins' (the package entry passes the built-in ones). */
+  readonly sections?: readonly ConfigSection[]
   /** Plugins, loaded in this order after the built-in ones: `[myPlugin(options)]`. Default none. */
   readonly plugins?: readonly PluginEntry[]
   /** A pino logger to use instead of one built from `logLevel`. */
@@ -104,8 +107,8 @@ const SLOW_CONSUMER_LINES: Readonly<Record<Overflow['action'], string>> = {
  * (after releasing whatever it had opened) when it cannot start.
  */
 export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
-  const { plugins: entries = [], logger, pluginTimeoutMs = DEFAULT_PLUGIN_TIMEOUT_MS, ...rest } = input
-  const config = loadConfig(rest)
+  const { plugins: entries = [], logger, pluginTimeoutMs = DEFAULT_PLUGIN_TIMEOUT_MS, sections = [], ...rest } = input
+  const config = builtinConfig(loadConfig(rest, { sections }))
   const log = logger ?? createLogger(config.logLevel, config.nodeId)
   const [mqttTls, httpTls] = await Promise.all([readTls('mqtt.tls', config.mqtt.tls), readTls('http.tls', config.http.tls)])
 

@@ -1,6 +1,6 @@
 import type { Registry } from 'prom-client'
 import type { BrokerError, EventSummary } from './errors.js'
-import type { BrokerConfig } from './config.js'
+import type { LoadedConfig } from './config/index.js'
 import type { Logger } from './logger.js'
 
 /** How a client reached the broker. `http` and `internal` publishes have no MQTT connection. */
@@ -176,7 +176,7 @@ export interface PluginContext {
   readonly name: string
   /** Child logger with `{ plugin: name }`. */
   readonly log: Logger
-  readonly config: BrokerConfig
+  readonly config: LoadedConfig
   readonly nodeId: string
   readonly hooks: HookRegistry
   /** This broker's own prom-client registry (never the global one). */

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
-import type { WebhookSubscriptionInput as WebhookBody } from '../../config.js'
+import type { WebhookSubscriptionInput as WebhookBody } from '../../../../plugins/webhooks/config.js'
 import { BadRequestError } from '../../errors.js'
 import { errorBody } from '../errors.js'
 
