@@ -1,4 +1,5 @@
-import type { BrokerConfig, PluginEntry, Preset } from './core/index.js'
+import type { LoadedConfig, PluginEntry, Preset } from './core/index.js'
+import { builtinConfig } from './config.js'
 import { audit } from '../plugins/audit/index.js'
 import { auth, checkAclRules } from '../plugins/auth/index.js'
 import { catalog } from '../plugins/catalog/index.js'
@@ -28,7 +29,8 @@ export interface BuiltinOverrides {
  * - `catalog` (`/api/catalog`), which notes who published each type.
  */
 export function builtinPlugins (overrides: BuiltinOverrides = {}): Preset {
-  return function builtins (config: BrokerConfig): PluginEntry[] {
+  return function builtins (loaded: LoadedConfig): PluginEntry[] {
+    const config = builtinConfig(loaded)
     const entries: PluginEntry[] = [deadLetter(config.deadLetters)]
     const { auth: authConfig } = config
     if (authConfig.users.length > 0 || authConfig.jwt !== undefined || authConfig.acl.length > 0) {

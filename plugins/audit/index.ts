@@ -1,32 +1,18 @@
 import { resolve } from 'node:path'
 import { Counter } from 'prom-client'
-import { ConfigError, ConnectRefusedError, definePlugin, type BrokerError, type ConnectAttempt, type PluginContext, type PublishAttempt, type PublishVerdict } from '../../src/core/index.js'
+import { ConfigError, ConnectRefusedError, definePlugin, type Settings, type BrokerError, type ConnectAttempt, type PluginContext, type PublishAttempt, type PublishVerdict } from '../../src/core/index.js'
 import { RecordWriter, compileRedactor, outcomeOf } from './record.js'
 import { messagesRoutes } from './routes.js'
 import { fileSink, streamSink, type AuditSink } from './sinks.js'
 import { MemoryAuditTrail, RedisAuditTrail } from './trail.js'
+import { auditSection } from './config.js'
 
 export { fileSink, streamSink, type AuditSink } from './sinks.js'
 export { compileRedactor, REDACTED, type AuditOutcome, type AuditRecord } from './record.js'
 export { MemoryAuditTrail, RedisAuditTrail, type AuditTrail, type TrailMessage, type TrailPage } from './trail.js'
 
 /** Options of the audit plugin: the `audit` section of the config. */
-export interface AuditOptions {
-  /** Write a record for every publish on a validated topic; without it the trail stays empty. */
-  readonly enabled: boolean
-  /** Publish each record on `$audit/<topic>`: a message through the broker per event while anybody listens. */
-  readonly topic: boolean
-  /** JSON-lines file the records are appended to (opened at start-up). */
-  readonly file?: string
-  /** Put the event itself in each record. */
-  readonly payload: boolean
-  /** Paths into the event whose values are replaced by "[redacted]" in every record. */
-  readonly redact: readonly string[]
-  /** With Redis: the stream the records are added to, which `GET /api/mqtt/messages/:topic` reads. */
-  readonly stream: { readonly key: string, readonly maxLen: number }
-  /** Embedded: the ring the records of accepted events are kept in, for `GET /api/mqtt/messages/:topic`. */
-  readonly recent: { readonly maxEntries: number, readonly maxBytes: number }
-}
+export type AuditOptions = Settings<typeof auditSection.schema>
 
 export const AUDIT_PREFIX = '$audit/'
 /** Where refused logins are mirrored: no publish topic starts with `$`, so none is audited there. */
@@ -41,7 +27,7 @@ export const CONNECT_TOPIC = '$audit/$connect'
  * `recent` ring that `GET /api/mqtt/messages/:topic` reads. The plugin's own publishes skip the pipeline, so it never
  * audits its output.
  */
-export const audit = definePlugin<AuditOptions>({ name: 'audit', setup: setupAudit })
+export const audit = definePlugin<AuditOptions>({ name: 'audit', sections: [auditSection], setup: setupAudit })
 
 async function setupAudit (ctx: PluginContext, opts: AuditOptions): Promise<(() => Promise<void>) | undefined> {
   // what GET /api/mqtt/messages/:topic reads: embedded, this node's ring; with Redis, the audit stream

@@ -2,13 +2,13 @@ import { readFile } from 'node:fs/promises'
 import { createLocalJWKSet, jwtVerify, type JWTPayload, type JWTVerifyOptions } from 'jose'
 import { Counter } from 'prom-client'
 import {
-  BrokerError, ConfigError, ConnectRefusedError, PublishNotAuthorizedError, REJECTIONS_PREFIX, addressKey, definePlugin,
-  type AclRuleInput, type AuthJwt, type AuthUser, type ConnectAttempt, type Identity, type PublishAttempt, type SubscribeAttempt
+  BrokerError, ConfigError, ConnectRefusedError, PublishNotAuthorizedError, REJECTIONS_PREFIX, addressKey, definePlugin, type ConnectAttempt, type Identity, type PublishAttempt, type SubscribeAttempt
 } from '../../src/core/index.js'
 import { ANONYMOUS_ROLE, Acl } from './acl.js'
 import { DECOY_HASH, hashProblem, verifyPassword } from './passwords.js'
 import { checkAclRules } from './rules.js'
 import { MemoryAuthState, RedisAuthState, type AuthState } from './state.js'
+import type { AclRuleInput, AuthJwt, AuthUser } from './config.js'
 
 export { hashPassword, verifyPassword } from './passwords.js'
 export { Acl, ANONYMOUS_ROLE, covers, type AclRule } from './acl.js'

@@ -1,5 +1,6 @@
-import { ConfigError, topicFilterProblem, type AclRuleInput, type AuthJwt, type AuthUser } from '../../src/core/index.js'
+import { ConfigError, topicFilterProblem } from '../../src/core/index.js'
 import { ANONYMOUS_ROLE } from './acl.js'
+import type { AclRuleInput, AuthJwt, AuthUser } from './config.js'
 
 /** The parts of `auth` that decide whom a rule can apply to. */
 export interface AclSetting {

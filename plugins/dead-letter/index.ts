@@ -1,22 +1,20 @@
 import { randomUUID } from 'node:crypto'
 import { Counter } from 'prom-client'
 import {
-  DeliveryFailedError, DuplicateEventError, EventRejectedError, MAX_ERRORS, PublishNotAuthorizedError, ReservedTopicError, REJECTIONS_PREFIX, TRANSPORTS, definePlugin, service, viewPayload,
+  DeliveryFailedError, DuplicateEventError, EventRejectedError, MAX_ERRORS, PublishNotAuthorizedError, ReservedTopicError, REJECTIONS_PREFIX, TRANSPORTS, definePlugin, type Settings, service, viewPayload,
   type BrokerError, type Origin, type PluginContext, type PublishAttempt
 } from '../../src/core/index.js'
 import { RedisDeadLetterStore } from './redis-store.js'
 import { deadLetterRoutes, type Redeliver } from './routes.js'
 import { MemoryDeadLetterStore, type DeadLetterRecord, type DeadLetterStore } from './store.js'
+import { deadLettersSection } from './config.js'
 
 export { MemoryDeadLetterStore, type DeadLetterEntry, type DeadLetterPage, type DeadLetterQuery, type DeadLetterRecord, type DeadLetterStore, type OriginalMessage } from './store.js'
 export { RedisDeadLetterStore } from './redis-store.js'
 export type { Redeliver } from './routes.js'
 
 /** Options of the dead-letter plugin: the `deadLetters` section of the config. */
-export interface DeadLetterOptions {
-  /** Dead letters kept in the store; the oldest are evicted beyond it. */
-  readonly maxEntries: number
-}
+export type DeadLetterOptions = Settings<typeof deadLettersSection.schema>
 
 /** What the dead-letter plugin offers the plugins after it. */
 export interface DeadLetters {
@@ -39,7 +37,7 @@ const MQTT_ORIGINS: ReadonlySet<Origin> = new Set(TRANSPORTS)
  * only told to the publisher: not stored, not counted. A replay that fails again
  * updates its entry instead of adding one. Serves `/api/dlq`.
  */
-export const deadLetter = definePlugin<DeadLetterOptions>({ name: 'dead-letter', setup: setupDeadLetter })
+export const deadLetter = definePlugin<DeadLetterOptions>({ name: 'dead-letter', sections: [deadLettersSection], setup: setupDeadLetter })
 
 async function setupDeadLetter (ctx: PluginContext, { maxEntries }: DeadLetterOptions): Promise<undefined> {
   const evicted = new Counter({ name: 'ce_broker_dead_letters_evicted_total', help: 'Dead letters evicted from the full store, oldest first', registers: [ctx.metrics] })

@@ -1,16 +1,12 @@
 import { Counter } from 'prom-client'
-import { DuplicateEventError, definePlugin, type PluginContext, type PublishAttempt, type PublishVerdict } from '../../src/core/index.js'
+import { DuplicateEventError, definePlugin, type Settings, type PluginContext, type PublishAttempt, type PublishVerdict } from '../../src/core/index.js'
 import { MemoryIdempotencyStore, RedisIdempotencyStore, type IdempotencyStore } from './stores.js'
+import { idempotencySection } from './config.js'
 
 export { MemoryIdempotencyStore, RedisIdempotencyStore, type IdempotencyStore } from './stores.js'
 
-/** Options of the idempotency plugin: the `idempotency` section of the config. */
-export interface IdempotencyOptions {
-  /** How long an accepted event is remembered, in ms. */
-  readonly windowMs: number
-  /** Keys the memory store keeps; the least recently seen are forgotten beyond it (Redis keeps every key for the window). */
-  readonly maxEntries: number
-}
+/** Options of the idempotency plugin: the `idempotency` section of the config (`enabled` is the preset's to read). */
+export type IdempotencyOptions = Settings<typeof idempotencySection.schema>
 
 /**
  * Drops the second copy of an event: same `source` and `id` (the CloudEvents
@@ -24,7 +20,7 @@ export interface IdempotencyOptions {
  * handler; if a later handler refuses the event, the claim is given back, so only
  * accepted events are remembered and a refused one may be fixed and sent again.
  */
-export const idempotency = definePlugin<IdempotencyOptions>({ name: 'idempotency', dependsOn: ['schema-validation'], setup: setupIdempotency })
+export const idempotency = definePlugin<IdempotencyOptions>({ name: 'idempotency', sections: [idempotencySection], dependsOn: ['schema-validation'], setup: setupIdempotency })
 
 async function setupIdempotency (ctx: PluginContext, { windowMs, maxEntries }: IdempotencyOptions): Promise<undefined> {
   const store = storeOf(ctx, maxEntries)

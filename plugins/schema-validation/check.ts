@@ -1,8 +1,9 @@
 import {
   EnvelopeChecker, EventRejectedError, compileFilter, toFieldErrors, typeMatchesTopic, typeToTopic,
-  type CloudEvent, type EventProblem, type EventSummary, type RejectReason, type ValidationRule
+  type CloudEvent, type EventProblem, type EventSummary, type RejectReason
 } from '../../src/core/index.js'
 import type { SchemaRegistry } from './registry.js'
+import type { ValidationRule } from './config.js'
 
 /** What decides how a topic's publishes are checked: the config's `validation` section. */
 export interface ValidationPolicy {

@@ -1,12 +1,13 @@
 import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { Gauge } from 'prom-client'
-import { bundledSchemasDir, cloudEventTopics, definePlugin, service, type EventSummary, type PluginContext, type PublishAttempt } from '../../src/core/index.js'
+import { bundledSchemasDir, cloudEventTopics, definePlugin, type Settings, service, type EventSummary, type PluginContext, type PublishAttempt } from '../../src/core/index.js'
 import { createRuleCheck, noMatchingRule, ruleMatcher, type ValidationPolicy } from './check.js'
 import { CheckPool } from './pool.js'
 import { SchemaRegistry } from './registry.js'
 import { schemaRoutes, type SchemaListing } from './routes.js'
 import { summarizeSchema, type SchemaSummary } from './summary.js'
+import { schemasSection, validationSection } from './config.js'
 
 export { SchemaRegistry, type SchemaDocument, type SchemaEntry, type Draft } from './registry.js'
 export { createEventCheck, type ValidationPolicy } from './check.js'
@@ -15,14 +16,8 @@ export type { SchemaSummary, FieldSummary } from './summary.js'
 
 /** Options of the schema-validation plugin: the config's `schemas` and `validation` sections. */
 export interface SchemaValidationOptions {
-  readonly schemas: {
-    /** Folder of JSON Schema files, one per CloudEvent type; `./schemas` falls back to the bundled ones when the working folder has none. */
-    readonly dir: string
-  }
-  readonly validation: ValidationPolicy & {
-    /** Worker threads that run the checks; 0 checks on the broker's event loop. */
-    readonly workers: number
-  }
+  readonly schemas: Settings<typeof schemasSection.schema>
+  readonly validation: Settings<typeof validationSection.schema>
 }
 
 /** What the schema-validation plugin offers the plugins after it. */
@@ -47,7 +42,7 @@ const DEFAULT_SCHEMAS_DIR = './schemas'
  * when there are any, so parsing and validating 1 KiB events does not slow MQTT
  * routing down; the verdicts come back in the order the publishes arrived.
  */
-export const schemaValidation = definePlugin<SchemaValidationOptions>({ name: 'schema-validation', setup: setupValidation })
+export const schemaValidation = definePlugin<SchemaValidationOptions>({ name: 'schema-validation', sections: [schemasSection, validationSection], setup: setupValidation })
 
 async function setupValidation (ctx: PluginContext, { schemas, validation }: SchemaValidationOptions): Promise<(() => Promise<void>) | undefined> {
   const validating = validation.rules.length > 0 || validation.default === 'reject'

@@ -1,5 +1,6 @@
-import { EventRejectedError, type EventProblem, type EventSummary, type RejectReason, type ValidationRule } from '../../src/core/index.js'
+import { EventRejectedError, type EventProblem, type EventSummary, type RejectReason } from '../../src/core/index.js'
 import type { SchemaDocument } from './registry.js'
+import type { ValidationRule } from './config.js'
 
 /** What a validation worker is started with (`workerData`). */
 export interface WorkerSetup {

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram } from 'prom-client'
-import { DeliveryFailedError, MAX_JSON_DEPTH, definePlugin, mayNestDeeperThan, nestedDeeperThan, service, type PluginContext, type PublishedMessage } from '../../src/core/index.js'
+import { DeliveryFailedError, MAX_JSON_DEPTH, definePlugin, type Settings, mayNestDeeperThan, nestedDeeperThan, service, type PluginContext, type PublishedMessage } from '../../src/core/index.js'
 import { DEAD_LETTERS, type DeadLetterEntry } from '../dead-letter/index.js'
 import type { BreakerState, DeliveryOptions, DeliveryQueueLike, Job } from './delivery.js'
 import { DeliveryQueue } from './memory-queue.js'
@@ -10,6 +10,7 @@ import { webhookRoutes } from './routes.js'
 import { SharedSubscriptions } from './shared.js'
 import { SubscriptionStore, type RetryPolicy, type Subscription, type SubscriptionInput } from './subscriptions.js'
 import { UrlPolicy, type Resolver } from './url-policy.js'
+import { webhooksSection } from './config.js'
 
 export { DeniedAddressError, UrlPolicy, type Resolver, type UrlPolicyOptions } from './url-policy.js'
 export { backoffMs, retryAfterMs, isRetryable, type BreakerState } from './delivery.js'
@@ -19,25 +20,8 @@ export { WebhookRegistry, type WebhookListing } from './registry.js'
 /** The webhooks plugin's service: its subscriptions, for the catalog. */
 export const WEBHOOKS = service<WebhookRegistry>('webhooks')
 
-/** Options of the webhooks plugin: the `webhooks` section of the config, and how host names resolve. */
-export interface WebhooksOptions {
-  /** What every subscription gets unless it says otherwise. */
-  readonly defaults: { readonly retry: RetryPolicy, readonly timeoutMs: number, readonly concurrency: number }
-  readonly maxQueued: number
-  readonly breaker: { readonly failures: number, readonly halfOpenAfterMs: number }
-  /**
-   * With Redis: deliveries wait in a durable queue every node shares (BullMQ), each
-   * taken by one node, taken over by another if that node dies mid-delivery; a node
-   * holds one this long without renewing it.
-   */
-  readonly lockMs: number
-  /** CIDR networks no webhook URL may point into. */
-  readonly denyNetworks: readonly string[]
-  /** Subscriptions from the config file, registered at start-up (a bad one stops it). */
-  readonly subscriptions: readonly SubscriptionInput[]
-  /** How host names are resolved. Default: the system resolver. */
-  readonly resolve?: Resolver
-}
+/** Options of the webhooks plugin: the `webhooks` section of the config, and how host names resolve (default: the system resolver). */
+export type WebhooksOptions = Settings<typeof webhooksSection.schema> & { readonly resolve?: Resolver }
 
 /**
  * The HTTP bridge (PRODUCT §4): every accepted CloudEvent whose topic matches a
@@ -51,7 +35,7 @@ export interface WebhooksOptions {
  * that fails for good, or finds the queue full, is dead-lettered. Each subscription
  * has its own connections: one endpoint's trouble never holds another's deliveries.
  */
-export const webhooks = definePlugin<WebhooksOptions>({ name: 'webhooks', dependsOn: ['dead-letter'], setup: setupWebhooks })
+export const webhooks = definePlugin<WebhooksOptions>({ name: 'webhooks', sections: [webhooksSection], dependsOn: ['dead-letter'], setup: setupWebhooks })
 
 async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promise<() => Promise<void>> {
   const deadLetters = ctx.need(DEAD_LETTERS)

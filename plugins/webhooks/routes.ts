@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
-import { BadRequestError, errorBody, type WebhookSubscriptionInput as WebhookBody } from '../../src/core/index.js'
+import { BadRequestError, errorBody } from '../../src/core/index.js'
+import type { WebhookSubscriptionInput as WebhookBody } from './config.js'
 
 /** What the webhook routes use: the broker's subscription registry. */
 export interface WebhookSource {

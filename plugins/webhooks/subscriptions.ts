@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
-import { compileFilter, topicFilterProblem, type WebhookSubscriptionInput } from '../../src/core/index.js'
+import { compileFilter, topicFilterProblem } from '../../src/core/index.js'
+import type { WebhookSubscriptionInput } from './config.js'
 
 /** Retry policy of a subscription (PRODUCT §4); every field optional over the defaults. */
 export interface RetryPolicy {

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises'
 import type { Aedes } from 'aedes'
 import type { Registry } from 'prom-client'
 import proxyaddr from 'proxy-addr'
-import { loadConfig, type BrokerConfig, type ConfigInput, type TlsFiles } from './config.js'
+import { loadConfig, type ConfigSection, type CoreConfigInput, type LoadedConfig, type TlsFiles } from './config/index.js'
 import type { OutgoingMessage, PluginEntry, Transport } from './context.js'
 import type { CloudEvent } from './cloudevents/envelope.js'
 import { typeToTopic } from './cloudevents/topic.js'
@@ -24,10 +24,12 @@ import { dashboardDir, packageVersion } from './version.js'
  * The plugins a broker runs before the caller's, built from the config: the package
  * entry's `builtinPlugins()` gives the built-in ones. The core knows none of them.
  */
-export type Preset = (config: BrokerConfig) => readonly PluginEntry[] | Promise<readonly PluginEntry[]>
+export type Preset = (config: LoadedConfig) => readonly PluginEntry[] | Promise<readonly PluginEntry[]>
 
 /** `createBroker()` input: a partial config plus what only code can give. */
-export interface BrokerInput extends ConfigInput {
+export interface BrokerInput extends CoreConfigInput {
+  /** The config sections to load besides the core's and those of the plugins given (the package entry passes the built-in plugins'). */
+  readonly sections?: readonly ConfigSection[]
   /** The plugins to load first, from the config. Default none here; the package entry's `createBroker` passes the built-in ones. */
   readonly preset?: Preset
   /** Plugins, loaded in this order after the preset's: `[myPlugin(options)]`. Default none. */
@@ -47,7 +49,7 @@ export interface BoundPorts {
 
 /** A running broker. */
 export interface Broker {
-  readonly config: BrokerConfig
+  readonly config: LoadedConfig
   readonly nodeId: string
   readonly ports: BoundPorts
   readonly log: Logger
@@ -100,8 +102,8 @@ interface Opened {
  * cannot start.
  */
 export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
-  const { preset, plugins: entries = [], logger, pluginTimeoutMs = DEFAULT_PLUGIN_TIMEOUT_MS, ...rest } = input
-  const config = loadConfig(rest)
+  const { preset, plugins: entries = [], logger, pluginTimeoutMs = DEFAULT_PLUGIN_TIMEOUT_MS, sections = [], ...rest } = input
+  const config: LoadedConfig = loadConfig(rest, { sections: [...new Set([...sections, ...entries.flatMap((entry) => entry.sections ?? [])])] })
   const log = logger ?? createLogger(config.logLevel, config.nodeId)
   const [mqttTls, httpTls] = await Promise.all([readTls('mqtt.tls', config.mqtt.tls), readTls('http.tls', config.http.tls)])
   const node = createNode(config, log)
@@ -195,7 +197,7 @@ function publisher (node: Node): Broker['publish'] {
 }
 
 /** What the core's HTTP routes read, and the plugins' routes. */
-function httpSources (config: BrokerConfig, node: Node, plugins: PluginHost, opened: Opened, log: Logger): Parameters<typeof createHttpApi>[0] {
+function httpSources (config: LoadedConfig, node: Node, plugins: PluginHost, opened: Opened, log: Logger): Parameters<typeof createHttpApi>[0] {
   const { backend, gate, chains } = node
   return {
     log: log.child({ component: 'http' }),

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { Registry } from 'prom-client'
 import type { BrokerError, EventSummary } from './errors.js'
-import type { BrokerConfig } from './config.js'
+import type { ConfigSection, LoadedConfig } from './config/index.js'
 import type { Logger } from './logger.js'
 
 /** How a client reached the broker. `http` and `internal` publishes have no MQTT connection. */
@@ -211,7 +211,7 @@ export interface PluginContext {
   readonly name: string
   /** Child logger with `{ plugin: name }`. */
   readonly log: Logger
-  readonly config: BrokerConfig
+  readonly config: LoadedConfig
   readonly nodeId: string
   readonly hooks: HookRegistry
   /** This broker's own prom-client registry (never the global one). */
@@ -266,6 +266,8 @@ export type Dispose = () => Promise<void>
 export interface PluginEntry {
   readonly name: string
   readonly dependsOn: readonly string[]
+  /** The config sections the plugin owns: loaded, defaulted and validated with the broker's config. */
+  readonly sections?: readonly ConfigSection[]
   readonly start: (ctx: PluginContext) => Promise<Dispose | undefined>
 }
 
@@ -277,6 +279,7 @@ export interface Plugin<O> {
   (options: O): PluginEntry
   readonly pluginName: string
   readonly dependsOn: readonly string[]
+  readonly sections?: readonly ConfigSection[]
 }
 
 /** Metadata of a plugin. */
@@ -288,6 +291,13 @@ export interface PluginMeta {
 /** A plugin's declaration: its name, what must load before it, and its setup. */
 export interface PluginSpec<O> extends PluginMeta {
   readonly name: string
+  /**
+   * The config sections it owns (`configSection({ key, schema })`, a TypeBox schema with
+   * defaults and each setting's variable, flag and doc): the broker loads, defaults and
+   * validates them with the rest of the config, naming the key in errors; the preset binds
+   * the plugin to its section.
+   */
+  readonly sections?: readonly ConfigSection[]
   /** Registers hooks, routes and services; returns an async dispose (or nothing). */
   readonly setup: (ctx: PluginContext, options: O) => Promise<Dispose | undefined | void>
 }
@@ -306,18 +316,19 @@ export function definePlugin<O = void> (spec: PluginSpec<O>): Plugin<O>
 export function definePlugin<O = void> (name: string, setup: PluginSpec<O>['setup'], meta?: PluginMeta): Plugin<O>
 export function definePlugin<O = void> (first: string | PluginSpec<O>, second?: PluginSpec<O>['setup'], meta: PluginMeta = {}): Plugin<O> {
   const spec: PluginSpec<O> = typeof first === 'string' ? { ...meta, name: first, setup: second ?? noSetup } : first
-  const { name, setup } = spec
+  const { name, setup, sections } = spec
   const dependsOn = Object.freeze([...(spec.dependsOn ?? [])])
   function bind (options: O): PluginEntry {
     return {
       name,
       dependsOn,
+      ...(sections === undefined ? {} : { sections }),
       start: async function startPlugin (ctx) {
         return (await setup(ctx, options)) ?? undefined
       }
     }
   }
-  return Object.assign(bind, { pluginName: name, dependsOn })
+  return Object.assign(bind, { pluginName: name, dependsOn, ...(sections === undefined ? {} : { sections }) })
 }
 
 async function noSetup (): Promise<undefined> {

@@ -3,7 +3,11 @@
  * CloudEvents helpers) and `createBroker` without built-in plugins. The package entry
  * (`src/index.ts`) adds the built-in plugins; nothing under `src/core/` imports them.
  */
-export { loadConfig, readConfigFile, defaults, OPTIONS, type BrokerConfig, type ConfigInput, type LoadConfigOptions, type LogLevel, type OptionSpec, type TlsFiles, type ValidationRule, type WebhookSubscriptionInput, type AclRuleInput, type AuthJwt, type AuthUser } from './config.js'
+export {
+  loadConfig, readConfigFile, configSection, enumOf, setting, loadedWith, configDefaults, configOptions, configTable, CORE_SECTIONS,
+  type ConfigSection, type ConfigOf, type CoreConfig, type CoreConfigInput, type LoadedConfig, type LoadConfigOptions, type LogLevel, type OptionSpec,
+  type SettingMeta, type Settings, type Shortcut, type TlsFiles, type DeepPartial, type DeepReadonly
+} from './config/index.js'
 export {
   BrokerError, ConfigError, PluginError, ReservedTopicError, ConnectRefusedError, BadRequestError, InternalError, ListenError, SchemaFileError, EventRejectedError, DuplicateEventError, DeliveryFailedError, PublishNotAuthorizedError, LimitExceededError,
   type RejectReason, type EventProblem, type EventSummary,

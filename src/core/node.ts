@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { Aedes, type Client, type PublishPacket } from 'aedes'
-import type { BrokerConfig } from './config.js'
+import type { LoadedConfig as BrokerConfig } from './config/index.js'
 import type { OutgoingMessage, SubmitOptions, Transport } from './context.js'
 import { toBrokerError, type BrokerError } from './errors.js'
 import { createPublishGate, type PublishGate } from './hooks/authorize-publish.js'

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { Registry } from 'prom-client'
 import type { Redis } from 'ioredis'
-import type { BrokerConfig } from './config.js'
+import type { LoadedConfig as BrokerConfig } from './config/index.js'
 import type { HookRegistry, MqttSubscriber, OutgoingMessage, PluginContext, PluginEntry, Service, SubmitOptions } from './context.js'
 import { PluginError, type BrokerError } from './errors.js'
 import type { Logger } from './logger.js'

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
-import { loadConfig } from '../../src/core/config.js'
+import { loadConfig } from '../../src/core/config/index.js'
 import { ConfigError } from '../../src/core/errors.js'
 
 const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')

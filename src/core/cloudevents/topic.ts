@@ -1,5 +1,10 @@
-import type { ValidationRule } from '../config.js'
 import { compileFilter } from '../topics.js'
+
+/** What `cloudEventTopics` reads of a validation rule (the schema-validation plugin's setting). */
+interface CloudEventRule {
+  readonly match: string
+  readonly cloudevents: boolean
+}
 
 /** CloudEvent `type` ⇄ MQTT topic: `albergue.v1.booking.reserved` ⇄ `albergue/v1/booking/reserved`. */
 export function typeToTopic (type: string): string {
@@ -49,7 +54,7 @@ export function dottedToFilter (filter: string): string {
  * rule matches is plain MQTT. What the HTTP publish route asks before wrapping a
  * payload that is only an event's data.
  */
-export function cloudEventTopics (rules: readonly ValidationRule[]): (topic: string) => boolean {
+export function cloudEventTopics (rules: readonly CloudEventRule[]): (topic: string) => boolean {
   const matchers = rules.map((rule) => ({ matches: compileFilter(rule.match), cloudevents: rule.cloudevents }))
   return function isCloudEventTopic (topic: string): boolean {
     return matchers.find((m) => m.matches(topic))?.cloudevents ?? false

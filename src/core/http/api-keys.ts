@@ -1,16 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { ApiKeyInput, ApiScope } from '../config/index.js'
 import { BrokerError } from '../errors.js'
 
-/** What an API key may do (PRODUCT §5). */
-export type ApiScope = 'publish' | 'read' | 'admin'
-
-/** An API key as configured: its id (for logs), the hash of the key, its scopes. */
-export interface ApiKeyInput {
-  readonly id: string
-  readonly key: string
-  readonly scopes: readonly ApiScope[]
-}
+// what an API key may do (PRODUCT §5), and a key as configured: the config's `auth.apiKeys` defines them
+export type { ApiKeyInput, ApiScope }
 
 /** 401: no API key, or one that is not known. */
 export class UnauthorizedError extends BrokerError {

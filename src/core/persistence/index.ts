@@ -6,7 +6,7 @@ import redisPersistence from 'aedes-persistence-redis'
 import { Redis } from 'ioredis'
 import mqemitter, { type MQEmitter } from 'mqemitter'
 import mqemitterRedis from 'mqemitter-redis'
-import type { BrokerConfig } from '../config.js'
+import type { CoreConfig } from '../config/index.js'
 import { ConfigError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import { boundRecursion } from './bounded-mq.js'
@@ -66,7 +66,7 @@ export interface Backend {
 }
 
 /** Build the backend the config asks for. */
-export function createBackend (config: BrokerConfig, log: Logger): Backend {
+export function createBackend (config: CoreConfig, log: Logger): Backend {
   // [MQTT-4.7.1-3]: `sport/#` matches `sport`; aedes sets this for its default mqemitter too
   const mqOptions = { concurrency: 100, matchEmptyLevels: true }
   if (config.redis === undefined) {
