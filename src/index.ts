@@ -10,7 +10,8 @@
 export { loadConfig, readConfigFile, defaults, OPTIONS, type BrokerConfig, type ConfigInput, type LoadConfigOptions, type LogLevel, type OptionSpec, type TlsFiles, type ValidationRule, type WebhookSubscriptionInput, type AclRuleInput, type AuthJwt, type AuthUser } from './core/config.js'
 export {
   BrokerError, ConfigError, PluginError, ReservedTopicError, ConnectRefusedError, BadRequestError, InternalError, ListenError, SchemaFileError, EventRejectedError, DuplicateEventError, DeliveryFailedError, PublishNotAuthorizedError, LimitExceededError,
-  type RejectReason, type EventProblem, type EventSummary,
+  SubscribeNotAuthorizedError, UnavailableError, UnauthorizedError, ForbiddenError, DeniedAddressError,
+  REJECT_REASONS, type RejectReason, type EventProblem, type EventSummary,
   toBrokerError, type Disposition
 } from './core/errors.js'
 export { createLogger, type Logger } from './core/logger.js'

@@ -3,7 +3,7 @@ import { createLocalJWKSet, jwtVerify, type JWTPayload, type JWTVerifyOptions } 
 import type { Redis } from 'ioredis'
 import { Counter } from 'prom-client'
 import {
-  BrokerError, ConfigError, ConnectRefusedError, PublishNotAuthorizedError, REJECTIONS_PREFIX, addressKey, definePlugin,
+  ConfigError, ConnectRefusedError, PublishNotAuthorizedError, REJECTIONS_PREFIX, SubscribeNotAuthorizedError, addressKey, definePlugin,
   type AclRuleInput, type AuthJwt, type AuthUser, type ConnectAttempt, type Identity, type PublishAttempt, type SubscribeAttempt
 } from '../../src/index.js'
 import { ANONYMOUS_ROLE, Acl } from './acl.js'
@@ -14,6 +14,7 @@ import { MemoryAuthState, RedisAuthState, type AuthState } from './state.js'
 export { hashPassword, verifyPassword } from './passwords.js'
 export { Acl, ANONYMOUS_ROLE, covers, type AclRule } from './acl.js'
 export { anonymousCanConnect, checkAclRules, type AclSetting } from './rules.js'
+export { SubscribeNotAuthorizedError } from '../../src/index.js'
 
 /** Options of the auth plugin: `auth` of the config. */
 export interface AuthOptions {
@@ -24,15 +25,6 @@ export interface AuthOptions {
   readonly loginFailures: { readonly max: number, readonly windowMs: number }
   /** With `--redis`: failed logins and client-id owners are shared by the nodes. */
   readonly redis?: Redis
-}
-
-/** A subscription no ACL rule grants: SUBACK 0x80 for that filter, the client stays connected. */
-export class SubscribeNotAuthorizedError extends BrokerError {
-  readonly code = 'BRK_SUBSCRIBE_NOT_AUTHORIZED'
-  override readonly statusCode = 403
-  constructor (readonly topic: string, readonly username: string | undefined) {
-    super(`${username === undefined ? 'an anonymous client' : `user ${JSON.stringify(username)}`} may not subscribe to "${topic}"`)
-  }
 }
 
 /** Password checks running at once (each an scrypt on libuv's pool); beyond it CONNECTs get CONNACK 3 until one ends. */

@@ -1,6 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { BrokerError } from '../errors.js'
+import { ForbiddenError, UnauthorizedError } from '../errors.js'
+
+export { ForbiddenError, UnauthorizedError } from '../errors.js'
 
 /** What an API key may do (PRODUCT §5). */
 export type ApiScope = 'publish' | 'read' | 'admin'
@@ -10,18 +12,6 @@ export interface ApiKeyInput {
   readonly id: string
   readonly key: string
   readonly scopes: readonly ApiScope[]
-}
-
-/** 401: no API key, or one that is not known. */
-export class UnauthorizedError extends BrokerError {
-  readonly code = 'BRK_HTTP_UNAUTHORIZED'
-  override readonly statusCode = 401
-}
-
-/** 403: a known key without the scope the route needs. */
-export class ForbiddenError extends BrokerError {
-  readonly code = 'BRK_HTTP_FORBIDDEN'
-  override readonly statusCode = 403
 }
 
 /**

@@ -3,7 +3,7 @@ import type { OutgoingMessage, SubmitOptions } from '../../context.js'
 import { EventRejectedError, type BrokerError } from '../../errors.js'
 import type { DeadLetterStore } from '../../persistence/dead-letters.js'
 import { topicFilterProblem } from '../../topics.js'
-import { errorBody } from '../errors.js'
+import { errorBody, httpAnswerOf } from '../errors.js'
 
 /** What the dead-letter routes use. */
 export interface DeadLetterSource {
@@ -78,7 +78,7 @@ export const deadLetterRoutes: FastifyPluginAsync<DeadLetterSource> = async func
       return { replayed: true, id: entry.id, topic: original.topic }
     }
     if (refusal instanceof EventRejectedError) {
-      return await reply.code(refusal.statusCode).send(errorBody(refusal.reason, `replay of ${entry.id} rejected again: ${refusal.message}; kept with the new reason`, refusal.problems))
+      return await reply.code(httpAnswerOf(refusal).status).send(errorBody(refusal.reason, `replay of ${entry.id} rejected again: ${refusal.message}; kept with the new reason`, refusal.problems))
     }
     throw refusal
   })
