@@ -26,7 +26,7 @@ export { EnvelopeChecker, toFieldErrors, MAX_ERRORS, type CloudEvent, type Envel
 export { typeToTopic, topicToType, typeMatchesTopic } from './core/cloudevents/topic.js'
 export { isRfc3339, isRfc3339Date } from './core/cloudevents/rfc3339.js'
 export { compileFilter, topicFilterProblem } from './core/topics.js'
-export { REJECTIONS_PREFIX } from './core/hooks/authorize-subscribe.js'
+export { AUDIT_LEVEL, AUDIT_PREFIX, DISCARD_PREFIX, DLQ_PREFIX, REJECTIONS_PREFIX, SYS_PREFIX, isReserved } from './core/reserved-topics.js'
 export { hashApiKey, newApiKey, type ApiKeyInput, type ApiScope } from './core/http/api-keys.js'
 export { TRANSPORTS } from './core/transport/connections.js'
 export { addressKey } from './core/transport/admission.js'

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import { Counter } from 'prom-client'
-import { ConfigError, ConnectRefusedError, definePlugin, type BrokerError, type ConnectAttempt, type PublishAttempt, type PublishVerdict } from '../../src/index.js'
+import { AUDIT_LEVEL, AUDIT_PREFIX, ConfigError, ConnectRefusedError, definePlugin, type BrokerError, type ConnectAttempt, type PublishAttempt, type PublishVerdict } from '../../src/index.js'
 import { RecordWriter, compileRedactor, outcomeOf } from './record.js'
 import { fileSink, streamSink, type AuditSink } from './sinks.js'
 import type { MemoryAuditTrail } from './trail.js'
@@ -8,6 +8,7 @@ import type { MemoryAuditTrail } from './trail.js'
 export { fileSink, streamSink, type AuditSink } from './sinks.js'
 export { compileRedactor, REDACTED, type AuditOutcome, type AuditRecord } from './record.js'
 export { MemoryAuditTrail, RedisAuditTrail, type AuditTrail, type TrailMessage, type TrailPage } from './trail.js'
+export { AUDIT_PREFIX } from '../../src/index.js'
 
 /** Options of the audit plugin. */
 export interface AuditOptions {
@@ -25,9 +26,8 @@ export interface AuditOptions {
   readonly recent?: Pick<MemoryAuditTrail, 'push'>
 }
 
-export const AUDIT_PREFIX = '$audit/'
 /** Where refused logins are mirrored: no publish topic starts with `$`, so none is audited there. */
-export const CONNECT_TOPIC = '$audit/$connect'
+export const CONNECT_TOPIC = `${AUDIT_PREFIX}$connect`
 
 /**
  * One audit record (PRODUCT §3) for every publish on a validated topic, whatever
@@ -100,7 +100,7 @@ export const audit = definePlugin<AuditOptions>('audit', async (ctx, opts) => {
 
   ctx.hooks.decided(function auditPublish (attempt: PublishAttempt, verdict: PublishVerdict): void {
     // the live mirror only while a subscription may get it: no message per event for nobody
-    const watched = opts.topic !== false && ctx.listening('$audit')
+    const watched = opts.topic !== false && ctx.listening(AUDIT_LEVEL)
     if (!watched && sinks.length === 0 && recent === undefined) return
     const audited = outcomeOf(attempt, verdict)
     if (audited === undefined) return
@@ -109,7 +109,7 @@ export const audit = definePlugin<AuditOptions>('audit', async (ctx, opts) => {
     const line = records.append(attempt, audited, watched || kept)
     if (line !== undefined) {
       if (kept) recent.push(attempt.topic, line)
-      if (watched) mirror(attempt.topic === '' ? AUDIT_PREFIX.slice(0, -1) : AUDIT_PREFIX + attempt.topic, line)
+      if (watched) mirror(attempt.topic === '' ? AUDIT_LEVEL : AUDIT_PREFIX + attempt.topic, line)
     }
     scheduleFlush()
   })
@@ -122,7 +122,7 @@ export const audit = definePlugin<AuditOptions>('audit', async (ctx, opts) => {
 
   // a refused login (bad credentials, rate limited, ...): `$audit/$connect` and the logs
   ctx.hooks.connectRefused(function auditRefusedConnect (attempt: ConnectAttempt, error: BrokerError): void {
-    const watched = opts.topic !== false && ctx.listening('$audit')
+    const watched = opts.topic !== false && ctx.listening(AUDIT_LEVEL)
     const line = records.appendValue({
       outcome: 'refused',
       reason: error instanceof ConnectRefusedError ? error.reason : error.code,

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram } from 'prom-client'
-import { BadRequestError, DeliveryFailedError, MAX_JSON_DEPTH, definePlugin, mayNestDeeperThan, nestedDeeperThan, type DeadLetterStore, type PublishedMessage } from '../../src/index.js'
+import { BadRequestError, DeliveryFailedError, MAX_JSON_DEPTH, definePlugin, isReserved, mayNestDeeperThan, nestedDeeperThan, type DeadLetterStore, type PublishedMessage } from '../../src/index.js'
 import type { BreakerState, DeliveryOptions, DeliveryQueueLike, Job } from './delivery.js'
 import { DeliveryQueue } from './memory-queue.js'
 import { RedisDeliveryQueue } from './redis-queue.js'
@@ -252,7 +252,7 @@ export const webhooks = definePlugin<WebhooksOptions>('webhooks', async (ctx, op
   }
 
   ctx.hooks.published(function enqueueDeliveries (message: PublishedMessage): void {
-    if (registry.store.size === 0 || message.topic.charCodeAt(0) === 36 /* $ */) return
+    if (registry.store.size === 0 || isReserved(message.topic)) return
     const matching = registry.store.matching(message.topic)
     if (matching.length === 0) return
     const event = cloudEventOf(message.payload)

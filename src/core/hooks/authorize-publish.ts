@@ -7,13 +7,14 @@ import type { AuthorizePublishHandler, DeadLetterHandler, DecidedHandler, Origin
 import type { Connections } from '../transport/connections.js'
 import { settleChain, tellEach } from './chain.js'
 import { Attempt } from './publish-attempt.js'
+import { DISCARD_PREFIX, DLQ_PREFIX, isReserved } from '../reserved-topics.js'
 
 type AedesAuthorizePublish = NonNullable<AedesOptions['authorizePublish']>
 
 /** Topic prefixes a diverted publish is moved under. Nobody may publish there; `$DISCARD/` nobody may read. */
 export const DIVERT_PREFIX: Readonly<Record<Exclude<Disposition, 'reject'>, string>> = {
-  'dead-letter': '$DLQ/',
-  discard: '$DISCARD/'
+  'dead-letter': DLQ_PREFIX,
+  discard: DISCARD_PREFIX
 }
 
 export interface PublishGateDeps {
@@ -91,7 +92,7 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
       return
     }
     // aedes guards `$SYS/` only; every `$` topic is the broker's: acked, delivered to no one, told
-    if (topic.charCodeAt(0) === 36 /* $ */) {
+    if (isReserved(topic)) {
       refuse(packet, attempt, new ReservedTopicError(topic), done)
       return
     }
@@ -240,7 +241,7 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
   }
 
   function admit (client: Client | null, packet: PublishPacket, origin: Origin, meta: ReturnType<Connections['metaOf']>, callback: (err?: Error | null) => void): void {
-    if (chain.length === 0 && packet.topic.charCodeAt(0) !== 36 /* $ */ && !mayBeOverLimit(packet.topic)) {
+    if (chain.length === 0 && !isReserved(packet.topic) && !mayBeOverLimit(packet.topic)) {
       // nothing to ask: skip building the attempt (the benchmark's no-plugin path)
       callback(null)
       return

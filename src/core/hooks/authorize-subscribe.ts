@@ -13,12 +13,9 @@ export interface SubscribeLimits {
   readonly maxSubscriptionsPerClient: number
 }
 import { settleChain } from './chain.js'
-import { DIVERT_PREFIX } from './authorize-publish.js'
+import { DISCARD_PREFIX, REJECTIONS_PREFIX, isOwnRejections } from '../reserved-topics.js'
 
 type AedesAuthorizeSubscribe = NonNullable<AedesOptions['authorizeSubscribe']>
-
-/** Where a client finds the dead-letter records of its own refused publishes: `$rejections/<clientId>`. */
-export const REJECTIONS_PREFIX = '$rejections/'
 
 /**
  * Fold the authorizeSubscribe chain into aedes' slot. A refusal is SUBACK 0x80
@@ -83,7 +80,7 @@ export function adaptAuthorizeSubscribe (
       callback(null, null)
       return
     }
-    if (sub.topic.startsWith(DIVERT_PREFIX.discard)) {
+    if (sub.topic.startsWith(DISCARD_PREFIX)) {
       // discarded messages are not readable
       refused(client, sub.topic, 'discarded')
       callback(null, null)
@@ -118,13 +115,4 @@ export function adaptAuthorizeSubscribe (
     tell(client)
   }
   return authorizeSubscribe
-}
-
-/**
- * Whether `filter` is the one topic `$rejections/<clientId>`: compared as topics, not
- * strings, so that no wildcard in it (nor in a client id, which CONNECT refuses anyway)
- * can widen it over other clients' rejections.
- */
-export function isOwnRejections (filter: string, clientId: string): boolean {
-  return filter === REJECTIONS_PREFIX + clientId && !/[+#]/.test(filter) && !clientId.includes('/')
 }
