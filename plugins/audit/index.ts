@@ -125,7 +125,7 @@ export const audit = definePlugin<AuditOptions>('audit', async (ctx, opts) => {
     const watched = opts.topic !== false && ctx.listening(AUDIT_LEVEL)
     const line = records.appendValue({
       outcome: 'refused',
-      reason: error instanceof ConnectRefusedError ? error.reason : error.code,
+      reason: error.reason,
       clientId: attempt.clientId,
       ...(attempt.username === undefined ? {} : { username: attempt.username }),
       remoteAddress: attempt.remoteAddress ?? null,

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { Counter } from 'prom-client'
 import {
-  DeliveryFailedError, DuplicateEventError, EventRejectedError, MAX_ERRORS, PublishNotAuthorizedError, ReservedTopicError, REJECTIONS_PREFIX, TRANSPORTS, definePlugin, viewPayload,
+  DeliveryFailedError, EventRejectedError, MAX_ERRORS, REJECTIONS_PREFIX, TRANSPORTS, definePlugin, viewPayload,
   type BrokerError, type DeadLetterRecord, type DeadLetterStore, type Origin, type PublishAttempt
 } from '../../src/index.js'
 
@@ -32,9 +32,7 @@ export const deadLetter = definePlugin<DeadLetterOptions>('dead-letter', async (
   ctx.hooks.deadLetter(function keepDeadLetter (attempt: PublishAttempt, error: BrokerError, keep: boolean): Buffer {
     const rejected = error instanceof EventRejectedError ? error : undefined
     const undelivered = error instanceof DeliveryFailedError ? error : undefined
-    // refused but not kept: only told to the publisher
-    const toldOnly = error instanceof PublishNotAuthorizedError || error instanceof ReservedTopicError || error instanceof DuplicateEventError ? error : undefined
-    const reason = rejected?.reason ?? undelivered?.reason ?? toldOnly?.reason ?? error.code
+    const reason = error.reason
     const id = attempt.replayOf ?? randomUUID()
     const record: DeadLetterRecord = {
       specversion: '1.0',
