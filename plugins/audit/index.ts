@@ -1,6 +1,6 @@
 import { resolve } from 'node:path'
 import { Counter } from 'prom-client'
-import { ConfigError, ConnectRefusedError, definePlugin, type Settings, type BrokerError, type ConnectAttempt, type PluginContext, type PublishAttempt, type PublishVerdict } from '../../src/core/index.js'
+import { AUDIT_LEVEL, AUDIT_PREFIX, ConfigError, ConnectRefusedError, definePlugin, type Settings, type BrokerError, type ConnectAttempt, type PluginContext, type PublishAttempt, type PublishVerdict } from '../../src/core/index.js'
 import { RecordWriter, compileRedactor, outcomeOf } from './record.js'
 import { messagesRoutes } from './routes.js'
 import { fileSink, streamSink, type AuditSink } from './sinks.js'
@@ -10,13 +10,13 @@ import { auditSection } from './config.js'
 export { fileSink, streamSink, type AuditSink } from './sinks.js'
 export { compileRedactor, REDACTED, type AuditOutcome, type AuditRecord } from './record.js'
 export { MemoryAuditTrail, RedisAuditTrail, type AuditTrail, type TrailMessage, type TrailPage } from './trail.js'
+export { AUDIT_PREFIX } from '../../src/core/index.js'
 
 /** Options of the audit plugin: the `audit` section of the config. */
 export type AuditOptions = Settings<typeof auditSection.schema>
 
-export const AUDIT_PREFIX = '$audit/'
 /** Where refused logins are mirrored: no publish topic starts with `$`, so none is audited there. */
-export const CONNECT_TOPIC = '$audit/$connect'
+export const CONNECT_TOPIC = `${AUDIT_PREFIX}$connect`
 
 /**
  * One audit record (PRODUCT §3) for every publish on a validated topic, whatever
@@ -96,7 +96,7 @@ async function setupAudit (ctx: PluginContext, opts: AuditOptions): Promise<(() 
 
   ctx.hooks.decided(function auditPublish (attempt: PublishAttempt, verdict: PublishVerdict): void {
     // the live mirror only while a subscription may get it: no message per event for nobody
-    const watched = opts.topic && ctx.listening('$audit')
+    const watched = opts.topic && ctx.listening(AUDIT_LEVEL)
     if (!watched && sinks.length === 0 && recent === undefined) return
     const audited = outcomeOf(attempt, verdict)
     if (audited === undefined) return
@@ -105,7 +105,7 @@ async function setupAudit (ctx: PluginContext, opts: AuditOptions): Promise<(() 
     const line = records.append(attempt, audited, watched || kept)
     if (line !== undefined) {
       if (kept) recent.push(attempt.topic, line)
-      if (watched) mirror(attempt.topic === '' ? AUDIT_PREFIX.slice(0, -1) : AUDIT_PREFIX + attempt.topic, line)
+      if (watched) mirror(attempt.topic === '' ? AUDIT_LEVEL : AUDIT_PREFIX + attempt.topic, line)
     }
     scheduleFlush()
   })
@@ -118,10 +118,10 @@ async function setupAudit (ctx: PluginContext, opts: AuditOptions): Promise<(() 
 
   // a refused login (bad credentials, rate limited, ...): `$audit/$connect` and the logs
   ctx.hooks.connectRefused(function auditRefusedConnect (attempt: ConnectAttempt, error: BrokerError): void {
-    const watched = opts.topic && ctx.listening('$audit')
+    const watched = opts.topic && ctx.listening(AUDIT_LEVEL)
     const line = records.appendValue({
       outcome: 'refused',
-      reason: error instanceof ConnectRefusedError ? error.reason : error.code,
+      reason: error.reason,
       clientId: attempt.clientId,
       ...(attempt.username === undefined ? {} : { username: attempt.username }),
       remoteAddress: attempt.remoteAddress ?? null,

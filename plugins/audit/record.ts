@@ -1,4 +1,4 @@
-import { DuplicateEventError, EventRejectedError, MAX_VIEW_DEPTH, PublishNotAuthorizedError, nestingDepth, type EventSummary, type PublishAttempt, type PublishVerdict } from '../../src/core/index.js'
+import { MAX_VIEW_DEPTH, nestingDepth, type EventSummary, type PublishAttempt, type PublishVerdict } from '../../src/core/index.js'
 
 /** What happened to an audited publish (PRODUCT §3). */
 export type AuditOutcome = 'accepted' | 'rejected' | 'duplicate'
@@ -25,6 +25,17 @@ export interface AuditRecord {
 export const REDACTED = '[redacted]'
 
 /**
+ * The refusals audited, by code: an event refused or a duplicate, and a publish the ACL
+ * refuses (refused before anything read it, so on any topic). A `$` topic's refusal is
+ * not about an event, and a plugin's fault is no verdict on one.
+ */
+const AUDITED: ReadonlyMap<string, Exclude<AuditOutcome, 'accepted'>> = new Map([
+  ['BRK_EVENT_REJECTED', 'rejected'],
+  ['BRK_PUBLISH_NOT_AUTHORIZED', 'rejected'],
+  ['BRK_EVENT_DUPLICATE', 'duplicate']
+])
+
+/**
  * The audited outcome of a verdict, or `undefined` for a publish that is not audited:
  * accepted publishes that carry no described event (topics that are not validated) and
  * refusals that are not about the event (a `$` topic). A publish the ACL refuses is
@@ -32,10 +43,10 @@ export const REDACTED = '[redacted]'
  */
 export function outcomeOf (attempt: PublishAttempt, verdict: PublishVerdict): { outcome: AuditOutcome, reason?: string, event: EventSummary } | undefined {
   if (verdict === undefined) return attempt.event === undefined ? undefined : { outcome: 'accepted', event: attempt.event }
-  if (verdict instanceof DuplicateEventError) return { outcome: 'duplicate', event: attempt.event ?? verdict.event }
-  if (verdict instanceof EventRejectedError) return { outcome: 'rejected', reason: verdict.reason, event: attempt.event ?? verdict.event }
-  if (verdict instanceof PublishNotAuthorizedError) return { outcome: 'rejected', reason: verdict.reason, event: attempt.event ?? {} }
-  return undefined
+  const outcome = AUDITED.get(verdict.code)
+  if (outcome === undefined) return undefined
+  const event = attempt.event ?? verdict.event ?? {}
+  return outcome === 'duplicate' ? { outcome, event } : { outcome, reason: verdict.reason, event }
 }
 
 /** Replaces values at dotted paths (`data.email`, `data.guests.*.email`) with "[redacted]", in place. */

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache'
-import { compileFilter, type Identity } from '../../src/core/index.js'
+import { compileFilter, isReserved, type Identity } from '../../src/core/index.js'
 
 /**
  * One ACL rule: the filters a role or a user may publish to and subscribe to, and
@@ -128,7 +128,7 @@ function fillLevel (level: string, first: boolean, username: string | undefined,
   // one pass: a user name "%c" must not become the client id
   const filled = level.replace(/%[uc]/g, (pattern) => pattern === '%u' ? username ?? '' : clientId)
   // a client id "$audit" must not turn `%c/#` into a grant of `$audit/#`
-  if (first && filled.startsWith('$') && !level.startsWith('$')) return undefined
+  if (first && isReserved(filled) && !isReserved(level)) return undefined
   return filled
 }
 
@@ -172,7 +172,7 @@ export function covers (granted: string, filter: string): boolean {
   const g = granted.split('/')
   const f = filter.split('/')
   // a wildcard first level never matches a `$` topic; a `$` grant covers only `$` filters of its own level
-  if ((g[0] === '+' || g[0] === '#') && (f[0] ?? '').startsWith('$')) return false
+  if ((g[0] === '+' || g[0] === '#') && isReserved(f[0] ?? '')) return false
   for (let i = 0; i < g.length; i++) {
     const level = g[i]
     if (level === '#') return true

@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises'
 import { createLocalJWKSet, jwtVerify, type JWTPayload, type JWTVerifyOptions } from 'jose'
 import { Counter } from 'prom-client'
 import {
-  BrokerError, ConfigError, ConnectRefusedError, PublishNotAuthorizedError, REJECTIONS_PREFIX, addressKey, definePlugin, type ConnectAttempt, type Identity, type PublishAttempt, type SubscribeAttempt
+  ConfigError, ConnectRefusedError, PublishNotAuthorizedError, REJECTIONS_PREFIX, SubscribeNotAuthorizedError, addressKey, definePlugin,
+  type ConnectAttempt, type Identity, type PublishAttempt, type SubscribeAttempt
 } from '../../src/core/index.js'
 import { ANONYMOUS_ROLE, Acl } from './acl.js'
 import { DECOY_HASH, hashProblem, verifyPassword } from './passwords.js'
@@ -13,6 +14,7 @@ import type { AclRuleInput, AuthJwt, AuthUser } from './config.js'
 export { hashPassword, verifyPassword } from './passwords.js'
 export { Acl, ANONYMOUS_ROLE, covers, type AclRule } from './acl.js'
 export { anonymousCanConnect, checkAclRules, type AclSetting } from './rules.js'
+export { SubscribeNotAuthorizedError } from '../../src/core/index.js'
 
 /** Options of the auth plugin: `auth` of the config. */
 export interface AuthOptions {
@@ -21,15 +23,6 @@ export interface AuthOptions {
   readonly allowAnonymous: boolean
   readonly jwt?: AuthJwt
   readonly loginFailures: { readonly max: number, readonly windowMs: number }
-}
-
-/** A subscription no ACL rule grants: SUBACK 0x80 for that filter, the client stays connected. */
-export class SubscribeNotAuthorizedError extends BrokerError {
-  readonly code = 'BRK_SUBSCRIBE_NOT_AUTHORIZED'
-  override readonly statusCode = 403
-  constructor (readonly topic: string, readonly username: string | undefined) {
-    super(`${username === undefined ? 'an anonymous client' : `user ${JSON.stringify(username)}`} may not subscribe to "${topic}"`)
-  }
 }
 
 /** Password checks running at once (each an scrypt on libuv's pool); beyond it CONNECTs get CONNACK 3 until one ends. */

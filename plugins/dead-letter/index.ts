@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { Counter } from 'prom-client'
 import {
-  DeliveryFailedError, DuplicateEventError, EventRejectedError, MAX_ERRORS, PublishNotAuthorizedError, ReservedTopicError, REJECTIONS_PREFIX, TRANSPORTS, definePlugin, type Settings, service, viewPayload,
+  DeliveryFailedError, EventRejectedError, MAX_ERRORS, REJECTIONS_PREFIX, TRANSPORTS, definePlugin, type Settings, service, viewPayload,
   type BrokerError, type Origin, type PluginContext, type PublishAttempt
 } from '../../src/core/index.js'
 import { RedisDeadLetterStore } from './redis-store.js'
@@ -59,9 +59,7 @@ async function setupDeadLetter (ctx: PluginContext, { maxEntries }: DeadLetterOp
   ctx.hooks.deadLetter(function keepDeadLetter (attempt: PublishAttempt, error: BrokerError, keep: boolean): Buffer {
     const rejected = error instanceof EventRejectedError ? error : undefined
     const undelivered = error instanceof DeliveryFailedError ? error : undefined
-    // refused but not kept: only told to the publisher
-    const toldOnly = error instanceof PublishNotAuthorizedError || error instanceof ReservedTopicError || error instanceof DuplicateEventError ? error : undefined
-    const reason = rejected?.reason ?? undelivered?.reason ?? toldOnly?.reason ?? error.code
+    const reason = error.reason
     const id = attempt.replayOf ?? randomUUID()
     const record: DeadLetterRecord = {
       specversion: '1.0',

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify'
-import { EventRejectedError, errorBody, topicFilterProblem, type BrokerError, type OutgoingMessage, type SubmitOptions } from '../../src/core/index.js'
+import { EventRejectedError, errorBody, httpAnswerOf, topicFilterProblem, type BrokerError, type OutgoingMessage, type SubmitOptions } from '../../src/core/index.js'
 import type { DeadLetterEntry, DeadLetterStore } from './store.js'
 
 /**
@@ -79,7 +79,7 @@ export const deadLetterRoutes: FastifyPluginAsync<DeadLetterSource> = async func
       return { replayed: true, id: entry.id, topic: original.topic }
     }
     if (refusal instanceof EventRejectedError) {
-      return await reply.code(refusal.statusCode).send(errorBody(refusal.reason, `replay of ${entry.id} rejected again: ${refusal.message}; kept with the new reason`, refusal.problems))
+      return await reply.code(httpAnswerOf(refusal).status).send(errorBody(refusal.reason, `replay of ${entry.id} rejected again: ${refusal.message}; kept with the new reason`, refusal.problems))
     }
     throw refusal
   })

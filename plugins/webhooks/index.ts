@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram } from 'prom-client'
-import { DeliveryFailedError, MAX_JSON_DEPTH, definePlugin, type Settings, mayNestDeeperThan, nestedDeeperThan, service, type PluginContext, type PublishedMessage } from '../../src/core/index.js'
+import { DeliveryFailedError, MAX_JSON_DEPTH, definePlugin, isReserved, type Settings, mayNestDeeperThan, nestedDeeperThan, service, type PluginContext, type PublishedMessage } from '../../src/core/index.js'
 import { DEAD_LETTERS, type DeadLetterEntry } from '../dead-letter/index.js'
 import type { BreakerState, DeliveryOptions, DeliveryQueueLike, Job } from './delivery.js'
 import { DeliveryQueue } from './memory-queue.js'
@@ -128,7 +128,7 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
   }
 
   ctx.hooks.published(function enqueueDeliveries (message: PublishedMessage): void {
-    if (store.size === 0 || message.topic.charCodeAt(0) === 36 /* $ */) return
+    if (store.size === 0 || isReserved(message.topic)) return
     const matching = store.matching(message.topic)
     if (matching.length === 0) return
     const event = cloudEventOf(message.payload)

@@ -2,8 +2,10 @@ import type { LookupAddress } from 'node:dns'
 import { lookup } from 'node:dns/promises'
 import { isIP, type LookupFunction } from 'node:net'
 import { buildConnector } from 'undici'
-import { BrokerError } from '../../src/core/index.js'
+import { DeniedAddressError } from '../../src/core/index.js'
 import { DeniedNetworks, type Denial } from './addresses.js'
+
+export { DeniedAddressError } from '../../src/core/index.js'
 
 /** Every address of a host name, as `dns.lookup(host, { all: true })` answers. */
 export type Resolver = (hostname: string) => Promise<readonly LookupAddress[]>
@@ -14,20 +16,14 @@ export interface UrlPolicyOptions {
 }
 
 /**
- * A webhook connection was not opened: the address its host resolved to (or is) lies
- * in a denied network. A delivery meeting it fails for good, it is not retried.
+ * The refusal of a connection to `address` (what `host` resolved to, or `host` itself),
+ * in a denied network: a delivery meeting it fails for good, it is not retried.
  */
-export class DeniedAddressError extends BrokerError {
-  readonly code = 'BRK_WEBHOOK_ADDRESS_DENIED'
-  readonly network: string
-
-  constructor (readonly host: string, readonly address: string, denial: Denial) {
-    const where = `in a denied network (${named(denial)})`
-    super(host === address
-      ? `webhook address ${shown(address, denial)} is ${where}: not connected`
-      : `webhook host ${host} resolved to ${shown(address, denial)}, which is ${where}: not connected`)
-    this.network = denial.network
-  }
+function deniedAddress (host: string, address: string, denial: Denial): DeniedAddressError {
+  const where = `in a denied network (${named(denial)})`
+  return new DeniedAddressError(host, address, denial.network, host === address
+    ? `webhook address ${shown(address, denial)} is ${where}: not connected`
+    : `webhook host ${host} resolved to ${shown(address, denial)}, which is ${where}: not connected`)
 }
 
 async function systemResolve (hostname: string): Promise<readonly LookupAddress[]> {
@@ -90,7 +86,7 @@ export class UrlPolicy {
       // undici gives an IPv6 literal without its brackets
       const denial = this.#denied.match(target.hostname)
       if (denial === undefined) connect(target, callback)
-      else callback(new DeniedAddressError(target.hostname, target.hostname, denial), null)
+      else callback(deniedAddress(target.hostname, target.hostname, denial), null)
     }
     return connectAllowed
   }
@@ -104,7 +100,7 @@ export class UrlPolicy {
     this.#resolve(hostname).then((addresses) => {
       for (const { address } of addresses) {
         const denial = this.#denied.match(address)
-        if (denial !== undefined) return callback(new DeniedAddressError(hostname, address, denial), [])
+        if (denial !== undefined) return callback(deniedAddress(hostname, address, denial), [])
       }
       const family = options.family === 'IPv4' ? 4 : options.family === 'IPv6' ? 6 : options.family ?? 0
       const usable = family === 0 ? addresses : addresses.filter((a) => a.family === family)

@@ -10,7 +10,8 @@ export {
 } from './config/index.js'
 export {
   BrokerError, ConfigError, PluginError, ReservedTopicError, ConnectRefusedError, BadRequestError, InternalError, ListenError, SchemaFileError, EventRejectedError, DuplicateEventError, DeliveryFailedError, PublishNotAuthorizedError, LimitExceededError,
-  type RejectReason, type EventProblem, type EventSummary,
+  SubscribeNotAuthorizedError, UnavailableError, UnauthorizedError, ForbiddenError, DeniedAddressError,
+  REJECT_REASONS, type RejectReason, type EventProblem, type EventSummary,
   toBrokerError, messageOf, type Disposition
 } from './errors.js'
 export { createLogger, type Logger } from './logger.js'
@@ -25,9 +26,9 @@ export { EnvelopeChecker, toFieldErrors, MAX_ERRORS, type CloudEvent, type Envel
 export { typeToTopic, topicToType, typeMatchesTopic, dottedToFilter, cloudEventTopics } from './cloudevents/topic.js'
 export { isRfc3339, isRfc3339Date } from './cloudevents/rfc3339.js'
 export { compileFilter, topicFilterProblem } from './topics.js'
-export { REJECTIONS_PREFIX } from './hooks/authorize-subscribe.js'
+export { AUDIT_LEVEL, AUDIT_PREFIX, DISCARD_PREFIX, DLQ_PREFIX, REJECTIONS_PREFIX, SYS_PREFIX, isReserved } from './reserved-topics.js'
 export { hashApiKey, newApiKey, type ApiKeyInput, type ApiScope } from './http/api-keys.js'
-export { errorBody } from './http/errors.js'
+export { errorBody, httpAnswerOf } from './http/errors.js'
 export { TRANSPORTS } from './transport/connections.js'
 export { addressKey } from './transport/admission.js'
 export { viewPayload, nestingDepth, nestedDeeperThan, mayNestDeeperThan, MAX_JSON_DEPTH, MAX_VIEW_DEPTH, type PayloadView } from './payload.js'

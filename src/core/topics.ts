@@ -1,4 +1,5 @@
 /** Checks on MQTT topic names and filters (MQTT 3.1.1 §4.7). */
+import { isReserved } from './reserved-topics.js'
 
 /** Why `filter` is not a valid MQTT topic filter, or `undefined` when it is. */
 export function topicFilterProblem (filter: string): string | undefined {
@@ -23,7 +24,7 @@ export function compileFilter (filter: string): (topic: string) => boolean {
   if (!filter.includes('+') && !filter.includes('#')) return (topic) => topic === filter
   // walks the topic in place, level by level, without splitting it: this runs on every publish
   return function matchesFilter (topic: string): boolean {
-    if (wildcardFirst && topic.charCodeAt(0) === 36 /* $ */) return false
+    if (wildcardFirst && isReserved(topic)) return false
     let start = 0
     for (let i = 0; i < levels.length; i++) {
       const level = levels[i]

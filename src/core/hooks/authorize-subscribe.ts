@@ -5,20 +5,16 @@ import type { LogSampler } from '../log-sampler.js'
 import type { AuthorizeSubscribeHandler, SubscribeAttempt } from '../context.js'
 import type { Connections } from '../transport/connections.js'
 import type { CoreMetrics } from '../metrics.js'
+import { settleChain } from '../pipeline/chain.js'
+import { topicOverLimit, type TopicLimits } from '../pipeline/topic-limits.js'
+import { DISCARD_PREFIX, REJECTIONS_PREFIX, isOwnRejections } from '../reserved-topics.js'
 
 /** The limits of `limits` a subscription must keep. */
-export interface SubscribeLimits {
-  readonly maxTopicBytes: number
-  readonly maxTopicLevels: number
+export interface SubscribeLimits extends TopicLimits {
   readonly maxSubscriptionsPerClient: number
 }
-import { settleChain } from './chain.js'
-import { DIVERT_PREFIX } from './authorize-publish.js'
 
 type AedesAuthorizeSubscribe = NonNullable<AedesOptions['authorizeSubscribe']>
-
-/** Where a client finds the dead-letter records of its own refused publishes: `$rejections/<clientId>`. */
-export const REJECTIONS_PREFIX = '$rejections/'
 
 /**
  * Fold the authorizeSubscribe chain into aedes' slot. A refusal is SUBACK 0x80
@@ -42,9 +38,9 @@ export function adaptAuthorizeSubscribe (
 
   /** The limit `sub` breaks for `client`, or `undefined`. */
   function overLimit (client: Parameters<AedesAuthorizeSubscribe>[0], topic: string): string | undefined {
-    if (topic.length * 3 > limits.maxTopicBytes && Buffer.byteLength(topic) > limits.maxTopicBytes) return 'topic_bytes'
     // aedes would close the client over a filter with too many levels; SUBACK 0x80 is the kinder answer
-    if (topic.split('/').length > limits.maxTopicLevels) return 'topic_levels'
+    const over = topicOverLimit(topic, limits)
+    if (over !== undefined) return over.limit
     // aedes keeps a client's subscriptions by filter; subscribing to one it holds replaces it
     const held: unknown = Reflect.get(client, 'subscriptions')
     const holds = typeof held === 'object' && held !== null ? held : {}
@@ -83,7 +79,7 @@ export function adaptAuthorizeSubscribe (
       callback(null, null)
       return
     }
-    if (sub.topic.startsWith(DIVERT_PREFIX.discard)) {
+    if (sub.topic.startsWith(DISCARD_PREFIX)) {
       // discarded messages are not readable
       refused(client, sub.topic, 'discarded')
       callback(null, null)
@@ -118,13 +114,4 @@ export function adaptAuthorizeSubscribe (
     tell(client)
   }
   return authorizeSubscribe
-}
-
-/**
- * Whether `filter` is the one topic `$rejections/<clientId>`: compared as topics, not
- * strings, so that no wildcard in it (nor in a client id, which CONNECT refuses anyway)
- * can widen it over other clients' rejections.
- */
-export function isOwnRejections (filter: string, clientId: string): boolean {
-  return filter === REJECTIONS_PREFIX + clientId && !/[+#]/.test(filter) && !clientId.includes('/')
 }

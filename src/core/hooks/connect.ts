@@ -4,7 +4,7 @@ import type { Logger } from '../logger.js'
 import type { LogSampler } from '../log-sampler.js'
 import type { ConnectAttempt, ConnectHandler, ConnectRefusedHandler, Identity } from '../context.js'
 import type { Connections } from '../transport/connections.js'
-import { settleChain, tellEach } from './chain.js'
+import { settleChain, tellEach } from '../pipeline/chain.js'
 
 type AedesPreConnect = NonNullable<AedesOptions['preConnect']>
 type AedesAuthenticate = NonNullable<AedesOptions['authenticate']>

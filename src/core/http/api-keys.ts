@@ -1,22 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ApiKeyInput, ApiScope } from '../config/index.js'
-import { BrokerError } from '../errors.js'
+import { ForbiddenError, UnauthorizedError } from '../errors.js'
+
+export { ForbiddenError, UnauthorizedError } from '../errors.js'
 
 // what an API key may do (PRODUCT §5), and a key as configured: the config's `auth.apiKeys` defines them
 export type { ApiKeyInput, ApiScope }
-
-/** 401: no API key, or one that is not known. */
-export class UnauthorizedError extends BrokerError {
-  readonly code = 'BRK_HTTP_UNAUTHORIZED'
-  override readonly statusCode = 401
-}
-
-/** 403: a known key without the scope the route needs. */
-export class ForbiddenError extends BrokerError {
-  readonly code = 'BRK_HTTP_FORBIDDEN'
-  override readonly statusCode = 403
-}
 
 /**
  * API keys are random, long and never typed by people, so a fast hash is safe

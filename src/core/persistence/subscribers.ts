@@ -1,5 +1,6 @@
 import type { Aedes } from 'aedes'
 import type { MqttSubscriber } from '../context.js'
+import { isReserved } from '../reserved-topics.js'
 import { compileFilter } from '../topics.js'
 import type { Backend } from './index.js'
 
@@ -20,7 +21,7 @@ export async function mqttSubscribers (aedes: Aedes, backend: Backend, topic: st
       const subscriptions: unknown = Reflect.get(Object(client), 'subscriptions')
       if (typeof id !== 'string' || typeof subscriptions !== 'object' || subscriptions === null) continue
       for (const [filter, sub] of Object.entries(subscriptions)) {
-        if (filter.startsWith('$') || !compileFilter(filter)(topic)) continue
+        if (isReserved(filter) || !compileFilter(filter)(topic)) continue
         const qos: unknown = Reflect.get(Object(sub), 'qos')
         add({ clientId: id, filter, qos: typeof qos === 'number' ? qos : 0 })
       }

@@ -7,7 +7,7 @@ import { EnvelopeChecker, tooDeep } from '../../cloudevents/envelope.js'
 import { MAX_JSON_DEPTH, mayNestDeeperThan, nestedDeeperThan } from '../../payload.js'
 import { topicFilterProblem } from '../../topics.js'
 import { fromHttp, type BoundEvent } from '../cloudevents-binding.js'
-import { errorBody } from '../errors.js'
+import { errorBody, httpAnswerOf } from '../errors.js'
 
 /** What the ingress routes use. */
 export interface IngressSource {
@@ -109,7 +109,7 @@ export const ingressRoutes: FastifyPluginAsync<IngressSource> = async function i
         events: outcomes.map((o) => o.accepted ? { topic: o.topic, id: o.id } : o.error instanceof DuplicateEventError ? { topic: o.error.topic, id: o.error.event.id, duplicate: true } : {})
       })
     }
-    return await reply.code(first.error.statusCode).send(errorBody(
+    return await reply.code(httpAnswerOf(first.error).status).send(errorBody(
       reasonOf(first.error),
       `${refused.length} of ${outcomes.length} events rejected (the others were accepted and published)`,
       refused.map(({ index, error }) => ({ index, reason: reasonOf(error), errors: problemsOf(error) }))
@@ -202,7 +202,7 @@ async function answer (reply: FastifyReply, outcome: Outcome | undefined): Promi
     return await reply.code(200).send({ duplicate: true, topic: outcome.error.topic, id: outcome.error.event.id })
   }
   if (!(outcome.error instanceof EventRejectedError)) throw outcome.error
-  return await reply.code(outcome.error.statusCode).send(errorBody(outcome.error.reason, outcome.error.message, outcome.error.problems))
+  return await reply.code(httpAnswerOf(outcome.error).status).send(errorBody(outcome.error.reason, outcome.error.message, outcome.error.problems))
 }
 
 function reasonOf (error: BrokerError): RejectReason | string {

@@ -34,3 +34,8 @@ export class Attempt implements PublishAttempt {
     return this.#log
   }
 }
+
+/** A packet's payload as bytes: aedes' own publishes may carry a string. */
+export function payloadOf (packet: { readonly payload: Buffer | string }): Buffer {
+  return typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
+}

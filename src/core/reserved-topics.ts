@@ -1,0 +1,33 @@
+/**
+ * The broker's own topics. Every topic starting with `$` is reserved (MQTT 3.1.1
+ * §4.7.2): clients never publish there, and a filter starting with a wildcard never
+ * matches one. These are the prefixes the broker uses, named once.
+ */
+
+/** Where dead-letter records go: `$DLQ/<original topic>`. */
+export const DLQ_PREFIX = '$DLQ/'
+/** Where a discarded publish goes: `$DISCARD/<original topic>`, which nobody may read. */
+export const DISCARD_PREFIX = '$DISCARD/'
+/** Where a client finds the dead-letter records of its own refused publishes: `$rejections/<clientId>`. */
+export const REJECTIONS_PREFIX = '$rejections/'
+/** The audit's live mirror, as `ctx.listening` takes it: the first level of `$audit/<topic>`. */
+export const AUDIT_LEVEL = '$audit'
+/** Where audit records go: `$audit/<original topic>`. */
+export const AUDIT_PREFIX = `${AUDIT_LEVEL}/`
+/** The broker's own state, which aedes guards too: `$SYS/ce-broker/<nodeId>/stats`. */
+export const SYS_PREFIX = '$SYS/'
+
+/** Whether `topic` (or a filter) is reserved for the broker: it starts with `$`. */
+export function isReserved (topic: string): boolean {
+  // a char code, not startsWith: this runs on every publish and every filter match
+  return topic.charCodeAt(0) === 36 /* $ */
+}
+
+/**
+ * Whether `filter` is the one topic `$rejections/<clientId>`: compared as topics, not
+ * strings, so that no wildcard in it (nor in a client id, which CONNECT refuses anyway)
+ * can widen it over other clients' rejections.
+ */
+export function isOwnRejections (filter: string, clientId: string): boolean {
+  return filter === REJECTIONS_PREFIX + clientId && !/[+#]/.test(filter) && !clientId.includes('/')
+}
