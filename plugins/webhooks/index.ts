@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram } from 'prom-client'
-import { DeliveryFailedError, MAX_JSON_DEPTH, definePlugin, isReserved, type Settings, mayNestDeeperThan, nestedDeeperThan, service, type PluginContext, type PublishedMessage } from '../../src/core/index.js'
+import { DeliveryFailedError, MAX_JSON_DEPTH, definePlugin, isReserved, parseJson, type Settings, mayNestDeeperThan, nestedDeeperThan, service, type PluginContext, type PublishedMessage } from '../../src/core/index.js'
 import { DEAD_LETTERS, type DeadLetterEntry } from '../dead-letter/index.js'
 import type { BreakerState, DeliveryOptions, DeliveryQueueLike, Job } from './delivery.js'
 import { DeliveryQueue } from './memory-queue.js'
@@ -196,13 +196,11 @@ type CloudEventObject = Record<string, unknown> & { id: string, source: string }
  * (JSON.stringify of `data` in binary mode) would overflow the stack.
  */
 function cloudEventOf (payload: Buffer): CloudEventObject | undefined {
-  let value: unknown
-  try {
-    value = JSON.parse(payload.toString('utf8'))
-  } catch {
-    // not JSON: not a CloudEvent, which the caller says
-    return undefined
-  }
+  // parsed once per payload: validation on the event loop has parsed it already
+  const parsed = parseJson(payload)
+  // not JSON: not a CloudEvent, which the caller says
+  if (!parsed.ok) return undefined
+  const value = parsed.value
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined
   if (mayNestDeeperThan(payload.length, MAX_JSON_DEPTH) && nestedDeeperThan(value, MAX_JSON_DEPTH)) return undefined
   const event = value as Record<string, unknown>

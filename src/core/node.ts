@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import { Aedes, type Client, type PublishPacket } from 'aedes'
+import { Aedes, type AedesOptions, type Client, type PublishPacket } from 'aedes'
 import type { LoadedConfig as BrokerConfig } from './config/index.js'
 import type { OutgoingMessage, SubmitOptions, Transport } from './context.js'
 import { toBrokerError, type BrokerError } from './errors.js'
@@ -95,18 +95,10 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
     id: config.nodeId,
     persistence: backend.persistence,
     mq: backend.mq,
-    preConnect: connect.preConnect,
-    authenticate: connect.authenticate,
+    ...connect,
     authorizePublish: gate.hook,
     authorizeSubscribe,
-    // aedes' own ceiling (its matchers hold 100 levels at most), which would close the client
-    // before authorizeSubscribe could answer SUBACK 0x80: limits.maxTopicLevels is checked by
-    // the publish gate and the subscribe adapter instead
-    maxTopicLevels: 100,
-    keepaliveLimit: limits.maxKeepaliveSeconds,
-    drainTimeout: limits.drainTimeoutMs,
-    connectTimeout: limits.connectTimeoutMs,
-    maxInflightInbound: limits.maxInflightInbound,
+    ...aedesLimits(limits),
     authorizeForward: adaptAuthorizeForward(connections, metrics, forward),
     published: adaptPublished(chains.published, (err, context) => { reportError('published', err, context) })
   })
@@ -147,6 +139,20 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
       return refusal
     },
     keep: (message, error, options) => { gate.keep(toPacket(message), error, options) }
+  }
+}
+
+/** The limits aedes enforces itself, from `limits`. */
+function aedesLimits (limits: BrokerConfig['limits']): Pick<AedesOptions, 'maxTopicLevels' | 'keepaliveLimit' | 'drainTimeout' | 'connectTimeout' | 'maxInflightInbound'> {
+  return {
+    // aedes' own ceiling (its matchers hold 100 levels at most), which would close the client
+    // before authorizeSubscribe could answer SUBACK 0x80: limits.maxTopicLevels is checked by
+    // the publish gate and the subscribe adapter instead
+    maxTopicLevels: 100,
+    keepaliveLimit: limits.maxKeepaliveSeconds,
+    drainTimeout: limits.drainTimeoutMs,
+    connectTimeout: limits.connectTimeoutMs,
+    maxInflightInbound: limits.maxInflightInbound
   }
 }
 

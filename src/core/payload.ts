@@ -1,17 +1,41 @@
 /** A payload as records and the HTTP API show it: JSON as JSON, anything else as base64. */
 export type PayloadView = { readonly payload: unknown } | { readonly payloadBase64: string }
 
+/** A payload parsed as JSON, or why it is not JSON. */
+export type ParsedJson = { readonly ok: true, readonly value: unknown } | { readonly ok: false, readonly error: string }
+
+/**
+ * Each payload's parse, by its buffer: the first reader parses (validation on the event
+ * loop, the webhooks, a dead-letter record) and the others reuse it, so an event is
+ * parsed once on its way however many plugins read it. Held only as long as the buffer.
+ */
+const parses = new WeakMap<Buffer, ParsedJson>()
+
+/**
+ * `payload` parsed as JSON, once per buffer. The value is shared with every other reader
+ * of the same payload: read it, never change it (copy what you must change).
+ */
+export function parseJson (payload: Buffer): ParsedJson {
+  let parsed = parses.get(payload)
+  if (parsed === undefined) {
+    try {
+      parsed = { ok: true, value: JSON.parse(payload.toString('utf8')) }
+    } catch (err: unknown) {
+      parsed = { ok: false, error: err instanceof Error ? err.message : String(err) }
+    }
+    parses.set(payload, parsed)
+  }
+  return parsed
+}
+
 /** Show JSON payloads as parsed JSON and everything else (binary, plain text) as base64. */
 export function viewPayload (payload: Buffer): PayloadView {
   // JSON.parse takes any depth, but JSON.stringify recurses: a record holding a
   // payload nested deeper than this could not be written out, so it keeps the bytes
   if (nestingDepth(payload) > MAX_VIEW_DEPTH) return { payloadBase64: payload.toString('base64') }
-  try {
-    return { payload: JSON.parse(payload.toString('utf8')) }
-  } catch {
-    // not JSON: keep the exact bytes
-    return { payloadBase64: payload.toString('base64') }
-  }
+  const parsed = parseJson(payload)
+  // not JSON: keep the exact bytes
+  return parsed.ok ? { payload: parsed.value } : { payloadBase64: payload.toString('base64') }
 }
 
 /**

@@ -2,7 +2,7 @@ import type { ErrorObject, Format } from 'ajv'
 import { fullFormats } from 'ajv-formats/dist/formats.js'
 import type { EventProblem } from '../errors.js'
 import { isRfc3339 } from './rfc3339.js'
-import { MAX_JSON_DEPTH, mayNestDeeperThan, nestedDeeperThan } from '../payload.js'
+import { MAX_JSON_DEPTH, mayNestDeeperThan, nestedDeeperThan, parseJson } from '../payload.js'
 
 /** A CloudEvents 1.0 event in structured JSON mode, as checked by `EnvelopeChecker`. */
 export interface CloudEvent {
@@ -61,10 +61,17 @@ export class EnvelopeChecker {
   /** Parse `payload` as JSON and check it is a CloudEvents 1.0 envelope (nested at most `MAX_JSON_DEPTH` levels). */
   check (payload: Buffer | string): EnvelopeResult {
     let parsed: unknown
-    try {
-      parsed = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'))
-    } catch (err: unknown) {
-      return { ok: false, reason: 'invalid_json', errors: [{ path: '', message: err instanceof Error ? err.message : String(err) }] }
+    if (typeof payload === 'string') {
+      try {
+        parsed = JSON.parse(payload)
+      } catch (err: unknown) {
+        return { ok: false, reason: 'invalid_json', errors: [{ path: '', message: err instanceof Error ? err.message : String(err) }] }
+      }
+    } else {
+      // parsed once: the plugins after validation (webhooks, dead letters) reuse it
+      const json = parseJson(payload)
+      if (!json.ok) return { ok: false, reason: 'invalid_json', errors: [{ path: '', message: json.error }] }
+      parsed = json.value
     }
     // JSON.parse takes any depth; what comes after (the messages below, schemas, records) recurses
     if (mayNestDeeperThan(payload.length) && nestedDeeperThan(parsed)) return tooDeep('', MAX_JSON_DEPTH)
