@@ -10,6 +10,7 @@ import 'uplot/dist/uPlot.min.css'
 import './style.css'
 import { ApiError, api, askForCredentials, credentials, saveCredentials } from './api.js'
 import { $, clock, h, json } from './dom.js'
+import { AUDIT_PREFIX, DLQ_PREFIX, STATS_PREFIX } from '../src/core/reserved-topics.js'
 import { OUTCOMES, type AuditRecord, type CatalogEntry, type DeadLetter, type NodeStats, type Outcome, type WebhookState } from './messages.js'
 
 // ---- sign-in -------------------------------------------------------------------------
@@ -39,9 +40,9 @@ function connect (): void {
   setConnection('connecting…', 'pending')
   current.on('connect', () => {
     setConnection('live', 'ok')
-    subscribe(current, '$SYS/ce-broker/+/stats')
-    subscribe(current, '$DLQ/#')
-    subscribe(current, `$audit/${streamFilter}`, $('filter-status'))
+    subscribe(current, `${STATS_PREFIX}+/stats`)
+    subscribe(current, `${DLQ_PREFIX}#`)
+    subscribe(current, AUDIT_PREFIX + streamFilter, $('filter-status'))
   })
   current.on('error', (err: Error & { code?: number }) => {
     // 4: bad user name or password, 5: not authorized (no credentials)
@@ -54,9 +55,9 @@ function connect (): void {
   current.on('offline', () => { setConnection('offline, reconnecting…', 'error') })
   current.on('message', (topic, payload) => {
     try {
-      if (topic.startsWith('$audit/')) onAudit(JSON.parse(payload.toString()) as AuditRecord)
-      else if (topic.startsWith('$SYS/ce-broker/')) onStats(JSON.parse(payload.toString()) as NodeStats)
-      else if (topic.startsWith('$DLQ/')) scheduleDeadLetters()
+      if (topic.startsWith(AUDIT_PREFIX)) onAudit(JSON.parse(payload.toString()) as AuditRecord)
+      else if (topic.startsWith(STATS_PREFIX)) onStats(JSON.parse(payload.toString()) as NodeStats)
+      else if (topic.startsWith(DLQ_PREFIX)) scheduleDeadLetters()
     } catch (err: unknown) {
       // a message that is not what we expect is shown, not thrown
       console.warn('unreadable message on', topic, err)
@@ -68,7 +69,7 @@ function subscribe (to: MqttClient, filter: string, status?: HTMLElement): void 
   const options: IClientSubscribeOptions = { qos: 0 }
   to.subscribe(filter, options, (err, granted) => {
     const refused = err !== null && err !== undefined ? err.message : granted?.[0]?.qos === 128 ? 'not allowed (ACL)' : undefined
-    if (status !== undefined) status.textContent = refused === undefined ? `watching $audit/${streamFilter}` : `${filter}: ${refused}`
+    if (status !== undefined) status.textContent = refused === undefined ? `watching ${AUDIT_PREFIX}${streamFilter}` : `${filter}: ${refused}`
     else if (refused !== undefined) console.info(`subscription to ${filter} refused: ${refused}`)
   })
 }
@@ -106,10 +107,10 @@ $<HTMLFormElement>('filter-form').addEventListener('submit', (event) => {
   event.preventDefault()
   const next = $<HTMLInputElement>('filter').value.trim() || '#'
   if (client === undefined || next === streamFilter) return
-  client.unsubscribe(`$audit/${streamFilter}`)
+  client.unsubscribe(AUDIT_PREFIX + streamFilter)
   streamFilter = next
   $('events').replaceChildren()
-  subscribe(client, `$audit/${streamFilter}`, $('filter-status'))
+  subscribe(client, AUDIT_PREFIX + streamFilter, $('filter-status'))
 })
 
 // ---- rates, from each node's stats -------------------------------------------------

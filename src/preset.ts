@@ -36,13 +36,7 @@ export function builtinPlugins (overrides: BuiltinOverrides = {}): Preset {
     if (authConfig.users.length > 0 || authConfig.jwt !== undefined || authConfig.acl.length > 0) {
       // here, not in the plugin's setup: a rule that can never apply is a ConfigError, not a plugin failure
       checkAclRules(authConfig, 'config')
-      entries.push(auth({
-        users: authConfig.users,
-        acl: authConfig.acl,
-        allowAnonymous: authConfig.allowAnonymous,
-        loginFailures: authConfig.loginFailures,
-        ...(authConfig.jwt === undefined ? {} : { jwt: authConfig.jwt })
-      }))
+      entries.push(auth(authConfig))
     }
     entries.push(schemaValidation({ schemas: config.schemas, validation: config.validation }))
     const validating = config.validation.rules.length > 0 || config.validation.default === 'reject'

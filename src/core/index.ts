@@ -26,7 +26,7 @@ export { EnvelopeChecker, toFieldErrors, MAX_ERRORS, type CloudEvent, type Envel
 export { typeToTopic, topicToType, typeMatchesTopic, dottedToFilter, cloudEventTopics } from './cloudevents/topic.js'
 export { isRfc3339, isRfc3339Date } from './cloudevents/rfc3339.js'
 export { compileFilter, topicFilterProblem } from './topics.js'
-export { AUDIT_LEVEL, AUDIT_PREFIX, DISCARD_PREFIX, DLQ_PREFIX, REJECTIONS_PREFIX, SYS_PREFIX, isReserved } from './reserved-topics.js'
+export { AUDIT_LEVEL, AUDIT_PREFIX, DISCARD_PREFIX, DLQ_PREFIX, REJECTIONS_PREFIX, STATS_PREFIX, SYS_PREFIX, isReserved } from './reserved-topics.js'
 export { hashApiKey, newApiKey, type ApiKeyInput, type ApiScope } from './http/api-keys.js'
 export { errorBody, httpAnswerOf } from './http/errors.js'
 export { TRANSPORTS } from './transport/connections.js'

@@ -90,14 +90,14 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
     sampler: clientLog
   })
   const forward = forwardCheck(connections, { chain: chains.forward, reportError: (err, context) => { reportError('forward', err, context) } })
-  const authorizeSubscribe = adaptAuthorizeSubscribe(chains.authorizeSubscribe, connections, limits, metrics, log, clientLog)
+  const subscribeGate = adaptAuthorizeSubscribe({ chain: chains.authorizeSubscribe, connections, limits, metrics, log, sampler: clientLog })
   const aedes = new Aedes({
     id: config.nodeId,
     persistence: backend.persistence,
     mq: backend.mq,
     ...connect,
     authorizePublish: gate.hook,
-    authorizeSubscribe,
+    authorizeSubscribe: subscribeGate.hook,
     ...aedesLimits(limits),
     authorizeForward: adaptAuthorizeForward(connections, metrics, forward),
     published: adaptPublished(chains.published, (err, context) => { reportError('published', err, context) })
@@ -106,7 +106,7 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
   keepEmitOrder(aedes, backend.mq)
   countClients(aedes, connections, clientCounts)
   // a SUBSCRIBE's filters are held now: the limit counts them from the client's subscriptions
-  aedes.on('subscribe', function subscribed (_subs: unknown, client: Client) { authorizeSubscribe.settled?.(client) })
+  aedes.on('subscribe', function subscribed (_subs: unknown, client: Client) { subscribeGate.settled(client) })
   const packetGuards = new WeakMap<Client, PacketGuard>()
   aedes.on('connackSent', function connectAccepted (packet, client) {
     // aedes emits it for refusals too (CONNACK 1–5), which are followed by a close

@@ -1,7 +1,8 @@
 /**
  * The broker's own topics. Every topic starting with `$` is reserved (MQTT 3.1.1
  * §4.7.2): clients never publish there, and a filter starting with a wildcard never
- * matches one. These are the prefixes the broker uses, named once.
+ * matches one. These are the prefixes the broker uses, named once: the dashboard's
+ * bundle imports them too, so this module imports nothing.
  */
 
 /** Where dead-letter records go: `$DLQ/<original topic>`. */
@@ -16,6 +17,8 @@ export const AUDIT_LEVEL = '$audit'
 export const AUDIT_PREFIX = `${AUDIT_LEVEL}/`
 /** The broker's own state, which aedes guards too: `$SYS/ce-broker/<nodeId>/stats`. */
 export const SYS_PREFIX = '$SYS/'
+/** Where each node's stats go: `$SYS/ce-broker/<nodeId>/stats`; `$SYS/ce-broker/+/stats` reads every node's. */
+export const STATS_PREFIX = `${SYS_PREFIX}ce-broker/`
 
 /** Whether `topic` (or a filter) is reserved for the broker: it starts with `$`. */
 export function isReserved (topic: string): boolean {
@@ -30,4 +33,15 @@ export function isReserved (topic: string): boolean {
  */
 export function isOwnRejections (filter: string, clientId: string): boolean {
   return filter === REJECTIONS_PREFIX + clientId && !/[+#]/.test(filter) && !clientId.includes('/')
+}
+
+/**
+ * Why `clientId` may not read `filter`, or `undefined` if it may: discarded messages
+ * are read by nobody, and a client reads its own rejections and no one else's (a
+ * wildcard would read others').
+ */
+export function unreadable (filter: string, clientId: string): 'discarded' | 'others_rejections' | undefined {
+  if (filter.startsWith(DISCARD_PREFIX)) return 'discarded'
+  if (filter.startsWith(REJECTIONS_PREFIX) && !isOwnRejections(filter, clientId)) return 'others_rejections'
+  return undefined
 }

@@ -1,9 +1,9 @@
 import type { Logger } from './logger.js'
-import { SYS_PREFIX } from './reserved-topics.js'
+import { STATS_PREFIX } from './reserved-topics.js'
 
 /** Where each node publishes its stats for dashboards: `$SYS/ce-broker/<nodeId>/stats`. */
 export function statsTopic (nodeId: string): string {
-  return `${SYS_PREFIX}ce-broker/${nodeId}/stats`
+  return `${STATS_PREFIX}${nodeId}/stats`
 }
 
 /** How often a node publishes its stats. */

@@ -3,7 +3,7 @@ import { ConnectRefusedError, toBrokerError, type BrokerError } from '../errors.
 import type { Logger } from '../logger.js'
 import type { LogSampler } from '../log-sampler.js'
 import type { ConnectAttempt, ConnectHandler, ConnectRefusedHandler, Identity } from '../context.js'
-import type { Connections } from '../transport/connections.js'
+import type { ClientMeta, Connections } from '../transport/connections.js'
 import { settleChain, tellEach } from '../pipeline/chain.js'
 
 type AedesPreConnect = NonNullable<AedesOptions['preConnect']>
@@ -67,19 +67,7 @@ export function adaptConnect (deps: ConnectDeps): { preConnect: AedesPreConnect,
     const problem = clientIdProblem(packet.clientId, packet.clean ?? true)
     if (problem !== undefined) identifierRejected.set(client, problem)
 
-    const meta = connections.metaOf(client)
-    const attempt: ConnectAttempt = {
-      clientId: packet.clientId,
-      clean: packet.clean ?? true,
-      username: packet.username,
-      password: packet.password,
-      transport: meta?.transport ?? 'tcp',
-      remoteAddress: meta?.remoteAddress,
-      willTopic: packet.will?.topic,
-      log: log.child({ clientId: packet.clientId }),
-      // who the client is can only be said once its credentials are checked, in authenticate
-      identify: () => {}
-    }
+    const attempt = attemptOf(packet, connections.metaOf(client), log)
     attempts.set(client, attempt)
     settleChain(deps.preConnect, attempt, function connectAllowed () { callback(null, true) }, function connectRefused (raw: unknown) {
       const err = toBrokerError(raw)
@@ -137,6 +125,22 @@ export function adaptConnect (deps: ConnectDeps): { preConnect: AedesPreConnect,
 }
 
 /** aedes reads the CONNACK return code from `returnCode`; anything but 2–5 becomes 5, not authorized. */
+/** What preConnect knows of a connection: the packet as sent, and where it came from. */
+function attemptOf (packet: Parameters<AedesPreConnect>[1], meta: ClientMeta | undefined, log: Logger): ConnectAttempt {
+  return {
+    clientId: packet.clientId,
+    clean: packet.clean ?? true,
+    username: packet.username,
+    password: packet.password,
+    transport: meta?.transport ?? 'tcp',
+    remoteAddress: meta?.remoteAddress,
+    willTopic: packet.will?.topic,
+    log: log.child({ clientId: packet.clientId }),
+    // who the client is can only be said once its credentials are checked, in authenticate
+    identify: () => {}
+  }
+}
+
 function refusal (err: Error): AuthenticateError {
   const returnCode = err instanceof ConnectRefusedError ? err.returnCode : 5
   return Object.assign(err, { returnCode })
