@@ -14,7 +14,7 @@ import { createNode, type Node } from './node.js'
 import { mqttSubscribers } from './persistence/subscribers.js'
 import { PluginHost } from './plugin-host.js'
 import { publishStats } from './stats.js'
-import { connectionHandler, listenMqttTransports } from './transport/accept.js'
+import { connectionHandler, listenMqttTransports, type ConnectionHandler } from './transport/accept.js'
 import type { Listener } from './transport/mqtt-listener.js'
 import { OutboundQueues, type Overflow } from './transport/outbound.js'
 import { attachWebSocket } from './transport/websocket.js'
@@ -149,25 +149,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     })
     const mqtt = await listenMqttTransports(config, mqttTls, handle, metrics, log)
     opened.listeners.push(mqtt.tcp, ...(mqtt.tls === undefined ? [] : [mqtt.tls]))
-    const http = await createHttpApi(httpSources(config, node, plugins, opened, log), {
-      bodyLimit: config.limits.httpBodyBytes,
-      apiKeys: config.auth.apiKeys,
-      publicMetrics: config.http.publicMetrics,
-      ...(config.http.trustProxy === undefined ? {} : { trustProxy: config.http.trustProxy }),
-      ...(httpTls === undefined ? {} : { tls: httpTls })
-    })
-    opened.http = http
-    const wsTransport: Transport = httpTls === undefined ? 'ws' : 'wss'
-    const trustProxy = config.http.trustProxy === undefined ? undefined : proxyaddr.compile(config.http.trustProxy.split(/ *, */))
-    opened.websocket = attachWebSocket(http.server, {
-      log,
-      // a WebSocket message is read whole before MQTT sees it: bound it by the largest PUBLISH allowed
-      maxPayload: config.limits.maxPayloadBytes + WS_FRAME_HEADROOM,
-      // behind a trusted proxy the client is the one X-Forwarded-For names
-      onConnection: (stream, socket, req) => { handle(stream, socket, wsTransport, trustProxy === undefined ? socket.remoteAddress : proxyaddr(req, trustProxy), req) },
-      onOversize: () => { metrics.limitHit('ws_message') }
-    })
-    const httpPort = await listenHttp(http, config.http.host, config.http.port)
+    const httpPort = await listenHttpApi(config, httpTls, node, plugins, opened, handle, log)
     opened.listening = true
     opened.stats = publishStats({
       nodeId: config.nodeId,
@@ -182,6 +164,30 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     await close().catch((closeErr: unknown) => { log.error({ err: closeErr }, 'cleanup after a failed start failed') })
     throw err
   }
+}
+
+/** The HTTP API and MQTT over WebSocket on it; resolves the bound port. */
+async function listenHttpApi (config: LoadedConfig, httpTls: { key: Buffer, cert: Buffer } | undefined, node: Node, plugins: PluginHost, opened: Opened, handle: ConnectionHandler, log: Logger): Promise<number> {
+  const { metrics } = node
+  const http = await createHttpApi(httpSources(config, node, plugins, opened, log), {
+    bodyLimit: config.limits.httpBodyBytes,
+    apiKeys: config.auth.apiKeys,
+    publicMetrics: config.http.publicMetrics,
+    ...(config.http.trustProxy === undefined ? {} : { trustProxy: config.http.trustProxy }),
+    ...(httpTls === undefined ? {} : { tls: httpTls })
+  })
+  opened.http = http
+  const wsTransport: Transport = httpTls === undefined ? 'ws' : 'wss'
+  const trustProxy = config.http.trustProxy === undefined ? undefined : proxyaddr.compile(config.http.trustProxy.split(/ *, */))
+  opened.websocket = attachWebSocket(http.server, {
+    log,
+    // a WebSocket message is read whole before MQTT sees it: bound it by the largest PUBLISH allowed
+    maxPayload: config.limits.maxPayloadBytes + WS_FRAME_HEADROOM,
+    // behind a trusted proxy the client is the one X-Forwarded-For names
+    onConnection: (stream, socket, req) => { handle(stream, socket, wsTransport, trustProxy === undefined ? socket.remoteAddress : proxyaddr(req, trustProxy), req) },
+    onOversize: () => { metrics.limitHit('ws_message') }
+  })
+  return await listenHttp(http, config.http.host, config.http.port)
 }
 
 /** `broker.publish`: a CloudEvent to the topic of its type at QoS 1, a message to its own topic, through the whole pipeline. */

@@ -66,11 +66,7 @@ export function keepEmitOrder (aedes: Aedes, mq: MQEmitter): void {
     }
     const done = typeof clientOrDone === 'function' ? clientOrDone : maybeDone
     const client = typeof clientOrDone === 'function' ? null : clientOrDone
-    // aedes' Packet keeps a number the packet already has, else takes the next one; a topic
-    // over aedes' level limit is refused before it takes one (aedes.js publish): not noted
-    const numbered = isObject(packet) && !Reflect.get(packet, 'brokerCounter') && levelsOf(Reflect.get(packet, 'topic')) <= Number(Reflect.get(aedes, 'maxTopicLevels'))
-      ? { counter: Number(Reflect.get(aedes, 'counter')) + 1, brokerId: brokerIdOf(packet, aedes), emit: undefined, dropped: false }
-      : undefined
+    const numbered = numberTaken(packet, aedes)
     if (numbered !== undefined) {
       queue.push(numbered)
       byCounter.set(numbered.counter, numbered)
@@ -109,6 +105,16 @@ export function keepEmitOrder (aedes: Aedes, mq: MQEmitter): void {
     drain()
     return mq
   })
+}
+
+/**
+ * The number `packet` takes as aedes publishes it, to note; `undefined` when it takes
+ * none: aedes' Packet keeps a number the packet already has, else takes the next one,
+ * and a topic over aedes' level limit is refused before it takes one (aedes.js publish).
+ */
+function numberTaken (packet: unknown, aedes: Aedes): Numbered | undefined {
+  if (!isObject(packet) || Boolean(Reflect.get(packet, 'brokerCounter')) || levelsOf(Reflect.get(packet, 'topic')) > Number(Reflect.get(aedes, 'maxTopicLevels'))) return undefined
+  return { counter: Number(Reflect.get(aedes, 'counter')) + 1, brokerId: brokerIdOf(packet, aedes), emit: undefined, dropped: false }
 }
 
 /** Levels of `topic`, as aedes counts them for its `maxTopicLevels` check. */

@@ -4,6 +4,26 @@ import { TRANSPORTS, type Connections } from './transport/connections.js'
 
 const ORIGINS: readonly Origin[] = [...TRANSPORTS, 'http', 'internal']
 
+/**
+ * A counter whose values live elsewhere, as plain numbers (a labelled prom-client
+ * inc() hashes its labels on every call), copied in when /metrics is scraped.
+ */
+function scrapedCounter<L extends string> (registry: Registry, name: string, help: string, label: L, values: () => Iterable<readonly [string, number]>): void {
+  new Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers: [registry],
+    collect () {
+      this.reset()
+      for (const [value, n] of values()) {
+        const labels: Partial<Record<L, string>> = {}
+        labels[label] = value
+        this.inc(labels, n)
+      }
+    }
+  })
+}
 
 /** The broker's own metrics, on a registry of its own (never prom-client's global one). */
 export class CoreMetrics {
@@ -29,28 +49,21 @@ export class CoreMetrics {
     collectDefaultMetrics({ register: registry, prefix: 'ce_broker_' })
 
     const received = this.#received
-    new Counter({
-      name: 'ce_broker_publishes_received_total',
-      help: 'PUBLISH packets received from clients, before any check, by transport',
-      labelNames: ['transport'] as const,
-      registers: [registry],
-      collect () {
-        this.reset()
-        for (const origin of ORIGINS) this.inc({ transport: origin }, received[origin])
-      }
-    })
-
     const delivered = this.#delivered
-    new Counter({
-      name: 'ce_broker_messages_delivered_total',
-      help: 'PUBLISH packets forwarded to subscribed clients, by the subscriber\'s transport',
-      labelNames: ['transport'] as const,
-      registers: [registry],
-      collect () {
-        this.reset()
-        for (const transport of TRANSPORTS) this.inc({ transport }, delivered[transport])
-      }
-    })
+    scrapedCounter(registry, 'ce_broker_publishes_received_total', 'PUBLISH packets received from clients, before any check, by transport',
+      'transport', () => ORIGINS.map((origin) => [origin, received[origin]]))
+    scrapedCounter(registry, 'ce_broker_messages_delivered_total', 'PUBLISH packets forwarded to subscribed clients, by the subscriber\'s transport',
+      'transport', () => TRANSPORTS.map((transport) => [transport, delivered[transport]]))
+    scrapedCounter(registry, 'ce_broker_limit_hits_total', 'Connections, publishes and subscriptions refused by a limit of limits.*, by limit',
+      'limit', () => this.#limitHits)
+    scrapedCounter(registry, 'ce_broker_dropped_total', 'Messages not delivered to a subscriber, by reason (slow_consumer: its outbound queue was full)',
+      'reason', () => this.#dropped)
+    scrapedCounter(registry, 'ce_broker_connections_total', 'Connections accepted, by transport',
+      'transport', () => TRANSPORTS.map((transport) => [transport, connections.accepted(transport)]))
+    for (const [direction, help] of [['received', 'read from'], ['sent', 'written to']] as const) {
+      scrapedCounter(registry, `ce_broker_bytes_${direction}_total`, `Bytes ${help} client sockets, framing included, by transport`,
+        'transport', () => TRANSPORTS.map((transport) => [transport, connections.bytes(transport)[direction]]))
+    }
 
     const accepted = (): number => this.#accepted
     this.#events = new Counter({
@@ -64,38 +77,12 @@ export class CoreMetrics {
         this.inc({ outcome: 'accepted', reason: '' }, accepted())
       }
     })
-
-    const limitHits = this.#limitHits
-    new Counter({
-      name: 'ce_broker_limit_hits_total',
-      help: 'Connections, publishes and subscriptions refused by a limit of limits.*, by limit',
-      labelNames: ['limit'] as const,
-      registers: [registry],
-      collect () {
-        this.reset()
-        for (const [limit, n] of limitHits) this.inc({ limit }, n)
-      }
-    })
-
-    const dropped = this.#dropped
-    new Counter({
-      name: 'ce_broker_dropped_total',
-      help: 'Messages not delivered to a subscriber, by reason (slow_consumer: its outbound queue was full)',
-      labelNames: ['reason'] as const,
-      registers: [registry],
-      collect () {
-        this.reset()
-        for (const [reason, n] of dropped) this.inc({ reason }, n)
-      }
-    })
-
     this.#errors = new Counter({
       name: 'ce_broker_errors_total',
       help: 'Failures reported with no caller to return to (plugins, queues, persistence), by component',
       labelNames: ['component'] as const,
       registers: [registry]
     })
-
     new Gauge({
       name: 'ce_broker_connected_clients',
       help: 'MQTT clients connected now, by transport',
@@ -106,28 +93,6 @@ export class CoreMetrics {
         for (const transport of TRANSPORTS) this.set({ transport }, counts.get(transport) ?? 0)
       }
     })
-    new Counter({
-      name: 'ce_broker_connections_total',
-      help: 'Connections accepted, by transport',
-      labelNames: ['transport'] as const,
-      registers: [registry],
-      collect () {
-        this.reset()
-        for (const transport of TRANSPORTS) this.inc({ transport }, connections.accepted(transport))
-      }
-    })
-    for (const [direction, help] of [['received', 'read from'], ['sent', 'written to']] as const) {
-      new Counter({
-        name: `ce_broker_bytes_${direction}_total`,
-        help: `Bytes ${help} client sockets, framing included, by transport`,
-        labelNames: ['transport'] as const,
-        registers: [registry],
-        collect () {
-          this.reset()
-          for (const transport of TRANSPORTS) this.inc({ transport }, connections.bytes(transport)[direction])
-        }
-      })
-    }
   }
 
   /** A limit of `limits` refused something (`connections`, `topic_bytes`, ...). */

@@ -4,7 +4,7 @@ import type { LoadedConfig as BrokerConfig } from './config/index.js'
 import type { OutgoingMessage, SubmitOptions, Transport } from './context.js'
 import { toBrokerError, type BrokerError } from './errors.js'
 import { createPublishGate, type PublishGate } from './hooks/authorize-publish.js'
-import { adaptAuthorizeSubscribe } from './hooks/authorize-subscribe.js'
+import { adaptAuthorizeSubscribe, type SubscribeGate } from './hooks/authorize-subscribe.js'
 import { HookChains } from './pipeline/chain.js'
 import { adaptConnect } from './hooks/connect.js'
 import { adaptAuthorizeForward, forwardCheck, type ForwardCheck } from './hooks/forward.js'
@@ -49,6 +49,33 @@ export interface Node {
   readonly submit: (message: OutgoingMessage, options: SubmitOptions) => Promise<BrokerError | undefined>
   /** Dead-letter what was refused before the chain could run. */
   readonly keep: (message: OutgoingMessage, error: BrokerError, options: SubmitOptions) => void
+}
+
+interface WatchDeps {
+  readonly mq: Parameters<typeof keepEmitOrder>[1]
+  readonly connections: Connections
+  readonly clientCounts: Map<Transport, number>
+  readonly subscribeGate: SubscribeGate
+  readonly metrics: CoreMetrics
+  readonly log: Logger
+  readonly clientLog: LogSampler
+  readonly reportError: ErrorReporter
+}
+
+/** What the node follows of aedes' events; returns where each connection's packet guard is found when its CONNECT is accepted. */
+function watchAedes (aedes: Aedes, deps: WatchDeps): WeakMap<Client, PacketGuard> {
+  // aedes drops a packet that a later-numbered one overtook (a QoS 0 one passing a QoS 1 one): see emit-order.ts
+  keepEmitOrder(aedes, deps.mq)
+  countClients(aedes, deps.connections, deps.clientCounts)
+  // a SUBSCRIBE's filters are held now: the limit counts them from the client's subscriptions
+  aedes.on('subscribe', function subscribed (_subs: unknown, client: Client) { deps.subscribeGate.settled(client) })
+  const packetGuards = new WeakMap<Client, PacketGuard>()
+  aedes.on('connackSent', function connectAccepted (packet, client) {
+    // aedes emits it for refusals too (CONNACK 1–5), which are followed by a close
+    if (packet.returnCode === 0) packetGuards.get(client)?.accepted()
+  })
+  watchClientErrors(aedes, deps)
+  return packetGuards
 }
 
 /** Build a node: nothing listens and nothing is loaded yet. */
@@ -102,17 +129,7 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
     authorizeForward: adaptAuthorizeForward(connections, metrics, forward),
     published: adaptPublished(chains.published, (err, context) => { reportError('published', err, context) })
   })
-  // aedes drops a packet that a later-numbered one overtook (a QoS 0 one passing a QoS 1 one): see emit-order.ts
-  keepEmitOrder(aedes, backend.mq)
-  countClients(aedes, connections, clientCounts)
-  // a SUBSCRIBE's filters are held now: the limit counts them from the client's subscriptions
-  aedes.on('subscribe', function subscribed (_subs: unknown, client: Client) { subscribeGate.settled(client) })
-  const packetGuards = new WeakMap<Client, PacketGuard>()
-  aedes.on('connackSent', function connectAccepted (packet, client) {
-    // aedes emits it for refusals too (CONNACK 1–5), which are followed by a close
-    if (packet.returnCode === 0) packetGuards.get(client)?.accepted()
-  })
-  watchClientErrors(aedes, { connections, metrics, log, clientLog, reportError })
+  const packetGuards = watchAedes(aedes, { mq: backend.mq, connections, clientCounts, subscribeGate, metrics, log, clientLog, reportError })
 
   async function publishPacket (packet: PublishPacket): Promise<void> {
     await new Promise<void>((resolve, reject) => {

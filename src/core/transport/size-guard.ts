@@ -168,17 +168,8 @@ export class PacketWalker {
           this.#step = 'remaining-length'
           break
         case 'remaining-length': {
-          this.#remaining += (byte & 0x7f) * this.#multiplier
-          this.#multiplier *= 128
-          this.#lengthBytes++
-          if ((byte & 0x80) === 0) {
-            const refusal = this.#lengthDone()
-            if (refusal !== undefined) return refusal
-          } else if (this.#lengthBytes === 4) {
-            // a 5th length byte is malformed [MQTT-2.2.3]: mqtt-packet's parser errors and aedes
-            // closes the connection; without boundaries there is nothing more to inspect
-            this.#step = 'stopped'
-          }
+          const refusal = this.#lengthByte(byte)
+          if (refusal !== undefined) return refusal
           break
         }
         case 'topic-high':
@@ -186,18 +177,8 @@ export class PacketWalker {
           this.#step = 'topic-low'
           break
         case 'topic-low': {
-          const topicLength = this.#topicLengthHigh * 256 + byte
-          // QoS 3 is malformed too, but the boundaries hold: count a packet id so as not to depend on the parser
-          const payloadBytes = this.#remaining - 2 - topicLength - (this.#qos > 0 ? 2 : 0)
-          const limit = this.#limits.maxPayloadBytes
-          if (payloadBytes > limit) {
-            this.#step = 'stopped'
-            const topicEnd = i + topicLength
-            return topicEnd <= end
-              ? { payloadBytes, limit, topic: chunk.toString('utf8', i, topicEnd) }
-              : { payloadBytes, limit }
-          }
-          this.#skipThen(this.#remaining - 2, 'fixed-header')
+          const refusal = this.#topicLengthLow(byte, chunk, i)
+          if (refusal !== undefined) return refusal
           break
         }
         case 'filter-high':
@@ -206,25 +187,63 @@ export class PacketWalker {
           this.#step = 'filter-low'
           break
         case 'filter-low': {
-          this.#left--
-          // a SUBSCRIBE filter is followed by its requested QoS byte [MQTT-3.8.3]
-          const filterBytes = this.#filterLengthHigh * 256 + byte + (this.#type === SUBSCRIBE ? 1 : 0)
-          if (filterBytes > this.#left) {
-            // past the packet end: the parser refuses it ("Cannot parse topic"); the packet boundary holds
-            this.#skipThen(this.#left, 'fixed-header')
-            this.#left = 0
-            break
-          }
-          this.#filters++
-          if (this.#filters > this.#limits.maxFiltersPerPacket) {
-            return this.#refuse('filters_per_packet', this.#limits.maxFiltersPerPacket, this.#filters)
-          }
-          this.#left -= filterBytes
-          this.#skipThen(filterBytes, 'filter')
+          const refusal = this.#filterLengthLow(byte)
+          if (refusal !== undefined) return refusal
           break
         }
       }
     }
+    return undefined
+  }
+
+  /** One byte of the remaining length's variable-length encoding. */
+  #lengthByte (byte: number): PacketRefusal | undefined {
+    this.#remaining += (byte & 0x7f) * this.#multiplier
+    this.#multiplier *= 128
+    this.#lengthBytes++
+    if ((byte & 0x80) === 0) return this.#lengthDone()
+    if (this.#lengthBytes === 4) {
+      // a 5th length byte is malformed [MQTT-2.2.3]: mqtt-packet's parser errors and aedes
+      // closes the connection; without boundaries there is nothing more to inspect
+      this.#step = 'stopped'
+    }
+    return undefined
+  }
+
+  /** A PUBLISH's topic length is known, so its payload's size: refuse it (with the topic when this chunk holds it) or skip the body. */
+  #topicLengthLow (byte: number, chunk: Buffer, i: number): OversizeInfo | undefined {
+    const topicLength = this.#topicLengthHigh * 256 + byte
+    // QoS 3 is malformed too, but the boundaries hold: count a packet id so as not to depend on the parser
+    const payloadBytes = this.#remaining - 2 - topicLength - (this.#qos > 0 ? 2 : 0)
+    const limit = this.#limits.maxPayloadBytes
+    if (payloadBytes > limit) {
+      this.#step = 'stopped'
+      const topicEnd = i + topicLength
+      return topicEnd <= chunk.length
+        ? { payloadBytes, limit, topic: chunk.toString('utf8', i, topicEnd) }
+        : { payloadBytes, limit }
+    }
+    this.#skipThen(this.#remaining - 2, 'fixed-header')
+    return undefined
+  }
+
+  /** A SUBSCRIBE or UNSUBSCRIBE filter's length is known: count it, then skip it. */
+  #filterLengthLow (byte: number): PacketRefusal | undefined {
+    this.#left--
+    // a SUBSCRIBE filter is followed by its requested QoS byte [MQTT-3.8.3]
+    const filterBytes = this.#filterLengthHigh * 256 + byte + (this.#type === SUBSCRIBE ? 1 : 0)
+    if (filterBytes > this.#left) {
+      // past the packet end: the parser refuses it ("Cannot parse topic"); the packet boundary holds
+      this.#skipThen(this.#left, 'fixed-header')
+      this.#left = 0
+      return undefined
+    }
+    this.#filters++
+    if (this.#filters > this.#limits.maxFiltersPerPacket) {
+      return this.#refuse('filters_per_packet', this.#limits.maxFiltersPerPacket, this.#filters)
+    }
+    this.#left -= filterBytes
+    this.#skipThen(filterBytes, 'filter')
     return undefined
   }
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { FastifyPluginAsync, FastifyReply } from 'fastify'
+import type { FastifyPluginAsync, FastifyReply, preValidationAsyncHookHandler } from 'fastify'
 import type { OutgoingMessage, SubmitOptions } from '../../context.js'
 import { dottedToTopic, topicToType, typeToTopic } from '../../cloudevents/topic.js'
 import { BadRequestError, DuplicateEventError, EventRejectedError, type BrokerError, type EventProblem, type RejectReason } from '../../errors.js'
@@ -46,7 +46,6 @@ export const ingressRoutes: FastifyPluginAsync<IngressSource> = async function i
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', { parseAs: 'buffer' }, function rawBody (_req, body, done) { done(null, body) })
   const bodyLimit = Math.max(source.maxPayloadBytes, source.httpBodyBytes)
-  const envelope = new EnvelopeChecker()
   // a body over bodyLimit is refused by fastify before it is read: count it as the reason it is
   app.setErrorHandler(function ingressError (err: unknown) {
     if (typeof err === 'object' && err !== null && 'code' in err && err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
@@ -55,104 +54,22 @@ export const ingressRoutes: FastifyPluginAsync<IngressSource> = async function i
     }
     throw err
   })
-
-  async function publishEvent (bound: BoundEvent): Promise<Outcome> {
-    if (!bound.ok) {
-      const error = new EventRejectedError(bound.reason, '', bound.errors, 'dlq')
-      return { accepted: false, error }
-    }
-    const payload = Buffer.from(JSON.stringify(bound.event))
-    // this route takes CloudEvents only, whatever the validation rules say about the topic
-    const checked = envelope.checkValue(bound.event)
-    if (!checked.ok) {
-      const error = new EventRejectedError(checked.reason, '', checked.errors, 'dlq', typeof bound.event.id === 'string' ? { id: bound.event.id } : {})
-      source.keep({ topic: '', payload, qos: 1 }, error, HTTP)
-      return { accepted: false, error }
-    }
-    const type = bound.event.type
-    const id = typeof bound.event.id === 'string' ? bound.event.id : undefined
-    const topic = typeof type === 'string' && type !== '' && topicFilterProblem(type) === undefined && !type.includes('/') ? typeToTopic(type) : ''
-    if (payload.length > source.maxPayloadBytes) return tooLarge(payload.length, topic)
-    if (topic === '') {
-      // a type that makes no topic: refuse and keep it here, there is no topic to run the pipeline on
-      const error = new EventRejectedError('invalid_cloudevent', '', [{ path: '/type', message: `must map to an MQTT topic: no "/", "+" or "#", got ${JSON.stringify(type)}` }], 'dlq', id === undefined ? {} : { id })
-      source.keep({ topic: '', payload, qos: 1 }, error, HTTP)
-      return { accepted: false, error }
-    }
-    const refusal = await source.submit({ topic, payload, qos: 1 }, HTTP)
-    return refusal === undefined ? { accepted: true, topic, ...(id === undefined ? {} : { id }) } : { accepted: false, error: refusal }
-  }
-
-  function tooLarge (bytes: number, topic: string): Outcome {
-    source.tooLarge(topic, bytes)
-    return { accepted: false, error: new EventRejectedError('payload_too_large', topic, [{ path: '', message: `payload of ${bytes} bytes is over the limit of ${source.maxPayloadBytes}` }], 'dlq') }
-  }
+  const events = new EventIngress(source)
 
   app.post('/api/events', { bodyLimit }, async (req, reply) => {
     const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0)
     const bound = fromHttp(req.headers, body)
-    // an unreadable body holds no event to keep in the dead-letter store beyond its bytes
     const outcomes: Outcome[] = []
     for (const event of bound.events) {
-      const outcome = await publishEvent(event)
+      const outcome = await events.publish(event)
+      // an unreadable body holds no event to keep in the dead-letter store beyond its bytes
       if (!outcome.accepted && !event.ok) source.keep({ topic: '', payload: body, qos: 1 }, outcome.error, HTTP)
       outcomes.push(outcome)
     }
-    if (bound.mode !== 'batch') return await answer(reply, outcomes[0])
-    // a duplicate in a batch is no failure: it was accepted before
-    const isDuplicate = (o: Outcome): boolean => !o.accepted && o.error instanceof DuplicateEventError
-    const refused = outcomes.flatMap((o, index) => o.accepted || isDuplicate(o) ? [] : [{ index, error: o.error }])
-    const first = refused[0]
-    if (first === undefined) {
-      return await reply.code(202).send({
-        accepted: outcomes.filter((o) => o.accepted).length,
-        events: outcomes.map((o) => o.accepted ? { topic: o.topic, id: o.id } : o.error instanceof DuplicateEventError ? { topic: o.error.topic, id: o.error.event.id, duplicate: true } : {})
-      })
-    }
-    return await reply.code(httpAnswerOf(first.error).status).send(errorBody(
-      reasonOf(first.error),
-      `${refused.length} of ${outcomes.length} events rejected (the others were accepted and published)`,
-      refused.map(({ index, error }) => ({ index, reason: reasonOf(error), errors: problemsOf(error) }))
-    ))
+    return bound.mode === 'batch' ? await answerBatch(reply, outcomes) : await answer(reply, outcomes[0])
   })
 
-  app.post<{ Body: { topic: string, payload: unknown, qos?: 0 | 1 | 2, retain?: boolean } }>('/api/mqtt/publish', {
-    bodyLimit,
-    // the raw-body parser above leaves JSON to us: parse and check it here
-    preValidation: async (req) => {
-      const raw = req.body
-      if (!Buffer.isBuffer(raw)) return
-      try {
-        req.body = JSON.parse(raw.toString('utf8'))
-      } catch (err: unknown) {
-        throw new BadRequestError(`body is not JSON: ${err instanceof Error ? err.message : String(err)}`)
-      }
-      // a payload given as JSON is serialized again below, and JSON.stringify recurses: refuse
-      // it as the pipeline refuses such a payload given as a string (other members of the body
-      // are scalars, or removed by the schema unread)
-      const body: unknown = req.body
-      const payload: unknown = typeof body === 'object' && body !== null && 'payload' in body ? body.payload : undefined
-      if (mayNestDeeperThan(raw.length) && nestedDeeperThan(payload)) {
-        // kept as /api/events keeps a body it cannot read: the bytes, on no topic (the topic is unchecked)
-        const error = new EventRejectedError('invalid_json', '', tooDeep('/payload', MAX_JSON_DEPTH).errors, 'dlq')
-        source.keep({ topic: '', payload: raw, qos: 1 }, error, HTTP)
-        throw error
-      }
-    },
-    schema: {
-      body: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['topic', 'payload'],
-        properties: {
-          topic: { type: 'string', minLength: 1 },
-          payload: {},
-          qos: { enum: [0, 1, 2] },
-          retain: { type: 'boolean' }
-        }
-      }
-    }
-  }, async (req, reply) => {
+  app.post<{ Body: PublishBody }>('/api/mqtt/publish', { bodyLimit, preValidation: publishBodyReader(source), schema: { body: PUBLISH_BODY } }, async (req, reply) => {
     const { qos = 1, retain = false } = req.body
     const topic = dottedToTopic(req.body.topic)
     const problem = topicFilterProblem(topic)
@@ -162,10 +79,107 @@ export const ingressRoutes: FastifyPluginAsync<IngressSource> = async function i
     const given = req.body.payload
     const wrapped = source.cloudEventTopic(topic) ? wrapData(topic, given) : undefined
     const payload = Buffer.from(wrapped?.text ?? (typeof given === 'string' ? given : JSON.stringify(given)))
-    if (payload.length > source.maxPayloadBytes) return await answer(reply, tooLarge(payload.length, topic))
+    if (payload.length > source.maxPayloadBytes) return await answer(reply, events.tooLarge(payload.length, topic))
     const refusal = await source.submit({ topic, payload, qos, retain }, HTTP)
     return await answer(reply, refusal === undefined ? { accepted: true, topic, ...(wrapped === undefined ? {} : { id: wrapped.id }) } : { accepted: false, error: refusal })
   })
+}
+
+/** What `POST /api/events` does with each event the binding read: checked as a CloudEvent, then published on its type's topic. */
+class EventIngress {
+  readonly #source: IngressSource
+  readonly #envelope = new EnvelopeChecker()
+
+  constructor (source: IngressSource) {
+    this.#source = source
+  }
+
+  async publish (bound: BoundEvent): Promise<Outcome> {
+    if (!bound.ok) return { accepted: false, error: new EventRejectedError(bound.reason, '', bound.errors, 'dlq') }
+    const payload = Buffer.from(JSON.stringify(bound.event))
+    const id = typeof bound.event.id === 'string' ? bound.event.id : undefined
+    // this route takes CloudEvents only, whatever the validation rules say about the topic
+    const checked = this.#envelope.checkValue(bound.event)
+    if (!checked.ok) return this.#refuse(payload, new EventRejectedError(checked.reason, '', checked.errors, 'dlq', id === undefined ? {} : { id }))
+    const type = bound.event.type
+    const topic = typeof type === 'string' && type !== '' && topicFilterProblem(type) === undefined && !type.includes('/') ? typeToTopic(type) : ''
+    if (payload.length > this.#source.maxPayloadBytes) return this.tooLarge(payload.length, topic)
+    if (topic === '') {
+      // a type that makes no topic: refuse and keep it here, there is no topic to run the pipeline on
+      const problem = { path: '/type', message: `must map to an MQTT topic: no "/", "+" or "#", got ${JSON.stringify(type)}` }
+      return this.#refuse(payload, new EventRejectedError('invalid_cloudevent', '', [problem], 'dlq', id === undefined ? {} : { id }))
+    }
+    const refusal = await this.#source.submit({ topic, payload, qos: 1 }, HTTP)
+    return refusal === undefined ? { accepted: true, topic, ...(id === undefined ? {} : { id }) } : { accepted: false, error: refusal }
+  }
+
+  /** Refused for its size: counted and audited, not kept (nothing was read to keep). */
+  tooLarge (bytes: number, topic: string): Outcome {
+    this.#source.tooLarge(topic, bytes)
+    return { accepted: false, error: new EventRejectedError('payload_too_large', topic, [{ path: '', message: `payload of ${bytes} bytes is over the limit of ${this.#source.maxPayloadBytes}` }], 'dlq') }
+  }
+
+  /** Refused before the pipeline: kept in the dead-letter store here, on no topic. */
+  #refuse (payload: Buffer, error: EventRejectedError): Outcome {
+    this.#source.keep({ topic: '', payload, qos: 1 }, error, HTTP)
+    return { accepted: false, error }
+  }
+}
+
+interface PublishBody { topic: string, payload: unknown, qos?: 0 | 1 | 2, retain?: boolean }
+
+const PUBLISH_BODY = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['topic', 'payload'],
+  properties: {
+    topic: { type: 'string', minLength: 1 },
+    payload: {},
+    qos: { enum: [0, 1, 2] },
+    retain: { type: 'boolean' }
+  }
+} as const
+
+/** `POST /api/mqtt/publish`'s body as JSON: the raw-body parser leaves it to this route, which parses and checks it before its schema. */
+function publishBodyReader (source: IngressSource): preValidationAsyncHookHandler {
+  return async function readPublishBody (req) {
+    const raw = req.body
+    if (!Buffer.isBuffer(raw)) return
+    try {
+      req.body = JSON.parse(raw.toString('utf8'))
+    } catch (err: unknown) {
+      throw new BadRequestError(`body is not JSON: ${err instanceof Error ? err.message : String(err)}`)
+    }
+    // a payload given as JSON is serialized again below, and JSON.stringify recurses: refuse
+    // it as the pipeline refuses such a payload given as a string (other members of the body
+    // are scalars, or removed by the schema unread)
+    const body: unknown = req.body
+    const payload: unknown = typeof body === 'object' && body !== null && 'payload' in body ? body.payload : undefined
+    if (mayNestDeeperThan(raw.length) && nestedDeeperThan(payload)) {
+      // kept as /api/events keeps a body it cannot read: the bytes, on no topic (the topic is unchecked)
+      const error = new EventRejectedError('invalid_json', '', tooDeep('/payload', MAX_JSON_DEPTH).errors, 'dlq')
+      source.keep({ topic: '', payload: raw, qos: 1 }, error, HTTP)
+      throw error
+    }
+  }
+}
+
+/** A batch's answer: 202 with each event's topic and id when none was refused (a duplicate is no refusal: it was accepted before), else the refused ones. */
+async function answerBatch (reply: FastifyReply, outcomes: readonly Outcome[]): Promise<FastifyReply> {
+  const isDuplicate = (o: Outcome): boolean => !o.accepted && o.error instanceof DuplicateEventError
+  const refused = outcomes.flatMap((o, index) => o.accepted || isDuplicate(o) ? [] : [{ index, error: o.error }])
+  const first = refused[0]
+  if (first === undefined) {
+    return await reply.code(202).send({
+      accepted: outcomes.filter((o) => o.accepted).length,
+      events: outcomes.map((o) => o.accepted ? { topic: o.topic, id: o.id } : o.error instanceof DuplicateEventError ? { topic: o.error.topic, id: o.error.event.id, duplicate: true } : {})
+    })
+  }
+  return await reply.code(httpAnswerOf(first.error).status).send(errorBody(
+    reasonOf(first.error),
+    `${refused.length} of ${outcomes.length} events rejected (the others were accepted and published)`,
+    refused.map(({ index, error }) => ({ index, reason: reasonOf(error), errors: problemsOf(error) }))
+  ))
 }
 
 /**
