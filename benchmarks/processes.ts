@@ -36,13 +36,14 @@ export class ServerProcess {
   /**
    * @param services `redis=<url>`, `receiver=<url>`, `node=<a|b>`: what run.js started for this run, and
    *   which cluster node this is, passed on to server.js
-   * @param name how logs and profile files name it: `aedes`, `ce-broker`, `cluster-a`, ...
+   * @param name how logs and profile files name it: `aedes`, `ce-broker`, `cluster-a`, `baseline`, ...
+   * @param script the server script to run: this checkout's `server.js`, or a baseline's (`BENCH_BASELINE`)
    */
-  constructor (kind: BrokerKind, scenario: Scenario, services: readonly string[], name: string = kind) {
+  constructor (kind: BrokerKind, scenario: Scenario, services: readonly string[], name: string = kind, script: URL = SERVER_SCRIPT) {
     // BENCH_PROFILE_DIR: each server writes a V8 CPU profile there when it exits
     const profileDir = process.env.BENCH_PROFILE_DIR
     const execArgv = profileDir === undefined || profileDir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${scenario.name}-${name}-${Date.now()}.cpuprofile`]
-    this.#child = new Child(`server ${name}`, SERVER_SCRIPT, [kind, scenario.name, ...services], isServerMessage, undefined, execArgv)
+    this.#child = new Child(`server ${name}`, script, [kind, scenario.name, ...services], isServerMessage, undefined, execArgv)
   }
 
   async ready (): Promise<number> {

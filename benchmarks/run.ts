@@ -21,6 +21,9 @@
  * Scenarios with `redis: true` get a fresh redis-server per ce-broker run (`cluster: true`: per cluster run), and are
  * skipped (a stderr line, no `bench` line) when `redis-server` is not on the PATH.
  */
+import { existsSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { Child } from './child.js'
 import {
   BROKER_KINDS, isLoadgenMessage,
@@ -51,6 +54,8 @@ interface Settings {
   readonly windowMs: number
   /** Scenario names to run; empty runs them all. */
   readonly only: readonly string[]
+  /** `BENCH_BASELINE`: the server script of another built checkout, run as a side of every round. */
+  readonly baseline: URL | undefined
 }
 
 /** What a ce-broker run with a webhook receiver measured on the webhook side. */
@@ -77,13 +82,40 @@ interface WebhookFigures {
 
 /**
  * What a round measures, one after another: raw Aedes, one ce-broker node, and for a
- * scenario with `cluster` two ce-broker nodes sharing a redis-server.
+ * scenario with `cluster` two ce-broker nodes sharing a redis-server. With
+ * `BENCH_BASELINE`, also `baseline`: the other checkout's ce-broker, as this one's
+ * last side (one node, or two for a cluster scenario).
  */
-type Side = BrokerKind | 'cluster'
+type Side = BrokerKind | 'cluster' | 'baseline'
 
 /** The sides of `scenario`'s rounds, in the order round 1 runs them. */
-function sidesOf (scenario: Scenario): readonly Side[] {
-  return scenario.cluster === true ? [...BROKER_KINDS, 'cluster'] : BROKER_KINDS
+function sidesOf (scenario: Scenario, settings: Settings): readonly Side[] {
+  const sides: Side[] = scenario.cluster === true ? [...BROKER_KINDS, 'cluster'] : [...BROKER_KINDS]
+  if (settings.baseline !== undefined) sides.push('baseline')
+  return sides
+}
+
+/** The side the `bench` line's `ce-broker=` figure comes from, and the baseline is compared with. */
+function mainSide (scenario: Scenario): Side {
+  return scenario.cluster === true ? 'cluster' : 'ce-broker'
+}
+
+/** Whether `side` runs two nodes sharing a redis-server. */
+function clustered (scenario: Scenario, side: Side): boolean {
+  return side === 'cluster' || (side === 'baseline' && scenario.cluster === true)
+}
+
+/** Whether `side` runs one ce-broker node (this checkout's or the baseline's). */
+function singleNode (scenario: Scenario, side: Side): boolean {
+  return side === 'ce-broker' || (side === 'baseline' && scenario.cluster !== true)
+}
+
+/** `BENCH_BASELINE`: a checkout built with `npm run build`, whose benchmark server is run as the baseline side. */
+function baselineScript (dir: string | undefined): URL | undefined {
+  if (dir === undefined || dir === '') return undefined
+  const script = pathToFileURL(resolve(dir, 'dist', 'benchmarks', 'server.js'))
+  if (!existsSync(script)) throw new Error(`BENCH_BASELINE=${dir} has no dist/benchmarks/server.js: run npm run build there first`)
+  return script
 }
 
 /** One server process's share of a run. */
@@ -120,7 +152,8 @@ function readSettings (env: NodeJS.ProcessEnv): Settings {
     rounds: number('BENCH_ROUNDS', 5, 1, true),
     windowMs: Math.round(number('BENCH_SECONDS', 3, 0.1, false) * 1000),
     warmupMs: Math.round(number('BENCH_WARMUP_SECONDS', 1, 0, false) * 1000),
-    only: (env.BENCH_ONLY ?? '').split(',').map((name) => name.trim()).filter((name) => name !== '')
+    only: (env.BENCH_ONLY ?? '').split(',').map((name) => name.trim()).filter((name) => name !== ''),
+    baseline: baselineScript(env.BENCH_BASELINE)
   }
 }
 
@@ -137,11 +170,11 @@ function warmupMs (scenario: Scenario, settings: Settings): number {
  * The cluster side always gets a redis-server, shared by its two nodes.
  */
 async function measure (scenario: Scenario, side: Side, settings: Settings): Promise<RunFigures> {
-  const redis = side === 'cluster' || (side === 'ce-broker' && scenario.redis === true) ? await RedisServer.start() : undefined
+  const redis = clustered(scenario, side) || (singleNode(scenario, side) && scenario.redis === true) ? await RedisServer.start() : undefined
   let receiver: ReceiverProcess | undefined
   let figures: RunFigures
   try {
-    receiver = side === 'ce-broker' && scenario.receiver === true ? await ReceiverProcess.start() : undefined
+    receiver = singleNode(scenario, side) && scenario.receiver === true ? await ReceiverProcess.start() : undefined
     figures = await measureServers(scenario, side, settings, redis, receiver)
   } catch (err: unknown) {
     // the broker's failure is the one to report, not how Redis or the receiver took being killed
@@ -164,14 +197,18 @@ async function measure (scenario: Scenario, side: Side, settings: Settings): Pro
  * (publishers connect to it) and node B (the subscriber does), each with `node=` and
  * the shared Redis.
  */
-function startServers (scenario: Scenario, side: Side, services: readonly string[]): ServerProcess[] {
-  if (side !== 'cluster') return [new ServerProcess(side, scenario, services)]
-  return ['a', 'b'].map((node) => new ServerProcess('ce-broker', scenario, [...services, `node=${node}`], `cluster-${node}`))
+function startServers (scenario: Scenario, side: Side, services: readonly string[], baseline: URL | undefined): ServerProcess[] {
+  const script = side === 'baseline' ? baseline : undefined
+  if (clustered(scenario, side)) {
+    const prefix = side === 'baseline' ? 'baseline' : 'cluster'
+    return ['a', 'b'].map((node) => new ServerProcess('ce-broker', scenario, [...services, `node=${node}`], `${prefix}-${node}`, script))
+  }
+  return [new ServerProcess(side === 'aedes' ? 'aedes' : 'ce-broker', scenario, services, side, script)]
 }
 
 async function measureServers (scenario: Scenario, side: Side, settings: Settings, redis: RedisServer | undefined, receiver: ReceiverProcess | undefined): Promise<RunFigures> {
   const services = [...(redis === undefined ? [] : [`redis=${redis.url}`]), ...(receiver === undefined ? [] : [`receiver=${receiver.url}`])]
-  const servers = startServers(scenario, side, services)
+  const servers = startServers(scenario, side, services, settings.baseline)
   try {
     const ports = await Promise.all(servers.map(async (server) => await server.ready()))
     // publishers go to the first server (node A), subscribers to the last (node B; the same one outside a cluster)
@@ -215,7 +252,7 @@ async function measureServers (scenario: Scenario, side: Side, settings: Setting
     if (scenario.load.mode === 'paced' && (result.latency?.count ?? 0) === 0) throw new Error('the MQTT subscriber received no stamped event sent in the window')
     return {
       load: result,
-      servers: serverSamples.map((pair, i) => serverFigures(side === 'cluster' ? `node ${i === 0 ? 'A' : 'B'}` : '', pair)),
+      servers: serverSamples.map((pair, i) => serverFigures(clustered(scenario, side) ? `node ${i === 0 ? 'A' : 'B'}` : '', pair)),
       redisCpuShare: redis === undefined ? undefined : cpuShare(redisCpu),
       webhook
     }
@@ -362,7 +399,7 @@ async function runScenario (scenario: Scenario, settings: Settings): Promise<voi
   if (scenario.cluster === true && (scenario.redis === true || scenario.receiver === true)) {
     throw new Error(`${scenario.name}: a cluster scenario compares with one embedded node, without a receiver: drop redis and receiver`)
   }
-  const sides = sidesOf(scenario)
+  const sides = sidesOf(scenario, settings)
   const figures = new Map<Side, RunFigures[]>(sides.map((side) => [side, []]))
   if (warmupMs(scenario, settings) !== settings.warmupMs) detail(`${scenario.name} warms up for ${warmupMs(scenario, settings)} ms (its minimum), not ${settings.warmupMs} ms`)
   for (let round = 0; round < settings.rounds; round++) {
@@ -397,6 +434,7 @@ async function runScenario (scenario: Scenario, settings: Settings): Promise<voi
     ` server cpu ce-broker ${serverCpu('ce-broker')}` +
     ` aedes ${serverCpu('aedes')}` +
     (scenario.cluster === true ? ` cluster node A ${serverCpu('cluster', 0)} node B ${serverCpu('cluster', 1)}` : '') +
+    (settings.baseline === undefined ? '' : ` baseline ${serverCpu('baseline')}`) +
     (redisCpu.length === 0 ? '' : `, redis cpu (${scenario.cluster === true ? 'cluster' : 'ce-broker'} runs) ${percent(median(redisCpu))}`))
   const webhooks = all.flatMap((r) => r.webhook === undefined ? [] : [r.webhook])
   if (webhooks.length > 0) {
@@ -431,10 +469,17 @@ async function runScenario (scenario: Scenario, settings: Settings): Promise<voi
     })
   }
   const text = (values: readonly number[]): string => values.map((r) => r.toFixed(3)).join(' ')
+  // with a baseline: this checkout against it, round by round, and the baseline's own ratio to aedes
+  let vsBaseline = ''
+  if (settings.baseline !== undefined) {
+    const perRound = ratios(mainSide(scenario), 'baseline')
+    detail(`${scenario.name} per-round ratios against the baseline: ${text(perRound)}; baseline/aedes ${text(ratios('baseline', 'aedes'))}`)
+    vsBaseline = ` baseline=${formatFigure(scenario, figure('baseline'))} vs-baseline=${median(perRound).toFixed(3)} baseline-ratio=${median(ratios('baseline', 'aedes')).toFixed(3)}`
+  }
   if (scenario.cluster !== true) {
     const perRound = ratios('ce-broker', 'aedes')
     detail(`${scenario.name} per-round ratios: ${text(perRound)}`)
-    process.stdout.write(`bench ${scenario.name} ce-broker=${formatFigure(scenario, figure('ce-broker'))} aedes=${formatFigure(scenario, figure('aedes'))} ratio=${median(perRound).toFixed(3)}\n`)
+    process.stdout.write(`bench ${scenario.name} ce-broker=${formatFigure(scenario, figure('ce-broker'))} aedes=${formatFigure(scenario, figure('aedes'))} ratio=${median(perRound).toFixed(3)}${vsBaseline}\n`)
     return
   }
   // a cluster scenario: `ce-broker=` is the two-node cluster, `single=` one embedded node
@@ -442,7 +487,7 @@ async function runScenario (scenario: Scenario, settings: Settings): Promise<voi
   const clusterToSingle = ratios('cluster', 'ce-broker')
   detail(`${scenario.name} per-round ratios: cluster/aedes ${text(clusterToAedes)}, cluster/single ${text(clusterToSingle)}, single/aedes ${text(ratios('ce-broker', 'aedes'))}`)
   process.stdout.write(`bench ${scenario.name} ce-broker=${formatFigure(scenario, figure('cluster'))} aedes=${formatFigure(scenario, figure('aedes'))}` +
-    ` ratio=${median(clusterToAedes).toFixed(3)} single=${formatFigure(scenario, figure('ce-broker'))} vs-single=${median(clusterToSingle).toFixed(3)}\n`)
+    ` ratio=${median(clusterToAedes).toFixed(3)} single=${formatFigure(scenario, figure('ce-broker'))} vs-single=${median(clusterToSingle).toFixed(3)}${vsBaseline}\n`)
 }
 
 async function main (): Promise<void> {

@@ -31,6 +31,6 @@ export { hashApiKey, newApiKey, type ApiKeyInput, type ApiScope } from './http/a
 export { errorBody, httpAnswerOf } from './http/errors.js'
 export { TRANSPORTS } from './transport/connections.js'
 export { addressKey } from './transport/admission.js'
-export { parseJson, viewPayload, nestingDepth, nestedDeeperThan, mayNestDeeperThan, MAX_JSON_DEPTH, MAX_VIEW_DEPTH, type ParsedJson, type PayloadView } from './payload.js'
+export { RECENT_PARSES, parseJson, viewPayload, nestingDepth, nestedDeeperThan, mayNestDeeperThan, MAX_JSON_DEPTH, MAX_VIEW_DEPTH, type ParsedJson, type PayloadView } from './payload.js'
 export { bundledSchemasDir } from './version.js'
 export { createBroker, type Broker, type BrokerInput, type BoundPorts, type Preset } from './broker.js'

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { EnvelopeChecker, parseJson, viewPayload } from '../../src/index.js'
+import { EnvelopeChecker, RECENT_PARSES, parseJson, viewPayload } from '../../src/index.js'
 
 const EVENT = { specversion: '1.0', id: 'e-1', source: '/booking', type: 'albergue.v1.booking.reserved', data: { nights: 2 } }
 
@@ -31,4 +31,16 @@ test('a payload that is not JSON is parsed once too, and says why: the envelope 
   assert.equal(checked.reason, 'invalid_json')
   assert.equal(checked.errors[0]?.message, parsed.error)
   assert.deepEqual(viewPayload(payload), { payloadBase64: payload.toString('base64') })
+})
+
+test('the parses kept are the last RECENT_PARSES: an old payload is parsed again, and nothing holds every payload', () => {
+  const payload = Buffer.from(JSON.stringify(EVENT))
+  const first = parseJson(payload)
+  for (let i = 0; i < RECENT_PARSES; i++) parseJson(Buffer.from(JSON.stringify({ ...EVENT, id: `other-${i}` })))
+  const again = parseJson(payload)
+  // parsed anew: an equal value in another object
+  assert.notEqual(again, first)
+  assert.deepEqual(again, first)
+  // and kept again for the readers that follow
+  assert.equal(parseJson(payload), again)
 })
