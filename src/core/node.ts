@@ -84,7 +84,7 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
   const clientCounts = new Map<Transport, number>()
   const metrics = new CoreMetrics(connections, () => clientCounts)
   const chains = new HookChains()
-  const backend = createBackend(config, log)
+  const backend = createBackend(config, log, (limit) => { metrics.limitHit(limit) })
   const reportError = makeErrorReporter(log, metrics, backend.ready)
   const clientLog = new LogSampler(config.limits.clientLogIntervalMs)
   const { limits } = config

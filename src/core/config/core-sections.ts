@@ -27,6 +27,22 @@ export const redisSection = configSection({
         shownDefault: '`10000`',
         doc: 'while Redis is unreachable, how long a publish waits (not acked) before its client is disconnected; see [Running a cluster](#running-a-cluster)'
       })
+    })),
+    maxRouteBacklog: Type.Optional(Type.Integer({
+      minimum: 100,
+      ...setting({
+        env: 'CE_BROKER_REDIS_MAX_ROUTE_BACKLOG',
+        shownDefault: '`10000`',
+        doc: 'messages waiting in one node\'s cluster inbox; beyond it publishes routed to that node wait (their publishers are read no further) until it has read down to half'
+      })
+    })),
+    nodeTimeoutMs: Type.Optional(Type.Integer({
+      minimum: 1000,
+      ...setting({
+        env: 'CE_BROKER_REDIS_NODE_TIMEOUT_MS',
+        shownDefault: '`10000`',
+        doc: 'a node whose heartbeat (every third of this) has been missing this long is removed from the cluster with its routes and its inbox'
+      })
     }))
   }, { additionalProperties: false }))
 })

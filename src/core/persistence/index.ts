@@ -1,11 +1,11 @@
-import { EventEmitter } from 'node:events'
 import { createRequire } from 'node:module'
 import type { Readable } from 'node:stream'
 import type { AedesMemoryPersistence, Packet } from 'aedes-persistence'
 import redisPersistence from 'aedes-persistence-redis'
-import { Redis } from 'ioredis'
+import { Redis, type RedisOptions } from 'ioredis'
 import mqemitter, { type MQEmitter } from 'mqemitter'
-import mqemitterRedis from 'mqemitter-redis'
+import { createClusterEmitter, type ClusterEmitter } from '../cluster/emitter.js'
+import { ROUTE_CHANNEL } from '../cluster/scripts.js'
 import type { CoreConfig } from '../config/index.js'
 import { ConfigError } from '../errors.js'
 import type { Logger } from '../logger.js'
@@ -35,9 +35,8 @@ export interface Backend {
   /** Handed to aedes as `mq`. */
   readonly mq: MQEmitter
   /**
-   * Whether a subscription may receive messages under a `$` top level (`'$audit'`).
-   * Embedded, the node's own subscriptions tell; with Redis, subscribers on other
-   * nodes are not known here, so it is always true.
+   * Whether a subscription may receive messages under a `$` top level (`'$audit'`):
+   * this node's subscriptions, and with Redis the cluster's route table.
    */
   readonly listening: SystemInterest
   /** A Redis connection for plain commands (idempotency keys, the audit stream); shared with the persistence. */
@@ -65,8 +64,16 @@ export interface Backend {
   readonly close: () => Promise<void>
 }
 
-/** Build the backend the config asks for. */
-export function createBackend (config: CoreConfig, log: Logger): Backend {
+/** `redis.maxRouteBacklog` when not set. */
+const DEFAULT_MAX_ROUTE_BACKLOG = 10_000
+/** `redis.nodeTimeoutMs` when not set. */
+const DEFAULT_NODE_TIMEOUT_MS = 10_000
+
+/**
+ * Build the backend the config asks for.
+ * @param onLimit told each time a bound of the backend is reached (`route_backlog`), to count it
+ */
+export function createBackend (config: CoreConfig, log: Logger, onLimit: (limit: string) => void = () => {}): Backend {
   // [MQTT-4.7.1-3]: `sport/#` matches `sport`; aedes sets this for its default mqemitter too
   const mqOptions = { concurrency: 100, matchEmptyLevels: true }
   if (config.redis === undefined) {
@@ -90,35 +97,46 @@ export function createBackend (config: CoreConfig, log: Logger): Backend {
 
   const url = config.redis.url
   const health = new RedisHealth(log.child({ component: 'redis' }))
-  // One connection for the persistence, two for pub/sub routing (a subscriber connection can do nothing else).
+  // One connection for the persistence; for the cluster one for commands, one subscribed to
+  // the route channel and one for the blocking inbox read (those two can do nothing else).
   // The URL carries the password, the db (`/2`) and TLS (`rediss://`); ioredis reads all three from it.
-  // The publish connection batches the commands of one tick into one write: every routed message is a
-  // PUBLISH, and one write() each cost most of a node's time routing (benchmarks/README.md, Cluster).
-  const connections = (['persistence', 'publish', 'subscribe'] as const).map((role) => health.watch(new Redis(url, { lazyConnect: false, enableAutoPipelining: role === 'publish' }), role, role === 'subscribe'))
-  const [db, pubConn, subConn] = connections as [Redis, Redis, Redis]
-  observeQuit(pubConn)
-  observeQuit(subConn)
+  // Cluster commands wait through reconnects rather than fail: a route write is kept until Redis is back.
+  // Each connection is named `ce-broker:<nodeId>:<role>` in Redis' CLIENT LIST.
+  const open = (role: string, options: RedisOptions = {}): Redis => new Redis(url, { connectionName: `ce-broker:${config.nodeId}:${role}`, ...options })
+  const db = health.watch(open('persistence'), 'persistence')
+  const commands = health.watch(open('cluster', { enableAutoPipelining: true, maxRetriesPerRequest: null }), 'cluster')
+  const subscriber = health.watch(open('subscribe'), 'subscribe', true)
+  const reader = health.watch(open('inbox', { maxRetriesPerRequest: null }), 'inbox')
+  const connections = [db, commands, subscriber, reader]
+  subscriber.subscribe(ROUTE_CHANNEL).catch(() => { /* ioredis subscribes again on reconnect */ })
   const persistence = redisPersistence({ conn: db })
   // the library sends at most 1 001 queued messages per CONNECT: send the whole queue, a page at a time
   pageRedisBacklog(persistence, db)
-  const mq = boundRecursion(mqemitterRedis({ ...mqOptions, pubConn, subConn }))
-  // mqemitter-redis re-emits connection errors on an untyped `state` emitter; unheard,
-  // an EventEmitter 'error' throws. The connections' own listeners (watch) log them.
-  const state: unknown = Reflect.get(mq, 'state')
-  if (state instanceof EventEmitter) state.on('error', function mqRedisError () {})
+  const local = boundRecursion(mqemitter(mqOptions))
+  const localInterest = watchSystemTopics(local)
+  const cluster: ClusterEmitter = createClusterEmitter(local, { commands, subscriber, reader }, {
+    nodeId: config.nodeId,
+    maxBacklog: config.redis.maxRouteBacklog ?? DEFAULT_MAX_ROUTE_BACKLOG,
+    nodeTimeoutMs: config.redis.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS,
+    onBehind: () => { onLimit('route_backlog') }
+  }, log.child({ component: 'cluster' }))
   return {
     kind: 'redis',
     persistence,
-    mq,
-    listening: () => true,
+    mq: cluster.mq,
+    listening: (level) => localInterest(level) || cluster.remoteListens(level),
     redis: db,
     ready: () => health.ready(),
     whenReady: async (timeoutMs) => await health.whenReady(timeoutMs),
-    started: async () => { await health.started() },
+    started: async () => {
+      await health.started()
+      await cluster.start()
+    },
     closing: () => { health.stop() },
     retained: (filter, limit) => readRetained(persistence, filter, limit),
     subscribers: async (topic) => await storedSubscribers(persistence, topic),
     close: async () => {
+      await cluster.stop()
       // destroy() unsubscribes through Redis; skip it when Redis is gone, it would wait for a reconnect
       if (db.status === 'ready') await persistence.destroy()
       for (const conn of connections) conn.disconnect()
@@ -258,21 +276,5 @@ async function storedSubscribers (persistence: AedesMemoryPersistence, topic: st
     if (typeof sub !== 'object' || sub === null) return []
     const { clientId, topic: filter, qos } = sub as Record<string, unknown>
     return typeof clientId === 'string' && typeof filter === 'string' ? [{ clientId, topic: filter, qos: typeof qos === 'number' ? qos : 0 }] : []
-  })
-}
-
-/**
- * mqemitter-redis closes with a bare `conn.quit()` and drops the promise ioredis
- * returns. When Redis is gone at close time, the QUIT waits in the offline queue
- * and is rejected ("Connection is closed.") once `close()` disconnects: an unhandled
- * rejection. Observe that promise here; the close goes on regardless.
- */
-function observeQuit (conn: Redis): void {
-  const quit: unknown = Reflect.get(conn, 'quit')
-  if (typeof quit !== 'function') return
-  Reflect.set(conn, 'quit', function observedQuit (...args: unknown[]): unknown {
-    const result: unknown = Reflect.apply(quit, conn, args)
-    if (result instanceof Promise) result.catch(() => {})
-    return result
   })
 }

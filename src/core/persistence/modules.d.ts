@@ -17,3 +17,21 @@ declare module 'aedes-persistence-redis' {
 
   export default function aedesPersistenceRedis (options?: RedisPersistenceOptions): AedesMemoryPersistence
 }
+
+// qlobber 8 ships no types: the part of its dedup matcher the cluster route table uses.
+declare module 'qlobber' {
+  interface QlobberOptions {
+    separator?: string
+    wildcard_one?: string
+    wildcard_some?: string
+    match_empty_levels?: boolean
+  }
+
+  export class QlobberDedup {
+    constructor (options?: QlobberOptions)
+    add (topic: string, value: string): this
+    remove (topic: string, value?: string): this
+    match (topic: string): Set<string>
+    clear (): this
+  }
+}

@@ -1,0 +1,119 @@
+import type { Redis } from 'ioredis'
+
+/** Where the cluster keeps its routes, members and inboxes in Redis. */
+export const CLUSTER_PREFIX = 'ce-broker:cluster:'
+/** The pub/sub channel every node's route changes go out on. */
+export const ROUTE_CHANNEL = `${CLUSTER_PREFIX}routes`
+/** Sorted set of the live nodes, scored by their last heartbeat (Redis' clock, ms). */
+export const NODES_KEY = `${CLUSTER_PREFIX}nodes`
+
+export const routesKey = (node: string): string => `${CLUSTER_PREFIX}routes:${node}`
+export const seqKey = (node: string): string => `${CLUSTER_PREFIX}seq:${node}`
+export const inboxKey = (node: string): string => `${CLUSTER_PREFIX}inbox:${node}`
+
+/**
+ * The cluster's Lua scripts, each one atomic step: a route change and its counter and
+ * announcement never part, and a dead node's keys go with its membership. Keys are named
+ * inside the scripts from the prefix, which one Redis serves; Redis Cluster would need
+ * them declared and in one slot (see README, Running a cluster).
+ */
+const SCRIPTS = {
+  /** KEYS: routes, seq. ARGV: op (+ or -), filter, node, channel. Returns the new counter, or 0 when nothing changed. */
+  clusterRoute: {
+    numberOfKeys: 2,
+    lua: `
+local changed
+if ARGV[1] == '+' then changed = redis.call('SADD', KEYS[1], ARGV[2]) else changed = redis.call('SREM', KEYS[1], ARGV[2]) end
+if changed == 0 then return 0 end
+local seq = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', ARGV[4], ARGV[3] .. ' ' .. seq .. ' ' .. ARGV[1] .. ' ' .. ARGV[2])
+return seq`
+  },
+  /** KEYS: routes, seq. ARGV: node, channel, filters... Replaces the node's filters; returns the new counter. */
+  clusterRoutesReset: {
+    numberOfKeys: 2,
+    lua: `
+redis.call('DEL', KEYS[1])
+for i = 3, #ARGV, 1000 do
+  redis.call('SADD', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+local seq = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', ARGV[2], ARGV[1] .. ' ' .. seq .. ' = ')
+return seq`
+  },
+  /**
+   * KEYS: nodes. ARGV: node, timeout (ms), prefix, channel. Marks the node alive on Redis'
+   * clock and removes every node silent for longer than the timeout: its routes, counter
+   * and inbox, announced. Returns 1 when the node was not a member (new, or reaped).
+   */
+  clusterHeartbeat: {
+    numberOfKeys: 1,
+    lua: `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local fresh = redis.call('ZADD', KEYS[1], now, ARGV[1])
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))) do
+  redis.call('ZREM', KEYS[1], node)
+  redis.call('DEL', ARGV[3] .. 'routes:' .. node, ARGV[3] .. 'seq:' .. node, ARGV[3] .. 'inbox:' .. node)
+  redis.call('PUBLISH', ARGV[4], node .. ' 0 x ')
+end
+return fresh`
+  },
+  /** KEYS: nodes. ARGV: prefix. Every member's counter and filters, read at one instant. */
+  clusterSnapshot: {
+    numberOfKeys: 1,
+    lua: `
+local out = {}
+for _, node in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local seq = redis.call('GET', ARGV[1] .. 'seq:' .. node) or '0'
+  table.insert(out, { node, seq, redis.call('SMEMBERS', ARGV[1] .. 'routes:' .. node) })
+end
+return out`
+  },
+  /** KEYS: nodes. ARGV: node, prefix. The node leaves: its membership, routes, counter and inbox. */
+  clusterLeave: {
+    numberOfKeys: 1,
+    lua: `
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', ARGV[2] .. 'routes:' .. ARGV[1], ARGV[2] .. 'seq:' .. ARGV[1], ARGV[2] .. 'inbox:' .. ARGV[1])
+return 1`
+  }
+} as const
+
+type ScriptName = keyof typeof SCRIPTS
+
+/** A Redis connection with the cluster's scripts defined on it. */
+export interface ClusterCommands {
+  readonly route: (node: string, op: '+' | '-', filter: string) => Promise<number>
+  readonly reset: (node: string, filters: readonly string[]) => Promise<number>
+  readonly heartbeat: (node: string, timeoutMs: number) => Promise<boolean>
+  readonly snapshot: () => Promise<Array<{ readonly node: string, readonly seq: number, readonly filters: string[] }>>
+  readonly leave: (node: string) => Promise<void>
+}
+
+/** Define the scripts on `conn` (ioredis sends EVALSHA, and the script once when Redis lacks it). */
+export function clusterCommands (conn: Redis): ClusterCommands {
+  for (const [name, { numberOfKeys, lua }] of Object.entries(SCRIPTS)) conn.defineCommand(name, { numberOfKeys, lua })
+  const call = async (name: ScriptName, ...args: Array<string | number>): Promise<unknown> => {
+    const command: unknown = Reflect.get(conn, name)
+    if (typeof command !== 'function') throw new TypeError(`the Redis connection has no ${name} command`)
+    const result: unknown = await Reflect.apply(command, conn, args)
+    return result
+  }
+  return {
+    route: async (node, op, filter) => Number(await call('clusterRoute', routesKey(node), seqKey(node), op, filter, node, ROUTE_CHANNEL)),
+    reset: async (node, filters) => Number(await call('clusterRoutesReset', routesKey(node), seqKey(node), node, ROUTE_CHANNEL, ...filters)),
+    heartbeat: async (node, timeoutMs) => Number(await call('clusterHeartbeat', NODES_KEY, node, timeoutMs, CLUSTER_PREFIX, ROUTE_CHANNEL)) === 1,
+    snapshot: async () => {
+      const rows = await call('clusterSnapshot', NODES_KEY, CLUSTER_PREFIX)
+      if (!Array.isArray(rows)) return []
+      return rows.flatMap((row: unknown) => {
+        if (!Array.isArray(row)) return []
+        const [node, seq, filters]: unknown[] = row
+        if (typeof node !== 'string' || !Array.isArray(filters)) return []
+        return [{ node, seq: Number(seq), filters: filters.filter((f: unknown): f is string => typeof f === 'string') }]
+      })
+    },
+    leave: async (node) => { await call('clusterLeave', NODES_KEY, node, CLUSTER_PREFIX) }
+  }
+}
