@@ -51,9 +51,9 @@ export interface PacedLoad {
  * packets without a PUBACK, and all publishers together at most `maxUnreceived`
  * packets written but not yet received by the subscriber. The PUBACK window holds the
  * publishers to what the node they publish to takes in; the end-to-end bound holds
- * them to what reaches the subscriber, which is what closes the loop when routing
- * between nodes has no backpressure of its own (mqemitter-redis: see the README's
- * Cluster section). A publisher writes as soon as either leaves room, whatever is
+ * them to what reaches the subscriber, which closed the loop when routing between
+ * nodes had no backpressure of its own (mqemitter-redis, before the inbox streams: see
+ * the README's Cluster section), and keeps the scenario comparable. A publisher writes as soon as either leaves room, whatever is
  * free, from a ring of `window` pre-encoded packets. One subscriber counts what arrives.
  */
 export interface WindowedLoad {

@@ -1,31 +1,19 @@
 import type { Redis } from 'ioredis'
 import type { MQEmitter } from 'mqemitter'
-import { pack, unpack } from 'msgpackr'
-import { LogSampler } from '../log-sampler.js'
+import { pack } from 'msgpackr'
 import type { Logger } from '../logger.js'
+import { Inbox } from './inbox.js'
+import { Outbox, type OutboxOptions } from './outbox.js'
 import { parseRouteChange, RouteTable } from './route-table.js'
 import { clusterCommands, inboxKey, ROUTE_CHANNEL, type ClusterCommands } from './scripts.js'
 
 type Message = Parameters<MQEmitter['emit']>[0]
 type Listener = Parameters<MQEmitter['on']>[1]
 
-/** Entries one read of the inbox takes; they are delivered before the next read. */
-const READ_COUNT = 500
-/** How long one blocking read of the inbox waits for entries, in ms. */
-const READ_BLOCK_MS = 2000
-/** How often a node whose inbox is over the bound is asked again for its length, in ms. */
-const BACKLOG_POLL_MS = 20
-/** One line per behind node per this many ms. */
-const BEHIND_LOG_MS = 10_000
-
-export interface ClusterOptions {
+export interface ClusterOptions extends OutboxOptions {
   readonly nodeId: string
-  /** `redis.maxRouteBacklog`: messages waiting in one node's inbox before publishers sending it more wait. */
-  readonly maxBacklog: number
   /** `redis.nodeTimeoutMs`: a node silent this long is removed with its routes and inbox. */
   readonly nodeTimeoutMs: number
-  /** Told when a node's inbox passes `maxBacklog` (publishes to it start to wait). */
-  readonly onBehind?: () => void
 }
 
 export interface ClusterConnections {
@@ -66,23 +54,12 @@ export function createClusterEmitter (local: MQEmitter, conns: ClusterConnection
   const commands = clusterCommands(conns.commands)
   const outbox = new Outbox(conns.commands, options, log)
   const ownRoutes = new OwnRoutes(commands, nodeId, log)
-  let closed = false
-  /** Settles when the node stops: a read that ioredis keeps for a reconnect is not waited for. */
-  let stopped: () => void = () => {}
-  const stopping = new Promise<undefined>((resolve) => { stopped = () => { resolve(undefined) } })
-  let heartbeat: NodeJS.Timeout | undefined
-  let reading: Promise<void> | undefined
   const resync = new Resync(commands, routes, log)
+  const inbox = new Inbox(inboxKey(nodeId), local, conns.reader, conns.commands, log)
+  let closed = false
+  let heartbeat: NodeJS.Timeout | undefined
 
-  conns.subscriber.on('message', function routeChange (channel: string, text: string) {
-    if (channel !== ROUTE_CHANNEL) return
-    const change = parseRouteChange(text)
-    if (change === undefined) return
-    if (change.op === 'x') outbox.forget(change.node)
-    if (routes.apply(change) !== undefined) resync.run()
-  })
-  // after a reconnect (ioredis has subscribed again), changes may have been missed: read all
-  conns.subscriber.on('ready', () => { if (!closed) resync.run() })
+  followRoutes(conns.subscriber, routes, outbox, resync, () => closed)
   // this node may have been taken for dead meanwhile: say again what it listens to
   conns.commands.on('ready', () => { if (!closed) void beat(true) })
 
@@ -125,68 +102,51 @@ export function createClusterEmitter (local: MQEmitter, conns: ClusterConnection
     }
   }
 
-  async function readInbox (): Promise<void> {
-    const key = inboxKey(nodeId)
-    let cursor = '0-0'
-    while (!closed) {
-      let reply: Array<[Buffer, Array<[Buffer, Buffer[]]>]> | null
-      try {
-        reply = await Promise.race([conns.reader.xreadBuffer('COUNT', READ_COUNT, 'BLOCK', READ_BLOCK_MS, 'STREAMS', key, cursor), stopping]) ?? null
-      } catch (err: unknown) {
-        if (closed) return
-        log.debug({ err: messageOf(err) }, 'cluster inbox read failed: reading again from the same entry')
-        await delay(100)
-        continue
-      }
-      const entries = reply?.[0]?.[1]
-      if (entries === undefined || entries.length === 0) continue
-      await Promise.all(entries.map(async ([, fields]) => { await deliverLocally(fields) }))
-      cursor = entries[entries.length - 1]?.[0].toString() ?? cursor
-      // what is delivered leaves the inbox: its length is what this node has yet to deliver
-      conns.commands.xtrim(key, 'MINID', cursor).catch(() => { /* the next read trims again */ })
-    }
-  }
-
-  async function deliverLocally (fields: Buffer[]): Promise<void> {
-    const encoded = fields[1]
-    if (encoded === undefined) return
-    let message: unknown
-    try {
-      message = unpack(encoded)
-    } catch (err: unknown) {
-      log.warn({ err: messageOf(err) }, 'cluster inbox entry is not a message: skipped')
-      return
-    }
-    if (!isMessage(message)) return
-    await new Promise<void>((resolve) => { local.emit(message, () => { resolve() }) })
-  }
-
   return {
     mq,
     remoteListens: (level) => routes.listensUnder(level),
     routes,
     start: async () => {
+      // a node starts with an empty inbox: what a former process of this id was sent is not its
       await conns.commands.del(inboxKey(nodeId))
       await beat(true)
       await resync.now()
       heartbeat = setInterval(() => { void beat(false) }, Math.max(100, Math.floor(options.nodeTimeoutMs / 3))).unref()
-      reading = readInbox()
+      inbox.start()
     },
     stop: async () => {
       closed = true
-      stopped()
       clearInterval(heartbeat)
       outbox.close()
-      try {
-        if (conns.commands.status === 'ready') await commands.leave(nodeId)
-      } catch { /* the others reap it */ }
+      // commands wait through reconnects: a Redis that has just gone is not waited for (the others reap this node)
+      if (conns.commands.status === 'ready') await within(commands.leave(nodeId).catch(() => {}), LEAVE_WAIT_MS)
       conns.reader.disconnect()
-      await reading
+      await inbox.close()
     }
   }
 }
 
+/** Keep `routes` current from the route channel; after a reconnect (ioredis has subscribed again) changes may have been missed: read all. */
+function followRoutes (subscriber: Redis, routes: RouteTable, outbox: Outbox, resync: Resync, closed: () => boolean): void {
+  subscriber.on('message', function routeChange (channel: string, text: string) {
+    if (channel !== ROUTE_CHANNEL) return
+    const change = parseRouteChange(text)
+    if (change === undefined) return
+    if (change.op === 'x') outbox.forget(change.node)
+    if (routes.apply(change) !== undefined) resync.run()
+  })
+  subscriber.on('ready', () => { if (!closed()) resync.run() })
+}
+
 const NONE: readonly string[] = []
+/** How long a node stopping waits for Redis to take its leave, in ms. */
+const LEAVE_WAIT_MS = 1000
+
+async function within (promise: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([promise, new Promise<void>((resolve) => { timer = setTimeout(resolve, ms).unref() })])
+  clearTimeout(timer)
+}
 
 /**
  * This node's filters: counted by listener, announced to the cluster when the first
@@ -267,114 +227,6 @@ class Resync {
       this.log.debug({ err: messageOf(err) }, 'cluster routes not read: read again after the reconnect')
     }
   }
-}
-
-interface Target {
-  readonly key: string
-  /** Entries waiting for this turn's write, with their callbacks. */
-  entries: Buffer[]
-  callbacks: Array<() => void>
-  /** Callbacks held while the node's inbox is over the bound. */
-  held: Array<() => void>
-  behind: boolean
-  poll: NodeJS.Timeout | undefined
-}
-
-/**
- * Writes to the other nodes' inboxes: the messages of one event-loop turn for one node
- * go as one pipeline (the entries and the inbox's length), one round trip.
- */
-class Outbox {
-  readonly #targets = new Map<string, Target>()
-  readonly #behindLog = new LogSampler(BEHIND_LOG_MS)
-  #scheduled = false
-  #closed = false
-
-  constructor (private readonly conn: Redis, private readonly options: ClusterOptions, private readonly log: Logger) {}
-
-  send (node: string, entry: Buffer, done: () => void): void {
-    let target = this.#targets.get(node)
-    if (target === undefined) this.#targets.set(node, target = { key: inboxKey(node), entries: [], callbacks: [], held: [], behind: false, poll: undefined })
-    target.entries.push(entry)
-    target.callbacks.push(done)
-    if (this.#scheduled) return
-    this.#scheduled = true
-    setImmediate(() => { this.#flush() })
-  }
-
-  /** The node is gone: nobody waits for its inbox any more. */
-  forget (node: string): void {
-    const target = this.#targets.get(node)
-    if (target === undefined) return
-    this.#targets.delete(node)
-    this.#release(target)
-  }
-
-  close (): void {
-    this.#closed = true
-    for (const node of [...this.#targets.keys()]) this.forget(node)
-  }
-
-  #flush (): void {
-    this.#scheduled = false
-    for (const target of this.#targets.values()) {
-      if (target.entries.length === 0) continue
-      const { entries, callbacks } = target
-      target.entries = []
-      target.callbacks = []
-      const pipeline = this.conn.pipeline()
-      for (const entry of entries) pipeline.xadd(target.key, '*', 'm', entry)
-      pipeline.xlen(target.key)
-      pipeline.exec().then((results) => {
-        const length = Number(results?.[results.length - 1]?.[1] ?? 0)
-        this.#written(target, callbacks, length)
-      }, (err: unknown) => {
-        this.log.warn({ err: messageOf(err), inbox: target.key, messages: entries.length }, 'cluster messages not written to a node\'s inbox')
-        for (const callback of callbacks) callback()
-      })
-    }
-  }
-
-  #written (target: Target, callbacks: Array<() => void>, length: number): void {
-    if (!target.behind && length <= this.options.maxBacklog) {
-      for (const callback of callbacks) callback()
-      return
-    }
-    target.held.push(...callbacks)
-    if (target.behind || this.#closed) {
-      if (this.#closed) this.#release(target)
-      return
-    }
-    target.behind = true
-    this.options.onBehind?.()
-    const suppressed = this.#behindLog.take(target.key)
-    if (suppressed !== undefined) this.log.warn({ inbox: target.key, length, maxBacklog: this.options.maxBacklog, suppressed }, 'a node is behind on its cluster inbox: publishes routed to it wait')
-    const check = (): void => {
-      this.conn.xlen(target.key).then((now) => {
-        // read down to half, so publishers are not let go and held again every poll
-        if (now <= this.options.maxBacklog / 2 || this.#closed) this.#release(target)
-        else target.poll = setTimeout(check, BACKLOG_POLL_MS)
-      }, () => { target.poll = setTimeout(check, BACKLOG_POLL_MS) })
-    }
-    target.poll = setTimeout(check, BACKLOG_POLL_MS)
-  }
-
-  #release (target: Target): void {
-    clearTimeout(target.poll)
-    target.poll = undefined
-    target.behind = false
-    const held = target.held
-    target.held = []
-    for (const callback of held) callback()
-  }
-}
-
-function isMessage (value: unknown): value is Message {
-  return typeof value === 'object' && value !== null && typeof Reflect.get(value, 'topic') === 'string'
-}
-
-async function delay (ms: number): Promise<void> {
-  await new Promise((resolve) => { setTimeout(resolve, ms).unref() })
 }
 
 function messageOf (err: unknown): string {
