@@ -45,3 +45,10 @@ export function unreadable (filter: string, clientId: string): 'discarded' | 'ot
   if (filter.startsWith(REJECTIONS_PREFIX) && !isOwnRejections(filter, clientId)) return 'others_rejections'
   return undefined
 }
+
+/** The first level of a filter when it starts with `$`, else `undefined`: `+` and `#` never match a `$` topic [MQTT-4.7.2-1]. */
+export function systemLevel (filter: string): string | undefined {
+  if (!isReserved(filter)) return undefined
+  const slash = filter.indexOf('/')
+  return slash === -1 ? filter : filter.slice(0, slash)
+}

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis'
 import type { MQEmitter } from 'mqemitter'
 import { pack } from 'msgpackr'
+import { messageOf } from '../errors/base.js'
 import type { Logger } from '../logger.js'
 import { Inbox } from './inbox.js'
 import { Outbox, type OutboxOptions } from './outbox.js'
@@ -227,8 +228,4 @@ class Resync {
       this.log.debug({ err: messageOf(err) }, 'cluster routes not read: read again after the reconnect')
     }
   }
-}
-
-function messageOf (err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
 }

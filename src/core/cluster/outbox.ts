@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis'
 import { LogSampler } from '../log-sampler.js'
+import { messageOf } from '../errors/base.js'
 import type { Logger } from '../logger.js'
 import { inboxKey } from './scripts.js'
 
@@ -113,8 +114,4 @@ export class Outbox {
     target.held = []
     for (const callback of held) callback()
   }
-}
-
-function messageOf (err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
 }

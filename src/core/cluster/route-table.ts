@@ -1,5 +1,5 @@
 import { QlobberDedup } from 'qlobber'
-import { isReserved } from '../reserved-topics.js'
+import { systemLevel } from '../reserved-topics.js'
 
 /** Topics whose matching nodes are remembered before the cache starts over. */
 const CACHED_TOPICS = 10_000
@@ -113,13 +113,6 @@ export class RouteTable {
     if (left === 0) this.#levels.delete(level)
     else this.#levels.set(level, left)
   }
-}
-
-/** The first level of a filter when it starts with `$`, else `undefined`: `+` and `#` never match a `$` topic [MQTT-4.7.2-1]. */
-export function systemLevel (filter: string): string | undefined {
-  if (!isReserved(filter)) return undefined
-  const slash = filter.indexOf('/')
-  return slash === -1 ? filter : filter.slice(0, slash)
 }
 
 /** Read a change off the route channel: `<node> <seq> <op> <filter>`; `undefined` for anything else. */

@@ -1,5 +1,5 @@
 import type { MQEmitter } from 'mqemitter'
-import { isReserved } from '../reserved-topics.js'
+import { systemLevel } from '../reserved-topics.js'
 
 /** Whether anybody on this node listens under a `$` top level (`$audit`, `$DLQ`). */
 export type SystemInterest = (level: string) => boolean
@@ -45,11 +45,4 @@ export function watchSystemTopics (mq: MQEmitter): SystemInterest {
     return removeListener(topic, notify, done)
   }
   return (level) => levels.has(level)
-}
-
-/** The first level of a filter when it starts with `$`, else `undefined`. */
-function systemLevel (filter: string): string | undefined {
-  if (!isReserved(filter)) return undefined
-  const slash = filter.indexOf('/')
-  return slash === -1 ? filter : filter.slice(0, slash)
 }
