@@ -149,8 +149,7 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
     this.#workers.clear()
     this.#queues.clear()
     await this.#deliverer.close()
-    // QUIT: commands still on their way (a job being added) are answered first
-    await this.#options.redis.quit().catch(() => { this.#options.redis.disconnect() })
+    await leave(this.#options.redis)
   }
 
   #queue (subscriptionId: string): Queue<StoredDelivery> {
@@ -241,4 +240,23 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
       ...(data.replayOf === undefined ? {} : { replayOf: data.replayOf })
     }
   }
+}
+
+/** How long closing waits for Redis to answer QUIT, in ms. */
+const QUIT_WAIT_MS = 1_000
+
+/**
+ * QUIT, so commands still on their way (a job being added) are answered first; but only
+ * on a connection that is up, and not for long. On one reconnecting to a Redis that is
+ * gone, QUIT would wait in the offline queue behind what is there (ioredis' own
+ * CLIENT SETNAME) for as long as Redis stays away.
+ */
+async function leave (redis: RedisQueueOptions['redis']): Promise<void> {
+  if (redis.status === 'ready') {
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<void>((resolve) => { timer = setTimeout(resolve, QUIT_WAIT_MS) })
+    await Promise.race([redis.quit().catch(() => {}), late])
+    clearTimeout(timer)
+  }
+  redis.disconnect()
 }

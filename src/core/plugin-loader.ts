@@ -34,30 +34,41 @@ export class PluginLoader {
     }
   }
 
-  /** Dispose every loaded plugin, last loaded first; one failure does not stop the others. */
+  /**
+   * Dispose every loaded plugin, last loaded first. One failure does not stop the
+   * others, nor does one that hangs (a queue closing on an unreachable Redis): each
+   * stop gets the setup's timeout, then the next plugin releases what it holds.
+   */
   async disposeAll (): Promise<void> {
     for (let plugin = this.#loaded.pop(); plugin !== undefined; plugin = this.#loaded.pop()) {
+      const { name, dispose } = plugin
+      if (dispose === undefined) continue
       try {
-        await plugin.dispose?.()
+        await this.#bounded(dispose(), () => new PluginError(name, `stop did not finish within ${this.timeoutMs} ms; the next plugins stop anyway`))
       } catch (err: unknown) {
-        this.reportError(err, { plugin: plugin.name, phase: 'dispose' })
+        this.reportError(err, { plugin: name, phase: 'dispose' })
       }
     }
   }
 
-  async #start (entry: PluginEntry): Promise<Dispose | undefined> {
+  /** `work`, or the error `late` makes once `timeoutMs` have passed. */
+  async #bounded<T> (work: Promise<T>, late: () => Error): Promise<T> {
     let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => { reject(new PluginError(entry.name, `setup did not finish within ${this.timeoutMs} ms`)) }, this.timeoutMs)
-    })
+    const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => { reject(late()) }, this.timeoutMs) })
     try {
-      return await Promise.race([entry.start(this.contextFor(entry)), timeout])
+      return await Promise.race([work, timeout])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  async #start (entry: PluginEntry): Promise<Dispose | undefined> {
+    try {
+      return await this.#bounded(entry.start(this.contextFor(entry)), () => new PluginError(entry.name, `setup did not finish within ${this.timeoutMs} ms`))
     } catch (err: unknown) {
       // a setup that finds its config wrong stops start-up with the error naming the key or file
       if (err instanceof PluginError || err instanceof ConfigError || err instanceof SchemaFileError) throw err
       throw new PluginError(entry.name, `setup failed: ${messageOf(err)}`, { cause: err })
-    } finally {
-      clearTimeout(timer)
     }
   }
 }

@@ -1,20 +1,12 @@
 import assert from 'node:assert/strict'
-import { Writable } from 'node:stream'
 import { test } from 'node:test'
 import mqtt from 'mqtt'
-import { pino } from 'pino'
 import { connect, mqttUrl, nextMessage, startBroker, subscribeGranted } from '../helpers/broker.js'
 import { rawConnect } from '../helpers/raw.js'
 import { bookingReserved, BOOKING_RESERVED_TOPIC } from '../helpers/events.js'
 import { LogSampler } from '../../src/core/log-sampler.js'
-import type { Logger } from '../../src/core/logger.js'
+import { captureLogs } from '../helpers/logs.js'
 
-/** A pino logger whose warn lines land in `lines`. */
-function capture (): { logger: Logger, lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = []
-  const sink = new Writable({ write (chunk: Buffer, _enc, done) { lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>); done() } })
-  return { logger: pino({ level: 'warn' }, sink), lines }
-}
 
 test('a client id holding +, # or / or U+0000 is refused with CONNACK 2, before it can read others\' $rejections', async (t) => {
   const broker = await startBroker(t)
@@ -46,7 +38,7 @@ test('$rejections/<id> is granted as one topic: no wildcard reads another client
 })
 
 test('a client\'s refusals cost one warn line per interval with the suppressed count: denied publishes, rejected events, refused subscriptions, bad client ids', async (t) => {
-  const { logger, lines } = capture()
+  const { logger, lines } = captureLogs('warn')
   const broker = await startBroker(t, { logger, limits: { clientLogIntervalMs: 600_000 } })
   const noisy = await connect(t, mqttUrl(broker), { clientId: 'noisy' })
   for (let i = 0; i < 30; i++) await noisy.publishAsync(`$forged/${i}`, 'x', { qos: 1 })

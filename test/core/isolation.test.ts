@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict'
-import { Writable } from 'node:stream'
 import { test, type TestContext } from 'node:test'
 import type { MqttClient } from 'mqtt'
-import { pino } from 'pino'
 import { connect, connectedOnBroker, httpUrl, mqttUrl, nextMessage, sample, startBroker, subscribeGranted } from '../helpers/broker.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved, parseRecord, type RecordData } from '../helpers/events.js'
 import { rawConnect, varint, type RawClient } from '../helpers/raw.js'
-import type { Logger } from '../../src/core/logger.js'
+import { captureLogs } from '../helpers/logs.js'
 
 // Issue 16, item 8: every attack of the issue against one broker at once, while canaries
 // run through it. Each attack has its own test elsewhere (slow-consumer, packet-limits,
@@ -36,12 +34,6 @@ const DEEP_JSON = '['.repeat(30_000) + ']'.repeat(30_000)
 const RSS_BOUND = 256 * MIB
 
 
-/** A pino logger at the default level (info) whose lines land in `lines`. */
-function capture (): { logger: Logger, lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = []
-  const sink = new Writable({ write (chunk: Buffer, _enc, done) { lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>); done() } })
-  return { logger: pino({ level: 'info' }, sink), lines }
-}
 
 
 async function metric (broker: Broker, name: string, labels: Record<string, string>): Promise<number> {
@@ -101,7 +93,7 @@ async function publishAcked (client: MqttClient, topic: string, payload: string)
 }
 
 test('every attack of issue 16 at once against one broker: no crash, the canaries get every message in order, every limit hit counted, RSS bounded, the log quiet', { timeout: 120_000 }, async (t) => {
-  const { logger, lines } = capture()
+  const { logger, lines } = captureLogs('info')
   const broker = await startBroker(t, {
     logger,
     limits: {

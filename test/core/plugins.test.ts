@@ -6,6 +6,7 @@ import {
   type Disposition, type PluginEntry, type PublishAttempt
 } from '../../src/index.js'
 import { closed, connect, mqttUrl, nextMessage, startBroker, subscribeGranted } from '../helpers/broker.js'
+import { captureLogs } from '../helpers/logs.js'
 import { freePort } from '../helpers/net.js'
 import { rawConnect } from '../helpers/raw.js'
 
@@ -140,6 +141,19 @@ test('a missing dependency, a failing setup and a slow setup stop start-up with 
   const slow = definePlugin('slow', async () => { await new Promise((resolve) => setTimeout(resolve, 5_000).unref()) })
   // no validation rules: the built-in schema-validation plugin (and its worker threads) would need more than 50 ms
   await assert.rejects(createBroker({ mqtt: { port: 0 }, http: { port: 0 }, logLevel: 'silent', validation: { rules: [] }, pluginTimeoutMs: 50, plugins: [slow()] }), /plugin "slow": setup did not finish within 50 ms/)
+})
+
+test('a plugin whose stop never finishes is logged by name after pluginTimeoutMs, and the plugins loaded before it still stop', async () => {
+  const stopped: string[] = []
+  const first = definePlugin('first', async () => async () => { stopped.push('first') })
+  const stuck = definePlugin('stuck', async () => async () => { await new Promise(() => {}) })
+  const { logger, lines } = captureLogs('error')
+  const broker = await createBroker({ mqtt: { port: 0 }, http: { port: 0 }, logger, validation: { rules: [] }, pluginTimeoutMs: 200, plugins: [first(), stuck()] })
+  await broker.close()
+  assert.deepEqual(stopped, ['first'])
+  const line = lines.find((l) => l.phase === 'dispose')
+  assert.equal(line?.plugin, 'stuck')
+  assert.match(String((line?.err as { message?: string } | undefined)?.message), /plugin "stuck": stop did not finish within 200 ms/)
 })
 
 test('a failed start releases its ports: the same port can be bound again', async (t) => {

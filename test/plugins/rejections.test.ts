@@ -1,17 +1,15 @@
 import assert from 'node:assert/strict'
-import { Writable } from 'node:stream'
 import { test } from 'node:test'
-import { pino } from 'pino'
 import { Aedes } from 'aedes'
 import mqemitter from 'mqemitter'
 import { keepEmitOrder } from '../../src/core/emit-order.js'
 import { collectMessages, connect, httpUrl, mqttUrl, sample, startBroker } from '../helpers/broker.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved, parseRecord } from '../helpers/events.js'
+import { captureLogs } from '../helpers/logs.js'
 
 test('a duplicate is told on $rejections/<clientId> with reason duplicate, logged at info once per interval, and not dead-lettered', async (t) => {
-  const lines: Array<Record<string, unknown>> = []
-  const sink = new Writable({ write (chunk: Buffer, _enc, done) { lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>); done() } })
-  const broker = await startBroker(t, { logger: pino({ level: 'info' }, sink), limits: { clientLogIntervalMs: 600_000 } })
+  const { logger, lines } = captureLogs('info')
+  const broker = await startBroker(t, { logger, limits: { clientLogIntervalMs: 600_000 } })
   const publisher = await connect(t, mqttUrl(broker), { clientId: 'booking-service' })
   await publisher.subscribeAsync('$rejections/booking-service', { qos: 1 })
   const event = bookingReserved()
