@@ -68,30 +68,48 @@ async function setupAudit (ctx: PluginContext, opts: AuditOptions): Promise<(() 
 
   let flushing: Promise<void> = Promise.resolve()
   let scheduled = false
+  /** Settles once the sinks have taken this turn's lines (made only when asked for). */
+  let turn: { promise: Promise<void>, resolve: () => void } | undefined
   /** The lines go to the sinks once per loop turn (and are let go of when there are none). */
   function scheduleFlush (): void {
     if (scheduled) return
     scheduled = true
     setImmediate(flush)
   }
+  /** This turn's flush, for an acknowledgement that waits for its audit entry (`keepUntil`). */
+  function flushed (): Promise<void> {
+    if (turn === undefined) {
+      let resolve = (): void => {}
+      const promise = new Promise<void>((resolved) => { resolve = resolved })
+      turn = { promise, resolve }
+    }
+    scheduleFlush()
+    return turn.promise
+  }
   function flush (): void {
     scheduled = false
+    const waiting = turn
+    turn = undefined
     const batch = records.take()
-    if (batch.count === 0) return
-    for (const sink of sinks) {
-      const wrote = (written: number): void => {
-        count(sink.name, 'written', written)
-        if (written < batch.count) count(sink.name, 'failed', batch.count - written)
-      }
-      try {
-        const result = sink.write(batch)
-        if (typeof result === 'number') wrote(result)
-        else flushing = Promise.all([flushing, result.then(wrote, (err: unknown) => { wrote(0); ctx.reportError(err, { sink: sink.name }) })]).then(() => undefined)
-      } catch (err: unknown) {
-        wrote(0)
-        ctx.reportError(err, { sink: sink.name })
+    const writes: Array<Promise<void>> = []
+    if (batch.count > 0) {
+      for (const sink of sinks) {
+        const wrote = (written: number): void => {
+          count(sink.name, 'written', written)
+          if (written < batch.count) count(sink.name, 'failed', batch.count - written)
+        }
+        try {
+          const result = sink.write(batch)
+          if (typeof result === 'number') wrote(result)
+          else writes.push(result.then(wrote, (err: unknown) => { wrote(0); ctx.reportError(err, { sink: sink.name }) }))
+        } catch (err: unknown) {
+          wrote(0)
+          ctx.reportError(err, { sink: sink.name })
+        }
       }
     }
+    if (writes.length > 0) flushing = Promise.all([flushing, ...writes]).then(() => undefined)
+    if (waiting !== undefined) void Promise.all(writes).then(waiting.resolve)
   }
 
   ctx.hooks.decided(function auditPublish (attempt: PublishAttempt, verdict: PublishVerdict): void {
@@ -107,7 +125,9 @@ async function setupAudit (ctx: PluginContext, opts: AuditOptions): Promise<(() 
       if (kept) recent.push(attempt.topic, line)
       if (watched) mirror(attempt.topic === '' ? AUDIT_LEVEL : AUDIT_PREFIX + attempt.topic, line)
     }
-    scheduleFlush()
+    // with Redis, an accepted event is acknowledged once its stream entry is written
+    if (sinks.length > 0 && audited.outcome === 'accepted') attempt.keepUntil(flushed())
+    else scheduleFlush()
   })
 
   function mirror (topic: string, line: Buffer): void {

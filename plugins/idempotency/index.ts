@@ -16,9 +16,13 @@ export type IdempotencyOptions = Settings<typeof idempotencySection.schema>
  * `duplicate`), so a publish run twice is not silent.
  *
  * It runs after schema-validation and only sees events it described: plain MQTT
- * topics are not deduplicated. The key is claimed when the event reaches this
- * handler; if a later handler refuses the event, the claim is given back, so only
- * accepted events are remembered and a refused one may be fixed and sent again.
+ * topics are not deduplicated. Only accepted events are remembered, so a refused one
+ * may be fixed and sent again. Embedded, the key is claimed when the event reaches
+ * this handler and given back if a later handler refuses the event. With Redis, the
+ * broker's commit takes the claim once every handler has passed the event, in the
+ * same atomic step that writes the event to the node's journal: a claim is never
+ * durable without the work it guards (a node killed in between would otherwise have
+ * the publisher's resent copy dropped as a duplicate of an event nobody delivers).
  */
 export const idempotency = definePlugin<IdempotencyOptions>({ name: 'idempotency', sections: [idempotencySection], dependsOn: ['schema-validation'], setup: setupIdempotency })
 
@@ -26,11 +30,17 @@ async function setupIdempotency (ctx: PluginContext, { windowMs, maxEntries }: I
   const store = storeOf(ctx, maxEntries)
   /** Events let through because the store failed: no claim of ours to give back. Rare, so a WeakSet off the hot path. */
   const unclaimed = new WeakSet<PublishAttempt>()
+  /** Events whose claim the broker's commit takes (with Redis): nothing to give back. */
+  const leftToCommit = new WeakSet<PublishAttempt>()
   const failures = new Counter({ name: 'ce_broker_idempotency_store_errors_total', help: 'Idempotency store calls that failed (the event was let through)', registers: [ctx.metrics] })
 
   ctx.hooks.authorizePublish(function dropDuplicates (attempt: PublishAttempt): Promise<void> | undefined {
     const event = attempt.event
     if (event?.id === undefined || event.source === undefined) return undefined
+    if (store instanceof RedisIdempotencyStore && attempt.claim(store.keyOf(event.source, event.id), windowMs, () => duplicate(attempt))) {
+      leftToCommit.add(attempt)
+      return undefined
+    }
     const fresh = store.claim(event.source, event.id, windowMs)
     if (fresh === true) return undefined
     if (fresh === false) throw duplicate(attempt)
@@ -47,8 +57,9 @@ async function setupIdempotency (ctx: PluginContext, { windowMs, maxEntries }: I
   ctx.hooks.decided(function giveBackRefused (attempt: PublishAttempt, verdict: PublishVerdict): void {
     // Refused after the claim: only validated events carry an event, and validation runs
     // before this plugin, so a described event that was refused, not as a duplicate, was
-    // refused by a handler after the claim. Its key is given back.
-    if (verdict === undefined || verdict instanceof DuplicateEventError || unclaimed.has(attempt)) return
+    // refused by a handler after the claim. Its key is given back; a claim left to the
+    // commit was never taken.
+    if (verdict === undefined || verdict instanceof DuplicateEventError || unclaimed.has(attempt) || leftToCommit.has(attempt)) return
     const event = attempt.event
     if (event?.id === undefined || event.source === undefined) return
     const released = store.release(event.source, event.id)

@@ -76,14 +76,15 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   constructor (private readonly redis: Redis, private readonly prefix = 'ce-broker:idem:') {}
 
   async claim (source: string, id: string, ttlMs: number): Promise<boolean> {
-    return await this.redis.set(this.#key(source, id), '1', 'PX', ttlMs, 'NX') === 'OK'
+    return await this.redis.set(this.keyOf(source, id), '1', 'PX', ttlMs, 'NX') === 'OK'
   }
 
   async release (source: string, id: string): Promise<void> {
-    await this.redis.del(this.#key(source, id))
+    await this.redis.del(this.keyOf(source, id))
   }
 
-  #key (source: string, id: string): string {
+  /** The Redis key of the event's claim: what the broker's commit takes with the event's journal entry. */
+  keyOf (source: string, id: string): string {
     return this.prefix + joinedKey(source, id)
   }
 }

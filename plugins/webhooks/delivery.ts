@@ -83,6 +83,11 @@ export type NextStep =
 export interface DeliveryQueueLike {
   /** Queue a job; `false` when the queue cannot take it (the caller dead-letters it). */
   enqueue: (job: Job) => boolean
+  /**
+   * The jobs queued this turn are written to Redis (one round trip for the turn's jobs):
+   * settles once they are. `undefined` when nothing is on its way (a memory queue).
+   */
+  written: () => Promise<void> | undefined
   /** Deliveries queued or waiting for a retry. */
   depth: () => number
   /** Those of one subscription. */

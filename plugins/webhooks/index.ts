@@ -28,7 +28,8 @@ export type WebhooksOptions = Settings<typeof webhooksSection.schema> & { readon
  * subscription's filters is POSTed to its URL in the CloudEvents HTTP binding,
  * signed when the subscription has a secret. Deliveries are queued from the
  * `published` hook on the node where the event entered, so a publisher never waits
- * for a webhook; 408, 429, 5xx and network errors are retried with backoff, other
+ * for a webhook (with Redis, its ack waits until the delivery jobs are written, one
+ * round trip per turn, never for the delivery); 408, 429, 5xx and network errors are retried with backoff, other
  * 4xx fail at once, 410 disables the subscription, a connection to an address in
  * `webhooks.denyNetworks` is refused and fails at once, so does a request that cannot
  * be made (an event binary mode cannot carry, a header undici refuses), and a delivery
@@ -127,17 +128,19 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
     }
   }
 
-  ctx.hooks.published(function enqueueDeliveries (message: PublishedMessage): void {
-    if (store.size === 0 || isReserved(message.topic)) return
+  ctx.hooks.published(function enqueueDeliveries (message: PublishedMessage): Promise<void> | undefined {
+    if (store.size === 0 || isReserved(message.topic)) return undefined
     const matching = store.matching(message.topic)
-    if (matching.length === 0) return
+    if (matching.length === 0) return undefined
     const event = cloudEventOf(message.payload)
     if (event === undefined) {
       // accepted on a topic no rule checks, so not dead-lettered here: its subscribers got it as published
       ctx.log.debug({ topic: message.topic }, 'not a CloudEvent (or nested deeper than MAX_JSON_DEPTH): no webhook delivery')
-      return
+      return undefined
     }
     for (const subscription of matching) deliver(subscription, message.topic, message.payload, event)
+    // with Redis: the publisher's ack waits until the jobs are there
+    return queue.written()
   })
 
   deadLetters.redeliverer('delivery_failed', function redeliver (entry: DeadLetterEntry): string | undefined {

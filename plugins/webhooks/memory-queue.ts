@@ -23,6 +23,11 @@ export class DeliveryQueue implements DeliveryQueueLike {
     this.#deliverer = deliverer
   }
 
+  /** In memory: queued is all there is. */
+  written (): undefined {
+    return undefined
+  }
+
   depth (): number {
     return this.#queued
   }

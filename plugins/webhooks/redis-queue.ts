@@ -62,6 +62,9 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
   #depthBy: ReadonlyMap<string, number> = new Map()
   #reading = false
   #closed = false
+  /** This turn's jobs, by subscription, written at the end of the turn; and the promise of that write. */
+  #batch = new Map<string, Job[]>()
+  #batchWritten: Promise<void> | undefined
 
   constructor (options: RedisQueueOptions) {
     this.#options = options
@@ -110,19 +113,37 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
   enqueue (job: Job): boolean {
     if (this.#closed || this.#depth >= this.#options.maxQueued) return false
     this.#depth++
-    const stored: StoredDelivery = {
-      webhookId: job.id,
-      eventId: job.eventId,
-      topic: job.topic,
-      payload: job.raw.toString('base64'),
-      attempts: job.attempts,
-      ...(job.replayOf === undefined ? {} : { replayOf: job.replayOf })
-    }
-    // not awaited: a publisher never waits for Redis. If Redis refuses, the delivery is dead-lettered
-    this.#queue(job.subscription.id).add('deliver', stored, { removeOnComplete: true, removeOnFail: true }).catch((err: unknown) => {
-      this.#options.onRefused(job, `the delivery queue in Redis refused it: ${err instanceof Error ? err.message : String(err)}`)
-    })
+    let jobs = this.#batch.get(job.subscription.id)
+    if (jobs === undefined) this.#batch.set(job.subscription.id, jobs = [])
+    jobs.push(job)
+    this.#batchWritten ??= new Promise((resolve) => { setImmediate(() => { this.#write().then(resolve) }) })
     return true
+  }
+
+  written (): Promise<void> | undefined {
+    return this.#batchWritten
+  }
+
+  /**
+   * The turn's jobs, one `addBulk` per subscription, all on the queue's connection in
+   * the same turn, so ioredis sends them together. Never rejects: a job Redis refuses is
+   * dead-lettered (`onRefused`). Each job's id is the delivery's `webhook-id`, so an
+   * event published again from a node's journal while its first delivery still waits
+   * is not queued twice.
+   */
+  async #write (): Promise<void> {
+    const batch = this.#batch
+    this.#batch = new Map()
+    this.#batchWritten = undefined
+    await Promise.all([...batch].map(async ([subscriptionId, jobs]) => {
+      const bulk = jobs.map((job) => ({ name: 'deliver', data: storedOf(job), opts: { jobId: jobIdOf(job), removeOnComplete: true, removeOnFail: true } }))
+      try {
+        await this.#queue(subscriptionId).addBulk(bulk)
+      } catch (err: unknown) {
+        const why = `the delivery queue in Redis refused it: ${err instanceof Error ? err.message : String(err)}`
+        for (const job of jobs) this.#options.onRefused(job, why)
+      }
+    }))
   }
 
   /** As last read from Redis (once a second), plus what this node added since. */
@@ -240,6 +261,22 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
       ...(data.replayOf === undefined ? {} : { replayOf: data.replayOf })
     }
   }
+}
+
+function storedOf (job: Job): StoredDelivery {
+  return {
+    webhookId: job.id,
+    eventId: job.eventId,
+    topic: job.topic,
+    payload: job.raw.toString('base64'),
+    attempts: job.attempts,
+    ...(job.replayOf === undefined ? {} : { replayOf: job.replayOf })
+  }
+}
+
+/** The BullMQ job id: the `webhook-id`, and for a redriven dead letter its id too (BullMQ refuses `:` in ids). */
+function jobIdOf (job: Job): string {
+  return job.replayOf === undefined ? job.id : `${job.id}-replay-${job.replayOf.replaceAll(':', '_')}`
 }
 
 /** How long closing waits for Redis to answer QUIT, in ms. */

@@ -134,6 +134,8 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     await backend.started()
     await aedes.listen()
     await plugins.load([...await preset?.(config) ?? [], ...entries])
+    // what a former process of this node acknowledged and did not finish, finished before anything new
+    await backend.journal?.start(node.gate.replay)
     const queues = new OutboundQueues(config.limits, slowConsumerReporter(node, log), { check: node.forward, persistence: backend.persistence, reportError: (err, context) => { node.reportError('outbound', err, context) } })
     opened.outbound = queues
     const handle = connectionHandler({

@@ -56,6 +56,18 @@ export interface PublishAttempt {
   readonly event: EventSummary | undefined
   /** Say what event the payload holds, for the handlers after this one. Called by the plugin that parsed it. */
   describe: (event: EventSummary) => void
+  /**
+   * With `--redis`: have the commit take the idempotency claim `key` for `ttlMs`, once
+   * every handler has passed the event, in the same atomic step that writes the event
+   * to the node's journal; if the key is taken by then, the event is refused with
+   * `taken()`. `false` when this node commits nothing (embedded): the handler claims by itself.
+   */
+  claim: (key: string, ttlMs: number, taken: () => BrokerError) => boolean
+  /**
+   * Durable work started for this event (its audit entry on the way to Redis). With
+   * `--redis`, a QoS 1/2 or HTTP publisher is acknowledged only once `work` has settled.
+   */
+  keepUntil: (work: Promise<unknown>) => void
 }
 
 /**
@@ -114,10 +126,13 @@ export type AuthorizeSubscribeHandler = (attempt: SubscribeAttempt) => Promise<v
  */
 export type ForwardHandler = (delivery: Delivery) => boolean
 /**
- * Synchronous by design: aedes holds back the publisher's next packet until `published` returns.
- * Enqueue work and return; report failures through `ctx.reportError`.
+ * Runs as the message is routed; aedes holds back the publisher's next packets until it
+ * returns, or until the promise it returns settles (with `--redis`, the publisher's
+ * acknowledgement waits for it too: return the promise of durable work, such as a
+ * delivery job written to Redis). Report failures through `ctx.reportError`; a rejected
+ * promise is reported as well.
  */
-export type PublishedHandler = (message: PublishedMessage) => void
+export type PublishedHandler = (message: PublishedMessage) => Promise<void> | void
 
 /**
  * Keeps a refused publish: stores its dead-letter record and returns the record's

@@ -36,6 +36,7 @@ export class CoreMetrics {
   #accepted = 0
   #rejected = 0
   #duplicates = 0
+  #replayed = 0
   readonly #limitHits = new Map<string, number>()
   readonly #dropped = new Map<string, number>()
   readonly #events: Counter<'outcome' | 'reason'>
@@ -64,6 +65,17 @@ export class CoreMetrics {
       scrapedCounter(registry, `ce_broker_bytes_${direction}_total`, `Bytes ${help} client sockets, framing included, by transport`,
         'transport', () => TRANSPORTS.map((transport) => [transport, connections.bytes(transport)[direction]]))
     }
+
+    const replayed = (): number => this.#replayed
+    new Counter({
+      name: 'ce_broker_journal_replayed_total',
+      help: 'Accepted events published again from a node\'s journal (after a crash, a lost ack or a reaped node): their subscribers may have seen them twice',
+      registers: [registry],
+      collect () {
+        this.reset()
+        this.inc(replayed())
+      }
+    })
 
     const accepted = (): number => this.#accepted
     this.#events = new Counter({
@@ -103,6 +115,11 @@ export class CoreMetrics {
   /** A message was not delivered to one subscriber (`slow_consumer`). */
   dropped (reason: string): void {
     this.#dropped.set(reason, (this.#dropped.get(reason) ?? 0) + 1)
+  }
+
+  /** An accepted event was published again from a journal. */
+  journalReplayed (): void {
+    this.#replayed++
   }
 
   publishReceived (origin: Origin): void {

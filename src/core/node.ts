@@ -84,7 +84,7 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
   const clientCounts = new Map<Transport, number>()
   const metrics = new CoreMetrics(connections, () => clientCounts)
   const chains = new HookChains()
-  const backend = createBackend(config, log, (limit) => { metrics.limitHit(limit) })
+  const backend = createBackend(config, log, { limitHit: (limit) => { metrics.limitHit(limit) }, journalReplayed: () => { metrics.journalReplayed() } })
   const reportError = makeErrorReporter(log, metrics, backend.ready)
   const clientLog = new LogSampler(config.limits.clientLogIntervalMs)
   const { limits } = config
@@ -114,7 +114,10 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
     available: backend.ready,
     whenAvailable: backend.whenReady,
     holdMs: config.redis?.outageHoldMs ?? DEFAULT_OUTAGE_HOLD_MS,
-    sampler: clientLog
+    sampler: clientLog,
+    journal: backend.journal,
+    received: async (client, packet) => await storedIncoming(backend, client, packet),
+    route: async (packet, client) => { await publishPacket(packet, client) }
   })
   const forward = forwardCheck(connections, { chain: chains.forward, reportError: (err, context) => { reportError('forward', err, context) } })
   const subscribeGate = adaptAuthorizeSubscribe({ chain: chains.authorizeSubscribe, connections, limits, metrics, log, sampler: clientLog })
@@ -131,9 +134,9 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
   })
   const packetGuards = watchAedes(aedes, { mq: backend.mq, connections, clientCounts, subscribeGate, metrics, log, clientLog, reportError })
 
-  async function publishPacket (packet: PublishPacket): Promise<void> {
+  async function publishPacket (packet: PublishPacket, client: Client | null = null): Promise<void> {
     await new Promise<void>((resolve, reject) => {
-      aedes.publish(packet, (err) => { if (err === undefined || err === null) resolve(); else reject(err) })
+      publishFor(aedes, packet, client, (err) => { if (err === undefined || err === null) resolve(); else reject(err) })
     })
   }
   return {
@@ -157,6 +160,28 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
     },
     keep: (message, error, options) => { gate.keep(toPacket(message), error, options) }
   }
+}
+
+/**
+ * aedes' publish as `client`'s: it takes the client as a middle argument (its protocol
+ * handlers pass it; it sets the packet's clientId and reaches the `published` hook), which
+ * the shipped types leave out.
+ */
+function publishFor (aedes: Aedes, packet: PublishPacket, client: Client | null, callback: (err?: Error | null) => void): void {
+  const publish: unknown = Reflect.get(aedes, 'publish')
+  if (typeof publish !== 'function') throw new TypeError('aedes has no publish method')
+  Reflect.apply(publish, aedes, [packet, client, callback])
+}
+
+/**
+ * Whether the persistence holds this incoming QoS 2 packet (by client and packet id). aedes
+ * 1 calls its persistence's promise form (a rejection: not there); the persistence's
+ * types declare the callback form.
+ */
+async function storedIncoming (backend: Backend, client: Client, packet: PublishPacket): Promise<boolean> {
+  const get: unknown = Reflect.get(backend.persistence, 'incomingGetPacket')
+  if (typeof get !== 'function') throw new TypeError('the persistence has no incomingGetPacket')
+  return await Promise.resolve(Reflect.apply(get, backend.persistence, [client, packet])).then(() => true, () => false)
 }
 
 /** The limits aedes enforces itself, from `limits`. */

@@ -8,6 +8,7 @@ import mqtt, { type MqttClient } from 'mqtt'
 import type { Broker, BrokerInput } from '../../src/index.js'
 import { connect, mqttUrl, startBroker } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
+import { BOOKING_RESERVED_TOPIC, bookingReserved } from '../helpers/events.js'
 import { redisUnavailable, startRedis } from '../helpers/redis.js'
 
 const skipRedis = redisUnavailable() ?? false
@@ -179,4 +180,48 @@ test('a backlog stored with packet ids of other connections: all of it arrives, 
 test('a backlog stored with packet ids of other connections: all of it arrives, and the acks empty the queue (Redis)', { skip: skipRedis }, async (t) => {
   const redis = await startRedis(t)
   await acksEmptyTheQueue(t, { redis: { url: redis.url } }, redisLeftovers(t, redis.url))
+})
+
+/**
+ * [MQTT-4.7.2-1] in the sessions: found when the commit began to route accepted events
+ * itself. aedes queued every `$` topic but `$SYS/` for a `#` subscriber's session, which
+ * is never sent them: a dead letter's `$DLQ/…` record and a refused copy's `$DISCARD/…`
+ * waited there, acked by no one, as long as the session lived.
+ */
+async function dollarTopicsStayOut (t: TestContext, input: BrokerInput): Promise<void> {
+  const broker = await startBroker(t, input)
+  const url = mqttUrl(broker)
+  const keeper = await connect(t, url, { clientId: 'keeper', clean: false })
+  await keeper.subscribeAsync('#', { qos: 1 })
+  const seen: string[] = []
+  const marker = new Promise<void>((resolve) => {
+    keeper.on('message', (topic) => {
+      seen.push(topic)
+      if (topic === 'ok/marker') resolve()
+    })
+  })
+  const publisher = await connect(t, url, { clientId: 'booking-service' })
+  const event = JSON.stringify(bookingReserved())
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, event, { qos: 1 })
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, event, { qos: 1 })
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(bookingReserved({ nights: 0 })), { qos: 1 })
+  await publisher.publishAsync('ok/marker', 'marker', { qos: 1 })
+  await marker
+  assert.deepEqual(seen, [BOOKING_RESERVED_TOPIC, 'ok/marker'], 'the accepted event once, no $ topic')
+  // a round trip after the marker: the broker has read every PUBACK sent before it
+  await keeper.unsubscribeAsync('ok/none')
+  const stream: unknown = Reflect.apply(Reflect.get(Reflect.get(broker.aedes, 'persistence') as object, 'outgoingStream') as () => unknown, Reflect.get(broker.aedes, 'persistence'), [{ id: 'keeper' }])
+  assert.ok(stream instanceof Object && Symbol.asyncIterator in stream)
+  const leftover: unknown[] = []
+  for await (const entry of stream as AsyncIterable<unknown>) leftover.push(Reflect.get(Object(entry), 'topic'))
+  assert.deepEqual(leftover, [], 'nothing waits in the session')
+}
+
+test('a # session keeps no copy of the $DLQ/, $rejections/ or $DISCARD/ messages it is never sent (memory)', async (t) => {
+  await dollarTopicsStayOut(t, {})
+})
+
+test('a # session keeps no copy of the $DLQ/, $rejections/ or $DISCARD/ messages it is never sent (Redis)', { skip: skipRedis }, async (t) => {
+  const redis = await startRedis(t)
+  await dollarTopicsStayOut(t, { redis: { url: redis.url } })
 })

@@ -4,6 +4,7 @@ import { pack } from 'msgpackr'
 import { messageOf } from '../errors/base.js'
 import type { Logger } from '../logger.js'
 import { Inbox } from './inbox.js'
+import { Journal } from './journal.js'
 import { Outbox, type OutboxOptions } from './outbox.js'
 import { parseRouteChange, RouteTable } from './route-table.js'
 import { clusterCommands, inboxKey, ROUTE_CHANNEL, type ClusterCommands } from './scripts.js'
@@ -13,8 +14,10 @@ type Listener = Parameters<MQEmitter['on']>[1]
 
 export interface ClusterOptions extends OutboxOptions {
   readonly nodeId: string
-  /** `redis.nodeTimeoutMs`: a node silent this long is removed with its routes and inbox. */
+  /** `redis.nodeTimeoutMs`: a node silent this long is removed with its routes and inbox, and its journal is finished by the node that noticed. */
   readonly nodeTimeoutMs: number
+  /** Counts each event published again from a journal. */
+  readonly onReplayed: () => void
 }
 
 export interface ClusterConnections {
@@ -37,6 +40,8 @@ export interface ClusterEmitter {
   readonly stop: () => Promise<void>
   /** The route table, for tests and stats. */
   readonly routes: RouteTable
+  /** This node's journal of accepted events. */
+  readonly journal: Journal
 }
 
 /**
@@ -57,6 +62,7 @@ export function createClusterEmitter (local: MQEmitter, conns: ClusterConnection
   const ownRoutes = new OwnRoutes(commands, nodeId, log)
   const resync = new Resync(commands, routes, log)
   const inbox = new Inbox(inboxKey(nodeId), local, conns.reader, conns.commands, log)
+  const journal = new Journal(conns.commands, commands, options, log)
   let closed = false
   let heartbeat: NodeJS.Timeout | undefined
 
@@ -66,7 +72,8 @@ export function createClusterEmitter (local: MQEmitter, conns: ClusterConnection
 
   async function beat (always: boolean): Promise<void> {
     try {
-      const fresh = await commands.heartbeat(nodeId, options.nodeTimeoutMs)
+      const { fresh, taken } = await commands.heartbeat(nodeId, options.nodeTimeoutMs)
+      if (taken !== undefined) journal.takeOver(taken)
       if (fresh || always) await ownRoutes.announceAll()
     } catch (err: unknown) {
       if (!closed) log.debug({ err: messageOf(err) }, 'cluster heartbeat failed')
@@ -107,6 +114,7 @@ export function createClusterEmitter (local: MQEmitter, conns: ClusterConnection
     mq,
     remoteListens: (level) => routes.listensUnder(level),
     routes,
+    journal,
     start: async () => {
       // a node starts with an empty inbox: what a former process of this id was sent is not its
       await conns.commands.del(inboxKey(nodeId))
@@ -119,8 +127,9 @@ export function createClusterEmitter (local: MQEmitter, conns: ClusterConnection
       closed = true
       clearInterval(heartbeat)
       outbox.close()
+      await within(journal.stop(), LEAVE_WAIT_MS)
       // commands wait through reconnects: a Redis that has just gone is not waited for (the others reap this node)
-      if (conns.commands.status === 'ready') await within(commands.leave(nodeId).catch(() => {}), LEAVE_WAIT_MS)
+      if (conns.commands.status === 'ready') await within(commands.leave(nodeId).then(() => {}, () => {}), LEAVE_WAIT_MS)
       conns.reader.disconnect()
       await inbox.close()
     }

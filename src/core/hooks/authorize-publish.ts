@@ -8,6 +8,8 @@ type AedesAuthorizePublish = NonNullable<AedesOptions['authorizePublish']>
 
 export interface PublishGateDeps extends PipelineDeps {
   readonly connections: Connections
+  /** Whether this QoS 2 packet (by client and packet id) was received already and waits for its PUBREL. */
+  readonly received: (client: Client, packet: PublishPacket) => Promise<boolean>
 }
 
 /** The publish gate: the aedes hook for client publishes and `check` for broker-side ones (HTTP, replay, `broker.publish`). */
@@ -16,13 +18,14 @@ export interface PublishGate {
   readonly check: PublishPipeline['check']
   readonly keep: PublishPipeline['keep']
   readonly tooLarge: PublishPipeline['tooLarge']
+  readonly replay: PublishPipeline['replay']
 }
 
 /** Build the publish pipeline and its aedes adapter. */
 export function createPublishGate (deps: PublishGateDeps): PublishGate {
   const pipeline = createPublishPipeline(deps)
-  const { check, keep, tooLarge } = pipeline
-  return { hook: adaptAuthorizePublish(pipeline, deps), check, keep, tooLarge }
+  const { check, keep, tooLarge, replay } = pipeline
+  return { hook: adaptAuthorizePublish(pipeline, deps), check, keep, tooLarge, replay }
 }
 
 /**
@@ -31,19 +34,36 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
  * has no negative PUBACK); `dead-letter` and `discard` have rewritten the packet's
  * topic, and the publisher is acked. While Redis is unreachable the publish is held.
  */
-export function adaptAuthorizePublish (pipeline: PublishPipeline, deps: Pick<PublishGateDeps, 'connections' | 'metrics' | 'log'>): AedesAuthorizePublish {
+export function adaptAuthorizePublish (pipeline: PublishPipeline, deps: Pick<PublishGateDeps, 'connections' | 'metrics' | 'log' | 'received' | 'journal'>): AedesAuthorizePublish {
   const { connections, metrics, log } = deps
 
   function admit (client: Client | null, packet: PublishPacket, origin: Origin, meta: ReturnType<Connections['metaOf']>, callback: (err?: Error | null) => void): void {
-    if (pipeline.unchecked(packet.topic)) {
+    if (pipeline.unchecked(packet.topic, packet.qos)) {
       // nothing to ask: skip building the attempt (the benchmark's no-plugin path)
       callback(null)
       return
     }
     const attempt = new Attempt(packet.topic, payloadOf(packet), packet.qos, packet.retain, client?.id ?? null, meta?.identity, origin, log, undefined)
+    attempt.source = client
     pipeline.decide(packet, attempt, function decided (err: BrokerError | undefined) {
       callback(err !== undefined && err.disposition === 'reject' ? err : null)
     })
+  }
+
+  /**
+   * A committing node routes a publish before aedes acknowledges it; a QoS 2 packet sent
+   * again before its PUBREL (DUP set) was routed the first time: aedes finds it stored
+   * and answers PUBREC only, so it is let through unrouted.
+   */
+  function admitOnce (client: Client | null, packet: PublishPacket, origin: Origin, meta: ReturnType<Connections['metaOf']>, callback: (err?: Error | null) => void): void {
+    if (client === null || packet.qos !== 2 || packet.dup !== true || deps.journal === undefined) {
+      admit(client, packet, origin, meta, callback)
+      return
+    }
+    deps.received(client, packet).then((seen) => {
+      if (seen) callback(null)
+      else admit(client, packet, origin, meta, callback)
+    }, (err: unknown) => { callback(err instanceof Error ? err : new Error(String(err))) })
   }
 
   return function authorizePublish (client, packet, callback) {
@@ -53,10 +73,10 @@ export function adaptAuthorizePublish (pipeline: PublishPipeline, deps: Pick<Pub
     if (packet.cmd === 'publish') metrics.publishReceived(origin)
     if (!pipeline.outage.available()) {
       pipeline.outage.hold({ clientId: client?.id, topic: packet.topic, qos: packet.qos }, function availableAgain () {
-        admit(client, packet, origin, meta, callback)
+        admitOnce(client, packet, origin, meta, callback)
       }, callback)
       return
     }
-    admit(client, packet, origin, meta, callback)
+    admitOnce(client, packet, origin, meta, callback)
   }
 }

@@ -5,11 +5,13 @@ import redisPersistence from 'aedes-persistence-redis'
 import { Redis, type RedisOptions } from 'ioredis'
 import mqemitter, { type MQEmitter } from 'mqemitter'
 import { createClusterEmitter, type ClusterEmitter } from '../cluster/emitter.js'
+import type { Journal } from '../cluster/journal.js'
 import { ROUTE_CHANNEL } from '../cluster/scripts.js'
 import type { CoreConfig } from '../config/index.js'
 import { ConfigError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import { boundRecursion } from './bounded-mq.js'
+import { guardDollarTopics } from './dollar-topics.js'
 import { pageRedisBacklog } from './redis-backlog.js'
 import { watchSystemTopics, type SystemInterest } from './system-interest.js'
 
@@ -41,6 +43,8 @@ export interface Backend {
   readonly listening: SystemInterest
   /** A Redis connection for plain commands (idempotency keys, the audit stream); shared with the persistence. */
   readonly redis: Redis | undefined
+  /** With Redis, this node's journal: an event is committed there, with its claim, before it is acknowledged. */
+  readonly journal: Journal | undefined
   /** Whether the backend can serve: always for memory, Redis connections up for Redis. */
   readonly ready: () => boolean
   /**
@@ -69,15 +73,23 @@ const DEFAULT_MAX_ROUTE_BACKLOG = 10_000
 /** `redis.nodeTimeoutMs` when not set. */
 const DEFAULT_NODE_TIMEOUT_MS = 10_000
 
-/**
- * Build the backend the config asks for.
- * @param onLimit told each time a bound of the backend is reached (`route_backlog`), to count it
- */
-export function createBackend (config: CoreConfig, log: Logger, onLimit: (limit: string) => void = () => {}): Backend {
+/** What the backend has counted. */
+export interface BackendCounters {
+  /** A bound of the backend was reached (`route_backlog`). */
+  readonly limitHit: (limit: string) => void
+  /** An event was published again from a journal. */
+  readonly journalReplayed: () => void
+}
+
+const UNCOUNTED: BackendCounters = { limitHit: () => {}, journalReplayed: () => {} }
+
+/** Build the backend the config asks for. */
+export function createBackend (config: CoreConfig, log: Logger, counters: BackendCounters = UNCOUNTED): Backend {
   // [MQTT-4.7.1-3]: `sport/#` matches `sport`; aedes sets this for its default mqemitter too
   const mqOptions = { concurrency: 100, matchEmptyLevels: true }
   if (config.redis === undefined) {
     const persistence = memoryPersistence()
+    guardDollarTopics(persistence)
     const mq = boundRecursion(mqemitter(mqOptions))
     return {
       kind: 'memory',
@@ -85,6 +97,7 @@ export function createBackend (config: CoreConfig, log: Logger, onLimit: (limit:
       mq,
       listening: watchSystemTopics(mq),
       redis: undefined,
+      journal: undefined,
       ready: () => true,
       whenReady: async () => true,
       started: async () => {},
@@ -110,6 +123,7 @@ export function createBackend (config: CoreConfig, log: Logger, onLimit: (limit:
   const connections = [db, commands, subscriber, reader]
   subscriber.subscribe(ROUTE_CHANNEL).catch(() => { /* ioredis subscribes again on reconnect */ })
   const persistence = redisPersistence({ conn: db })
+  guardDollarTopics(persistence)
   // the library sends at most 1 001 queued messages per CONNECT: send the whole queue, a page at a time
   pageRedisBacklog(persistence, db)
   const local = boundRecursion(mqemitter(mqOptions))
@@ -118,7 +132,8 @@ export function createBackend (config: CoreConfig, log: Logger, onLimit: (limit:
     nodeId: config.nodeId,
     maxBacklog: config.redis.maxRouteBacklog ?? DEFAULT_MAX_ROUTE_BACKLOG,
     nodeTimeoutMs: config.redis.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS,
-    onBehind: () => { onLimit('route_backlog') }
+    onBehind: () => { counters.limitHit('route_backlog') },
+    onReplayed: counters.journalReplayed
   }, log.child({ component: 'cluster' }))
   return {
     kind: 'redis',
@@ -126,6 +141,7 @@ export function createBackend (config: CoreConfig, log: Logger, onLimit: (limit:
     mq: cluster.mq,
     listening: (level) => localInterest(level) || cluster.remoteListens(level),
     redis: db,
+    journal: cluster.journal,
     ready: () => health.ready(),
     whenReady: async (timeoutMs) => await health.whenReady(timeoutMs),
     started: async () => {

@@ -1,4 +1,5 @@
-import type { EventSummary } from '../errors.js'
+import type { Client } from 'aedes'
+import type { BrokerError, EventSummary } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { Identity, Origin, PublishAttempt } from '../context.js'
 
@@ -10,6 +11,14 @@ export class Attempt implements PublishAttempt {
   #log: Logger | undefined
   readonly #parent: Logger
   event: EventSummary | undefined = undefined
+  /** The claim a handler asked the commit to take (`claim`). */
+  claimed: { readonly key: string, readonly ttlMs: number, readonly taken: () => BrokerError } | undefined = undefined
+  /** Durable work the acknowledgement waits for (`keepUntil`). */
+  kept: Array<Promise<unknown>> | undefined = undefined
+  /** The MQTT client that sent it, to publish it as that client's; `null` for HTTP and the broker's own. */
+  source: Client | null = null
+  /** Whether this node commits accepted events (a journal in Redis): set by the pipeline. */
+  commits = false
 
   constructor (
     readonly topic: string,
@@ -27,6 +36,16 @@ export class Attempt implements PublishAttempt {
 
   describe (event: EventSummary): void {
     this.event = event
+  }
+
+  claim (key: string, ttlMs: number, taken: () => BrokerError): boolean {
+    if (!this.commits) return false
+    this.claimed = { key, ttlMs, taken }
+    return true
+  }
+
+  keepUntil (work: Promise<unknown>): void {
+    if (this.commits && this.qos > 0) (this.kept ??= []).push(work)
   }
 
   get log (): Logger {

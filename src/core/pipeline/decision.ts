@@ -1,9 +1,10 @@
 import type { PublishPacket } from 'aedes'
-import { LimitExceededError, ReservedTopicError, toBrokerError, type BrokerError } from '../errors.js'
+import { LimitExceededError, ReservedTopicError, UnavailableError, toBrokerError, type BrokerError } from '../errors.js'
 import type { AuthorizePublishHandler } from '../context.js'
 import type { CoreMetrics } from '../metrics.js'
 import { isReserved } from '../reserved-topics.js'
 import type { Attempt } from './attempt.js'
+import type { Commit } from './commit.js'
 import { settleChain } from './chain.js'
 import type { Refusals } from './refusal.js'
 import { topicOverLimit, type TopicLimits } from './topic-limits.js'
@@ -13,6 +14,8 @@ export interface DecisionDeps {
   readonly limits: TopicLimits
   readonly metrics: CoreMetrics
   readonly refusals: Refusals
+  /** With `--redis`: accepted events are committed (claimed, journaled, routed) before they are acknowledged. */
+  readonly commit: Commit | undefined
 }
 
 /**
@@ -29,9 +32,36 @@ export type Decide = (packet: PublishPacket, attempt: Attempt, done: (err: Broke
  * authorizePublish chain, whose first refusal decides by its error's disposition.
  */
 export function createDecision (deps: DecisionDeps): Decide {
-  const { chain, limits, metrics, refusals } = deps
+  const { chain, limits, metrics, refusals, commit } = deps
+
+  function accept (attempt: Attempt): void {
+    if (attempt.event !== undefined) metrics.event('accepted')
+    refusals.announce(attempt, undefined)
+  }
+
+  /** Claim and journal the accepted event; a taken claim refuses it, an entry is routed before `done`. */
+  function committed (committer: Commit, packet: PublishPacket, attempt: Attempt, done: (err: BrokerError | undefined) => void): void {
+    committer.append(attempt).then(function appended (result) {
+      if (result.duplicate) {
+        refusals.refuse(packet, attempt, attempt.claimed?.taken() ?? new UnavailableError('claim taken'), done)
+        return
+      }
+      accept(attempt)
+      if (result.entry === undefined) {
+        done(undefined)
+        return
+      }
+      committer.finish(packet, attempt, result.entry).then(() => { done(undefined) }, (err: unknown) => {
+        // not acked: the publisher sends it again, and the journal's sweep routes this copy
+        done(new UnavailableError(`the event could not be routed: ${err instanceof Error ? err.message : String(err)}; it was not acked`, { cause: err }))
+      })
+    }, function notAppended (err: unknown) {
+      done(toBrokerError(err))
+    })
+  }
 
   return function decide (packet, attempt, done) {
+    attempt.commits = commit !== undefined
     const topic = packet.topic
     const over = topicOverLimit(topic, limits)
     if (over !== undefined) {
@@ -46,12 +76,16 @@ export function createDecision (deps: DecisionDeps): Decide {
       return
     }
     if (chain.length === 0) {
-      done(undefined)
+      if (commit?.needed(attempt) === true) committed(commit, packet, attempt, done)
+      else done(undefined)
       return
     }
     settleChain(chain, attempt, function allowed () {
-      if (attempt.event !== undefined) metrics.event('accepted')
-      refusals.announce(attempt, undefined)
+      if (commit?.needed(attempt) === true) {
+        committed(commit, packet, attempt, done)
+        return
+      }
+      accept(attempt)
       done(undefined)
     }, function refused (raw: unknown) {
       refusals.refuse(packet, attempt, toBrokerError(raw), done)

@@ -3,13 +3,15 @@
  * or the broker's own (HTTP, replay, `broker.publish`), is decided here: topic limits,
  * reserved topics, the authorizePublish chain, then what becomes of a refusal.
  */
-import type { PublishPacket } from 'aedes'
+import type { Client, PublishPacket } from 'aedes'
+import type { Journal, JournalPacket } from '../cluster/journal.js'
 import { EventRejectedError, type BrokerError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { CoreMetrics } from '../metrics.js'
 import type { AuthorizePublishHandler, Origin } from '../context.js'
 import { isReserved } from '../reserved-topics.js'
 import { Attempt, payloadOf } from './attempt.js'
+import { Commit } from './commit.js'
 import { createDecision, type Decide } from './decision.js'
 import { createOutageHold, type OutageHold, type OutageHoldOptions } from './outage-hold.js'
 import { createRefusals, type RefusalDeps } from './refusal.js'
@@ -23,6 +25,10 @@ export interface PipelineDeps extends RefusalDeps, TopicLimits, Omit<OutageHoldO
   readonly chain: readonly AuthorizePublishHandler[]
   readonly metrics: CoreMetrics
   readonly log: Logger
+  /** With `--redis`, the node's journal: accepted events are committed there before they are acknowledged. */
+  readonly journal: Journal | undefined
+  /** Route an accepted packet (aedes' publish), as `client`'s; resolves once routed. */
+  readonly route: (packet: PublishPacket, client: Client | null) => Promise<void>
 }
 
 /** Who a broker-side publish is made for. */
@@ -34,8 +40,8 @@ export interface CheckOptions {
 }
 
 export interface PublishPipeline {
-  /** Whether a publish on `topic` needs no decision: no handler to ask, not reserved, too short to be over a limit. */
-  readonly unchecked: (topic: string) => boolean
+  /** Whether a publish needs no decision: no handler to ask, nothing to commit, not reserved, too short to be over a limit. */
+  readonly unchecked: (topic: string, qos: 0 | 1 | 2) => boolean
   readonly decide: Decide
   /** Where a client's publish waits while Redis is unreachable. */
   readonly outage: OutageHold
@@ -54,16 +60,22 @@ export interface PublishPipeline {
    * (the transport guard, the HTTP body limit): nothing to keep, but it is audited.
    */
   readonly tooLarge: (topic: string, payloadBytes: number, limit: number, options: CheckOptions & { readonly qos?: 0 | 1 | 2 }) => void
+  /**
+   * Route an event again from a journal: accepted and claimed before, so no check; the
+   * `decided` handlers are told (its audit entry), then it is routed. Resolves once done.
+   */
+  readonly replay: (packet: JournalPacket) => Promise<void>
 }
 
 export function createPublishPipeline (deps: PipelineDeps): PublishPipeline {
   const { chain, metrics, log } = deps
   const refusals = createRefusals(deps)
-  const decide = createDecision({ chain, limits: deps, metrics, refusals })
+  const commit = deps.journal === undefined ? undefined : new Commit({ journal: deps.journal, route: deps.route, holdMs: deps.holdMs })
+  const decide = createDecision({ chain, limits: deps, metrics, refusals, commit })
   const outage = createOutageHold({ ...deps, log })
 
-  function unchecked (topic: string): boolean {
-    return chain.length === 0 && !isReserved(topic) && !mayBeOverLimit(topic, deps)
+  function unchecked (topic: string, qos: 0 | 1 | 2): boolean {
+    return chain.length === 0 && (commit === undefined || qos === 0) && !isReserved(topic) && !mayBeOverLimit(topic, deps)
   }
 
   function attemptOf (packet: PublishPacket, options: CheckOptions): Attempt {
@@ -86,7 +98,16 @@ export function createPublishPipeline (deps: PipelineDeps): PublishPipeline {
     refusals.note(new Attempt(topic, EMPTY, options.qos ?? 0, false, options.clientId ?? null, undefined, options.origin, log, undefined), err)
   }
 
-  return { unchecked, decide, outage, check, keep, tooLarge }
+  async function replay (entry: JournalPacket): Promise<void> {
+    const packet: PublishPacket = { cmd: 'publish', topic: entry.topic, payload: entry.payload, qos: entry.qos, retain: entry.retain, dup: false }
+    const attempt = new Attempt(entry.topic, entry.payload, entry.qos, entry.retain, entry.clientId, undefined, 'internal', log, undefined)
+    attempt.commits = true
+    refusals.announce(attempt, undefined)
+    await deps.route(packet, null)
+    if (attempt.kept !== undefined) await Promise.all(attempt.kept)
+  }
+
+  return { unchecked, decide, outage, check, keep, tooLarge, replay }
 }
 
 const EMPTY = Buffer.alloc(0)

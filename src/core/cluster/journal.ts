@@ -1,0 +1,203 @@
+import type { Redis } from 'ioredis'
+import { pack, unpack } from 'msgpackr'
+import { messageOf } from '../errors/base.js'
+import type { Logger } from '../logger.js'
+import { journalKey, type ClusterCommands, type IdRange } from './scripts.js'
+
+/** An accepted event as its journal entry keeps it: enough to publish it again. */
+export interface JournalPacket {
+  readonly topic: string
+  readonly payload: Buffer
+  readonly qos: 0 | 1 | 2
+  readonly retain: boolean
+  readonly clientId: string | null
+}
+
+/** An idempotency claim to take with the event's entry: the key, for `ttlMs`. */
+export interface Claim {
+  readonly key: string
+  readonly ttlMs: number
+}
+
+/** What a commit made of one event: a duplicate (its claim was taken), claimed without an entry, or the entry's id. */
+export type CommitResult = { readonly duplicate: true } | { readonly duplicate: false, readonly entry: string | undefined }
+
+/** Publish a journal entry's event again, to everything an accepted event goes to; resolves once done. */
+export type Replay = (packet: JournalPacket) => Promise<void>
+
+export interface JournalOptions {
+  readonly nodeId: string
+  /** `redis.nodeTimeoutMs`: an entry not finished this long after it was written is taken for lost and published again. */
+  readonly nodeTimeoutMs: number
+  /** Counts each event published again from the journal (a duplicate its subscribers may see). */
+  readonly onReplayed: () => void
+}
+
+interface Pending {
+  readonly claim: Claim | undefined
+  readonly entry: Buffer | undefined
+  readonly resolve: (result: CommitResult) => void
+  readonly reject: (err: unknown) => void
+}
+
+/** Entries one read of the journal takes when replaying. */
+const PAGE = 200
+
+/**
+ * This node's write-ahead journal of accepted events, a Redis stream. An event that
+ * will be acknowledged (QoS 1/2, HTTP) is appended there, together with its idempotency
+ * claim, in one Lua step per event-loop turn: from then on the event is in Redis and
+ * cannot be lost with this process. Once everything it goes to has it (subscribers'
+ * queues, other nodes' inboxes, webhook jobs, the audit entry), its entry is deleted.
+ *
+ * What stays is finished again: at start-up whatever a former process of this node left,
+ * on a heartbeat the entries of nodes this node reaped (moved here by the heartbeat
+ * script), and every sweep the entries older than `nodeTimeoutMs` (an ack that never
+ * reached its publisher, a reply lost with a connection). Finishing again is at least
+ * once: subscribers may see an event twice, counted as replayed; never lose one.
+ */
+export class Journal {
+  readonly #key: string
+  #pending: Pending[] = []
+  #done: string[] = []
+  #scheduled = false
+  #sweeping: Promise<void> | undefined
+  #timer: NodeJS.Timeout | undefined
+  #replay: Replay | undefined
+  #closed = false
+
+  constructor (private readonly conn: Redis, private readonly commands: ClusterCommands, private readonly options: JournalOptions, private readonly log: Logger) {
+    this.#key = journalKey(options.nodeId)
+  }
+
+  /** Take `claim` and append the event (`packet`, when it will be acknowledged), with the rest of this turn's events. */
+  commit (claim: Claim | undefined, packet: JournalPacket | undefined): Promise<CommitResult> {
+    return new Promise((resolve, reject) => {
+      const entry = packet === undefined ? undefined : pack({ t: packet.topic, p: packet.payload, q: packet.qos, r: packet.retain, c: packet.clientId })
+      this.#pending.push({ claim, entry, resolve, reject })
+      this.#schedule()
+    })
+  }
+
+  /** The event of entry `id` reached everything it goes to: its entry goes (with this turn's others). */
+  complete (id: string): void {
+    this.#done.push(id)
+    this.#schedule()
+  }
+
+  /** Finish what a former process of this node left, then sweep now and then. */
+  async start (replay: Replay): Promise<void> {
+    this.#replay = replay
+    await this.#replayRange('-', '+')
+    const every = Math.max(500, Math.floor(this.options.nodeTimeoutMs / 2))
+    this.#timer = setInterval(() => { this.#sweep(undefined) }, every).unref()
+  }
+
+  /** Entries moved here from reaped nodes: finish them now. */
+  takeOver (range: IdRange): void {
+    this.#sweep(range)
+  }
+
+  async stop (): Promise<void> {
+    this.#closed = true
+    clearInterval(this.#timer)
+    this.#flush()
+    await this.#sweeping
+  }
+
+  #schedule (): void {
+    if (this.#scheduled) return
+    this.#scheduled = true
+    setImmediate(() => { this.#flush() })
+  }
+
+  #flush (): void {
+    this.#scheduled = false
+    if (this.#done.length > 0) {
+      const ids = this.#done
+      this.#done = []
+      this.conn.xdel(this.#key, ...ids).catch((err: unknown) => {
+        // left in the journal: a later sweep publishes them again, at least once
+        this.log.debug({ err: messageOf(err), entries: ids.length }, 'finished journal entries not deleted')
+      })
+    }
+    if (this.#pending.length === 0) return
+    const batch = this.#pending
+    this.#pending = []
+    const args: Array<string | number | Buffer> = []
+    for (const { claim, entry } of batch) args.push(claim?.key ?? '', claim?.ttlMs ?? 0, entry ?? '')
+    this.commands.commit(this.options.nodeId, args).then((results) => {
+      for (let i = 0; i < batch.length; i++) {
+        const result = results[i]
+        batch[i]?.resolve(result === 0 ? DUPLICATE : { duplicate: false, entry: typeof result === 'string' ? result : undefined })
+      }
+    }, (err: unknown) => {
+      for (const pending of batch) pending.reject(err)
+    })
+  }
+
+  /** Replay `range` (entries taken over), or the entries older than `nodeTimeoutMs`; one sweep at a time. */
+  #sweep (range: IdRange | undefined): void {
+    if (this.#closed || this.#replay === undefined) return
+    const previous = this.#sweeping ?? Promise.resolve()
+    const next = previous.then(async () => {
+      if (this.#closed) return
+      if (range !== undefined) {
+        await this.#replayRange(range.first, range.last)
+        return
+      }
+      const [seconds = '0', micros = '0'] = await this.conn.time()
+      const cutoff = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) - this.options.nodeTimeoutMs
+      await this.#replayRange('-', `${cutoff}-0`)
+    }).catch((err: unknown) => {
+      this.log.warn({ err: messageOf(err) }, 'journal sweep failed: tried again at the next one')
+    })
+    this.#sweeping = next
+    void next.finally(() => { if (this.#sweeping === next) this.#sweeping = undefined })
+  }
+
+  async #replayRange (from: string, to: string): Promise<void> {
+    const replay = this.#replay
+    if (replay === undefined) return
+    let start = from
+    for (;;) {
+      const entries = await this.conn.xrangeBuffer(this.#key, start, to, 'COUNT', PAGE)
+      for (const [rawId, fields] of entries) {
+        const id = rawId.toString()
+        const packet = packetOf(fields)
+        if (packet === undefined) {
+          this.log.warn({ entry: id }, 'journal entry unreadable: dropped')
+        } else {
+          await replay(packet)
+          this.options.onReplayed()
+          this.log.info({ entry: id, topic: packet.topic }, 'journal entry published again')
+        }
+        await this.conn.xdel(this.#key, id)
+      }
+      if (entries.length < PAGE || this.#closed) return
+      const last = entries[entries.length - 1]?.[0]?.toString()
+      if (last === undefined) return
+      start = `(${last}`
+    }
+  }
+}
+
+const DUPLICATE: CommitResult = { duplicate: true }
+
+/** The packet a journal entry holds (`p`: msgpack of topic, payload, qos, retain, client id), or `undefined` when unreadable. */
+function packetOf (fields: Buffer[]): JournalPacket | undefined {
+  const at = fields.findIndex((f, i) => i % 2 === 0 && f.toString() === 'p')
+  const raw = at === -1 ? undefined : fields[at + 1]
+  if (raw === undefined) return undefined
+  const value: unknown = unpack(raw)
+  if (typeof value !== 'object' || value === null) return undefined
+  const { t, p, q, r, c } = value as Record<string, unknown>
+  if (typeof t !== 'string' || !(p instanceof Uint8Array)) return undefined
+  return {
+    topic: t,
+    payload: Buffer.from(p.buffer, p.byteOffset, p.byteLength),
+    qos: q === 1 || q === 2 ? q : 0,
+    retain: r === true,
+    clientId: typeof c === 'string' ? c : null
+  }
+}

@@ -1,0 +1,66 @@
+import type { Client, PublishPacket } from 'aedes'
+import type { CommitResult, Journal } from '../cluster/journal.js'
+import { UnavailableError } from '../errors.js'
+import { DISCARD_PREFIX } from '../reserved-topics.js'
+import type { Attempt } from './attempt.js'
+
+export interface CommitDeps {
+  readonly journal: Journal
+  /** Route an accepted packet to everything it goes to (aedes' publish), as `client`'s; resolves once done. */
+  readonly route: (packet: PublishPacket, client: Client | null) => Promise<void>
+  /** `redis.outageHoldMs`: longest a commit waits for Redis before the publish is refused unacknowledged. */
+  readonly holdMs: number
+}
+
+/**
+ * With `--redis`, what makes an acknowledgement a promise. An accepted event that its
+ * publisher will be told about (QoS 1/2, HTTP) is written to this node's journal together
+ * with its idempotency claim, one Lua step for the events of a turn (`append`); then it is
+ * routed before the acknowledgement (`finish`): other nodes' inboxes, subscribers'
+ * session queues, webhook jobs and its audit entry are in Redis when the PUBACK, PUBREC
+ * or 202 goes out. Should this node die in between, the journal entry is found and
+ * routed by the node that reaps it. A QoS 0 event only has its claim taken, batched the
+ * same way.
+ */
+export class Commit {
+  constructor (private readonly deps: CommitDeps) {}
+
+  /** Whether `attempt` has anything to commit: a claim to take, or an acknowledgement to earn. */
+  needed (attempt: Attempt): boolean {
+    return attempt.claimed !== undefined || attempt.qos > 0
+  }
+
+  /** Take the claim and write the entry; rejects with `UnavailableError` when Redis does not answer within `holdMs`. */
+  async append (attempt: Attempt): Promise<CommitResult> {
+    const packet = attempt.qos > 0 ? attempt : undefined
+    const committed = this.deps.journal.commit(attempt.claimed, packet)
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => {
+        // the entry may yet be written: if so, the journal's sweep routes it later
+        reject(new UnavailableError(`redis did not take the event within redis.outageHoldMs (${this.deps.holdMs} ms); it was not acked`))
+      }, this.deps.holdMs)
+    })
+    try {
+      return await Promise.race([committed, late])
+    } catch (err: unknown) {
+      if (err instanceof UnavailableError) throw err
+      throw new UnavailableError(`redis refused the event's commit: ${err instanceof Error ? err.message : String(err)}; it was not acked`, { cause: err })
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  /**
+   * Route the committed event, let its entry go, wait for the durable work its handlers
+   * started (`keepUntil`), then turn `packet` into one that goes nowhere: aedes publishes
+   * the packet it acknowledges, and this one has been routed already.
+   */
+  async finish (packet: PublishPacket, attempt: Attempt, entry: string): Promise<void> {
+    await this.deps.route(packet, attempt.source)
+    if (attempt.kept !== undefined) await Promise.all(attempt.kept)
+    this.deps.journal.complete(entry)
+    packet.topic = DISCARD_PREFIX + packet.topic
+    packet.retain = false
+  }
+}
