@@ -13,12 +13,9 @@ import type { Logger } from './logger.js'
 import { LogSampler } from './log-sampler.js'
 import { CoreMetrics } from './metrics.js'
 import { keepEmitOrder } from './emit-order.js'
-import { createBackend, type Backend } from './persistence/index.js'
+import { DEFAULT_OUTAGE_HOLD_MS, createBackend, type Backend } from './persistence/index.js'
 import { Connections } from './transport/connections.js'
 import type { PacketGuard } from './transport/size-guard.js'
-
-/** `redis.outageHoldMs` when not set: how long a publish waits for an unreachable Redis. */
-const DEFAULT_OUTAGE_HOLD_MS = 10_000
 
 /** Reports a failure that has no caller to return to: counted by component, logged. */
 export type ErrorReporter = (component: string, err: unknown, context?: Readonly<Record<string, unknown>>) => void

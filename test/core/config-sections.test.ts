@@ -19,7 +19,7 @@ test('the built-in config\'s type is the core\'s and every built-in section\'s, 
   expectTypeOf<BrokerConfig['auth']['apiKeys']>().toEqualTypeOf<readonly ApiKeyInput[]>()
   expectTypeOf<BrokerConfig['auth']['users']>().toEqualTypeOf<readonly AuthUser[]>()
   expectTypeOf<BrokerConfig['auth']['acl']>().toEqualTypeOf<readonly AclRuleInput[]>()
-  expectTypeOf<BrokerConfig['redis']>().toEqualTypeOf<{ readonly url: string, readonly outageHoldMs?: number, readonly maxRouteBacklog?: number, readonly nodeTimeoutMs?: number } | undefined>()
+  expectTypeOf<BrokerConfig['redis']>().toEqualTypeOf<{ readonly url: string, readonly outageHoldMs?: number, readonly maxRouteBacklog?: number, readonly waitReplicas?: number, readonly nodeTimeoutMs?: number } | undefined>()
 })
 
 test('a plugin\'s section is loaded only when given: defaults, env variable, unknown keys', () => {

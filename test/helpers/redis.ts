@@ -82,20 +82,25 @@ export async function startRedis (t: TestContext, options: RedisOptions = {}): P
 }
 
 async function spawnRedis (args: readonly string[]): Promise<ChildProcess> {
-  const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  return await spawnUntil('redis-server', args, 'Ready to accept connections')
+}
+
+/** Spawn `command` and resolve once its standard output has said `ready` (within 10 s). */
+export async function spawnUntil (command: string, args: readonly string[], ready: string): Promise<ChildProcess> {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
   await new Promise<void>((resolve, reject) => {
     let output = ''
-    const timer = setTimeout(() => { reject(new Error(`redis-server did not start within 10 s: ${output}`)) }, 10_000)
+    const timer = setTimeout(() => { reject(new Error(`${command} did not start within 10 s: ${output}`)) }, 10_000)
     child.stdout?.on('data', (chunk: Buffer) => {
       output += chunk.toString()
-      if (output.includes('Ready to accept connections')) {
+      if (output.includes(ready)) {
         clearTimeout(timer)
         resolve()
       }
     })
     child.once('exit', (code) => {
       clearTimeout(timer)
-      reject(new Error(`redis-server exited with ${code}: ${output}`))
+      reject(new Error(`${command} exited with ${code}: ${output}`))
     })
   })
   return child

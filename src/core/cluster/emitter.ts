@@ -18,6 +18,10 @@ export interface ClusterOptions extends OutboxOptions {
   readonly nodeTimeoutMs: number
   /** Counts each event published again from a journal. */
   readonly onReplayed: () => void
+  /** `redis.waitReplicas`: replicas a journal entry must be on before its event is acknowledged. */
+  readonly waitReplicas: number
+  /** `redis.outageHoldMs`: how long the commit waits for those replicas. */
+  readonly holdMs: number
 }
 
 export interface ClusterConnections {

@@ -31,6 +31,10 @@ export interface JournalOptions {
   readonly nodeTimeoutMs: number
   /** Counts each event published again from the journal (a duplicate its subscribers may see). */
   readonly onReplayed: () => void
+  /** Replicas the entries must be on (`WAIT`) before a commit resolves; 0: the master's word is enough. */
+  readonly waitReplicas: number
+  /** How long a commit waits for them. */
+  readonly holdMs: number
 }
 
 interface Pending {
@@ -126,7 +130,7 @@ export class Journal {
     this.#pending = []
     const args: Array<string | number | Buffer> = []
     for (const { claim, entry } of batch) args.push(claim?.key ?? '', claim?.ttlMs ?? 0, entry ?? '')
-    this.commands.commit(this.options.nodeId, args).then((results) => {
+    this.#committed(args).then((results) => {
       for (let i = 0; i < batch.length; i++) {
         const result = results[i]
         batch[i]?.resolve(result === 0 ? DUPLICATE : { duplicate: false, entry: typeof result === 'string' ? result : undefined })
@@ -134,6 +138,22 @@ export class Journal {
     }, (err: unknown) => {
       for (const pending of batch) pending.reject(err)
     })
+  }
+
+  /**
+   * The commit script's replies; with `waitReplicas`, once the replicas have it too. WAIT
+   * covers what this connection wrote before it: the entries. What the routing writes
+   * after (on other connections) needs no WAIT: a replica that lacks it also lacks the
+   * entry's deletion, written after it, and a sweep on the new master routes the entry again.
+   */
+  async #committed (args: Array<string | number | Buffer>): Promise<Array<string | number>> {
+    const results = await this.commands.commit(this.options.nodeId, args)
+    const wanted = this.options.waitReplicas
+    if (wanted > 0) {
+      const got = await this.conn.wait(wanted, this.options.holdMs)
+      if (got < wanted) throw new Error(`the journal entries reached ${got} of redis.waitReplicas (${wanted}) replicas within ${this.options.holdMs} ms`)
+    }
+    return results
   }
 
   /** Replay `range` (entries taken over), or the entries older than `nodeTimeoutMs`; one sweep at a time. */

@@ -9,14 +9,13 @@ export const redisSection = configSection({
   key: 'redis',
   schema: Type.Optional(Type.Object({
     url: Type.String({
-      format: 'uri',
-      pattern: '^rediss?://',
+      pattern: '^(rediss?://\\S+|redis\\+sentinel://[^/\\s]+/[^/\\s?]+(/\\d+)?/?(\\?\\S*)?)$',
       ...setting({
         env: 'CE_BROKER_REDIS_URL',
         flag: '--redis',
         flagArg: 'URL',
         shownDefault: 'none (embedded)',
-        doc: '`redis://[user:pass@]host:port[/db]` or `rediss://` (TLS); switches persistence and routing to Redis'
+        doc: '`redis://[user:pass@]host:port[/db]`, `rediss://` (TLS) or `redis+sentinel://[user:pass@]host:port[,host:port…]/<master>[/db]` (the master Sentinel watches, see [Running a cluster](#running-a-cluster)); switches persistence and routing to Redis'
       })
     }),
     // no schema default: the broker waits 10000 ms when it is absent, and `redis` stays as it was given
@@ -34,6 +33,14 @@ export const redisSection = configSection({
         env: 'CE_BROKER_REDIS_MAX_ROUTE_BACKLOG',
         shownDefault: '`10000`',
         doc: 'messages waiting in one node\'s cluster inbox; beyond it publishes routed to that node wait (their publishers are read no further) until it has read down to half'
+      })
+    })),
+    waitReplicas: Type.Optional(Type.Integer({
+      minimum: 0,
+      ...setting({
+        env: 'CE_BROKER_REDIS_WAIT_REPLICAS',
+        shownDefault: '`0`',
+        doc: 'with a replicated Redis (Sentinel): an event is acknowledged once its journal entry is on this many replicas (`WAIT`), so a failover loses no acknowledged event; `0` acknowledges once the master has it'
       })
     })),
     nodeTimeoutMs: Type.Optional(Type.Integer({

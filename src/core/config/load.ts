@@ -156,7 +156,7 @@ function layerError (layer: Layer, errors: ErrorObject[] | null | undefined): Co
     detail = 'is required'
   } else {
     detail = `${first.message ?? first.keyword}, got ${JSON.stringify(getPath(layer.data, segments))}`
-    if ((first.keyword === 'pattern' || first.keyword === 'format') && segments.join('.') === 'redis.url') detail = `must be a redis:// or rediss:// URL, got ${JSON.stringify(getPath(layer.data, segments))}`
+    if ((first.keyword === 'pattern' || first.keyword === 'format') && segments.join('.') === 'redis.url') detail = `must be a redis://, rediss:// or redis+sentinel:// URL, got ${JSON.stringify(getPath(layer.data, segments))}`
     const allowed: unknown = first.params.allowedValues
     if (first.keyword === 'enum' && Array.isArray(allowed)) detail += ` (allowed: ${allowed.join(', ')})`
   }

@@ -12,6 +12,7 @@ import { ConfigError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import { boundRecursion } from './bounded-mq.js'
 import { guardDollarTopics } from './dollar-topics.js'
+import { redisTarget, type RedisTarget } from './redis-url.js'
 import { pageRedisBacklog } from './redis-backlog.js'
 import { watchSystemTopics, type SystemInterest } from './system-interest.js'
 
@@ -72,6 +73,8 @@ export interface Backend {
 const DEFAULT_MAX_ROUTE_BACKLOG = 10_000
 /** `redis.nodeTimeoutMs` when not set. */
 const DEFAULT_NODE_TIMEOUT_MS = 10_000
+/** `redis.outageHoldMs` when not set: how long a publish waits for an unreachable Redis. */
+export const DEFAULT_OUTAGE_HOLD_MS = 10_000
 
 /** What the backend has counted. */
 export interface BackendCounters {
@@ -108,14 +111,17 @@ export function createBackend (config: CoreConfig, log: Logger, counters: Backen
     }
   }
 
-  const url = config.redis.url
+  const target = targetOf(config.redis.url)
   const health = new RedisHealth(log.child({ component: 'redis' }))
   // One connection for the persistence; for the cluster one for commands, one subscribed to
   // the route channel and one for the blocking inbox read (those two can do nothing else).
-  // The URL carries the password, the db (`/2`) and TLS (`rediss://`); ioredis reads all three from it.
+  // The URL carries the password, the db (`/2`) and TLS (`rediss://`), or the Sentinels to ask (redis-url.ts).
   // Cluster commands wait through reconnects rather than fail: a route write is kept until Redis is back.
   // Each connection is named `ce-broker:<nodeId>:<role>` in Redis' CLIENT LIST.
-  const open = (role: string, options: RedisOptions = {}): Redis => new Redis(url, { connectionName: `ce-broker:${config.nodeId}:${role}`, ...options })
+  const open = (role: string, options: RedisOptions = {}): Redis => {
+    const named = { connectionName: `ce-broker:${config.nodeId}:${role}`, ...options }
+    return target.kind === 'url' ? new Redis(target.url, named) : new Redis({ ...target.options, ...named })
+  }
   const db = health.watch(open('persistence'), 'persistence')
   const commands = health.watch(open('cluster', { enableAutoPipelining: true, maxRetriesPerRequest: null }), 'cluster')
   const subscriber = health.watch(open('subscribe'), 'subscribe', true)
@@ -133,7 +139,9 @@ export function createBackend (config: CoreConfig, log: Logger, counters: Backen
     maxBacklog: config.redis.maxRouteBacklog ?? DEFAULT_MAX_ROUTE_BACKLOG,
     nodeTimeoutMs: config.redis.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS,
     onBehind: () => { counters.limitHit('route_backlog') },
-    onReplayed: counters.journalReplayed
+    onReplayed: counters.journalReplayed,
+    waitReplicas: config.redis.waitReplicas ?? 0,
+    holdMs: config.redis.outageHoldMs ?? DEFAULT_OUTAGE_HOLD_MS
   }, log.child({ component: 'cluster' }))
   return {
     kind: 'redis',
@@ -293,4 +301,13 @@ async function storedSubscribers (persistence: AedesMemoryPersistence, topic: st
     const { clientId, topic: filter, qos } = sub as Record<string, unknown>
     return typeof clientId === 'string' && typeof filter === 'string' ? [{ clientId, topic: filter, qos: typeof qos === 'number' ? qos : 0 }] : []
   })
+}
+
+/** `redis.url` read, or a `ConfigError` naming it. */
+function targetOf (url: string): RedisTarget {
+  try {
+    return redisTarget(url)
+  } catch (err: unknown) {
+    throw new ConfigError('config', 'redis.url', `${err instanceof Error ? err.message : String(err)}, got ${JSON.stringify(url)}`, { cause: err })
+  }
 }
