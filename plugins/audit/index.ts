@@ -68,20 +68,27 @@ async function setupAudit (ctx: PluginContext, opts: AuditOptions): Promise<(() 
 
   let flushing: Promise<void> = Promise.resolve()
   let scheduled = false
-  /** Settles once the sinks have taken this turn's lines (made only when asked for). */
-  let turn: { promise: Promise<void>, resolve: () => void } | undefined
+  /** Settles once the sinks have taken this turn's lines, rejecting when one did not (made only when asked for). */
+  let turn: { promise: Promise<void>, resolve: () => void, reject: (err: Error) => void } | undefined
   /** The lines go to the sinks once per loop turn (and are let go of when there are none). */
   function scheduleFlush (): void {
     if (scheduled) return
     scheduled = true
     setImmediate(flush)
   }
-  /** This turn's flush, for an acknowledgement that waits for its audit entry (`keepUntil`). */
+  /**
+   * This turn's flush, for an acknowledgement that waits for its audit entry
+   * (`keepUntil`): a sink that could not write the lines fails it, so the event is not
+   * acknowledged and its journal entry is finished again later, audit entry included.
+   */
   function flushed (): Promise<void> {
     if (turn === undefined) {
       let resolve = (): void => {}
-      const promise = new Promise<void>((resolved) => { resolve = resolved })
-      turn = { promise, resolve }
+      let reject = (_err: Error): void => {}
+      const promise = new Promise<void>((resolved, rejected) => { resolve = resolved; reject = rejected })
+      // whoever waits for it hears of a failure; nobody waiting is no unhandled rejection (the sinks' errors are reported)
+      promise.catch(() => {})
+      turn = { promise, resolve, reject }
     }
     scheduleFlush()
     return turn.promise
@@ -91,25 +98,34 @@ async function setupAudit (ctx: PluginContext, opts: AuditOptions): Promise<(() 
     const waiting = turn
     turn = undefined
     const batch = records.take()
-    const writes: Array<Promise<void>> = []
+    const writes: Array<Promise<boolean>> = []
     if (batch.count > 0) {
       for (const sink of sinks) {
-        const wrote = (written: number): void => {
+        /** Count what the sink wrote; whether it wrote every line. */
+        const wrote = (written: number): boolean => {
           count(sink.name, 'written', written)
           if (written < batch.count) count(sink.name, 'failed', batch.count - written)
+          return written === batch.count
         }
         try {
           const result = sink.write(batch)
-          if (typeof result === 'number') wrote(result)
-          else writes.push(result.then(wrote, (err: unknown) => { wrote(0); ctx.reportError(err, { sink: sink.name }) }))
+          writes.push(typeof result === 'number'
+            ? Promise.resolve(wrote(result))
+            : result.then(wrote, (err: unknown) => { ctx.reportError(err, { sink: sink.name }); return wrote(0) }))
         } catch (err: unknown) {
-          wrote(0)
           ctx.reportError(err, { sink: sink.name })
+          writes.push(Promise.resolve(wrote(0)))
         }
       }
     }
-    if (writes.length > 0) flushing = Promise.all([flushing, ...writes]).then(() => undefined)
-    if (waiting !== undefined) void Promise.all(writes).then(waiting.resolve)
+    const all = Promise.all(writes)
+    if (writes.length > 0) flushing = Promise.all([flushing, all]).then(() => undefined)
+    if (waiting !== undefined) {
+      void all.then((done) => {
+        if (done.every(Boolean)) waiting.resolve()
+        else waiting.reject(new Error('an audit sink did not take the records of this turn'))
+      })
+    }
   }
 
   ctx.hooks.decided(function auditPublish (attempt: PublishAttempt, verdict: PublishVerdict): void {

@@ -50,12 +50,13 @@ export async function startRedis (t: TestContext, options: RedisOptions = {}): P
   const args = options.tls === undefined
     ? ['--port', String(port)]
     : ['--port', '0', '--tls-port', String(port), '--tls-cert-file', options.tls.certFile, '--tls-key-file', options.tls.keyFile, '--tls-auth-clients', 'no']
-  args.push('--bind', '127.0.0.1', '--save', '')
+  // its own folder: a redis-server loads the dump.rdb of the folder it starts in
+  const dir = await mkdtemp(join(tmpdir(), 'ce-broker-redis-'))
+  defer(t, async () => { await rm(dir, { recursive: true, force: true }) })
+  args.push('--bind', '127.0.0.1', '--save', '', '--dir', dir)
   if (options.password !== undefined) args.push('--requirepass', options.password)
   if (options.persistent === true) {
-    const dir = await mkdtemp(join(tmpdir(), 'ce-broker-redis-'))
-    defer(t, async () => { await rm(dir, { recursive: true, force: true }) })
-    args.push('--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir)
+    args.push('--appendonly', 'yes', '--appendfsync', 'always')
   } else {
     args.push('--appendonly', 'no')
   }

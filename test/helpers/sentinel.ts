@@ -45,7 +45,8 @@ export async function startSentinelGroup (t: TestContext, replicas = 2): Promise
   })
   const server = async (extra: readonly string[]): Promise<number> => {
     const port = await freePort()
-    children.set(port, await spawnUntil('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extra], 'Ready to accept connections'))
+    // in the temporary folder: a replica's full sync writes a dump.rdb where it runs
+    children.set(port, await spawnUntil('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--dbfilename', `dump-${port}.rdb`, ...extra], 'Ready to accept connections'))
     return port
   }
   const master = await server([])

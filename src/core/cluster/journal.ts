@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import { pack, unpack } from 'msgpackr'
-import { messageOf } from '../errors/base.js'
+import { messageOf, type EventSummary } from '../errors/base.js'
 import type { Logger } from '../logger.js'
 import { journalKey, type ClusterCommands, type IdRange } from './scripts.js'
 
@@ -11,6 +11,8 @@ export interface JournalPacket {
   readonly qos: 0 | 1 | 2
   readonly retain: boolean
   readonly clientId: string | null
+  /** What the event's checks found it to be (its audit record says so again on a replay). */
+  readonly event: EventSummary | undefined
 }
 
 /** An idempotency claim to take with the event's entry: the key, for `ttlMs`. */
@@ -77,7 +79,7 @@ export class Journal {
   /** Take `claim` and append the event (`packet`, when it will be acknowledged), with the rest of this turn's events. */
   commit (claim: Claim | undefined, packet: JournalPacket | undefined): Promise<CommitResult> {
     return new Promise((resolve, reject) => {
-      const entry = packet === undefined ? undefined : pack({ t: packet.topic, p: packet.payload, q: packet.qos, r: packet.retain, c: packet.clientId })
+      const entry = packet === undefined ? undefined : pack({ t: packet.topic, p: packet.payload, q: packet.qos, r: packet.retain, c: packet.clientId, e: packet.event })
       this.#pending.push({ claim, entry, resolve, reject })
       this.#schedule()
     })
@@ -204,20 +206,22 @@ export class Journal {
 
 const DUPLICATE: CommitResult = { duplicate: true }
 
-/** The packet a journal entry holds (`p`: msgpack of topic, payload, qos, retain, client id), or `undefined` when unreadable. */
+/** The packet a journal entry holds (`p`: msgpack of topic, payload, qos, retain, client id and event summary), or `undefined` when unreadable. */
 function packetOf (fields: Buffer[]): JournalPacket | undefined {
   const at = fields.findIndex((f, i) => i % 2 === 0 && f.toString() === 'p')
   const raw = at === -1 ? undefined : fields[at + 1]
   if (raw === undefined) return undefined
   const value: unknown = unpack(raw)
   if (typeof value !== 'object' || value === null) return undefined
-  const { t, p, q, r, c } = value as Record<string, unknown>
+  const { t, p, q, r, c, e } = value as Record<string, unknown>
   if (typeof t !== 'string' || !(p instanceof Uint8Array)) return undefined
   return {
     topic: t,
     payload: Buffer.from(p.buffer, p.byteOffset, p.byteLength),
     qos: q === 1 || q === 2 ? q : 0,
     retain: r === true,
-    clientId: typeof c === 'string' ? c : null
+    clientId: typeof c === 'string' ? c : null,
+    // written by commit() from the attempt's summary
+    event: typeof e === 'object' && e !== null ? e as EventSummary : undefined
   }
 }

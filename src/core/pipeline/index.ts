@@ -101,6 +101,7 @@ export function createPublishPipeline (deps: PipelineDeps): PublishPipeline {
   async function replay (entry: JournalPacket): Promise<void> {
     const packet: PublishPacket = { cmd: 'publish', topic: entry.topic, payload: entry.payload, qos: entry.qos, retain: entry.retain, dup: false }
     const attempt = new Attempt(entry.topic, entry.payload, entry.qos, entry.retain, entry.clientId, undefined, 'internal', log, undefined)
+    if (entry.event !== undefined) attempt.describe(entry.event)
     attempt.commits = true
     refusals.announce(attempt, undefined)
     await deps.route(packet, null)
