@@ -211,9 +211,9 @@ async function measureServers (scenario: Scenario, side: Side, settings: Setting
   const servers = startServers(scenario, side, services, settings.baseline)
   try {
     const ports = await Promise.all(servers.map(async (server) => await server.ready()))
-    // publishers go to the first server (node A), subscribers to the last (node B; the same one outside a cluster)
+    // publishers go to the first server (node A), subscribers to the last (node B; the same one outside a cluster), or to A with `subscriberOnIngress`
     const publisherPort = ports[0]
-    const subscriberPort = ports[ports.length - 1]
+    const subscriberPort = scenario.subscriberOnIngress === true ? ports[0] : ports[ports.length - 1]
     if (publisherPort === undefined || subscriberPort === undefined) throw new Error('no server port')
     // the loadgen says when its window opens and closes; sample the servers (and Redis, and the
     // receiver) at both ends. A failed sample is kept as a value: if the loadgen fails too, its

@@ -133,6 +133,12 @@ export interface Scenario {
    * (the single node is the embedded baseline) nor `receiver`.
    */
   readonly cluster?: boolean
+  /**
+   * With `cluster`: the subscriber connects to node A as well, beside the publishers, so
+   * no message needs to cross Redis; node B only belongs to the cluster (its routes and
+   * heartbeats). Measures what being in a cluster costs a node's local traffic.
+   */
+  readonly subscriberOnIngress?: boolean
   readonly load: LoadSpec
 }
 
@@ -293,6 +299,17 @@ export const SCENARIOS: readonly Scenario[] = [
     },
     cluster: true,
     load: { ...WINDOWED_LOAD, uniqueIds: true }
+  },
+  {
+    name: 'cluster-local',
+    // the fanin-qos0 load and config on node A of a two-node cluster, its subscriber
+    // on node A too: delivered in process, with nothing through Redis per message
+    ceBroker: function clusterLocalCeBroker () {
+      return { validation: { rules: [] }, idempotency: { enabled: false }, audit: { enabled: false } }
+    },
+    cluster: true,
+    subscriberOnIngress: true,
+    load: FANIN_LOAD
   },
   {
     name: 'webhook-throughput',

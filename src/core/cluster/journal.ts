@@ -35,7 +35,7 @@ export interface JournalOptions {
   readonly onReplayed: () => void
   /** Replicas the entries must be on (`WAIT`) before a commit resolves; 0: the master's word is enough. */
   readonly waitReplicas: number
-  /** How long a commit waits for them. */
+  /** `redis.outageHoldMs`: how long a commit waits for Redis (and the replicas) before it fails with `CommitTimeoutError`. */
   readonly holdMs: number
 }
 
@@ -132,12 +132,23 @@ export class Journal {
     this.#pending = []
     const args: Array<string | number | Buffer> = []
     for (const { claim, entry } of batch) args.push(claim?.key ?? '', claim?.ttlMs ?? 0, entry ?? '')
+    // one deadline for the batch, not a timer per event
+    let late = false
+    const timer = setTimeout(() => {
+      late = true
+      const err = new CommitTimeoutError(this.options.holdMs)
+      for (const pending of batch) pending.reject(err)
+    }, this.options.holdMs)
     this.#committed(args).then((results) => {
+      clearTimeout(timer)
+      // too late: the entries written anyway are routed by a later sweep
+      if (late) return
       for (let i = 0; i < batch.length; i++) {
         const result = results[i]
         batch[i]?.resolve(result === 0 ? DUPLICATE : { duplicate: false, entry: typeof result === 'string' ? result : undefined })
       }
     }, (err: unknown) => {
+      clearTimeout(timer)
       for (const pending of batch) pending.reject(err)
     })
   }
@@ -205,6 +216,13 @@ export class Journal {
 }
 
 const DUPLICATE: CommitResult = { duplicate: true }
+
+/** Redis did not answer a commit within `redis.outageHoldMs`. */
+export class CommitTimeoutError extends Error {
+  constructor (readonly holdMs: number) {
+    super(`redis did not take the event within redis.outageHoldMs (${holdMs} ms)`)
+  }
+}
 
 /** The packet a journal entry holds (`p`: msgpack of topic, payload, qos, retain, client id and event summary), or `undefined` when unreadable. */
 function packetOf (fields: Buffer[]): JournalPacket | undefined {

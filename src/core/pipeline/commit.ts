@@ -1,5 +1,6 @@
 import type { Client, PublishPacket } from 'aedes'
-import type { CommitResult, Journal } from '../cluster/journal.js'
+import { CommitTimeoutError, type CommitResult, type Journal } from '../cluster/journal.js'
+import { messageOf } from '../errors/base.js'
 import { UnavailableError } from '../errors.js'
 import { DISCARD_PREFIX } from '../reserved-topics.js'
 import type { Attempt } from './attempt.js'
@@ -8,8 +9,6 @@ export interface CommitDeps {
   readonly journal: Journal
   /** Route an accepted packet to everything it goes to (aedes' publish), as `client`'s; resolves once done. */
   readonly route: (packet: PublishPacket, client: Client | null) => Promise<void>
-  /** `redis.outageHoldMs`: longest a commit waits for Redis before the publish is refused unacknowledged. */
-  readonly holdMs: number
 }
 
 /**
@@ -30,24 +29,13 @@ export class Commit {
     return attempt.claimed !== undefined || attempt.qos > 0
   }
 
-  /** Take the claim and write the entry; rejects with `UnavailableError` when Redis does not answer within `holdMs`. */
+  /** Take the claim and write the entry; rejects with `UnavailableError` when Redis does not answer within `redis.outageHoldMs`. */
   async append (attempt: Attempt): Promise<CommitResult> {
-    const packet = attempt.qos > 0 ? attempt : undefined
-    const committed = this.deps.journal.commit(attempt.claimed, packet)
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => {
-        // the entry may yet be written: if so, the journal's sweep routes it later
-        reject(new UnavailableError(`redis did not take the event within redis.outageHoldMs (${this.deps.holdMs} ms); it was not acked`))
-      }, this.deps.holdMs)
-    })
     try {
-      return await Promise.race([committed, late])
+      return await this.deps.journal.commit(attempt.claimed, attempt.qos > 0 ? attempt : undefined)
     } catch (err: unknown) {
-      if (err instanceof UnavailableError) throw err
-      throw new UnavailableError(`redis refused the event's commit: ${err instanceof Error ? err.message : String(err)}; it was not acked`, { cause: err })
-    } finally {
-      clearTimeout(timer)
+      // not acked: the publisher sends it again. An entry Redis wrote after all is routed by a later sweep
+      throw new UnavailableError(`${err instanceof CommitTimeoutError ? err.message : `redis refused the event's commit: ${messageOf(err)}`}; it was not acked`, { cause: err })
     }
   }
 

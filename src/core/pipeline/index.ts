@@ -70,7 +70,7 @@ export interface PublishPipeline {
 export function createPublishPipeline (deps: PipelineDeps): PublishPipeline {
   const { chain, metrics, log } = deps
   const refusals = createRefusals(deps)
-  const commit = deps.journal === undefined ? undefined : new Commit({ journal: deps.journal, route: deps.route, holdMs: deps.holdMs })
+  const commit = deps.journal === undefined ? undefined : new Commit({ journal: deps.journal, route: deps.route })
   const decide = createDecision({ chain, limits: deps, metrics, refusals, commit })
   const outage = createOutageHold({ ...deps, log })
 
