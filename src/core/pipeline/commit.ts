@@ -12,21 +12,27 @@ export interface CommitDeps {
 }
 
 /**
- * With `--redis`, what makes an acknowledgement a promise. An accepted event that its
- * publisher will be told about (QoS 1/2, HTTP) is written to this node's journal together
- * with its idempotency claim, one Lua step for the events of a turn (`append`); then it is
- * routed before the acknowledgement (`finish`): other nodes' inboxes, subscribers'
- * session queues, webhook jobs and its audit entry are in Redis when the PUBACK, PUBREC
- * or 202 goes out. Should this node die in between, the journal entry is found and
- * routed by the node that reaps it. A QoS 0 event only has its claim taken, batched the
- * same way.
+ * With `--redis`, what makes an acknowledgement a promise when an event is claimed
+ * (idempotency). An accepted event that its publisher will be told about (QoS 1/2,
+ * HTTP) is written to this node's journal together with its claim, one Lua step for the
+ * events of a turn (`append`); then it is routed before the acknowledgement (`finish`):
+ * other nodes' inboxes, subscribers' session queues, webhook jobs and its audit entry are
+ * in Redis when the PUBACK, PUBREC or 202 goes out. Should this node die in between, the
+ * journal entry is found and routed by the node that reaps it, while the publisher's
+ * resent copy is a duplicate. A QoS 0 event only has its claim taken, batched the same way.
  */
 export class Commit {
   constructor (private readonly deps: CommitDeps) {}
 
-  /** Whether `attempt` has anything to commit: a claim to take, or an acknowledgement to earn. */
+  /**
+   * Whether `attempt` has anything to commit: a claim to take (and, for an event that
+   * will be acked, the work it guards, which must be in Redis with it). An event without
+   * a claim needs no journal: aedes routes it (inboxes, offline sessions, the
+   * `published` hooks' durable work) before it acks, and should the node die in
+   * between, the publisher's resent copy is routed again.
+   */
   needed (attempt: Attempt): boolean {
-    return attempt.claimed !== undefined || attempt.qos > 0
+    return attempt.claimed !== undefined
   }
 
   /** Take the claim and write the entry; rejects with `UnavailableError` when Redis does not answer within `redis.outageHoldMs`. */

@@ -60,6 +60,13 @@ export function createDecision (deps: DecisionDeps): Decide {
     })
   }
 
+  /** Route once the durable work the `decided` handlers started (the audit entry) is done; not at all if it failed. */
+  function kept (work: ReadonlyArray<Promise<unknown>>, done: (err: BrokerError | undefined) => void): void {
+    Promise.all(work).then(() => { done(undefined) }, (err: unknown) => {
+      done(new UnavailableError(`the event's durable work failed: ${err instanceof Error ? err.message : String(err)}; it was not acked`, { cause: err }))
+    })
+  }
+
   return function decide (packet, attempt, done) {
     attempt.commits = commit !== undefined
     const topic = packet.topic
@@ -76,8 +83,7 @@ export function createDecision (deps: DecisionDeps): Decide {
       return
     }
     if (chain.length === 0) {
-      if (commit?.needed(attempt) === true) committed(commit, packet, attempt, done)
-      else done(undefined)
+      done(undefined)
       return
     }
     settleChain(chain, attempt, function allowed () {
@@ -86,7 +92,8 @@ export function createDecision (deps: DecisionDeps): Decide {
         return
       }
       accept(attempt)
-      done(undefined)
+      if (attempt.kept === undefined) done(undefined)
+      else kept(attempt.kept, done)
     }, function refused (raw: unknown) {
       refusals.refuse(packet, attempt, toBrokerError(raw), done)
     })
