@@ -77,7 +77,7 @@ test('an invalid config file exits 1 with a message naming the key and the value
 
   const badUrl = await startCli(t, ['--mqtt-port', '0', '--http-port', '0', '--redis', 'http://cache']).exited
   assert.equal(badUrl.code, 1)
-  assert.match(badUrl.stderr, /flag --redis: redis\.url must be a redis:\/\/ or rediss:\/\/ URL, got "http:\/\/cache"/)
+  assert.match(badUrl.stderr, /flag --redis: redis\.url must be a redis:\/\/, rediss:\/\/ or redis\+sentinel:\/\/ URL, got "http:\/\/cache"/)
 
   const badEnv = await startCli(t, [], { CE_BROKER_HTTP_PORT: 'x' }).exited
   assert.equal(badEnv.code, 1)
