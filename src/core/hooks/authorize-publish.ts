@@ -38,7 +38,7 @@ export function adaptAuthorizePublish (pipeline: PublishPipeline, deps: Pick<Pub
   const { connections, metrics, log } = deps
 
   function admit (client: Client | null, packet: PublishPacket, origin: Origin, meta: ReturnType<Connections['metaOf']>, callback: (err?: Error | null) => void): void {
-    if (pipeline.unchecked(packet.topic)) {
+    if (pipeline.unchecked(packet.topic, packet.qos)) {
       // nothing to ask: skip building the attempt (the benchmark's no-plugin path)
       callback(null)
       return

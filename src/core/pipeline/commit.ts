@@ -25,13 +25,17 @@ export class Commit {
   constructor (private readonly deps: CommitDeps) {}
 
   /**
-   * Whether `attempt` has anything to commit: a claim to take (and, for an event that
-   * will be acked, the work it guards, which must be in Redis with it). An event without
-   * a claim needs no journal: aedes routes it (inboxes, offline sessions, the
-   * `published` hooks' durable work) before it acks, and should the node die in
-   * between, the publisher's resent copy is routed again.
+   * Whether `attempt` has anything to commit: a claim to take, or an acknowledgement to
+   * earn (aedes sends a QoS 1 PUBACK before it routes; this routes first). Only a
+   * claimed event needs a journal entry: without a claim, a node that dies before the
+   * ack leaves a publisher that sends the event again, and the copy is routed again.
    */
   needed (attempt: Attempt): boolean {
+    return attempt.claimed !== undefined || attempt.qos > 0
+  }
+
+  /** Whether `attempt` is written to the journal: an event that will be acked, with a claim the journal holds for it. */
+  journaled (attempt: Attempt): boolean {
     return attempt.claimed !== undefined
   }
 
@@ -46,14 +50,14 @@ export class Commit {
   }
 
   /**
-   * Route the committed event, let its entry go, wait for the durable work its handlers
-   * started (`keepUntil`), then turn `packet` into one that goes nowhere: aedes publishes
-   * the packet it acknowledges, and this one has been routed already.
+   * Route the event, wait for the durable work its handlers started (`keepUntil`), let
+   * its journal entry go (if it has one), then turn `packet` into one that goes nowhere:
+   * aedes publishes the packet it acknowledges, and this one has been routed already.
    */
-  async finish (packet: PublishPacket, attempt: Attempt, entry: string): Promise<void> {
+  async finish (packet: PublishPacket, attempt: Attempt, entry: string | undefined): Promise<void> {
     await this.deps.route(packet, attempt.source)
     if (attempt.kept !== undefined) await Promise.all(attempt.kept)
-    this.deps.journal.complete(entry)
+    if (entry !== undefined) this.deps.journal.complete(entry)
     packet.topic = DISCARD_PREFIX + packet.topic
     packet.retain = false
   }

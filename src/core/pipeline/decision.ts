@@ -39,31 +39,31 @@ export function createDecision (deps: DecisionDeps): Decide {
     refusals.announce(attempt, undefined)
   }
 
-  /** Claim and journal the accepted event; a taken claim refuses it, an entry is routed before `done`. */
+  /** Claim and journal the accepted event (when claimed), and route it before `done` (when it will be acked). */
   function committed (committer: Commit, packet: PublishPacket, attempt: Attempt, done: (err: BrokerError | undefined) => void): void {
+    if (!committer.journaled(attempt)) {
+      accept(attempt)
+      routed(committer, packet, attempt, undefined, done)
+      return
+    }
     committer.append(attempt).then(function appended (result) {
       if (result.duplicate) {
         refusals.refuse(packet, attempt, attempt.claimed?.taken() ?? new UnavailableError('claim taken'), done)
         return
       }
       accept(attempt)
-      if (result.entry === undefined) {
-        done(undefined)
-        return
-      }
-      committer.finish(packet, attempt, result.entry).then(() => { done(undefined) }, (err: unknown) => {
-        // not acked: the publisher sends it again, and the journal's sweep routes this copy
-        done(new UnavailableError(`the event could not be routed: ${err instanceof Error ? err.message : String(err)}; it was not acked`, { cause: err }))
-      })
+      // QoS 0: claimed, and routed by aedes as it is never acked
+      if (result.entry === undefined) done(undefined)
+      else routed(committer, packet, attempt, result.entry, done)
     }, function notAppended (err: unknown) {
       done(toBrokerError(err))
     })
   }
 
-  /** Route once the durable work the `decided` handlers started (the audit entry) is done; not at all if it failed. */
-  function kept (work: ReadonlyArray<Promise<unknown>>, done: (err: BrokerError | undefined) => void): void {
-    Promise.all(work).then(() => { done(undefined) }, (err: unknown) => {
-      done(new UnavailableError(`the event's durable work failed: ${err instanceof Error ? err.message : String(err)}; it was not acked`, { cause: err }))
+  function routed (committer: Commit, packet: PublishPacket, attempt: Attempt, entry: string | undefined, done: (err: BrokerError | undefined) => void): void {
+    committer.finish(packet, attempt, entry).then(() => { done(undefined) }, (err: unknown) => {
+      // not acked: the publisher sends it again (and the journal's sweep routes a journaled copy)
+      done(new UnavailableError(`the event could not be routed: ${err instanceof Error ? err.message : String(err)}; it was not acked`, { cause: err }))
     })
   }
 
@@ -83,7 +83,8 @@ export function createDecision (deps: DecisionDeps): Decide {
       return
     }
     if (chain.length === 0) {
-      done(undefined)
+      if (commit?.needed(attempt) === true) committed(commit, packet, attempt, done)
+      else done(undefined)
       return
     }
     settleChain(chain, attempt, function allowed () {
@@ -92,8 +93,7 @@ export function createDecision (deps: DecisionDeps): Decide {
         return
       }
       accept(attempt)
-      if (attempt.kept === undefined) done(undefined)
-      else kept(attempt.kept, done)
+      done(undefined)
     }, function refused (raw: unknown) {
       refusals.refuse(packet, attempt, toBrokerError(raw), done)
     })

@@ -40,8 +40,8 @@ export interface CheckOptions {
 }
 
 export interface PublishPipeline {
-  /** Whether a publish needs no decision: no handler to ask (so no claim to commit), not reserved, too short to be over a limit. */
-  readonly unchecked: (topic: string) => boolean
+  /** Whether a publish needs no decision: no handler to ask, nothing to route before an ack (embedded, or QoS 0), not reserved, too short to be over a limit. */
+  readonly unchecked: (topic: string, qos: 0 | 1 | 2) => boolean
   readonly decide: Decide
   /** Where a client's publish waits while Redis is unreachable. */
   readonly outage: OutageHold
@@ -74,8 +74,8 @@ export function createPublishPipeline (deps: PipelineDeps): PublishPipeline {
   const decide = createDecision({ chain, limits: deps, metrics, refusals, commit })
   const outage = createOutageHold({ ...deps, log })
 
-  function unchecked (topic: string): boolean {
-    return chain.length === 0 && !isReserved(topic) && !mayBeOverLimit(topic, deps)
+  function unchecked (topic: string, qos: 0 | 1 | 2): boolean {
+    return chain.length === 0 && (commit === undefined || qos === 0) && !isReserved(topic) && !mayBeOverLimit(topic, deps)
   }
 
   function attemptOf (packet: PublishPacket, options: CheckOptions): Attempt {
