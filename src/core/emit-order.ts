@@ -1,5 +1,6 @@
 import type { Aedes } from 'aedes'
 import type { MQEmitter } from 'mqemitter'
+import { DISCARD_PREFIX } from './reserved-topics.js'
 
 /** One publish of this node that aedes numbered and that has not reached the mq yet. */
 interface Numbered {
@@ -60,7 +61,8 @@ export function keepEmitOrder (aedes: Aedes, mq: MQEmitter): void {
     // the fan-in path: a QoS 0 message that is not retained reaches the mq within this call
     // (no persistence step before its emit), so while nothing waits it cannot be overtaken
     // or overtake: nothing to note
-    if (queue.length === 0 && isObject(packet) && Reflect.get(packet, 'retain') !== true && !(Number(Reflect.get(packet, 'qos')) > 0)) {
+    // and a discarded packet (refused, or routed already by the commit) reaches no one: its order does not matter
+    if (isObject(packet) && ((queue.length === 0 && Reflect.get(packet, 'retain') !== true && !(Number(Reflect.get(packet, 'qos')) > 0)) || isDiscarded(packet))) {
       // call(), not Reflect.apply(): no arguments array per message on the hottest path
       publish.call(aedes, packet, clientOrDone, maybeDone)
       return
@@ -133,4 +135,9 @@ function isObject (value: unknown): value is object {
 function brokerIdOf (packet: object, aedes: Aedes): string {
   const own: unknown = Reflect.get(packet, 'brokerId')
   return typeof own === 'string' && own !== '' ? own : aedes.id
+}
+
+function isDiscarded (packet: object): boolean {
+  const topic: unknown = Reflect.get(packet, 'topic')
+  return typeof topic === 'string' && topic.startsWith(DISCARD_PREFIX)
 }

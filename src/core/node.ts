@@ -114,7 +114,7 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
     sampler: clientLog,
     journal: backend.journal,
     received: async (client, packet) => await storedIncoming(backend, client, packet),
-    route: async (packet, client) => { await publishPacket(packet, client) }
+    route: (packet, client, done) => { publishFor(aedes, packet, client, done) }
   })
   const forward = forwardCheck(connections, { chain: chains.forward, reportError: (err, context) => { reportError('forward', err, context) } })
   const subscribeGate = adaptAuthorizeSubscribe({ chain: chains.authorizeSubscribe, connections, limits, metrics, log, sampler: clientLog })
@@ -167,7 +167,8 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
 function publishFor (aedes: Aedes, packet: PublishPacket, client: Client | null, callback: (err?: Error | null) => void): void {
   const publish: unknown = Reflect.get(aedes, 'publish')
   if (typeof publish !== 'function') throw new TypeError('aedes has no publish method')
-  Reflect.apply(publish, aedes, [packet, client, callback])
+  // call(), not Reflect.apply(): no arguments array on the path of every acked message
+  publish.call(aedes, packet, client, callback)
 }
 
 /**

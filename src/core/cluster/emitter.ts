@@ -3,6 +3,7 @@ import type { MQEmitter } from 'mqemitter'
 import { pack } from 'msgpackr'
 import { messageOf } from '../errors/base.js'
 import type { Logger } from '../logger.js'
+import { DISCARD_PREFIX } from '../reserved-topics.js'
 import { Inbox } from './inbox.js'
 import { Journal } from './journal.js'
 import { Outbox, type OutboxOptions } from './outbox.js'
@@ -97,6 +98,11 @@ export function createClusterEmitter (local: MQEmitter, conns: ClusterConnection
       ownRoutes.remove(topic, done)
     },
     emit (message: Message, done?: (error?: Error) => void) {
+      // a discarded packet (refused, or routed already by the commit) goes nowhere
+      if (message.topic.startsWith(DISCARD_PREFIX)) {
+        done?.()
+        return
+      }
       const nodes = closed ? NONE : routes.nodesFor(message.topic)
       if (nodes.length === 0) {
         local.emit(message, done)

@@ -1,5 +1,6 @@
 import type { AedesOptions } from 'aedes'
 import type { PublishedHandler, PublishedMessage } from '../context.js'
+import { DISCARD_PREFIX } from '../reserved-topics.js'
 
 type AedesPublished = NonNullable<AedesOptions['published']>
 type Report = (err: unknown, context: Readonly<Record<string, unknown>>) => void
@@ -12,7 +13,8 @@ type Report = (err: unknown, context: Readonly<Record<string, unknown>>) => void
  */
 export function adaptPublished (chain: readonly PublishedHandler[], reportError: Report): AedesPublished {
   return function published (packet, client, callback) {
-    if (chain.length === 0) {
+    // a discarded packet (refused, or routed already by the commit) is no one's business
+    if (chain.length === 0 || packet.topic.startsWith(DISCARD_PREFIX)) {
       callback(null)
       return
     }

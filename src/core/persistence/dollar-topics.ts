@@ -17,9 +17,9 @@ export function guardDollarTopics (persistence: AedesMemoryPersistence): void {
   const original: unknown = Reflect.get(persistence, 'subscriptionsByTopic')
   if (typeof original !== 'function') throw new TypeError('the persistence has no subscriptionsByTopic(): review dollar-topics.ts')
   Reflect.set(persistence, 'subscriptionsByTopic', async function subscriptionsByTopic (topic: string): Promise<unknown> {
+    if (topic.startsWith(DISCARD_PREFIX)) return []
     const subs: unknown = await Reflect.apply(original, persistence, [topic])
     if (topic.charCodeAt(0) !== DOLLAR || !Array.isArray(subs)) return subs
-    if (topic.startsWith(DISCARD_PREFIX)) return []
     return subs.filter((sub: unknown) => {
       const filter: unknown = Reflect.get(Object(sub), 'topic')
       return typeof filter !== 'string' || (filter.charCodeAt(0) !== PLUS && filter.charCodeAt(0) !== SHARP)

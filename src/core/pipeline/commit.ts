@@ -7,9 +7,13 @@ import type { Attempt } from './attempt.js'
 
 export interface CommitDeps {
   readonly journal: Journal
-  /** Route an accepted packet to everything it goes to (aedes' publish), as `client`'s; resolves once done. */
-  readonly route: (packet: PublishPacket, client: Client | null) => Promise<void>
+  /** Route an accepted packet to everything it goes to (aedes' publish), as `client`'s; `done` once it has. */
+  readonly route: Route
 }
+
+/** aedes' publish, with the publishing client: a callback, not a promise, on the path of every acked message. */
+export type Route = (packet: PublishPacket, client: Client | null, done: (err?: Error | null) => void) => void
+
 
 /**
  * With `--redis`, what makes an acknowledgement a promise when an event is claimed
@@ -53,10 +57,28 @@ export class Commit {
    * Route the event, wait for the durable work its handlers started (`keepUntil`), let
    * its journal entry go (if it has one), then turn `packet` into one that goes nowhere:
    * aedes publishes the packet it acknowledges, and this one has been routed already.
+   * `done` gets the error that kept it from being routed, if any.
    */
-  async finish (packet: PublishPacket, attempt: Attempt, entry: string | undefined): Promise<void> {
-    await this.deps.route(packet, attempt.source)
-    if (attempt.kept !== undefined) await Promise.all(attempt.kept)
+  finish (packet: PublishPacket, attempt: Attempt, entry: string | undefined, done: (err?: unknown) => void): void {
+    this.deps.route(packet, attempt.source, (err) => {
+      if (err !== undefined && err !== null) {
+        done(err)
+        return
+      }
+      const kept = attempt.kept
+      if (kept === undefined) {
+        this.#finished(packet, entry)
+        done()
+        return
+      }
+      Promise.all(kept).then(() => {
+        this.#finished(packet, entry)
+        done()
+      }, done)
+    })
+  }
+
+  #finished (packet: PublishPacket, entry: string | undefined): void {
     if (entry !== undefined) this.deps.journal.complete(entry)
     packet.topic = DISCARD_PREFIX + packet.topic
     packet.retain = false

@@ -61,7 +61,11 @@ export function createDecision (deps: DecisionDeps): Decide {
   }
 
   function routed (committer: Commit, packet: PublishPacket, attempt: Attempt, entry: string | undefined, done: (err: BrokerError | undefined) => void): void {
-    committer.finish(packet, attempt, entry).then(() => { done(undefined) }, (err: unknown) => {
+    committer.finish(packet, attempt, entry, (err?: unknown) => {
+      if (err === undefined) {
+        done(undefined)
+        return
+      }
       // not acked: the publisher sends it again (and the journal's sweep routes a journaled copy)
       done(new UnavailableError(`the event could not be routed: ${err instanceof Error ? err.message : String(err)}; it was not acked`, { cause: err }))
     })

@@ -11,7 +11,7 @@ import type { CoreMetrics } from '../metrics.js'
 import type { AuthorizePublishHandler, Origin } from '../context.js'
 import { isReserved } from '../reserved-topics.js'
 import { Attempt, payloadOf } from './attempt.js'
-import { Commit } from './commit.js'
+import { Commit, type Route } from './commit.js'
 import { createDecision, type Decide } from './decision.js'
 import { createOutageHold, type OutageHold, type OutageHoldOptions } from './outage-hold.js'
 import { createRefusals, type RefusalDeps } from './refusal.js'
@@ -27,8 +27,8 @@ export interface PipelineDeps extends RefusalDeps, TopicLimits, Omit<OutageHoldO
   readonly log: Logger
   /** With `--redis`, the node's journal: accepted events are committed there before they are acknowledged. */
   readonly journal: Journal | undefined
-  /** Route an accepted packet (aedes' publish), as `client`'s; resolves once routed. */
-  readonly route: (packet: PublishPacket, client: Client | null) => Promise<void>
+  /** Route an accepted packet (aedes' publish), as `client`'s. */
+  readonly route: Route
 }
 
 /** Who a broker-side publish is made for. */
@@ -104,7 +104,7 @@ export function createPublishPipeline (deps: PipelineDeps): PublishPipeline {
     if (entry.event !== undefined) attempt.describe(entry.event)
     attempt.commits = true
     refusals.announce(attempt, undefined)
-    await deps.route(packet, null)
+    await new Promise<void>((resolve, reject) => { deps.route(packet, null, (err) => { if (err === undefined || err === null) resolve(); else reject(err) }) })
     if (attempt.kept !== undefined) await Promise.all(attempt.kept)
   }
 
