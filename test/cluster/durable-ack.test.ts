@@ -2,7 +2,6 @@ import assert from 'node:assert/strict'
 import { test, type TestContext } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
-import { pack } from 'msgpackr'
 import { NODES_KEY, journalKey } from '../../src/core/cluster/scripts.js'
 import { connect, mqttUrl, sample, startBroker } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
@@ -31,6 +30,11 @@ async function startNode (t: TestContext, redisUrl: string, id: string): Promise
 async function registerHook (node: Node, url: string): Promise<void> {
   const res = await fetch(`${node.http}/api/webhooks`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ service_id: 'notification-service', webhook_url: url, topic_filters: ['albergue/#'] }) })
   assert.equal(res.status, 201)
+}
+
+/** The fields of a journal entry for `event`, published at QoS 1 by booking-service, as a node's commit writes them. */
+function journalFields (event: Record<string, unknown>): string[] {
+  return ['t', BOOKING_RESERVED_TOPIC, 'p', JSON.stringify(event), 'm', JSON.stringify([1, false, 'booking-service', { id: event.id, source: event.source, type: event.type }])]
 }
 
 /** A persistent QoS 1 subscriber collecting the event ids it gets. */
@@ -74,7 +78,7 @@ test('a node that died between its journal entry and the routing: the node that 
   const event = bookingReserved()
   // what node-x left in Redis when it was killed right after its commit: the claim and the entry, a heartbeat long ago
   await seed.set(`ce-broker:idem:${'/albergue/booking-service'.length}:/albergue/booking-service${String(event.id)}`, '1', 'PX', 60_000)
-  await seed.xadd(journalKey('node-x'), '*', 'p', pack({ t: BOOKING_RESERVED_TOPIC, p: Buffer.from(JSON.stringify(event)), q: 1, r: false, c: 'booking-service' }))
+  await seed.xadd(journalKey('node-x'), '*', ...journalFields(event))
   await seed.zadd(NODES_KEY, 1, 'node-x')
 
   // the heartbeat reaps node-x and takes its journal over
@@ -105,7 +109,7 @@ test('a node restarted with the same id finishes what its former process left in
   first.cli.child.kill('SIGKILL')
   await first.cli.exited
   const event = bookingReserved()
-  await seed.xadd(journalKey('node-a'), '*', 'p', pack({ t: BOOKING_RESERVED_TOPIC, p: Buffer.from(JSON.stringify(event)), q: 1, r: false, c: 'booking-service' }))
+  await seed.xadd(journalKey('node-a'), '*', ...journalFields(event))
 
   const restarted = await startNode(t, redis.url, 'node-a')
   // the persistent subscriber comes back and gets what was queued for it while it was away

@@ -1,5 +1,4 @@
 import type { Redis } from 'ioredis'
-import { pack, unpack } from 'msgpackr'
 import { messageOf, type EventSummary } from '../errors/base.js'
 import type { Logger } from '../logger.js'
 import { journalKey, type ClusterCommands, type IdRange } from './scripts.js'
@@ -39,11 +38,13 @@ export interface JournalOptions {
   readonly holdMs: number
 }
 
+/** What `commit` tells its caller: an error (Redis refused, or did not answer in time), or the result. */
+export type Committed = (err: unknown, result: CommitResult | undefined) => void
+
 interface Pending {
   readonly claim: Claim | undefined
-  readonly entry: Buffer | undefined
-  readonly resolve: (result: CommitResult) => void
-  readonly reject: (err: unknown) => void
+  readonly packet: JournalPacket | undefined
+  readonly done: Committed
 }
 
 /** Entries one read of the journal takes when replaying. */
@@ -76,13 +77,14 @@ export class Journal {
     this.#key = journalKey(options.nodeId)
   }
 
-  /** Take `claim` and append the event (`packet`, when it will be acknowledged), with the rest of this turn's events. */
-  commit (claim: Claim | undefined, packet: JournalPacket | undefined): Promise<CommitResult> {
-    return new Promise((resolve, reject) => {
-      const entry = packet === undefined ? undefined : pack({ t: packet.topic, p: packet.payload, q: packet.qos, r: packet.retain, c: packet.clientId, e: packet.event })
-      this.#pending.push({ claim, entry, resolve, reject })
-      this.#schedule()
-    })
+  /**
+   * Take `claim` and append the event (`packet`, when it will be acknowledged), with the
+   * rest of this turn's events; `done` once Redis has answered. A callback, not a
+   * promise: this is on the path of every claimed event.
+   */
+  commit (claim: Claim | undefined, packet: JournalPacket | undefined, done: Committed): void {
+    this.#pending.push({ claim, packet, done })
+    this.#schedule()
   }
 
   /** The event of entry `id` reached everything it goes to: its entry goes (with this turn's others). */
@@ -131,13 +133,18 @@ export class Journal {
     const batch = this.#pending
     this.#pending = []
     const args: Array<string | number | Buffer> = []
-    for (const { claim, entry } of batch) args.push(claim?.key ?? '', claim?.ttlMs ?? 0, entry ?? '')
+    for (const { claim, packet } of batch) {
+      args.push(claim?.key ?? '', claim?.ttlMs ?? 0)
+      // the entry's fields as they are: the payload's bytes, no encoding of it per event
+      if (packet === undefined) args.push('', '', '')
+      else args.push(packet.topic, packet.payload, JSON.stringify([packet.qos, packet.retain, packet.clientId, packet.event ?? null]))
+    }
     // one deadline for the batch, not a timer per event
     let late = false
     const timer = setTimeout(() => {
       late = true
       const err = new CommitTimeoutError(this.options.holdMs)
-      for (const pending of batch) pending.reject(err)
+      for (const pending of batch) pending.done(err, undefined)
     }, this.options.holdMs)
     this.#committed(args).then((results) => {
       clearTimeout(timer)
@@ -145,11 +152,12 @@ export class Journal {
       if (late) return
       for (let i = 0; i < batch.length; i++) {
         const result = results[i]
-        batch[i]?.resolve(result === 0 ? DUPLICATE : { duplicate: false, entry: typeof result === 'string' ? result : undefined })
+        batch[i]?.done(undefined, result === 0 ? DUPLICATE : { duplicate: false, entry: typeof result === 'string' ? result : undefined })
       }
     }, (err: unknown) => {
       clearTimeout(timer)
-      for (const pending of batch) pending.reject(err)
+      if (late) return
+      for (const pending of batch) pending.done(err, undefined)
     })
   }
 
@@ -224,22 +232,32 @@ export class CommitTimeoutError extends Error {
   }
 }
 
-/** The packet a journal entry holds (`p`: msgpack of topic, payload, qos, retain, client id and event summary), or `undefined` when unreadable. */
+/** The packet a journal entry holds (fields `t` topic, `p` payload, `m` JSON of qos, retain, client id, event summary), or `undefined` when unreadable. */
 function packetOf (fields: Buffer[]): JournalPacket | undefined {
-  const at = fields.findIndex((f, i) => i % 2 === 0 && f.toString() === 'p')
-  const raw = at === -1 ? undefined : fields[at + 1]
-  if (raw === undefined) return undefined
-  const value: unknown = unpack(raw)
-  if (typeof value !== 'object' || value === null) return undefined
-  const { t, p, q, r, c, e } = value as Record<string, unknown>
-  if (typeof t !== 'string' || !(p instanceof Uint8Array)) return undefined
+  const field = (name: string): Buffer | undefined => {
+    for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i]?.toString() === name) return fields[i + 1]
+    return undefined
+  }
+  const topic = field('t')?.toString()
+  const payload = field('p')
+  const meta: unknown = parseMeta(field('m'))
+  if (topic === undefined || topic === '' || payload === undefined || !Array.isArray(meta)) return undefined
+  const [q, r, c, e] = meta as unknown[]
   return {
-    topic: t,
-    payload: Buffer.from(p.buffer, p.byteOffset, p.byteLength),
+    topic,
+    payload,
     qos: q === 1 || q === 2 ? q : 0,
     retain: r === true,
     clientId: typeof c === 'string' ? c : null,
     // written by commit() from the attempt's summary
     event: typeof e === 'object' && e !== null ? e as EventSummary : undefined
+  }
+}
+
+function parseMeta (raw: Buffer | undefined): unknown {
+  try {
+    return raw === undefined ? undefined : JSON.parse(raw.toString())
+  } catch {
+    return undefined
   }
 }

@@ -95,23 +95,24 @@ redis.call('DEL', ARGV[2] .. 'routes:' .. ARGV[1], ARGV[2] .. 'seq:' .. ARGV[1],
 return 1`
   },
   /**
-   * KEYS: journal. ARGV: triples of claim key ('' for none), claim ttl (ms), journal entry
-   * ('' for none). For each event in turn: a claim already taken makes it a duplicate (0);
-   * else the claim is taken and the entry appended (its id), or 1 without an entry. The
-   * claim and the entry become durable together: there is no claimed event without its
-   * entry for another node to find.
+   * KEYS: journal. ARGV: five per event: claim key ('' for none), claim ttl (ms), topic
+   * ('' for no entry), payload, meta (JSON: qos, retain, client id, event summary). For
+   * each event in turn: a claim already taken makes it a duplicate (0); else the claim is
+   * taken and the entry appended (its id), or 1 without an entry. The claim and the entry
+   * become durable together: there is no claimed event without its entry for another
+   * node to find.
    */
   journalCommit: {
     numberOfKeys: 1,
     lua: `
 local out = {}
-for i = 1, #ARGV, 3 do
+for i = 1, #ARGV, 5 do
   if ARGV[i] ~= '' and not redis.call('SET', ARGV[i], '1', 'PX', ARGV[i + 1], 'NX') then
     out[#out + 1] = 0
   elseif ARGV[i + 2] == '' then
     out[#out + 1] = 1
   else
-    out[#out + 1] = redis.call('XADD', KEYS[1], '*', 'p', ARGV[i + 2])
+    out[#out + 1] = redis.call('XADD', KEYS[1], '*', 't', ARGV[i + 2], 'p', ARGV[i + 3], 'm', ARGV[i + 4])
   end
 end
 return out`

@@ -43,14 +43,16 @@ export class Commit {
     return attempt.claimed !== undefined
   }
 
-  /** Take the claim and write the entry; rejects with `UnavailableError` when Redis does not answer within `redis.outageHoldMs`. */
-  async append (attempt: Attempt): Promise<CommitResult> {
-    try {
-      return await this.deps.journal.commit(attempt.claimed, attempt.qos > 0 ? attempt : undefined)
-    } catch (err: unknown) {
+  /** Take the claim and write the entry; `done` gets an `UnavailableError` when Redis refused or did not answer within `redis.outageHoldMs`. */
+  append (attempt: Attempt, done: (err: UnavailableError | undefined, result: CommitResult | undefined) => void): void {
+    this.deps.journal.commit(attempt.claimed, attempt.qos > 0 ? attempt : undefined, (err, result) => {
+      if (err === undefined) {
+        done(undefined, result)
+        return
+      }
       // not acked: the publisher sends it again. An entry Redis wrote after all is routed by a later sweep
-      throw new UnavailableError(`${err instanceof CommitTimeoutError ? err.message : `redis refused the event's commit: ${messageOf(err)}`}; it was not acked`, { cause: err })
-    }
+      done(new UnavailableError(`${err instanceof CommitTimeoutError ? err.message : `redis refused the event's commit: ${messageOf(err)}`}; it was not acked`, { cause: err }), undefined)
+    })
   }
 
   /**

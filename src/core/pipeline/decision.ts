@@ -46,7 +46,11 @@ export function createDecision (deps: DecisionDeps): Decide {
       routed(committer, packet, attempt, undefined, done)
       return
     }
-    committer.append(attempt).then(function appended (result) {
+    committer.append(attempt, function appended (err, result) {
+      if (err !== undefined || result === undefined) {
+        done(err ?? new UnavailableError('the commit answered nothing'))
+        return
+      }
       if (result.duplicate) {
         refusals.refuse(packet, attempt, attempt.claimed?.taken() ?? new UnavailableError('claim taken'), done)
         return
@@ -55,8 +59,6 @@ export function createDecision (deps: DecisionDeps): Decide {
       // QoS 0: claimed, and routed by aedes as it is never acked
       if (result.entry === undefined) done(undefined)
       else routed(committer, packet, attempt, result.entry, done)
-    }, function notAppended (err: unknown) {
-      done(toBrokerError(err))
     })
   }
 
