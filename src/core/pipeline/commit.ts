@@ -14,7 +14,6 @@ export interface CommitDeps {
 /** aedes' publish, with the publishing client: a callback, not a promise, on the path of every acked message. */
 export type Route = (packet: PublishPacket, client: Client | null, done: (err?: Error | null) => void) => void
 
-
 /**
  * With `--redis`, what makes an acknowledgement a promise when an event is claimed
  * (idempotency). An accepted event that its publisher will be told about (QoS 1/2,
