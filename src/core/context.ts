@@ -65,7 +65,8 @@ export interface PublishAttempt {
   claim: (key: string, ttlMs: number, taken: () => BrokerError) => boolean
   /**
    * Durable work started for this event (its audit entry on the way to Redis). With
-   * `--redis`, a QoS 1/2 or HTTP publisher is acknowledged only once `work` has settled.
+   * `--redis`, a QoS 1/2 or HTTP publisher is acknowledged only once `work` has
+   * resolved; a rejection withholds the acknowledgement.
    */
   keepUntil: (work: Promise<unknown>) => void
 }

@@ -3,7 +3,7 @@ import { test, type TestContext } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { NODES_KEY, journalKey } from '../../src/core/cluster/scripts.js'
-import { connect, mqttUrl, sample, startBroker } from '../helpers/broker.js'
+import { connect, httpUrl, mqttUrl, sample, startBroker } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
 import { startCli, type CliProcess } from '../helpers/cli.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved } from '../helpers/events.js'
@@ -165,3 +165,55 @@ test('an audit entry Redis refuses holds the ack back: the publisher is not ackn
   assert.ok((await auditedIds(seed)).has(String(event.id)), 'the journal\'s sweep wrote the audit entry')
   assert.equal(await seed.xlen(journalKey(broker.nodeId)), 0)
 })
+
+test('an HTTP publish asking for QoS 0 is answered 202 only once its audit entry is in Redis, as QoS 1 is', { skip }, async (t) => {
+  // found by review: only QoS 1/2 waited, while HTTP answers 202 whatever the qos it asks for
+  const redis = await startRedis(t)
+  const seed = new Redis(redis.url)
+  defer(t, () => seed.quit())
+  await seed.set(AUDIT_STREAM, 'not a stream')
+  const broker = await startBroker(t, { redis: { url: redis.url } })
+  const event = bookingReserved()
+  const res = await fetch(httpUrl(broker, '/api/mqtt/publish'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ topic: BOOKING_RESERVED_TOPIC, payload: event, qos: 0 }) })
+  assert.equal(res.status, 503, 'not accepted without its audit entry')
+  await res.arrayBuffer()
+})
+
+test('a message Redis refuses to put in the other node\'s inbox is not acknowledged to its QoS 1 publisher', { skip }, async (t) => {
+  // found by review: the outbox called the publish done whatever Redis answered
+  const redis = await startRedis(t)
+  const a = await startBroker(t, { nodeId: 'node-a', redis: { url: redis.url } })
+  const b = await startBroker(t, { nodeId: 'node-b', redis: { url: redis.url } })
+  const subscriber = await connect(t, mqttUrl(b), { clientId: 'registration-service' })
+  await subscriber.subscribeAsync('hostel/#', { qos: 1 })
+  const seed = new Redis(redis.url)
+  defer(t, () => seed.quit())
+  // node A learns node B's filter through the route table
+  for (let i = 0; i < 100 && !(await routesOf(seed, 'node-b')).includes('hostel/#'); i++) await sleep(50)
+  await sleep(200)
+  // every XADD to node B's inbox now fails (WRONGTYPE)
+  await seed.del('ce-broker:cluster:inbox:node-b')
+  await seed.set('ce-broker:cluster:inbox:node-b', 'not a stream')
+  const publisher = await connect(t, mqttUrl(a), { clientId: 'booking-desk' })
+  const closed = new Promise<'closed'>((resolve) => { publisher.once('close', () => { resolve('closed') }) })
+  const acked = publisher.publishAsync('hostel/one/booking', 'for node b', { qos: 1 }).then(() => 'acked' as const, () => 'failed' as const)
+  assert.equal(await Promise.race([closed, acked]), 'closed', 'disconnected without an ack')
+})
+
+test('with redis.waitReplicas and no replica to wait for, a commit fails after redis.outageHoldMs and the node keeps its heartbeat meanwhile', { skip }, async (t) => {
+  // found by review: WAIT ran on the connection the heartbeat uses, so a node waiting for replicas was reaped
+  const redis = await startRedis(t)
+  const seed = new Redis(redis.url)
+  defer(t, () => seed.quit())
+  const a = await startBroker(t, { nodeId: 'node-a', redis: { url: redis.url, waitReplicas: 1, outageHoldMs: 3_000, nodeTimeoutMs: 1_000 } })
+  await startBroker(t, { nodeId: 'node-b', redis: { url: redis.url, nodeTimeoutMs: 1_000 } })
+  const publisher = await connect(t, mqttUrl(a), { clientId: 'booking-service' })
+  const closed = new Promise<void>((resolve) => { publisher.once('close', () => { resolve() }) })
+  publisher.publish(BOOKING_RESERVED_TOPIC, JSON.stringify(bookingReserved()), { qos: 1 })
+  await closed
+  assert.notEqual(await seed.zscore(NODES_KEY, 'node-a'), null, 'node-a is still a member: node-b did not reap it')
+})
+
+async function routesOf (redis: Redis, node: string): Promise<string[]> {
+  return await redis.smembers(`ce-broker:cluster:routes:${node}`)
+}

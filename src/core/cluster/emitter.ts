@@ -32,6 +32,8 @@ export interface ClusterConnections {
   readonly subscriber: Redis
   /** The blocking inbox read; nothing else. */
   readonly reader: Redis
+  /** The journal: commits (and their WAIT for replicas), deletions, replays. */
+  readonly journal: Redis
 }
 
 export interface ClusterEmitter {
@@ -67,7 +69,7 @@ export function createClusterEmitter (local: MQEmitter, conns: ClusterConnection
   const ownRoutes = new OwnRoutes(commands, nodeId, log)
   const resync = new Resync(commands, routes, log)
   const inbox = new Inbox(inboxKey(nodeId), local, conns.reader, conns.commands, log)
-  const journal = new Journal(conns.commands, commands, options, log)
+  const journal = new Journal(conns.journal, clusterCommands(conns.journal), options, log)
   let closed = false
   let heartbeat: NodeJS.Timeout | undefined
 
@@ -109,7 +111,12 @@ export function createClusterEmitter (local: MQEmitter, conns: ClusterConnection
         return
       }
       let left = nodes.length + 1
-      const partDone = (): void => { if (--left === 0) done?.() }
+      // an inbox Redis refused fails a QoS 1/2 publish (not acked: sent again); QoS 0 is lost as MQTT allows, its publisher kept
+      let failed: Error | undefined
+      const partDone = (err?: Error): void => {
+        if (Number(message.qos) > 0) failed ??= err
+        if (--left === 0) done?.(failed)
+      }
       local.emit(message, partDone)
       const entry = pack(message)
       for (const node of nodes) outbox.send(node, entry, partDone)

@@ -144,21 +144,30 @@ export class Journal {
     const timer = setTimeout(() => {
       late = true
       const err = new CommitTimeoutError(this.options.holdMs)
-      for (const pending of batch) pending.done(err, undefined)
+      for (const pending of batch) this.#tell(pending, err, undefined)
     }, this.options.holdMs)
     this.#committed(args).then((results) => {
       clearTimeout(timer)
       // too late: the entries written anyway are routed by a later sweep
       if (late) return
-      for (let i = 0; i < batch.length; i++) {
+      batch.forEach((pending, i) => {
         const result = results[i]
-        batch[i]?.done(undefined, result === 0 ? DUPLICATE : { duplicate: false, entry: typeof result === 'string' ? result : undefined })
-      }
+        this.#tell(pending, undefined, result === 0 ? DUPLICATE : { duplicate: false, entry: typeof result === 'string' ? result : undefined })
+      })
     }, (err: unknown) => {
       clearTimeout(timer)
       if (late) return
-      for (const pending of batch) pending.done(err, undefined)
+      for (const pending of batch) this.#tell(pending, err, undefined)
     })
+  }
+
+  /** One event's answer; a caller that throws does not keep the others of its batch from theirs. */
+  #tell (pending: Pending, err: unknown, result: CommitResult | undefined): void {
+    try {
+      pending.done(err, result)
+    } catch (thrown: unknown) {
+      this.log.error({ err: messageOf(thrown) }, 'a commit\'s caller threw')
+    }
   }
 
   /**
@@ -209,7 +218,13 @@ export class Journal {
         if (packet === undefined) {
           this.log.warn({ entry: id }, 'journal entry unreadable: dropped')
         } else {
-          await replay(packet)
+          try {
+            await replay(packet)
+          } catch (err: unknown) {
+            // left for the next sweep; the entries after it are not held up by it
+            this.log.warn({ err: messageOf(err), entry: id, topic: packet.topic }, 'journal entry not published again: tried at the next sweep')
+            continue
+          }
           this.options.onReplayed()
           this.log.info({ entry: id, topic: packet.topic }, 'journal entry published again')
         }

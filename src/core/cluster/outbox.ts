@@ -20,9 +20,9 @@ interface Target {
   readonly key: string
   /** Entries waiting for this turn's write, with their callbacks. */
   entries: Buffer[]
-  callbacks: Array<() => void>
+  callbacks: Array<(err?: Error) => void>
   /** Callbacks held while the node's inbox is over the bound. */
-  held: Array<() => void>
+  held: Array<(err?: Error) => void>
   behind: boolean
   poll: NodeJS.Timeout | undefined
 }
@@ -39,7 +39,7 @@ export class Outbox {
 
   constructor (private readonly conn: Redis, private readonly options: OutboxOptions, private readonly log: Logger) {}
 
-  send (node: string, entry: Buffer, done: () => void): void {
+  send (node: string, entry: Buffer, done: (err?: Error) => void): void {
     let target = this.#targets.get(node)
     if (target === undefined) this.#targets.set(node, target = { key: inboxKey(node), entries: [], callbacks: [], held: [], behind: false, poll: undefined })
     target.entries.push(entry)
@@ -73,16 +73,27 @@ export class Outbox {
       for (const entry of entries) pipeline.xadd(target.key, '*', 'm', entry)
       pipeline.xlen(target.key)
       pipeline.exec().then((results) => {
+        // a command Redis refused (out of memory, a replica after a failover): those messages are not in the inbox
+        const refused = results?.find(([err]) => err !== null)?.[0] ?? (results === null ? new Error('the pipeline was discarded') : undefined)
+        if (refused !== undefined && refused !== null) {
+          this.#notWritten(target, entries.length, callbacks, refused)
+          return
+        }
         const length = Number(results?.[results.length - 1]?.[1] ?? 0)
         this.#written(target, callbacks, length)
       }, (err: unknown) => {
-        this.log.warn({ err: messageOf(err), inbox: target.key, messages: entries.length }, 'cluster messages not written to a node\'s inbox')
-        for (const callback of callbacks) callback()
+        this.#notWritten(target, entries.length, callbacks, err instanceof Error ? err : new Error(messageOf(err)))
       })
     }
   }
 
-  #written (target: Target, callbacks: Array<() => void>, length: number): void {
+  /** The publishes fail: not acked, their publishers send them again (a journaled event is routed again by the sweep). */
+  #notWritten (target: Target, messages: number, callbacks: Array<(err?: Error) => void>, err: Error): void {
+    this.log.warn({ err: messageOf(err), inbox: target.key, messages }, 'cluster messages not written to a node\'s inbox')
+    for (const callback of callbacks) callback(err)
+  }
+
+  #written (target: Target, callbacks: Array<(err?: Error) => void>, length: number): void {
     if (!target.behind && length <= this.options.maxBacklog) {
       for (const callback of callbacks) callback()
       return

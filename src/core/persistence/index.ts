@@ -126,7 +126,9 @@ export function createBackend (config: CoreConfig, log: Logger, counters: Backen
   const commands = health.watch(open('cluster', { enableAutoPipelining: true, maxRetriesPerRequest: null }), 'cluster')
   const subscriber = health.watch(open('subscribe'), 'subscribe', true)
   const reader = health.watch(open('inbox', { maxRetriesPerRequest: null }), 'inbox')
-  const connections = [db, commands, subscriber, reader]
+  // the journal's commits on a connection of their own: a WAIT for replicas holds only them, never a heartbeat
+  const journal = health.watch(open('journal', { maxRetriesPerRequest: null }), 'journal')
+  const connections = [db, commands, subscriber, reader, journal]
   subscriber.subscribe(ROUTE_CHANNEL).catch(() => { /* ioredis subscribes again on reconnect */ })
   const persistence = redisPersistence({ conn: db })
   guardDollarTopics(persistence)
@@ -134,7 +136,7 @@ export function createBackend (config: CoreConfig, log: Logger, counters: Backen
   pageRedisBacklog(persistence, db)
   const local = boundRecursion(mqemitter(mqOptions))
   const localInterest = watchSystemTopics(local)
-  const cluster: ClusterEmitter = createClusterEmitter(local, { commands, subscriber, reader }, {
+  const cluster: ClusterEmitter = createClusterEmitter(local, { commands, subscriber, reader, journal }, {
     nodeId: config.nodeId,
     maxBacklog: config.redis.maxRouteBacklog ?? DEFAULT_MAX_ROUTE_BACKLOG,
     nodeTimeoutMs: config.redis.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS,

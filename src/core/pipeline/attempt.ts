@@ -45,7 +45,12 @@ export class Attempt implements PublishAttempt {
   }
 
   keepUntil (work: Promise<unknown>): void {
-    if (this.commits && this.qos > 0) (this.kept ??= []).push(work)
+    if (this.commits && this.acked) (this.kept ??= []).push(work)
+  }
+
+  /** Whether its publisher is told it was taken: a QoS 1/2 PUBACK or PUBREC, or an HTTP 202 (whatever the `qos` it asked for). */
+  get acked (): boolean {
+    return this.qos > 0 || this.origin === 'http'
   }
 
   get log (): Logger {

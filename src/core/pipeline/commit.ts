@@ -34,7 +34,7 @@ export class Commit {
    * ack leaves a publisher that sends the event again, and the copy is routed again.
    */
   needed (attempt: Attempt): boolean {
-    return attempt.claimed !== undefined || attempt.qos > 0
+    return attempt.claimed !== undefined || attempt.acked
   }
 
   /** Whether `attempt` is written to the journal: an event that will be acked, with a claim the journal holds for it. */
@@ -44,7 +44,7 @@ export class Commit {
 
   /** Take the claim and write the entry; `done` gets an `UnavailableError` when Redis refused or did not answer within `redis.outageHoldMs`. */
   append (attempt: Attempt, done: (err: UnavailableError | undefined, result: CommitResult | undefined) => void): void {
-    this.deps.journal.commit(attempt.claimed, attempt.qos > 0 ? attempt : undefined, (err, result) => {
+    this.deps.journal.commit(attempt.claimed, attempt.acked ? attempt : undefined, (err, result) => {
       if (err === undefined) {
         done(undefined, result)
         return

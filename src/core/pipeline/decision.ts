@@ -56,7 +56,7 @@ export function createDecision (deps: DecisionDeps): Decide {
         return
       }
       accept(attempt)
-      // QoS 0: claimed, and routed by aedes as it is never acked
+      // QoS 0 over MQTT: claimed, and routed by aedes as it is never acked
       if (result.entry === undefined) done(undefined)
       else routed(committer, packet, attempt, result.entry, done)
     })
