@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import mqtt, { type MqttClient } from 'mqtt'
 import { journalKey } from '../../src/core/cluster/scripts.js'
+import { arrival, auditedIds } from '../helpers/arrival.js'
 import { sample } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
 import { startCli, type CliProcess } from '../helpers/cli.js'
@@ -51,7 +52,7 @@ async function startNode (t: TestContext, redisUrl: string, id: string): Promise
 
 /** An MQTT client that keeps its session and, when dropped, tries `nodes` in turn (its unacked publishes go again). */
 function client (t: TestContext, clientId: string, nodes: readonly Node[]): MqttClient {
-  const c = mqtt.connect({ servers: nodes.map((node) => ({ host: '127.0.0.1', port: node.port })), protocol: 'mqtt', clientId, clean: false, reconnectPeriod: 200, connectTimeout: 2_000 })
+  const c = mqtt.connect({ servers: nodes.map((node) => ({ host: '127.0.0.1', port: node.port })), protocol: 'mqtt', clientId, clean: false, reconnectPeriod: 200, reconnectOnConnackError: true, connectTimeout: 2_000 })
   c.on('error', () => { /* a refused reconnect: the next server is tried */ })
   defer(t, () => c.endAsync(true))
   return c
@@ -60,27 +61,6 @@ function client (t: TestContext, clientId: string, nodes: readonly Node[]): Mqtt
 async function connected (c: MqttClient): Promise<void> {
   if (c.connected) return
   await new Promise<void>((resolve) => { c.once('connect', () => { resolve() }) })
-}
-
-/** Wait until `ids()` holds every one of `expected`; the ones still missing when time ran out. */
-async function arrival (ids: () => ReadonlySet<string>, expected: readonly string[], timeoutMs: number): Promise<string[]> {
-  const until = Date.now() + timeoutMs
-  let missing = expected.filter((id) => !ids().has(id))
-  while (missing.length > 0 && Date.now() < until) {
-    await sleep(200)
-    missing = missing.filter((id) => !ids().has(id))
-  }
-  return missing
-}
-
-/** The event ids of the audit stream's `accepted` records. */
-async function auditedIds (redis: Redis): Promise<Set<string>> {
-  const ids = new Set<string>()
-  for (const [, fields] of await redis.xrange('ce-broker:audit', '-', '+')) {
-    const record = JSON.parse(fields[1] ?? '{}') as { outcome?: string, event?: { id?: string } }
-    if (record.outcome === 'accepted' && record.event?.id !== undefined) ids.add(record.event.id)
-  }
-  return ids
 }
 
 interface ChaosOptions {

@@ -3,6 +3,7 @@ import { test, type TestContext } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { NODES_KEY, journalKey } from '../../src/core/cluster/scripts.js'
+import { arrival, auditedIds } from '../helpers/arrival.js'
 import { connect, httpUrl, mqttUrl, sample, startBroker } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
 import { startCli, type CliProcess } from '../helpers/cli.js'
@@ -43,27 +44,6 @@ async function idCollector (t: TestContext, url: string, clientId: string): Prom
   const client = await connect(t, url, { clientId, clean: false })
   client.on('message', (_topic, payload) => { ids.add(String((JSON.parse(payload.toString()) as { id: unknown }).id)) })
   await client.subscribeAsync('albergue/#', { qos: 1 })
-  return ids
-}
-
-/** Wait until `ids` holds every one of `expected`; the ones missing when time ran out. */
-async function arrival (ids: () => Set<string>, expected: readonly string[], timeoutMs: number): Promise<string[]> {
-  const until = Date.now() + timeoutMs
-  let missing = expected.filter((id) => !ids().has(id))
-  while (missing.length > 0 && Date.now() < until) {
-    await sleep(100)
-    missing = missing.filter((id) => !ids().has(id))
-  }
-  return missing
-}
-
-/** The event ids of the audit stream's `accepted` records. */
-async function auditedIds (redis: Redis): Promise<Set<string>> {
-  const ids = new Set<string>()
-  for (const [, fields] of await redis.xrange(AUDIT_STREAM, '-', '+')) {
-    const record = JSON.parse(fields[1] ?? '{}') as { outcome?: string, event?: { id?: string } }
-    if (record.outcome === 'accepted' && record.event?.id !== undefined) ids.add(record.event.id)
-  }
   return ids
 }
 
