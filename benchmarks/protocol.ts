@@ -38,6 +38,28 @@ export interface WebhookCounters {
   readonly queueDepth: number
 }
 
+/**
+ * What the server process's schema registrations (`schema-registrations.ts`) got so far:
+ * a scenario with `registrations`, on its registering side only.
+ */
+export interface RegistrationCounters {
+  /** Registrations sent (POST `/api/schemas/<type>/versions`). */
+  readonly sent: number
+  /** Of those, answered at all (any status), so far. */
+  readonly answered: number
+  /** Of those, answered 201: a new version, compiled and in force. */
+  readonly created: number
+  /** Of those, answered otherwise, by status (`200`, `409`, ...), or `error` when no answer came (network error, timeout). */
+  readonly otherwise: Readonly<Record<string, number>>
+  /** The first answer other than 201: status and the start of its body, or the error. */
+  readonly firstProblem?: string
+  /** Ticks skipped because the registration before was still unanswered (never two at once). */
+  readonly skipped: number
+  /** Time from sending a registration to having read its answer, summed over the `answered` ones, and the longest, in ms. */
+  readonly totalMs: number
+  readonly maxMs: number
+}
+
 /** Server → parent: answer to a `StatsRequest` with the same `id`. */
 export interface StatsMessage {
   readonly type: 'stats'
@@ -50,6 +72,8 @@ export interface StatsMessage {
   readonly rssBytes: number
   /** ce-broker only (raw Aedes has no webhooks). */
   readonly webhooks?: WebhookCounters
+  /** Only a server that registers schema versions while loaded. */
+  readonly registrations?: RegistrationCounters
 }
 
 /** Loadgen → parent: the measuring window opens or closes (lets the parent sample the server and receiver). */
@@ -187,6 +211,11 @@ function isWebhookCounters (value: unknown): value is WebhookCounters {
   return isRecord(value) && isNumber(value.delivered) && isNumber(value.failed) && isNumber(value.queueFull) && isNumber(value.queueDepth)
 }
 
+function isRegistrationCounters (value: unknown): value is RegistrationCounters {
+  return isRecord(value) && isNumber(value.sent) && isNumber(value.answered) && isNumber(value.created) && isNumber(value.skipped) && isNumber(value.totalMs) && isNumber(value.maxMs) &&
+    isRecord(value.otherwise) && Object.values(value.otherwise).every(isNumber) && (value.firstProblem === undefined || typeof value.firstProblem === 'string')
+}
+
 function isWindowedFigures (value: unknown): value is WindowedFigures {
   return isRecord(value) && isNumber(value.firstHalfPerSec) && isNumber(value.secondHalfPerSec) && isNumber(value.meanUnacked) && isNumber(value.meanUnreceived) && isNumber(value.unreceivedAtStart) && isNumber(value.unreceivedAtEnd)
 }
@@ -200,7 +229,7 @@ export function isServerMessage (value: unknown): value is ServerMessage {
   if (!isRecord(value)) return false
   if (value.type === 'ready') return isNumber(value.port)
   return value.type === 'stats' && isNumber(value.id) && isNumber(value.cpuMicros) && isNumber(value.nowMs) && isNumber(value.rssBytes) &&
-    (value.webhooks === undefined || isWebhookCounters(value.webhooks))
+    (value.webhooks === undefined || isWebhookCounters(value.webhooks)) && (value.registrations === undefined || isRegistrationCounters(value.registrations))
 }
 
 /** Narrow a message the parent sent to a server child. */

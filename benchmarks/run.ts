@@ -13,6 +13,14 @@
  *
  *     bench <scenario> ce-broker=<cluster msgs/s> aedes=<msgs/s> ratio=<cluster/aedes> single=<one node msgs/s> vs-single=<cluster/single>
  *
+ * A scenario with `registrations` has the ce-broker node register a schema version every
+ * `everyMs` while loaded, measures a third side per round, `quiet` (the same node
+ * registering nothing), and adds two fields:
+ *
+ *     bench <scenario> ce-broker=<msgs/s while registering> aedes=<msgs/s> ratio=<ce/aedes> quiet=<msgs/s not registering> vs-quiet=<ce/quiet>
+ *
+ * Such a run fails unless at least (window / `everyMs`) − 1 versions were created (201)
+ * in each ce-broker run's window and every registration was answered 201.
  * That line is a contract (scripts compare it across commits); everything else
  * (per-round figures, CPU shares) goes to stderr and never starts with `bench `.
  * Env: BENCH_ROUNDS (default 5), BENCH_SECONDS (measuring window, default 3),
@@ -27,7 +35,7 @@ import { pathToFileURL } from 'node:url'
 import { Child } from './child.js'
 import {
   BROKER_KINDS, isLoadgenMessage,
-  type BrokerKind, type LatencySummary, type LoadgenMessage, type LoadResult,
+  type BrokerKind, type LatencySummary, type LoadgenMessage, type LoadResult, type RegistrationCounters,
   type ReceiverStatsMessage, type ResultMessage, type StatsMessage, type WebhookCounters, type WindowedFigures
 } from './protocol.js'
 import { RedisServer, redisServerAvailable, type RedisCpuSample } from './redis-server.js'
@@ -81,18 +89,26 @@ interface WebhookFigures {
 }
 
 /**
- * What a round measures, one after another: raw Aedes, one ce-broker node, and for a
- * scenario with `cluster` two ce-broker nodes sharing a redis-server. With
+ * What a round measures, one after another: raw Aedes, one ce-broker node, for a
+ * scenario with `cluster` two ce-broker nodes sharing a redis-server, and for one with
+ * `registrations` a `quiet` ce-broker node (the same input, registering nothing). With
  * `BENCH_BASELINE`, also `baseline`: the other checkout's ce-broker, as this one's
  * last side (one node, or two for a cluster scenario).
  */
-type Side = BrokerKind | 'cluster' | 'baseline'
+type Side = BrokerKind | 'cluster' | 'quiet' | 'baseline'
 
 /** The sides of `scenario`'s rounds, in the order round 1 runs them. */
 function sidesOf (scenario: Scenario, settings: Settings): readonly Side[] {
-  const sides: Side[] = scenario.cluster === true ? [...BROKER_KINDS, 'cluster'] : [...BROKER_KINDS]
+  const sides: Side[] = [...BROKER_KINDS]
+  if (scenario.cluster === true) sides.push('cluster')
+  if (scenario.registrations !== undefined) sides.push('quiet')
   if (settings.baseline !== undefined) sides.push('baseline')
   return sides
+}
+
+/** Whether `side` registers schema versions while loaded: the ce-broker side of a scenario with `registrations`. */
+function registers (scenario: Scenario, side: Side): boolean {
+  return side === 'ce-broker' && scenario.registrations !== undefined
 }
 
 /** The side the `bench` line's `ce-broker=` figure comes from, and the baseline is compared with. */
@@ -105,9 +121,9 @@ function clustered (scenario: Scenario, side: Side): boolean {
   return side === 'cluster' || (side === 'baseline' && scenario.cluster === true)
 }
 
-/** Whether `side` runs one ce-broker node (this checkout's or the baseline's). */
+/** Whether `side` runs one ce-broker node (this checkout's, registering or quiet, or the baseline's). */
 function singleNode (scenario: Scenario, side: Side): boolean {
-  return side === 'ce-broker' || (side === 'baseline' && scenario.cluster !== true)
+  return side === 'ce-broker' || side === 'quiet' || (side === 'baseline' && scenario.cluster !== true)
 }
 
 /** `BENCH_BASELINE`: a checkout built with `npm run build`, whose benchmark server is run as the baseline side. */
@@ -136,6 +152,15 @@ interface RunFigures {
   readonly redisCpuShare: number | undefined
   /** Only for a ce-broker run of a scenario with `receiver: true`. */
   readonly webhook: WebhookFigures | undefined
+  /** Only for the registering side of a scenario with `registrations`. */
+  readonly registrations: RegistrationFigures | undefined
+}
+
+/** The schema registrations of a registering run: the server's counters at both ends of the window, and once the load had ended. */
+interface RegistrationFigures {
+  readonly windowStart: RegistrationCounters
+  readonly windowEnd: RegistrationCounters
+  readonly final: RegistrationCounters
 }
 
 function readSettings (env: NodeJS.ProcessEnv): Settings {
@@ -203,7 +228,9 @@ function startServers (scenario: Scenario, side: Side, services: readonly string
     const prefix = side === 'baseline' ? 'baseline' : 'cluster'
     return ['a', 'b'].map((node) => new ServerProcess('ce-broker', scenario, [...services, `node=${node}`], `${prefix}-${node}`, script))
   }
-  return [new ServerProcess(side === 'aedes' ? 'aedes' : 'ce-broker', scenario, services, side, script)]
+  // the quiet side: the same node and input, told to register nothing
+  const quiet = side === 'quiet' ? ['registrations=off'] : []
+  return [new ServerProcess(side === 'aedes' ? 'aedes' : 'ce-broker', scenario, [...services, ...quiet], side, script)]
 }
 
 async function measureServers (scenario: Scenario, side: Side, settings: Settings, redis: RedisServer | undefined, receiver: ReceiverProcess | undefined): Promise<RunFigures> {
@@ -248,13 +275,15 @@ async function measureServers (scenario: Scenario, side: Side, settings: Setting
     // the webhook side is read before the broker stops: its final counters come from it
     const [first] = servers
     const webhook = receiver === undefined || first === undefined ? undefined : await webhookFigures(scenario, first, receiver, serverSamples[0] ?? [], await Promise.all(receiverSamples), windowAtMs)
+    const registrations = registers(scenario, side) && first !== undefined ? registrationFigures(serverSamples[0] ?? [], await first.stats()) : undefined
     await Promise.all(servers.map(async (server) => { await server.stop() }))
     if (scenario.load.mode === 'paced' && (result.latency?.count ?? 0) === 0) throw new Error('the MQTT subscriber received no stamped event sent in the window')
     return {
       load: result,
       servers: serverSamples.map((pair, i) => serverFigures(clustered(scenario, side) ? `node ${i === 0 ? 'A' : 'B'}` : '', pair)),
       redisCpuShare: redis === undefined ? undefined : cpuShare(redisCpu),
-      webhook
+      webhook,
+      registrations
     }
   } finally {
     for (const server of servers) server.kill()
@@ -268,6 +297,45 @@ function serverFigures (label: string, samples: ReadonlyArray<StatsMessage | Err
   if (end instanceof Error) throw end
   if (start === undefined || end === undefined) throw new Error(`loadgen sent ${samples.length} window messages, expected 2`)
   return { label, cpuShare: (end.cpuMicros - start.cpuMicros) / 1000 / (end.nowMs - start.nowMs), rssBytes: end.rssBytes }
+}
+
+/** A registering run's registration counters, from the server's samples at both ends of the window and its answer after the load. */
+function registrationFigures (samples: ReadonlyArray<StatsMessage | Error>, final: StatsMessage): RegistrationFigures {
+  const [start, end] = samples
+  if (start instanceof Error) throw start
+  if (end instanceof Error) throw end
+  if (start?.registrations === undefined || end?.registrations === undefined || final.registrations === undefined) {
+    throw new Error('the registering ce-broker server sent no registration counters')
+  }
+  return { windowStart: start.registrations, windowEnd: end.registrations, final: final.registrations }
+}
+
+/**
+ * Fail a registering run that did not do what it measures: fewer versions created (201)
+ * inside the window than (window / `everyMs`) − 1, or any registration of the run
+ * answered otherwise. A benchmark that silently measures nothing is a defect.
+ */
+function checkRegistrations (scenario: Scenario, settings: Settings, label: string, figures: RegistrationFigures): void {
+  const everyMs = scenario.registrations?.everyMs ?? Number.NaN
+  const { windowStart, windowEnd, final } = figures
+  const refused = Object.entries(final.otherwise)
+  if (refused.length > 0) {
+    throw new Error(`${label}: ${refused.reduce((sum, [, count]) => sum + count, 0)} of ${final.sent} schema registrations were not answered 201` +
+      ` (${refused.map(([status, count]) => `${status} ×${count}`).join(', ')}); the first: ${final.firstProblem ?? '?'}`)
+  }
+  const least = Math.floor(settings.windowMs / everyMs) - 1
+  const created = windowEnd.created - windowStart.created
+  if (created < least) {
+    throw new Error(`${label}: ${created} schema versions were registered (201) in the ${settings.windowMs} ms window, expected at least ${least}` +
+      ` (one every ${everyMs} ms; ${final.skipped} ticks skipped while a registration was unanswered): the run did not measure registrations under load`)
+  }
+}
+
+/** The stderr text of a registering run's registrations. */
+function registrationText (figures: RegistrationFigures): string {
+  const { windowStart: from, windowEnd: to, final } = figures
+  return `registrations ${to.created - from.created} created (201) in the window (${to.sent - from.sent} sent), ${final.created} of ${final.sent} in the run` +
+    `, ${final.skipped} ticks skipped, answered in mean ${final.answered === 0 ? '-' : (final.totalMs / final.answered).toFixed(1)} ms max ${final.maxMs.toFixed(1)} ms`
 }
 
 /**
@@ -399,6 +467,9 @@ async function runScenario (scenario: Scenario, settings: Settings): Promise<voi
   if (scenario.cluster === true && (scenario.redis === true || scenario.receiver === true)) {
     throw new Error(`${scenario.name}: a cluster scenario compares with one embedded node, without a receiver: drop redis and receiver`)
   }
+  if (scenario.cluster === true && scenario.registrations !== undefined) {
+    throw new Error(`${scenario.name}: registrations compare one node with a quiet one: not with cluster`)
+  }
   const sides = sidesOf(scenario, settings)
   const figures = new Map<Side, RunFigures[]>(sides.map((side) => [side, []]))
   if (warmupMs(scenario, settings) !== settings.warmupMs) detail(`${scenario.name} warms up for ${warmupMs(scenario, settings)} ms (its minimum), not ${settings.warmupMs} ms`)
@@ -417,8 +488,10 @@ async function runScenario (scenario: Scenario, settings: Settings): Promise<voi
         run.servers.map((server) => ` | server ${server.label === '' ? '' : `${server.label} `}cpu ${percent(server.cpuShare)}${perMessage(server.cpuShare, load)} rss ${(server.rssBytes / 2 ** 20).toFixed(0)} MiB`).join('') +
         (run.redisCpuShare === undefined ? '' : ` | redis cpu ${percent(run.redisCpuShare)}${perMessage(run.redisCpuShare, load)}`) +
         (load.windowed === undefined || scenario.load.mode !== 'fanin-qos1-windowed' ? '' : ` | ${windowedText(load.windowed, scenario.load)}`) +
-        ` | backlog ${load.backlogMessages} msgs in ${Math.round(load.drainMs)} ms, undelivered ${load.undelivered}`)
+        ` | backlog ${load.backlogMessages} msgs in ${Math.round(load.drainMs)} ms, undelivered ${load.undelivered}` +
+        (run.registrations === undefined ? '' : ` | ${registrationText(run.registrations)}`))
       if (run.webhook !== undefined) detail(webhookDetail(label, run, run.webhook))
+      if (run.registrations !== undefined) checkRegistrations(scenario, settings, label.trimEnd(), run.registrations)
     }
   }
 
@@ -434,6 +507,7 @@ async function runScenario (scenario: Scenario, settings: Settings): Promise<voi
     ` server cpu ce-broker ${serverCpu('ce-broker')}` +
     ` aedes ${serverCpu('aedes')}` +
     (scenario.cluster === true ? ` cluster node A ${serverCpu('cluster', 0)} node B ${serverCpu('cluster', 1)}` : '') +
+    (scenario.registrations === undefined ? '' : ` quiet ${serverCpu('quiet')}`) +
     (settings.baseline === undefined ? '' : ` baseline ${serverCpu('baseline')}`) +
     (redisCpu.length === 0 ? '' : `, redis cpu (${scenario.cluster === true ? 'cluster' : 'ce-broker'} runs) ${percent(median(redisCpu))}`))
   const webhooks = all.flatMap((r) => r.webhook === undefined ? [] : [r.webhook])
@@ -475,6 +549,17 @@ async function runScenario (scenario: Scenario, settings: Settings): Promise<voi
     const perRound = ratios(mainSide(scenario), 'baseline')
     detail(`${scenario.name} per-round ratios against the baseline: ${text(perRound)}; baseline/aedes ${text(ratios('baseline', 'aedes'))}`)
     vsBaseline = ` baseline=${formatFigure(scenario, figure('baseline'))} vs-baseline=${median(perRound).toFixed(3)} baseline-ratio=${median(ratios('baseline', 'aedes')).toFixed(3)}`
+  }
+  if (scenario.registrations !== undefined) {
+    // `ce-broker=` registers while loaded, `quiet=` is the same node registering nothing
+    const toAedes = ratios('ce-broker', 'aedes')
+    const toQuiet = ratios('ce-broker', 'quiet')
+    detail(`${scenario.name} per-round ratios: ce-broker/aedes ${text(toAedes)}, ce-broker/quiet ${text(toQuiet)}, quiet/aedes ${text(ratios('quiet', 'aedes'))}`)
+    detail(`${scenario.name} versions registered (201) in the window per round: ${of('ce-broker').map((r) => r.registrations === undefined ? '?' : String(r.registrations.windowEnd.created - r.registrations.windowStart.created)).join(' ')}` +
+      `; in the run: ${of('ce-broker').map((r) => String(r.registrations?.final.created ?? '?')).join(' ')}`)
+    process.stdout.write(`bench ${scenario.name} ce-broker=${formatFigure(scenario, figure('ce-broker'))} aedes=${formatFigure(scenario, figure('aedes'))}` +
+      ` ratio=${median(toAedes).toFixed(3)} quiet=${formatFigure(scenario, figure('quiet'))} vs-quiet=${median(toQuiet).toFixed(3)}${vsBaseline}\n`)
+    return
   }
   if (scenario.cluster !== true) {
     const perRound = ratios('ce-broker', 'aedes')

@@ -1,5 +1,6 @@
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { BrokerInput } from '../src/index.js'
+import { bundledSchemasDir, type BrokerInput } from '../src/index.js'
 
 /** Fan-in at QoS 0: many raw publishers, one wildcard subscriber counting what arrives. */
 export interface FaninLoad {
@@ -87,6 +88,22 @@ export interface ServerContext {
   readonly tempDir: () => string
 }
 
+/**
+ * Schema versions the ce-broker side registers while it is loaded: from the server
+ * process, through the broker's own HTTP API (`schema-registrations.ts`).
+ */
+export interface SchemaRegistrations {
+  /** The CloudEvent type every registration adds a version to. */
+  readonly type: string
+  /** Time between two registrations, in ms; the first is sent this long after the broker is ready. */
+  readonly everyMs: number
+  /**
+   * The JSON Schema of the `n`th registration (n = 1, 2, ...), called in the server
+   * process: each must be new and pass the type's compatibility rule (201), or the run fails.
+   */
+  readonly schema: (n: number) => object
+}
+
 /** One benchmark: how to start each broker and what load to put on it. */
 export interface Scenario {
   /** Name printed in the `bench <name> ...` result line; kebab-case, unique. */
@@ -139,6 +156,14 @@ export interface Scenario {
    * heartbeats). Measures what being in a cluster costs a node's local traffic.
    */
   readonly subscriberOnIngress?: boolean
+  /**
+   * The ce-broker side registers schema versions while it is loaded, and each round
+   * also measures a `quiet` side: one node with the same input that registers nothing
+   * (the `quiet=` column). The run fails unless at least (window / `everyMs`) − 1
+   * versions were created (201) inside the window and every registration of the run
+   * was answered 201. Not with `cluster`.
+   */
+  readonly registrations?: SchemaRegistrations
   readonly load: LoadSpec
 }
 
@@ -232,6 +257,49 @@ function auditFile (server: ServerContext): string {
   return join(server.tempDir(), 'audit.jsonl')
 }
 
+/** The type `schema-register-under-load` registers versions of: the load's events are of it. */
+const REGISTERED_TYPE = 'albergue.v1.booking.reserved'
+
+/**
+ * The `n`th registration of `schema-register-under-load`: the bundled schema of
+ * `REGISTERED_TYPE` with `properties.nights.maximum` raised by `n` (30 → 31, 32, ...).
+ * Each version is new and accepts more than the one before (BACKWARD compatible), and
+ * the load's events (2 nights) stay valid. The file is read on the first call, in the
+ * server process.
+ */
+function raisingNightsMaximum (): (n: number) => object {
+  let bundled: NightsBounded | undefined
+  return function nthSchema (n) {
+    bundled ??= readBundledSchema(REGISTERED_TYPE)
+    const schema = structuredClone(bundled)
+    schema.properties.nights.maximum += n
+    return schema
+  }
+}
+
+/** A JSON Schema with a numeric `properties.nights.maximum`, the field `raisingNightsMaximum` raises. */
+interface NightsBounded {
+  readonly properties: { readonly nights: { maximum: number } }
+}
+
+/** The package's own schema of `type` (`schemas/<type>.json`); throws unless it bounds `nights`. */
+function readBundledSchema (type: string): NightsBounded {
+  const dir = bundledSchemasDir()
+  if (dir === undefined) throw new Error('the bundled schemas/ folder was not found beside src/ or dist/')
+  const file = join(dir, `${type}.json`)
+  const schema: unknown = JSON.parse(readFileSync(file, 'utf8'))
+  if (!isNightsBounded(schema)) throw new Error(`${file} has no numeric properties.nights.maximum to raise`)
+  return schema
+}
+
+function isNightsBounded (schema: unknown): schema is NightsBounded {
+  return isObject(schema) && isObject(schema.properties) && isObject(schema.properties.nights) && typeof schema.properties.nights.maximum === 'number'
+}
+
+function isObject (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null
+}
+
 /** Every scenario `npm run bench` runs, in this order. Add new ones here. */
 export const SCENARIOS: readonly Scenario[] = [
   {
@@ -250,6 +318,18 @@ export const SCENARIOS: readonly Scenario[] = [
     ceBroker: function faninValidatedCeBroker () {
       return { idempotency: { enabled: false }, audit: { enabled: false } }
     },
+    load: FANIN_LOAD
+  },
+  {
+    name: 'schema-register-under-load',
+    // fanin-qos0-validated's load and config, and a new version of the load's type
+    // registered every second through the HTTP API (compatibility check, store write,
+    // compile on the event loop, sent to every validation worker); `quiet=` is the same
+    // node registering nothing
+    ceBroker: function schemaRegisterCeBroker () {
+      return { idempotency: { enabled: false }, audit: { enabled: false } }
+    },
+    registrations: { type: REGISTERED_TYPE, everyMs: 1000, schema: raisingNightsMaximum() },
     load: FANIN_LOAD
   },
   {

@@ -1,19 +1,24 @@
 /**
- * Server child of `run.js`: `node server.js <aedes|ce-broker> <scenario> [redis=<url>] [receiver=<url>] [node=<a|b>]`.
+ * Server child of `run.js`: `node server.js <aedes|ce-broker> <scenario> [redis=<url>] [receiver=<url>] [node=<a|b>] [registrations=off]`.
  * Starts one broker on 127.0.0.1, sends `{ type: 'ready', port }` over IPC,
  * answers stats requests, and closes the broker and exits on SIGTERM or when
  * the parent goes away (IPC disconnect). `redis=` is the redis-server `run.js` started
  * for a scenario with `redis: true`, `receiver=` the webhook receiver it started for
  * one with `receiver: true`; the scenario reads them from its context. `node=` makes
  * it a node of a cluster scenario's two-node side: ce-broker with the scenario's input
- * plus `redis.url` set to `redis=`.
+ * plus `redis.url` set to `redis=`. For a scenario with `registrations`, a ce-broker
+ * server registers schema versions through its HTTP API from when it is ready until it
+ * closes (`schema-registrations.ts`) and reports their counts with its stats, unless
+ * given `registrations=off` (the `quiet` side). Every ce-broker server keeps its schema
+ * registry (`schemas.dataDir`) in its temporary directory, never in `./data`.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { isBrokerKind, isStatsRequest, type BrokerKind, type ServerMessage } from './protocol.js'
-import { findScenario, type ServerContext } from './scenarios.js'
+import { findScenario, type Scenario, type ServerContext } from './scenarios.js'
+import { SchemaRegistrar } from './schema-registrations.js'
 import type { BenchServer } from './servers/bench-server.js'
 import { startAedes } from './servers/aedes.js'
 import { startCeBroker } from './servers/ce-broker.js'
@@ -31,6 +36,8 @@ interface Services {
   readonly receiver?: string
   /** Which node of a cluster this is (`a`: publishers', `b`: the subscriber's); only names it, both run alike. */
   readonly node?: string
+  /** `off`: register no schema version even if the scenario has `registrations` (its `quiet` side). */
+  readonly registrations?: string
 }
 
 function parseServices (args: readonly string[]): Services {
@@ -39,8 +46,8 @@ function parseServices (args: readonly string[]): Services {
     const at = arg.indexOf('=')
     const name = arg.slice(0, at)
     const value = arg.slice(at + 1)
-    if (at <= 0 || value === '' || (name !== 'redis' && name !== 'receiver' && name !== 'node')) {
-      throw new Error(`server.js: expected redis=<url>, receiver=<url> or node=<a|b>, got ${JSON.stringify(arg)}`)
+    if (at <= 0 || value === '' || (name !== 'redis' && name !== 'receiver' && name !== 'node' && name !== 'registrations') || (name === 'registrations' && value !== 'off')) {
+      throw new Error(`server.js: expected redis=<url>, receiver=<url>, node=<a|b> or registrations=off, got ${JSON.stringify(arg)}`)
     }
     services = { ...services, [name]: value }
   }
@@ -78,12 +85,13 @@ class Context implements ServerContext {
   }
 }
 
-async function start (kind: BrokerKind, scenarioName: string | undefined, context: Context, node: string | undefined): Promise<BenchServer> {
-  const scenario = findScenario(scenarioName)
+async function start (kind: BrokerKind, scenario: Scenario, context: Context, node: string | undefined): Promise<BenchServer> {
   if (kind === 'aedes') return await startAedes(scenario.aedesNoDelay === true)
   if (node !== undefined && (scenario.cluster !== true || kind !== 'ce-broker')) throw new Error(`server.js: node=${node} is for the ce-broker nodes of a cluster scenario`)
   try {
-    const input = scenario.ceBroker(context)
+    const scenarioInput = scenario.ceBroker(context)
+    // the schema registry's versions go to this run's temporary directory (removed after it), never to ./data in the working folder
+    const input = { ...scenarioInput, schemas: { ...scenarioInput.schemas, dataDir: scenarioInput.schemas?.dataDir ?? context.tempDir() } }
     // a cluster node: the one-node input, sharing state and routing through the run's Redis
     return await startCeBroker(node === undefined ? input : { ...input, redis: { url: context.redisUrl() } })
   } catch (err: unknown) {
@@ -94,16 +102,31 @@ async function start (kind: BrokerKind, scenarioName: string | undefined, contex
 
 async function main (): Promise<void> {
   const [kind, scenarioName, ...rest] = process.argv.slice(2)
-  if (!isBrokerKind(kind)) throw new Error(`usage: server.js <aedes|ce-broker> <scenario> [redis=<url>] [receiver=<url>] [node=<a|b>], got kind ${JSON.stringify(kind)}`)
+  if (!isBrokerKind(kind)) throw new Error(`usage: server.js <aedes|ce-broker> <scenario> [redis=<url>] [receiver=<url>] [node=<a|b>] [registrations=off], got kind ${JSON.stringify(kind)}`)
   if (process.send === undefined) throw new Error('server.js is started by run.js with an IPC channel (fork)')
 
   const services = parseServices(rest)
+  const scenario = findScenario(scenarioName)
   const context = new Context(services)
-  const server = await start(kind, scenarioName, context, services.node)
+  const server = await start(kind, scenario, context, services.node)
+  let registrar: SchemaRegistrar | undefined
+  try {
+    registrar = await registrarOf(kind, scenario, server, services)
+  } catch (err: unknown) {
+    await server.close()
+    context.cleanUp()
+    throw err
+  }
   let stopping: Promise<void> | undefined
 
+  /** Registrations first: none in flight while the broker closes. */
+  async function close (): Promise<void> {
+    await registrar?.stop()
+    await server.close()
+  }
+
   function stop (): void {
-    stopping ??= server.close().then(
+    stopping ??= close().then(
       function closed () {
         context.cleanUp()
         process.off('message', answer)
@@ -125,7 +148,14 @@ async function main (): Promise<void> {
     if (!isStatsRequest(message)) return
     // CPU and clock first, together: the webhook counters are read after, asynchronously
     const cpu = process.cpuUsage()
-    const stats = { type: 'stats', id: message.id, cpuMicros: cpu.user + cpu.system, nowMs: performance.now(), rssBytes: process.memoryUsage.rss() } as const
+    const stats = {
+      type: 'stats',
+      id: message.id,
+      cpuMicros: cpu.user + cpu.system,
+      nowMs: performance.now(),
+      rssBytes: process.memoryUsage.rss(),
+      ...(registrar === undefined ? {} : { registrations: registrar.counters() })
+    } as const
     if (server.webhookCounters === undefined) {
       send(stats)
       return
@@ -143,6 +173,13 @@ async function main (): Promise<void> {
   process.once('SIGTERM', stop)
   process.once('disconnect', stop)
   send({ type: 'ready', port: server.port })
+}
+
+/** The schema registrar of a ce-broker server whose scenario has `registrations`, unless told `registrations=off`. */
+async function registrarOf (kind: BrokerKind, scenario: Scenario, server: BenchServer, services: Services): Promise<SchemaRegistrar | undefined> {
+  if (kind !== 'ce-broker' || scenario.registrations === undefined || services.registrations === 'off') return undefined
+  if (server.httpUrl === undefined) throw new Error('server.js: the ce-broker server has no HTTP API to register schemas through')
+  return await SchemaRegistrar.start(server.httpUrl, scenario.registrations)
 }
 
 main().catch(function failed (err: unknown) {

@@ -11,7 +11,7 @@ import './style.css'
 import { ApiError, api, askForCredentials, credentials, saveCredentials } from './api.js'
 import { $, clock, h, json } from './dom.js'
 import { AUDIT_PREFIX, DLQ_PREFIX, STATS_PREFIX } from '../src/core/reserved-topics.js'
-import { OUTCOMES, type AuditRecord, type CatalogEntry, type DeadLetter, type NodeStats, type Outcome, type WebhookState } from './messages.js'
+import { OUTCOMES, type AuditRecord, type CatalogEntry, type DeadLetter, type NodeStats, type Outcome, type SchemaListing, type WebhookState } from './messages.js'
 
 // ---- sign-in -------------------------------------------------------------------------
 
@@ -283,6 +283,19 @@ async function remove (id: string): Promise<void> {
 
 $('dlq-refresh').addEventListener('click', () => { loadDeadLetters().catch(showDeadLetterError) })
 
+// ---- the schema registry -----------------------------------------------------------------
+
+async function loadSchemas (): Promise<void> {
+  const { schemas } = await api<{ schemas: SchemaListing[] }>('/api/schemas')
+  $('schema-rows').replaceChildren(...schemas.map((s) => h('tr', { 'data-type': s.type },
+    h('td', {}, h('code', {}, s.type)),
+    h('td', {}, String(s.version)),
+    h('td', {}, String(s.versions)),
+    h('td', {}, s.compatibility),
+    h('td', { class: s.mode === 'shadow' ? 'warn' : '' }, s.mode),
+    h('td', {}, s.mode === 'shadow' || s.shadowFailures > 0 ? String(s.shadowFailures) : ''))))
+}
+
 // ---- the catalog ------------------------------------------------------------------------
 
 async function loadCatalog (): Promise<void> {
@@ -296,7 +309,7 @@ async function loadCatalog (): Promise<void> {
       entry.schema === null
         ? h('p', { class: 'note' }, 'No schema registered.')
         : h('div', {},
-          h('p', {}, entry.schema.title ?? '', h('span', { class: 'note' }, ` ${entry.schema.file}`)),
+          h('p', {}, entry.schema.title ?? '', h('span', { class: 'note' }, ` ${entry.schema.file}, version ${entry.schema.version} (${entry.schema.history.map((v) => `${v.version}: ${v.registeredAt === '' ? 'start-up' : clock(v.registeredAt)}`).join(', ')})`)),
           h('table', {},
             h('thead', {}, h('tr', {}, h('th', {}, 'field'), h('th', {}, 'type'), h('th', {}, 'required'), h('th', {}, 'description'))),
             h('tbody', {}, ...entry.schema.fields.map((f) => h('tr', {},
@@ -324,7 +337,7 @@ $('catalog-markdown').addEventListener('click', (event) => {
 // ---- start ------------------------------------------------------------------------------
 
 async function refreshAll (): Promise<void> {
-  const results = await Promise.allSettled([loadDeadLetters(), loadWebhooks(), loadCatalog()])
+  const results = await Promise.allSettled([loadDeadLetters(), loadWebhooks(), loadSchemas(), loadCatalog()])
   for (const result of results) if (result.status === 'rejected' && !(result.reason instanceof ApiError && result.reason.status === 401)) console.warn(result.reason)
 }
 
@@ -336,5 +349,6 @@ void refreshAll()
 setInterval(() => {
   if (!$('login').hidden) return
   loadCatalog().catch(() => {})
+  loadSchemas().catch(() => {})
   loadDeadLetters().catch(showDeadLetterError)
 }, 10_000)

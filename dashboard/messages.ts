@@ -55,9 +55,20 @@ export interface DeadLetter {
 export interface CatalogEntry {
   type: string
   topic: string
-  schema: null | { file: string, title?: string, draft: string, fields: Array<{ path: string, type: string, required: boolean, format?: string, description?: string }> }
+  schema: null | { file: string, title?: string, draft: string, version: number, history: Array<{ version: number, registeredAt: string }>, fields: Array<{ path: string, type: string, required: boolean, format?: string, description?: string }> }
   publishers: Array<{ publisher: string, lastSeen: string }>
   subscribers: { webhooks: Array<{ id: string, service_id: string, webhook_url: string, filters: string[] }>, mqtt: Array<{ clientId: string, filter: string, qos: number }> }
+}
+
+/** One type of the registry, as `GET /api/schemas` lists it. */
+export interface SchemaListing {
+  type: string
+  file: string
+  version: number
+  versions: number
+  compatibility: string
+  mode: 'enforce' | 'shadow'
+  shadowFailures: number
 }
 
 export type Outcome = 'accepted' | 'rejected' | 'duplicate'

@@ -3,6 +3,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { BrokerError, OPTIONS, createBroker, loadConfig, newApiKey, readConfigFile, type Broker } from './index.js'
 import { packageVersion } from './core/version.js'
 import { hashPassword } from '../plugins/auth/passwords.js'
+import { runSchemasCheck } from './schemas-check.js'
 
 /** Longest a SIGINT/SIGTERM shutdown may take before the process gives up and exits 1. */
 const SHUTDOWN_TIMEOUT_MS = 15_000
@@ -29,6 +30,8 @@ function usage (): string {
     'Usage: ce-broker [--config FILE] [flags]',
     '       ce-broker hash-password < secret   print the hash of a password read on stdin, for auth.users',
     '       ce-broker new-api-key              print a new HTTP API key and its hash, for auth.apiKeys',
+    '       ce-broker schemas check --against <dir | broker URL> <dir>',
+    '                                          check a folder of schemas against the registered ones (--help for more)',
     '',
     'An MQTT broker for CloudEvents. Settings: defaults < config file < flags < CE_BROKER_* environment.',
     '',
@@ -55,6 +58,11 @@ async function printPasswordHash (): Promise<void> {
 async function main (): Promise<void> {
   if (process.argv[2] === 'hash-password') {
     await printPasswordHash()
+    return
+  }
+  if (process.argv[2] === 'schemas' && process.argv[3] === 'check') {
+    const write = (stream: NodeJS.WriteStream) => (line: string): void => { stream.write(`${line}\n`) }
+    process.exitCode = await runSchemasCheck(process.argv.slice(4), write(process.stdout), write(process.stderr))
     return
   }
   if (process.argv[2] === 'new-api-key') {

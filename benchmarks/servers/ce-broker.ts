@@ -17,6 +17,7 @@ export async function startCeBroker (input: BrokerInput): Promise<BenchServer> {
   })
   return {
     port: broker.ports.mqtt,
+    httpUrl: `http://127.0.0.1:${broker.ports.http}`,
     close: async () => { await broker.close() },
     webhookCounters: async () => await webhookCounters(broker.metrics)
   }

@@ -134,7 +134,9 @@ async function setupAudit (ctx: PluginContext, opts: AuditOptions): Promise<(() 
     if (!watched && sinks.length === 0 && recent === undefined) return
     const audited = outcomeOf(attempt, verdict)
     if (audited === undefined) return
-    const kept = recent !== undefined && audited.outcome === 'accepted'
+    // accepted, or delivered as accepted while its schema is in shadow mode
+    const delivered = audited.outcome === 'accepted' || audited.outcome === 'would_reject'
+    const kept = recent !== undefined && delivered
     if (!watched && sinks.length === 0 && !kept) return
     const line = records.append(attempt, audited, watched || kept)
     if (line !== undefined) {
@@ -142,7 +144,7 @@ async function setupAudit (ctx: PluginContext, opts: AuditOptions): Promise<(() 
       if (watched) mirror(attempt.topic === '' ? AUDIT_LEVEL : AUDIT_PREFIX + attempt.topic, line)
     }
     // with Redis, an accepted event is acknowledged once its stream entry is written
-    if (sinks.length > 0 && audited.outcome === 'accepted') attempt.keepUntil(flushed())
+    if (sinks.length > 0 && delivered) attempt.keepUntil(flushed())
     else scheduleFlush()
   })
 

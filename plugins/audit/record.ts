@@ -1,7 +1,7 @@
 import { MAX_VIEW_DEPTH, nestingDepth, type EventSummary, type PublishAttempt, type PublishVerdict } from '../../src/core/index.js'
 
-/** What happened to an audited publish (PRODUCT §3). */
-export type AuditOutcome = 'accepted' | 'rejected' | 'duplicate'
+/** What happened to an audited publish (PRODUCT §3); `would_reject`: accepted, though its type's schema (in shadow mode) refused it. */
+export type AuditOutcome = 'accepted' | 'rejected' | 'duplicate' | 'would_reject'
 
 /** The audit record of PRODUCT §3, as written to `$audit/<topic>` and the audit log. */
 export interface AuditRecord {
@@ -15,7 +15,9 @@ export interface AuditRecord {
   readonly topic: string
   readonly qos: 0 | 1 | 2
   readonly retain: boolean
-  readonly event: Pick<EventSummary, 'id' | 'type' | 'source' | 'time'>
+  readonly event: Pick<EventSummary, 'id' | 'type' | 'source' | 'time' | 'schemaVersion'>
+  /** What the schema found, for `would_reject`. */
+  readonly errors?: ReadonlyArray<{ readonly path: string, readonly message: string }>
   /** The event as published (redacted), when `audit.payload` is on and it was JSON. */
   readonly payload?: unknown
   /** The bytes as published, when they were not JSON. */
@@ -29,7 +31,7 @@ export const REDACTED = '[redacted]'
  * refuses (refused before anything read it, so on any topic). A `$` topic's refusal is
  * not about an event, and a plugin's fault is no verdict on one.
  */
-const AUDITED: ReadonlyMap<string, Exclude<AuditOutcome, 'accepted'>> = new Map([
+const AUDITED: ReadonlyMap<string, Exclude<AuditOutcome, 'accepted' | 'would_reject'>> = new Map([
   ['BRK_EVENT_REJECTED', 'rejected'],
   ['BRK_PUBLISH_NOT_AUTHORIZED', 'rejected'],
   ['BRK_EVENT_DUPLICATE', 'duplicate']
@@ -42,7 +44,11 @@ const AUDITED: ReadonlyMap<string, Exclude<AuditOutcome, 'accepted'>> = new Map(
  * audited on any topic: it was refused before anything read it.
  */
 export function outcomeOf (attempt: PublishAttempt, verdict: PublishVerdict): { outcome: AuditOutcome, reason?: string, event: EventSummary } | undefined {
-  if (verdict === undefined) return attempt.event === undefined ? undefined : { outcome: 'accepted', event: attempt.event }
+  if (verdict === undefined) {
+    const event = attempt.event
+    if (event === undefined) return undefined
+    return event.shadow === undefined ? { outcome: 'accepted', event } : { outcome: 'would_reject', reason: event.shadow.reason, event }
+  }
   const outcome = AUDITED.get(verdict.code)
   if (outcome === undefined) return undefined
   const event = attempt.event ?? verdict.event ?? {}
@@ -149,7 +155,13 @@ export class RecordWriter {
       text += `${first ? '' : ','}"${key}":${this.#quote(value)}`
       first = false
     }
+    if (event.schemaVersion !== undefined) text += `${first ? '' : ','}"schemaVersion":${event.schemaVersion}`
     text += '}'
+    if (event.shadow !== undefined) {
+      // rare (a shadow-mode failure): written as UTF-8 whatever it holds
+      text += `,"errors":${JSON.stringify(event.shadow.problems)}`
+      this.#ascii = false
+    }
 
     const bytes = attempt.payload
     let raw: Buffer | undefined

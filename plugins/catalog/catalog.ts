@@ -82,7 +82,10 @@ export function catalogMarkdown (catalog: Catalog): string {
     } else {
       const { schema } = entry
       if (schema.title !== undefined) lines.push(cell(schema.title), '')
-      lines.push(`Schema: \`${schema.file}\` (${schema.draft}${schema.id === undefined ? '' : `, \`${schema.id}\``})`, '')
+      lines.push(`Schema: \`${schema.file}\` (${schema.draft}${schema.id === undefined ? '' : `, \`${schema.id}\``}), version ${schema.version}; compatibility ${schema.compatibility}, mode ${schema.mode}`, '')
+      lines.push('Versions:', '')
+      for (const v of schema.history) lines.push(`- ${v.version}: registered ${v.registeredAt === '' ? 'at start-up' : v.registeredAt}${v.file === undefined ? ' through the API' : ` from \`${v.file}\``}`)
+      lines.push('')
       if (schema.fields.length === 0) {
         lines.push('`data` has no declared fields.', '')
       } else {

@@ -38,15 +38,17 @@ export function noMatchingRule (topic: string): EventRejectedError {
  * the type, then `data` against it. Returns what later plugins need to know of the
  * event (`id`, `source`, `type`, `time`, tracing extensions); the first failure throws an
  * `EventRejectedError` with its reason. Schemas are compiled already: a check costs
- * one JSON.parse, the envelope checks and one compiled validator call.
+ * one JSON.parse, the envelope checks and one compiled validator call. The version
+ * checked against is the one `dataschema` names, else the type's latest; a type in
+ * `shadow` mode lets a failing event through with the refusal it would have had.
  */
 export function createRuleCheck (registry: SchemaRegistry): (rule: ValidationRule, topic: string, payload: Buffer) => EventSummary {
   const envelope = new EnvelopeChecker()
 
   return function checkEvent (rule: ValidationRule, topic: string, payload: Buffer): EventSummary {
     const onInvalid = rule.onInvalid
-    const refuse = (reason: RejectReason, problems: readonly EventProblem[], event?: CloudEvent): never => {
-      throw new EventRejectedError(reason, topic, problems, onInvalid, event === undefined ? {} : summary(event))
+    const refuse = (reason: RejectReason, problems: readonly EventProblem[], event?: CloudEvent, version?: number): never => {
+      throw new EventRejectedError(reason, topic, problems, onInvalid, event === undefined ? {} : summary(event, version))
     }
 
     const checked = envelope.check(payload)
@@ -56,14 +58,16 @@ export function createRuleCheck (registry: SchemaRegistry): (rule: ValidationRul
       return refuse('type_topic_mismatch', [{ path: '/type', message: `type "${event.type}" belongs on topic "${typeToTopic(event.type)}", not "${topic}"` }], event)
     }
     if (rule.schema === 'none') return summary(event)
-    // a dataschema naming a registered $id picks that schema; otherwise the type's
-    const validate = (event.dataschema === undefined ? undefined : registry.forId(event.dataschema)) ?? registry.forType(event.type)
-    if (validate === undefined) {
+    const version = registry.select(event.type, event.dataschema)
+    if (version === undefined) {
       if (rule.schema === 'required') refuse('unknown_type', [{ path: '/type', message: `no schema is registered for type "${event.type}"` }], event)
-    } else if (!validate(event.data)) {
-      refuse('schema_validation_failed', toFieldErrors(validate.errors, event.data, '/data'), event)
+      return summary(event)
     }
-    return summary(event)
+    if (version.validate(event.data)) return summary(event, version.version)
+    const problems = toFieldErrors(version.validate.errors, event.data, '/data')
+    // shadow: delivered as if valid, the verdict it would have had goes with it
+    if (registry.config(version.type).mode === 'shadow') return { ...summary(event, version.version), shadow: { reason: 'schema_validation_failed', problems } }
+    return refuse('schema_validation_failed', problems, event, version.version)
   }
 }
 
@@ -87,8 +91,9 @@ export function createEventCheck (opts: ValidationPolicy & { readonly registry: 
   }
 }
 
-function summary (event: CloudEvent): EventSummary {
+function summary (event: CloudEvent, schemaVersion?: number): EventSummary {
   const out: { -readonly [K in keyof EventSummary]: EventSummary[K] } = { id: event.id, type: event.type, source: event.source }
+  if (schemaVersion !== undefined) out.schemaVersion = schemaVersion
   if (event.time !== undefined) out.time = event.time
   if (event.correlationid !== undefined) out.correlationid = event.correlationid
   if (event.causationid !== undefined) out.causationid = event.causationid

@@ -2,15 +2,30 @@ import { availableParallelism } from 'node:os'
 import { Type } from '@sinclair/typebox'
 
 import { ConfigError, configSection, enumOf, setting, topicFilterProblem, type Settings } from '../../src/core/index.js'
+import { COMPATIBILITY_LEVELS } from './compatibility.js'
+import { SCHEMA_MODES } from './versions.js'
 
-/** Where the schemas come from. */
+/** Where the schemas come from, where registered versions are kept, and the registry's default rules. */
 export const schemasSection = configSection({
   key: 'schemas',
   schema: Type.Object({
     dir: Type.String({
       minLength: 1,
       default: './schemas',
-      ...setting({ env: 'CE_BROKER_SCHEMAS_DIR', flag: '--schemas', flagArg: 'DIR', doc: 'folder of JSON Schema files, one per CloudEvent type (see [schemas/](schemas/README.md))' })
+      ...setting({ env: 'CE_BROKER_SCHEMAS_DIR', flag: '--schemas', flagArg: 'DIR', doc: 'folder of JSON Schema files, one per CloudEvent type, registered at start-up (see [schemas/](schemas/README.md) and [The schema registry](#the-schema-registry))' })
+    }),
+    dataDir: Type.String({
+      minLength: 1,
+      default: './data',
+      ...setting({ env: 'CE_BROKER_DATA_DIR', flag: '--data-dir', flagArg: 'DIR', doc: 'embedded: the folder the registry keeps its versions in (`schema-registry.json`), created if missing; with Redis they live in Redis' })
+    }),
+    compatibility: enumOf(COMPATIBILITY_LEVELS, {
+      default: 'BACKWARD',
+      ...setting({ env: 'CE_BROKER_SCHEMAS_COMPATIBILITY', doc: 'the rule a type\'s new version must pass unless the type sets its own (`PUT /api/schemas/:type/config`)' })
+    }),
+    mode: enumOf(SCHEMA_MODES, {
+      default: 'enforce',
+      ...setting({ env: 'CE_BROKER_SCHEMAS_MODE', doc: '`enforce`: events that fail their type\'s schema are refused; `shadow`: delivered, audited `would_reject`; unless the type sets its own' })
     })
   }, { additionalProperties: false })
 })

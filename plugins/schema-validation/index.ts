@@ -2,14 +2,20 @@ import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { Gauge } from 'prom-client'
 import { bundledSchemasDir, cloudEventTopics, definePlugin, type Settings, service, type EventSummary, type PluginContext, type PublishAttempt } from '../../src/core/index.js'
-import { createRuleCheck, noMatchingRule, ruleMatcher, type ValidationPolicy } from './check.js'
-import { CheckPool } from './pool.js'
-import { SchemaRegistry } from './registry.js'
+import { createRuleCheck, noMatchingRule, ruleMatcher } from './check.js'
+import { LiveRegistry } from './live.js'
+import { ValidationTally } from './tally.js'
+import { CheckPool, type InlineCheck } from './pool.js'
+import type { WorkerSetup } from './protocol.js'
+import { RedisRegistryStore } from './redis-store.js'
+import type { SchemaRegistry } from './registry.js'
 import { schemaRoutes, type SchemaListing } from './routes.js'
+import { FileRegistryStore } from './store.js'
 import { summarizeSchema, type SchemaSummary } from './summary.js'
 import { schemasSection, validationSection } from './config.js'
 
 export { SchemaRegistry, type SchemaDocument, type SchemaEntry, type Draft } from './registry.js'
+export { checkCompatibility, narrowings, COMPATIBILITY_LEVELS, type BreakingChange, type CompatibilityLevel } from './compatibility.js'
 export { createEventCheck, type ValidationPolicy } from './check.js'
 export type { SchemaListing } from './routes.js'
 export type { SchemaSummary, FieldSummary } from './summary.js'
@@ -24,7 +30,7 @@ export interface SchemaValidationOptions {
 export interface Schemas {
   /** Whether any rule applies: only then are events read (and described on the attempt). */
   readonly validating: boolean
-  /** The registry's schemas, for `GET /api/schemas`. */
+  /** Every type's latest version and settings, with this node's shadow failures. */
   readonly list: () => readonly SchemaListing[]
   /** The same with their fields summarized, for the catalog. */
   readonly summaries: () => readonly SchemaSummary[]
@@ -37,21 +43,43 @@ const DEFAULT_SCHEMAS_DIR = './schemas'
 
 /**
  * Checks each publish on a validated topic (see `createRuleCheck` for the checks and
- * their order). The rule is found on the event loop; a topic no rule covers passes
- * or is refused there and then. The check itself runs on `workers` worker threads
- * when there are any, so parsing and validating 1 KiB events does not slow MQTT
- * routing down; the verdicts come back in the order the publishes arrived.
+ * their order) against the live registry: the schema folder registered at start-up,
+ * versions added through `/api/schemas`, and those other nodes add. The rule is found on
+ * the event loop; a topic no rule covers passes or is refused there and then. The check
+ * itself runs on `workers` worker threads when there are any, so parsing and validating
+ * 1 KiB events does not slow MQTT routing down; the verdicts come back in the order the
+ * publishes arrived. A registry change reaches each worker before the batches after it.
  */
 export const schemaValidation = definePlugin<SchemaValidationOptions>({ name: 'schema-validation', sections: [schemasSection, validationSection], setup: setupValidation })
 
 async function setupValidation (ctx: PluginContext, { schemas, validation }: SchemaValidationOptions): Promise<(() => Promise<void>) | undefined> {
   const validating = validation.rules.length > 0 || validation.default === 'reject'
+  const tally = new ValidationTally(ctx.metrics)
   // no rule reads events: no schema is read, no type is ever seen
-  const registry = validating ? await SchemaRegistry.load(schemasDir(ctx, schemas.dir)) : undefined
-  const summaries = registry === undefined ? [] : summarize(registry)
-  ctx.provide(SCHEMAS, { validating, list: () => registry?.list() ?? [], summaries: () => summaries })
-  ctx.routes(async function routes (app) { await app.register(schemaRoutes, { schemas: () => registry?.list() ?? [] }) })
-  if (registry === undefined) return undefined
+  let pool: CheckPool | undefined
+  let summaries: SchemaSummary[] | undefined
+  const live = validating
+    ? await LiveRegistry.start({
+      dir: schemasDir(ctx, schemas.dir),
+      store: ctx.redis === undefined ? await FileRegistryStore.open(resolve(schemas.dataDir)) : new RedisRegistryStore(ctx.redis),
+      defaults: { compatibility: schemas.compatibility, mode: schemas.mode },
+      log: ctx.log,
+      onChange: (change) => {
+        summaries = undefined
+        pool?.broadcast(change)
+        ctx.log.info({ type: change.kind === 'version' ? change.version.type : change.type, ...(change.kind === 'version' ? { version: change.version.version } : change.config) }, change.kind === 'version' ? 'schema version in force' : 'schema settings changed')
+      }
+    })
+    : undefined
+  const registry = live?.registry
+  ctx.provide(SCHEMAS, {
+    validating,
+    list: () => listing(registry, tally),
+    summaries: () => (summaries ??= registry === undefined ? [] : summarize(registry))
+  })
+  ctx.routes(async function routes (app) { await app.register(schemaRoutes, { live, list: () => listing(registry, tally) }) })
+  if (live === undefined || registry === undefined) return undefined
+  tally.known = (type) => registry.latest(type) !== undefined
   const opts = validation
   const { rules } = opts
   ctx.hooks.cloudEventTopics(cloudEventTopics(rules))
@@ -63,25 +91,8 @@ async function setupValidation (ctx: PluginContext, { schemas, validation }: Sch
     return checkEvent(rule, topic, payload)
   }
 
-  const workers = opts.workers
   const gauge = new Gauge({ name: 'ce_broker_validation_workers', help: 'Worker threads checking events; 0: checks run on the event loop', registers: [ctx.metrics] })
-  let pool: CheckPool | undefined
-  if (workers > 0) {
-    try {
-      pool = await CheckPool.start({
-        size: workers,
-        setup: { rules, documents: registry.documents() },
-        inline: checkInline,
-        onWorkerLost: (err) => {
-          gauge.set(pool?.size ?? 0)
-          ctx.reportError(err, { during: 'validation', remainingWorkers: pool?.size ?? 0 })
-        }
-      })
-    } catch (err: unknown) {
-      ctx.log.warn({ err }, 'validation workers did not start: checking on the event loop')
-    }
-  }
-
+  pool = await startPool(ctx, opts.workers, { rules, registry: registry.snapshot() }, checkInline, tally, gauge)
   gauge.set(pool?.size ?? 0)
 
   ctx.hooks.authorizePublish(function validateEvent (attempt: PublishAttempt): Promise<void> | undefined {
@@ -94,13 +105,47 @@ async function setupValidation (ctx: PluginContext, { schemas, validation }: Sch
     if (!rule.cloudevents) return undefined
     // the event's summary goes on the attempt: the core counts it accepted, later plugins read it
     if (pool !== undefined) return pool.check(index, attempt.topic, attempt.payload, attempt)
-    attempt.describe(checkEvent(rule, attempt.topic, attempt.payload))
+    let event: EventSummary
+    try {
+      event = checkEvent(rule, attempt.topic, attempt.payload)
+    } catch (err: unknown) {
+      tally.refused(err)
+      throw err
+    }
+    tally.note(event, undefined)
+    attempt.describe(event)
     return undefined
   })
-  ctx.log.info({ rules: rules.length, types: registry.list().length, default: opts.default, workers: pool?.size ?? 0 }, 'validation ready')
+  ctx.log.info({ rules: rules.length, types: registry.types().length, store: live.kind, default: opts.default, workers: pool?.size ?? 0 }, 'validation ready')
   return async function stopValidation () {
     await pool?.close()
+    await live.close()
   }
+}
+
+/** The validation workers, or `undefined` for none (`validation.workers: 0`, or they failed to start: checks run on the event loop). */
+async function startPool (ctx: PluginContext, size: number, setup: WorkerSetup, inline: InlineCheck, tally: ValidationTally, gauge: Gauge): Promise<CheckPool | undefined> {
+  if (size === 0) return undefined
+  try {
+    const pool: CheckPool = await CheckPool.start({
+      size,
+      setup,
+      inline,
+      tally: (event, reason) => { tally.note(event, reason) },
+      onWorkerLost: (err) => {
+        gauge.set(pool.size)
+        ctx.reportError(err, { during: 'validation', remainingWorkers: pool.size })
+      }
+    })
+    return pool
+  } catch (err: unknown) {
+    ctx.log.warn({ err }, 'validation workers did not start: checking on the event loop')
+    return undefined
+  }
+}
+
+function listing (registry: SchemaRegistry | undefined, tally: ValidationTally): SchemaListing[] {
+  return (registry?.list() ?? []).map((entry) => ({ ...entry, shadowFailures: tally.shadowFailures(entry.type) }))
 }
 
 /**
@@ -117,6 +162,10 @@ function schemasDir (ctx: PluginContext, dir: string): string {
   return bundled
 }
 
+function historyOf (registry: SchemaRegistry, type: string): SchemaSummary['history'] {
+  return registry.history(type).map((v) => ({ version: v.version, registeredAt: v.registeredAt, ...(v.file === undefined ? {} : { file: v.file }) }))
+}
+
 function summarize (registry: SchemaRegistry): SchemaSummary[] {
   return registry.list().map((entry) => ({
     type: entry.type,
@@ -124,6 +173,10 @@ function summarize (registry: SchemaRegistry): SchemaSummary[] {
     draft: entry.draft,
     ...(entry.id === undefined ? {} : { id: entry.id }),
     ...(typeof entry.schema.title === 'string' ? { title: entry.schema.title } : {}),
+    version: entry.version,
+    compatibility: entry.compatibility,
+    mode: entry.mode,
+    history: historyOf(registry, entry.type),
     fields: summarizeSchema(entry.schema, registry.documents())
   }))
 }

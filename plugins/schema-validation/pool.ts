@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads'
 import type { EventSummary } from '../../src/core/index.js'
-import { errorOf, isWorkerMessage, itemSize, verdictOf, writeItem, type CheckBatch, type Refusal, type WorkerSetup } from './protocol.js'
+import { errorOf, isWorkerMessage, itemSize, verdictOf, writeItem, type ChangeMessage, type CheckBatch, type Refusal, type WorkerSetup } from './protocol.js'
+import type { RegistryChange } from './registry.js'
 
 /** Checks one publish under the rule at `rule` in this thread: the event's summary, or throws the refusal. */
 export type InlineCheck = (rule: number, topic: string, payload: Buffer) => EventSummary
@@ -16,6 +17,8 @@ export interface CheckPoolOptions {
   readonly setup: WorkerSetup
   /** The same check in this thread: for batches in flight when a worker dies, and for everything once none is left. */
   readonly inline: InlineCheck
+  /** Told each verdict as it settles: the accepted event's summary, or a refused one's and its reason. */
+  readonly tally?: (event: EventSummary | undefined, reason: string | undefined) => void
   /** A worker died; the pool carries on with the others, then inline. */
   readonly onWorkerLost: (err: Error) => void
   /** The worker script; default `worker.js` next to this file. */
@@ -142,6 +145,16 @@ export class CheckPool {
     })
   }
 
+  /**
+   * Apply a registry change in every worker. The batch being filled goes first, under
+   * the registry it was filled under; every batch after it is checked with the change.
+   */
+  broadcast (change: RegistryChange): void {
+    this.#send()
+    const message: ChangeMessage = { kind: 'change', change }
+    for (const worker of this.#workers) worker.postMessage(message)
+  }
+
   /** Settle what is in flight inline and stop the workers. */
   async close (): Promise<void> {
     if (this.#closed) return
@@ -228,7 +241,9 @@ export class CheckPool {
         const refusal = refused[nextRefused]
         if (refusal?.index === i) {
           nextRefused++
-          item.reject(errorOf(refusal.verdict, item.topic))
+          const verdict = refusal.verdict
+          this.#options.tally?.('failure' in verdict ? undefined : verdict.event, 'failure' in verdict ? undefined : verdict.reason)
+          item.reject(errorOf(verdict, item.topic))
           continue
         }
         const event = accepted[nextAccepted++]
@@ -236,6 +251,7 @@ export class CheckPool {
           item.reject(new Error(`validation worker: no verdict for item ${i} of batch ${batch.seq}`))
           continue
         }
+        this.#options.tally?.(event, undefined)
         item.target.describe(event)
         item.resolve()
       }

@@ -1,11 +1,25 @@
 import { EventRejectedError, type EventProblem, type EventSummary, type RejectReason } from '../../src/core/index.js'
-import type { SchemaDocument } from './registry.js'
+import type { RegistryChange, RegistrySnapshot } from './registry.js'
 import type { ValidationRule } from './config.js'
 
 /** What a validation worker is started with (`workerData`). */
 export interface WorkerSetup {
   readonly rules: readonly ValidationRule[]
-  readonly documents: readonly SchemaDocument[]
+  readonly registry: RegistrySnapshot
+}
+
+/**
+ * Main thread → worker, besides batches: a registry change, applied before the batches
+ * posted after it (a worker takes its messages in order), so every event is checked
+ * against the registry as it was when its batch left, whole.
+ */
+export interface ChangeMessage {
+  readonly kind: 'change'
+  readonly change: RegistryChange
+}
+
+export function isChangeMessage (message: unknown): message is ChangeMessage {
+  return typeof message === 'object' && message !== null && Reflect.get(message, 'kind') === 'change'
 }
 
 /**

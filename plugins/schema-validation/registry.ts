@@ -4,6 +4,9 @@ import { Ajv, type AnySchemaObject, type ValidateFunction } from 'ajv'
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import addFormats from 'ajv-formats'
 import { SchemaFileError, isRfc3339, isRfc3339Date } from '../../src/core/index.js'
+import { documentResolver, type JsonSchema, type RefResolver } from './compatibility.js'
+import { effectiveConfig, fingerprintOf, type SchemaMode, type SchemaVersion, type TypeConfig } from './versions.js'
+import type { CompatibilityLevel } from './compatibility.js'
 
 /** JSON Schema dialects the registry reads, by their `$schema` URI. */
 const DRAFTS = {
@@ -13,120 +16,349 @@ const DRAFTS = {
 export type Draft = (typeof DRAFTS)[keyof typeof DRAFTS]
 const DRAFT_BY_URI: ReadonlyMap<string, Draft> = new Map(Object.entries(DRAFTS))
 
-/** One registered event schema, as `GET /api/schemas` lists it. */
-export interface SchemaEntry {
-  /** The CloudEvent type it checks. */
-  readonly type: string
-  /** File name within the registry folder. */
-  readonly file: string
-  /** `$id`, when the schema has one; a `dataschema` attribute naming it selects this schema. */
-  readonly id?: string
-  readonly draft: Draft
-  /** The schema itself. */
-  readonly schema: AnySchemaObject
-}
-
-/** One schema file as read: its name within the folder and its parsed JSON. */
+/** One file of a schema folder: its name and its parsed JSON. */
 export interface SchemaDocument {
   readonly file: string
   readonly schema: AnySchemaObject
 }
 
-interface Compiled extends SchemaEntry {
+/** One compiled version of a type's schema. */
+export interface CompiledVersion {
+  readonly type: string
+  readonly version: number
+  readonly draft: Draft
+  readonly schema: AnySchemaObject
+  /** The schema's own `$id`, when it has one: a `dataschema` naming it selects this version (the latest with it). */
+  readonly id?: string
+  readonly file?: string
+  readonly registeredAt: string
   readonly validate: ValidateFunction
 }
 
+/** A type's latest version as `GET /api/schemas` lists it. */
+export interface SchemaEntry {
+  readonly type: string
+  /** File name within the schema folder, or `<type>.json` for a version registered through the API. */
+  readonly file: string
+  readonly id?: string
+  readonly draft: Draft
+  readonly schema: AnySchemaObject
+  readonly version: number
+  readonly versions: number
+  readonly compatibility: CompatibilityLevel
+  readonly mode: SchemaMode
+}
+
+/** Everything a registry is built from: what a validation worker is started with. */
+export interface RegistrySnapshot {
+  /** Files of shared definitions (`_*.json`): no type, reached by `$ref`. */
+  readonly definitions: readonly SchemaDocument[]
+  readonly versions: readonly SchemaVersion[]
+  readonly configs: Readonly<Record<string, TypeConfig>>
+  readonly defaults: Required<TypeConfig>
+}
+
+/** A change to apply to a registry, as the live registry sends it to its workers. */
+export type RegistryChange =
+  | { readonly kind: 'version', readonly version: SchemaVersion }
+  | { readonly kind: 'config', readonly type: string, readonly config: TypeConfig }
+
+export const DEFAULT_TYPE_CONFIG: Required<TypeConfig> = { compatibility: 'BACKWARD', mode: 'enforce' }
+
 const TYPE_KEYWORD = 'x-cloudevents-type'
+/** `…/schemas/<type>/versions/<n>`: a `dataschema` naming a version of the registry's API. */
+const VERSION_URL = /\/schemas\/([^/?#]+)\/versions\/([1-9][0-9]{0,8})$/
+
+interface TypeState {
+  versions: CompiledVersion[]
+  config: TypeConfig
+}
 
 /**
- * A folder of JSON Schema files, one per CloudEvent type, compiled once at
- * start-up. Draft 2020-12 and draft-07 need one ajv instance each; a schema's
- * `$schema` picks it (2020-12 when absent), and `$ref` works across the files of
- * the same draft. Files starting with `_` hold shared definitions only.
+ * The compiled registry: every version of every type, and the shared definitions they
+ * `$ref`. Draft 2020-12 and draft-07 need one ajv instance each; a schema's `$schema`
+ * picks it (2020-12 when absent). Versions are added one at a time, each compiled once
+ * under a key of its own (its `$id` with `?ce-broker-version=<n>`, so relative `$ref`s
+ * resolve as they would against the `$id` itself), and a type's latest version is
+ * swapped in only once compiled: a check sees the old version or the new, never half.
  */
 export class SchemaRegistry {
-  readonly #byType: ReadonlyMap<string, Compiled>
-  readonly #byId: ReadonlyMap<string, Compiled>
-  readonly #documents: readonly SchemaDocument[]
+  readonly #ajvs: Record<Draft, Ajv>
+  readonly #definitions: readonly SchemaDocument[]
+  readonly #types = new Map<string, TypeState>()
+  readonly #byId = new Map<string, CompiledVersion>()
+  readonly #defaults: Required<TypeConfig>
+  #candidates = 0
 
-  private constructor (entries: readonly Compiled[], documents: readonly SchemaDocument[]) {
-    this.#documents = documents
-    this.#byType = new Map(entries.map((e) => [e.type, e]))
-    this.#byId = new Map(entries.flatMap((e) => e.id === undefined ? [] : [[e.id, e] as const]))
+  /** A registry with `definitions` and no type yet; a broken definition throws a `SchemaFileError` naming its file. */
+  constructor (definitions: readonly SchemaDocument[], defaults: Required<TypeConfig> = DEFAULT_TYPE_CONFIG) {
+    this.#ajvs = { '2020-12': makeAjv(new Ajv2020(OPTIONS)), 'draft-07': makeAjv(new Ajv(OPTIONS)) }
+    this.#definitions = definitions
+    this.#defaults = defaults
+    for (const { file, schema } of definitions) {
+      try {
+        this.#ajvs[draftOf(schema, file)].addSchema(schema, typeof schema.$id === 'string' ? undefined : file)
+      } catch (err: unknown) {
+        throw err instanceof SchemaFileError ? err : new SchemaFileError(file, describe(err), { cause: err })
+      }
+    }
   }
 
-  /** Read and compile every `*.json` file of `dir`; a broken file throws a `SchemaFileError` naming it. */
+  /** Read and compile every `*.json` file of `dir`, each type's file as its version 1. */
   static async load (dir: string): Promise<SchemaRegistry> {
-    let names: string[]
-    try {
-      names = (await readdir(dir)).filter((name) => name.endsWith('.json')).sort()
-    } catch (err: unknown) {
-      throw new SchemaFileError(dir, 'cannot be read as a schema folder', { cause: err })
-    }
-    const documents: SchemaDocument[] = []
-    for (const file of names) documents.push({ file, schema: await readSchema(join(dir, file)) })
-    return SchemaRegistry.compile(documents)
+    return SchemaRegistry.compile(await readSchemaFolder(dir))
+  }
+
+  /** Compile schema documents already read: definitions, and each type's file as its version 1. */
+  static compile (documents: readonly SchemaDocument[]): SchemaRegistry {
+    const { definitions, types } = splitDocuments(documents)
+    const registry = new SchemaRegistry(definitions)
+    for (const { type, file, schema } of types) registry.add({ type, version: 1, fingerprint: fingerprintOf(schema), schema, registeredAt: '', file })
+    return registry
+  }
+
+  /** Rebuild a registry from what another thread's registry was built from. */
+  static fromSnapshot (snapshot: RegistrySnapshot): SchemaRegistry {
+    const registry = new SchemaRegistry(snapshot.definitions, snapshot.defaults)
+    for (const version of snapshot.versions) registry.add(version)
+    for (const [type, config] of Object.entries(snapshot.configs)) registry.configure(type, config)
+    return registry
   }
 
   /**
-   * Compile schema documents already read (what `load` does after reading the folder,
-   * and how a validation worker rebuilds the registry from `documents()`).
+   * Compile `version` and make it its type's latest if it is newer (versions arrive in
+   * order, but a repeated or older one is harmless). Throws a `SchemaFileError` when it
+   * does not compile. Returns the compiled version.
    */
-  static compile (documents: readonly SchemaDocument[]): SchemaRegistry {
-    const ajvs: Record<Draft, Ajv> = { '2020-12': makeAjv(new Ajv2020(OPTIONS)), 'draft-07': makeAjv(new Ajv(OPTIONS)) }
-
-    const files: Array<{ file: string, schema: AnySchemaObject, draft: Draft }> = []
-    for (const { file, schema } of documents) {
-      const declared = schema.$schema
-      const draft = declared === undefined ? '2020-12' : DRAFT_BY_URI.get(String(declared).replace(/#$/, ''))
-      if (draft === undefined) throw new SchemaFileError(file, `declares "$schema": ${JSON.stringify(declared)}; use draft 2020-12 or draft-07`)
-      try {
-        ajvs[draft].addSchema(schema, typeof schema.$id === 'string' ? undefined : file)
-      } catch (err: unknown) {
-        throw new SchemaFileError(file, describe(err), { cause: err })
-      }
-      files.push({ file, schema, draft })
-    }
-
-    const compiled: Compiled[] = []
-    const seen = new Map<string, string>()
-    for (const { file, schema, draft } of files) {
-      if (basename(file).startsWith('_')) continue
-      const type = typeof schema[TYPE_KEYWORD] === 'string' ? String(schema[TYPE_KEYWORD]) : file.slice(0, -'.json'.length)
-      const earlier = seen.get(type)
-      if (earlier !== undefined) throw new SchemaFileError(file, `checks type "${type}", which ${earlier} checks already`)
-      seen.set(type, file)
-      let validate: ValidateFunction | undefined
-      try {
-        validate = typeof schema.$id === 'string' ? ajvs[draft].getSchema(schema.$id) : ajvs[draft].getSchema(file)
-      } catch (err: unknown) {
-        throw new SchemaFileError(file, describe(err), { cause: err })
-      }
-      if (validate === undefined) throw new SchemaFileError(file, 'could not be compiled')
-      compiled.push({ type, file, draft, schema, validate, ...(typeof schema.$id === 'string' ? { id: schema.$id } : {}) })
-    }
-    return new SchemaRegistry(compiled, documents)
+  add (version: SchemaVersion): CompiledVersion {
+    const state = this.#types.get(version.type) ?? { versions: [], config: {} }
+    const known = state.versions.find((v) => v.version === version.version)
+    if (known !== undefined) return known
+    const draft = draftOf(version.schema, version.file ?? version.type)
+    const key = keyOf(version.schema, version.file ?? `${version.type}.json`, `ce-broker-version=${version.version}`)
+    const validate = this.#compile(draft, key, version.schema, version.file ?? `${version.type} version ${version.version}`)
+    const id = typeof version.schema.$id === 'string' ? version.schema.$id : undefined
+    const compiled: CompiledVersion = { type: version.type, version: version.version, draft, schema: version.schema, registeredAt: version.registeredAt, validate, ...(id === undefined ? {} : { id }), ...(version.file === undefined ? {} : { file: version.file }) }
+    // a new array: a reader holding the old one keeps a consistent history
+    const versions = [...state.versions, compiled].sort((a, b) => a.version - b.version)
+    this.#types.set(version.type, { versions, config: state.config })
+    if (id !== undefined && versions[versions.length - 1] === compiled) this.#byId.set(id, compiled)
+    return compiled
   }
 
-  /** The validator of `type`, or `undefined` when none is registered. */
+  configure (type: string, config: TypeConfig): void {
+    const state = this.#types.get(type)
+    this.#types.set(type, { versions: state?.versions ?? [], config })
+  }
+
+  /**
+   * Why `schema` cannot be registered (not a JSON Schema ajv compiles, an unknown
+   * `$schema`, a `$ref` that resolves nowhere), or `undefined` when it can. Compiled
+   * under a throw-away key and removed again.
+   */
+  problemOf (schema: AnySchemaObject, name: string): string | undefined {
+    const draft = DRAFT_BY_URI.get(String(schema.$schema ?? 'https://json-schema.org/draft/2020-12/schema').replace(/#$/, ''))
+    if (draft === undefined) return `"$schema" ${JSON.stringify(schema.$schema)} is not draft 2020-12 or draft-07`
+    const key = keyOf(schema, name, `ce-broker-candidate=${++this.#candidates}`)
+    try {
+      this.#compile(draft, key, schema, name)
+      return undefined
+    } catch (err: unknown) {
+      return describe(err instanceof SchemaFileError && err.cause !== undefined ? err.cause : err)
+    } finally {
+      this.#ajvs[draft].removeSchema(key)
+    }
+  }
+
+  /** The version an event of `type` is checked against: the one its `dataschema` names (a version URL or an `$id`), else the latest. */
+  select (type: string, dataschema: string | undefined): CompiledVersion | undefined {
+    if (dataschema !== undefined) {
+      const named = this.#named(dataschema)
+      if (named !== undefined) return named
+    }
+    return this.latest(type)
+  }
+
+  latest (type: string): CompiledVersion | undefined {
+    const versions = this.#types.get(type)?.versions
+    return versions?.[versions.length - 1]
+  }
+
+  version (type: string, version: number): CompiledVersion | undefined {
+    return this.#types.get(type)?.versions.find((v) => v.version === version)
+  }
+
+  history (type: string): readonly CompiledVersion[] {
+    return this.#types.get(type)?.versions ?? []
+  }
+
+  /** The type's settings in force: its own, else the defaults. */
+  config (type: string): Required<TypeConfig> {
+    return effectiveConfig(this.#types.get(type)?.config, this.#defaults)
+  }
+
+  /** The type's own settings, without the defaults. */
+  ownConfig (type: string): TypeConfig {
+    return this.#types.get(type)?.config ?? {}
+  }
+
+  get defaults (): Required<TypeConfig> {
+    return this.#defaults
+  }
+
+  /** Every type with at least one version, sorted. */
+  types (): string[] {
+    return [...this.#types].filter(([, state]) => state.versions.length > 0).map(([type]) => type).sort()
+  }
+
+  /** The latest validator of `type`, or `undefined` when none is registered. */
   forType (type: string): ValidateFunction | undefined {
-    return this.#byType.get(type)?.validate
+    return this.latest(type)?.validate
   }
 
-  /** The validator whose schema has `$id` equal to `id` (a CloudEvent's `dataschema`). */
+  /** The validator whose schema has `$id` equal to `id` (the latest version with it). */
   forId (id: string): ValidateFunction | undefined {
     return this.#byId.get(id)?.validate
   }
 
-  /** The files this registry was compiled from, shared definitions included; plain JSON, fit for `postMessage`. */
-  documents (): readonly SchemaDocument[] {
-    return this.#documents
+  apply (change: RegistryChange): void {
+    if (change.kind === 'version') this.add(change.version)
+    else this.configure(change.type, change.config)
   }
 
-  /** Every event schema, by type. */
-  list (): SchemaEntry[] {
-    return [...this.#byType.values()].map(({ validate: _validate, ...entry }) => entry)
+  /** What this registry was built from, plain JSON: for a worker thread. */
+  snapshot (): RegistrySnapshot {
+    const versions: SchemaVersion[] = []
+    const configs: Record<string, TypeConfig> = {}
+    for (const [type, state] of this.#types) {
+      configs[type] = state.config
+      for (const v of state.versions) versions.push({ type, version: v.version, fingerprint: fingerprintOf(v.schema), schema: v.schema, registeredAt: v.registeredAt, ...(v.file === undefined ? {} : { file: v.file }) })
+    }
+    return { definitions: this.#definitions, versions, configs, defaults: this.#defaults }
   }
+
+  /** The shared definitions and every type's latest version, as files: what the catalog summarizes fields from. */
+  documents (): readonly SchemaDocument[] {
+    return [...this.#definitions, ...this.types().flatMap((type) => {
+      const latest = this.latest(type)
+      return latest === undefined ? [] : [{ file: latest.file ?? `${type}.json`, schema: latest.schema }]
+    })]
+  }
+
+  /** A `$ref` resolver over the shared definitions, for the compatibility checker. */
+  resolver (): RefResolver {
+    const documents = new Map<string, JsonSchema>()
+    for (const { file, schema } of this.#definitions) documents.set(typeof schema.$id === 'string' ? schema.$id : file, schema)
+    return documentResolver(documents)
+  }
+
+  /** Every type's latest version and settings. */
+  list (): SchemaEntry[] {
+    return this.types().flatMap((type) => {
+      const latest = this.latest(type)
+      if (latest === undefined) return []
+      const { compatibility, mode } = this.config(type)
+      return [{
+        type,
+        file: latest.file ?? `${type}.json`,
+        ...(latest.id === undefined ? {} : { id: latest.id }),
+        draft: latest.draft,
+        schema: latest.schema,
+        version: latest.version,
+        versions: this.history(type).length,
+        compatibility,
+        mode
+      }]
+    })
+  }
+
+  #named (dataschema: string): CompiledVersion | undefined {
+    const byId = this.#byId.get(dataschema)
+    if (byId !== undefined) return byId
+    const url = VERSION_URL.exec(dataschema)
+    if (url === null) return undefined
+    let type: string
+    try {
+      type = decodeURIComponent(url[1] ?? '')
+    } catch {
+      return undefined
+    }
+    return this.version(type, Number(url[2]))
+  }
+
+  #compile (draft: Draft, key: string, schema: AnySchemaObject, name: string): ValidateFunction {
+    const ajv = this.#ajvs[draft]
+    try {
+      ajv.addSchema({ ...schema, $id: key })
+      const validate = ajv.getSchema(key)
+      if (validate === undefined) throw new Error('could not be compiled')
+      return validate
+    } catch (err: unknown) {
+      ajv.removeSchema(key)
+      throw new SchemaFileError(name, describe(err), { cause: err })
+    }
+  }
+}
+
+/** A type's file as read from a schema folder. */
+export interface TypeFile {
+  readonly type: string
+  readonly file: string
+  readonly schema: AnySchemaObject
+}
+
+/** Read every `*.json` file of `dir`; a broken file throws a `SchemaFileError` naming it. */
+export async function readSchemaFolder (dir: string): Promise<SchemaDocument[]> {
+  let names: string[]
+  try {
+    names = (await readdir(dir)).filter((name) => name.endsWith('.json')).sort()
+  } catch (err: unknown) {
+    throw new SchemaFileError(dir, 'cannot be read as a schema folder', { cause: err })
+  }
+  const documents: SchemaDocument[] = []
+  for (const file of names) documents.push({ file, schema: await readSchema(join(dir, file)) })
+  return documents
+}
+
+/**
+ * Shared definitions (files starting with `_`) apart from the types' files; a type is
+ * named by `x-cloudevents-type`, else by its file name. Two files of one type throw.
+ */
+export function splitDocuments (documents: readonly SchemaDocument[]): { definitions: SchemaDocument[], types: TypeFile[] } {
+  const definitions: SchemaDocument[] = []
+  const types: TypeFile[] = []
+  const seen = new Map<string, string>()
+  for (const { file, schema } of documents) {
+    draftOf(schema, file)
+    if (basename(file).startsWith('_')) {
+      definitions.push({ file, schema })
+      continue
+    }
+    const type = typeOf(schema, file)
+    const earlier = seen.get(type)
+    if (earlier !== undefined) throw new SchemaFileError(file, `checks type "${type}", which ${earlier} checks already`)
+    seen.set(type, file)
+    types.push({ type, file, schema })
+  }
+  return { definitions, types }
+}
+
+/** The CloudEvent type a schema checks: its `x-cloudevents-type`, else its file name without `.json`. */
+export function typeOf (schema: AnySchemaObject, file: string): string {
+  return typeof schema[TYPE_KEYWORD] === 'string' ? String(schema[TYPE_KEYWORD]) : basename(file).replace(/\.json$/, '')
+}
+
+function draftOf (schema: AnySchemaObject, file: string): Draft {
+  const declared = schema.$schema
+  const draft = declared === undefined ? '2020-12' : DRAFT_BY_URI.get(String(declared).replace(/#$/, ''))
+  if (draft === undefined) throw new SchemaFileError(file, `declares "$schema": ${JSON.stringify(declared)}; use draft 2020-12 or draft-07`)
+  return draft
+}
+
+/** The key a version is compiled under: its `$id` (or file name) with `query` added, so relative `$ref`s resolve as against the original. */
+function keyOf (schema: AnySchemaObject, file: string, query: string): string {
+  const base = typeof schema.$id === 'string' ? schema.$id.replace(/#$/, '') : file
+  return `${base}${base.includes('?') ? '&' : '?'}${query}`
 }
 
 // strictRequired off: a schema may require properties that an allOf/$ref branch defines

@@ -19,6 +19,12 @@ export interface SchemaSummary {
   readonly id?: string
   readonly draft: string
   readonly title?: string
+  /** The latest version, whose fields these are, and the type's settings. */
+  readonly version: number
+  readonly compatibility: string
+  readonly mode: string
+  /** Every version, oldest first. */
+  readonly history: ReadonlyArray<{ readonly version: number, readonly registeredAt: string, readonly file?: string }>
   readonly fields: readonly FieldSummary[]
 }
 

@@ -6,7 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import { createRuleCheck } from './check.js'
 import type { EventSummary } from '../../src/core/index.js'
-import { readItems, verdictOf, type CheckBatch, type Refusal, type WorkerMessage, type WorkerSetup } from './protocol.js'
+import { isChangeMessage, readItems, verdictOf, type CheckBatch, type Refusal, type WorkerMessage, type WorkerSetup } from './protocol.js'
 import { SchemaRegistry } from './registry.js'
 
 const port = parentPort
@@ -14,9 +14,16 @@ if (port === null) throw new Error('the validation worker runs in a worker threa
 
 // posted by pool.ts of the same build
 const setup = workerData as WorkerSetup
-const checkEvent = createRuleCheck(SchemaRegistry.compile(setup.documents))
+const registry = SchemaRegistry.fromSnapshot(setup.registry)
+const checkEvent = createRuleCheck(registry)
 
-port.on('message', function checkBatch (batch: CheckBatch) {
+port.on('message', function checkBatch (batch: CheckBatch | unknown) {
+  if (isChangeMessage(batch)) {
+    // compiled by the main thread already: it compiles here too
+    registry.apply(batch.change)
+    return
+  }
+  if (!isCheckBatch(batch)) return
   const refused: Refusal[] = []
   const accepted: EventSummary[] = []
   readItems(Buffer.from(batch.bytes, 0, batch.used), batch.count, function checkItem (index, ruleIndex, topic, payload) {
@@ -32,3 +39,7 @@ port.on('message', function checkBatch (batch: CheckBatch) {
 })
 
 port.postMessage({ type: 'ready' } satisfies WorkerMessage)
+
+function isCheckBatch (message: unknown): message is CheckBatch {
+  return typeof message === 'object' && message !== null && Reflect.get(message, 'bytes') instanceof SharedArrayBuffer
+}

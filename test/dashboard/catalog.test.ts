@@ -11,7 +11,7 @@ interface CatalogJson {
   types: Array<{
     type: string
     topic: string
-    schema: null | { file: string, title?: string, fields: Array<{ path: string, type: string, required: boolean, format?: string, description?: string }> }
+    schema: null | { file: string, title?: string, version: number, mode: string, history: Array<{ version: number, file?: string }>, fields: Array<{ path: string, type: string, required: boolean, format?: string, description?: string }> }
     publishers: Array<{ publisher: string, lastSeen: string }>
     subscribers: { webhooks: Array<{ service_id: string, filters: string[] }>, mqtt: Array<{ clientId: string, filter: string, qos: number }> }
   }>
@@ -22,6 +22,22 @@ async function catalogOf (url: string): Promise<CatalogJson> {
   assert.equal(response.status, 200)
   return await response.json() as CatalogJson
 }
+
+test('the catalog shows each type\'s version history and the latest version\'s fields, as JSON and as Markdown', async (t) => {
+  const broker = await startBroker(t)
+  const latest = await (await fetch(httpUrl(broker, '/api/schemas/albergue.v1.booking.reserved/versions/latest'))).json() as { schema: { properties: Record<string, Record<string, unknown>> } }
+  const current = latest.schema
+  const next = { ...current, properties: { ...current.properties, nights: { ...current.properties.nights, description: 'Nights booked, now up to 60', maximum: 60 } } }
+  const registered = await fetch(httpUrl(broker, '/api/schemas/albergue.v1.booking.reserved/versions'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(next) })
+  assert.equal(registered.status, 201)
+  const reserved = (await catalogOf(httpUrl(broker, '/api/catalog'))).types.find((entry) => entry.type === 'albergue.v1.booking.reserved')
+  assert.ok(reserved?.schema != null)
+  assert.deepEqual([reserved.schema.version, reserved.schema.history.map((v) => v.version)], [2, [1, 2]])
+  assert.equal(reserved.schema.fields.find((f) => f.path === 'nights')?.description, 'Nights booked, now up to 60', 'the fields are the latest version\'s')
+  const markdown = await (await fetch(httpUrl(broker, '/api/catalog'), { headers: { accept: 'text/markdown' } })).text()
+  assert.match(markdown, /version 2; compatibility BACKWARD, mode enforce/)
+  assert.match(markdown, /- 1: registered .* from `albergue\.v1\.booking\.reserved\.json`\n- 2: registered .* through the API/)
+})
 
 test('GET /api/catalog lists every registered type with its fields, the publishers seen and the subscribers, as JSON and as Markdown', async (t) => {
   const broker = await startBroker(t)
@@ -58,6 +74,7 @@ test('GET /api/catalog lists every registered type with its fields, the publishe
   assert.equal(reserved.topic, BOOKING_RESERVED_TOPIC)
   assert.equal(reserved.schema.file, 'albergue.v1.booking.reserved.json')
   assert.deepEqual(reserved.schema.fields.find((f) => f.path === 'nights'), { path: 'nights', type: 'integer', required: true })
+  assert.deepEqual([reserved.schema.version, reserved.schema.history.map((v) => [v.version, v.file])], [1, [[1, 'albergue.v1.booking.reserved.json']]])
   // followed through $ref into the shared definitions, with the words nearest the field
   assert.deepEqual(reserved.schema.fields.find((f) => f.path === 'check_in_date'), { path: 'check_in_date', type: 'string', required: true, format: 'date', description: 'A calendar date, YYYY-MM-DD' })
   assert.deepEqual(reserved.schema.fields.find((f) => f.path === 'albergue_id'), { path: 'albergue_id', type: 'string', required: false, description: 'The hostel' })

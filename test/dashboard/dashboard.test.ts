@@ -73,6 +73,8 @@ test('the dashboard loads with no console errors, connects over MQTT/WebSocket a
   const reserved = page.locator('[data-testid=catalog] details[data-type="albergue.v1.booking.reserved"]')
   await reserved.locator('summary').click()
   assert.match(await reserved.innerText(), /nights\s+integer\s+yes/)
+  // the registry: each type's version, rule and mode
+  assert.match(await page.locator('[data-testid=schemas] tr[data-type="albergue.v1.booking.reserved"]').innerText(), /albergue\.v1\.booking\.reserved\s+1\s+1\s+BACKWARD\s+enforce/)
   assert.deepEqual(errors, [])
 })
 

@@ -1,4 +1,7 @@
 import { defer } from './cleanup.js'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { createBroker, type Broker, type BrokerInput } from '../../src/index.js'
@@ -6,11 +9,18 @@ import { createBroker, type Broker, type BrokerInput } from '../../src/index.js'
 /** Log level of brokers started by tests; `TEST_LOG_LEVEL=debug npm test` to see their logs. */
 const LOG_LEVEL = process.env.TEST_LOG_LEVEL === 'debug' ? 'debug' : 'silent'
 
-/** A broker on 127.0.0.1 with every port chosen by the OS, closed after the test. */
+/**
+ * A broker on 127.0.0.1 with every port chosen by the OS, closed after the test. Its
+ * schema registry keeps its versions in a folder of its own (`schemas.dataDir`), removed
+ * after the test, unless the test names one.
+ */
 export async function startBroker (t: TestContext, input: BrokerInput = {}): Promise<Broker> {
+  const dataDir = input.schemas?.dataDir ?? await mkdtemp(join(tmpdir(), 'ce-broker-data-'))
+  if (input.schemas?.dataDir === undefined) defer(t, () => rm(dataDir, { recursive: true, force: true }))
   const broker = await createBroker({
     logLevel: LOG_LEVEL,
     ...input,
+    schemas: { ...input.schemas, dataDir },
     mqtt: { port: 0, ...input.mqtt },
     http: { port: 0, ...input.http }
   })

@@ -1,5 +1,9 @@
 import { defer } from './cleanup.js'
 import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import type { TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
@@ -20,9 +24,12 @@ export interface CliProcess {
 export function startCli (t: TestContext, args: string[], env: Readonly<Record<string, string>> = {}): CliProcess {
   // keep the parent's CE_BROKER_* variables out: each test says what it sets
   const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('CE_BROKER_')))
+  // the schema registry's versions in a folder of this process's own, unless the test names one
+  const dataDir = env.CE_BROKER_DATA_DIR ?? mkdtempSync(join(tmpdir(), 'ce-broker-data-'))
+  if (env.CE_BROKER_DATA_DIR === undefined) defer(t, () => rm(dataDir, { recursive: true, force: true }))
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
     cwd: ROOT,
-    env: { ...base, ...env },
+    env: { ...base, CE_BROKER_DATA_DIR: dataDir, ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   defer(t, () => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })

@@ -63,7 +63,7 @@ async function harness (worker: string): Promise<PoolHarness> {
     target: { describe: (event) => { described.push(event) } },
     options: {
       size: 1,
-      setup: { rules: RULES, documents: registry.documents() },
+      setup: { rules: RULES, registry: registry.snapshot() },
       inline: (rule, topic, payload) => {
         const policy = RULES[rule]
         if (policy === undefined) throw new RangeError(`no rule ${rule}`)
@@ -109,7 +109,7 @@ test('closing the pool settles the checks still in flight, inline', async () => 
   assert.equal(valid?.status, 'fulfilled')
   assert.ok(invalid?.status === 'rejected' && isSchemaRejection(invalid.reason))
   assert.deepEqual(h.lost, [], 'a worker stopped by close() is not a lost worker')
-  assert.deepEqual(h.described, [{ id: VALID_ID, type: VALID_EVENT.type, source: VALID_EVENT.source, time: VALID_EVENT.time }], 'what later plugins get to know of the event')
+  assert.deepEqual(h.described, [{ id: VALID_ID, type: VALID_EVENT.type, source: VALID_EVENT.source, time: VALID_EVENT.time, schemaVersion: 1 }], 'what later plugins get to know of the event')
 })
 
 test('a worker that fails to load fails the start, naming why', async () => {

@@ -42,6 +42,10 @@ export interface EventSummary {
   readonly correlationid?: unknown
   readonly causationid?: unknown
   readonly traceparent?: unknown
+  /** The version of its type's schema it was checked against. */
+  readonly schemaVersion?: number
+  /** Its type's schema is in shadow mode and refused it: delivered anyway, audited `would_reject`. */
+  readonly shadow?: { readonly reason: string, readonly problems: ReadonlyArray<{ readonly path: string, readonly message: string }> }
 }
 
 /** The refused publish a refusal's log line is about. */

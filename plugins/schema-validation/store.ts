@@ -1,0 +1,154 @@
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { AnySchemaObject } from 'ajv'
+import type { BreakingChange } from './compatibility.js'
+import type { SchemaVersion, TypeConfig, TypeHistory } from './versions.js'
+
+/** A schema offered as a type's next version. */
+export interface Candidate {
+  readonly schema: AnySchemaObject
+  readonly fingerprint: string
+  readonly file?: string
+}
+
+/** What became of a candidate: a new version, the version it already was, or the changes that keep it out. */
+export type Registered =
+  | { readonly outcome: 'created', readonly version: SchemaVersion }
+  | { readonly outcome: 'exists', readonly version: SchemaVersion }
+  | { readonly outcome: 'incompatible', readonly errors: readonly BreakingChange[] }
+
+/** The check a candidate must pass against the history it would extend (the compatibility rule). */
+export type Vet = (history: TypeHistory) => readonly BreakingChange[]
+
+/**
+ * Where the registry's versions and per-type settings live: a file embedded, Redis in a
+ * cluster. Every change is atomic per type: a candidate is vetted against the history it
+ * is appended to, never one another writer has moved past.
+ */
+export interface RegistryStore {
+  readonly kind: 'memory' | 'file' | 'redis'
+  /** Every type's history. */
+  load: () => Promise<Map<string, TypeHistory>>
+  /** One type's history, as stored now. */
+  read: (type: string) => Promise<TypeHistory | undefined>
+  register: (type: string, candidate: Candidate, vet: Vet) => Promise<Registered>
+  configure: (type: string, config: TypeConfig) => Promise<TypeHistory>
+  /** Told the type whenever another process changed it (a cluster's other nodes); `undefined`: anything may have changed. */
+  watch: (changed: (type: string | undefined) => void) => void
+  close: () => Promise<void>
+}
+
+/** The file `FileRegistryStore` keeps, in the data folder. */
+export const REGISTRY_FILE = 'schema-registry.json'
+
+interface FileContent {
+  readonly types: Record<string, TypeHistory>
+}
+
+/**
+ * The embedded store: the histories in memory, written to `<dataDir>/schema-registry.json`
+ * after each change (a temporary file renamed over it, so a crash leaves the old or the
+ * new registry, never half of one); without a folder, memory only. Changes are made one at
+ * a time; this process is the file's only writer.
+ */
+export class FileRegistryStore implements RegistryStore {
+  readonly kind: 'memory' | 'file'
+  readonly #types = new Map<string, TypeHistory>()
+  #queue: Promise<unknown> = Promise.resolve()
+
+  private constructor (private readonly path: string | undefined) {
+    this.kind = path === undefined ? 'memory' : 'file'
+  }
+
+  /** Open the store in `dataDir` (created if missing), reading what an earlier run registered; `undefined`: memory only. */
+  static async open (dataDir: string | undefined): Promise<FileRegistryStore> {
+    if (dataDir === undefined) return new FileRegistryStore(undefined)
+    await mkdir(dataDir, { recursive: true })
+    const store = new FileRegistryStore(join(dataDir, REGISTRY_FILE))
+    await store.#read()
+    return store
+  }
+
+  async load (): Promise<Map<string, TypeHistory>> {
+    return new Map(this.#types)
+  }
+
+  async read (type: string): Promise<TypeHistory | undefined> {
+    return this.#types.get(type)
+  }
+
+  async register (type: string, candidate: Candidate, vet: Vet): Promise<Registered> {
+    return await this.#serially(async () => {
+      const history = this.#types.get(type) ?? { versions: [], config: {} }
+      const same = history.versions.find((v) => v.fingerprint === candidate.fingerprint)
+      if (same !== undefined) return { outcome: 'exists', version: same }
+      const errors = vet(history)
+      if (errors.length > 0) return { outcome: 'incompatible', errors }
+      const version = newVersion(type, history.versions.length + 1, candidate)
+      this.#types.set(type, { ...history, versions: [...history.versions, version] })
+      await this.#write()
+      return { outcome: 'created', version }
+    })
+  }
+
+  async configure (type: string, config: TypeConfig): Promise<TypeHistory> {
+    return await this.#serially(async () => {
+      const history = { versions: this.#types.get(type)?.versions ?? [], config }
+      this.#types.set(type, history)
+      await this.#write()
+      return history
+    })
+  }
+
+  watch (): void {
+    // one process, one writer: nothing changes behind this store's back
+  }
+
+  async close (): Promise<void> {
+    await this.#queue
+  }
+
+  async #serially<T> (work: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(work, work)
+    this.#queue = run.catch(() => undefined)
+    return await run
+  }
+
+  async #read (): Promise<void> {
+    if (this.path === undefined) return
+    let text: string
+    try {
+      text = await readFile(this.path, 'utf8')
+    } catch (err: unknown) {
+      if (isMissing(err)) return
+      throw err
+    }
+    const content: unknown = JSON.parse(text)
+    const types: unknown = typeof content === 'object' && content !== null ? Reflect.get(content, 'types') : undefined
+    if (typeof types !== 'object' || types === null) throw new Error(`${this.path} holds no "types" object`)
+    for (const [type, history] of Object.entries(types as FileContent['types'])) this.#types.set(type, history)
+  }
+
+  async #write (): Promise<void> {
+    if (this.path === undefined) return
+    const content: FileContent = { types: Object.fromEntries(this.#types) }
+    const temporary = `${this.path}.${process.pid}.tmp`
+    await writeFile(temporary, JSON.stringify(content, null, 1))
+    await rename(temporary, this.path)
+  }
+}
+
+export function newVersion (type: string, version: number, candidate: Candidate): SchemaVersion {
+  return {
+    type,
+    version,
+    fingerprint: candidate.fingerprint,
+    schema: candidate.schema,
+    registeredAt: new Date().toISOString(),
+    ...(candidate.file === undefined ? {} : { file: candidate.file })
+  }
+}
+
+function isMissing (err: unknown): boolean {
+  return typeof err === 'object' && err !== null && Reflect.get(err, 'code') === 'ENOENT'
+}
