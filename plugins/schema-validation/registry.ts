@@ -170,11 +170,16 @@ export class SchemaRegistry {
     }
   }
 
-  /** The version an event of `type` is checked against: the one its `dataschema` names (a version URL or an `$id`), else the latest. */
+  /**
+   * The version an event of `type` is checked against: the version of its own type that
+   * its `dataschema` names (a version URL or an `$id`), else the latest. A `dataschema`
+   * naming another type's schema is not followed: an event cannot pick a laxer schema
+   * than its type's.
+   */
   select (type: string, dataschema: string | undefined): CompiledVersion | undefined {
     if (dataschema !== undefined) {
       const named = this.#named(dataschema)
-      if (named !== undefined) return named
+      if (named?.type === type) return named
     }
     return this.latest(type)
   }

@@ -1,6 +1,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { AnySchemaObject } from 'ajv'
+import { SchemaFileError } from '../../src/core/index.js'
 import type { BreakingChange } from './compatibility.js'
 import type { SchemaVersion, TypeConfig, TypeHistory } from './versions.js'
 
@@ -123,9 +124,14 @@ export class FileRegistryStore implements RegistryStore {
       if (isMissing(err)) return
       throw err
     }
-    const content: unknown = JSON.parse(text)
+    let content: unknown
+    try {
+      content = JSON.parse(text)
+    } catch (err: unknown) {
+      throw new SchemaFileError(this.path, `is not JSON (${err instanceof Error ? err.message : String(err)}): restore it from a backup, or remove it to register the schema folder afresh`, { cause: err })
+    }
     const types: unknown = typeof content === 'object' && content !== null ? Reflect.get(content, 'types') : undefined
-    if (typeof types !== 'object' || types === null) throw new Error(`${this.path} holds no "types" object`)
+    if (typeof types !== 'object' || types === null) throw new SchemaFileError(this.path, 'holds no "types" object: it is not a schema registry')
     for (const [type, history] of Object.entries(types as FileContent['types'])) this.#types.set(type, history)
   }
 

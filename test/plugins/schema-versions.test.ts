@@ -4,10 +4,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { SchemaFileError } from '../../src/index.js'
+import { SchemaFileError, newApiKey } from '../../src/index.js'
 import { collectMessages, connect, httpUrl, mqttUrl, nextMessage, startBroker } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved } from '../helpers/events.js'
+import { redisUnavailable, startRedis } from '../helpers/redis.js'
 
 const TYPE = 'albergue.v1.booking.reserved'
 const BUNDLED = fileURLToPath(new URL('../../schemas/', import.meta.url))
@@ -60,8 +61,9 @@ async function withMaxNights (max: number): Promise<ReservedSchema> {
   return schema
 }
 
-test('the registry API: versions, the same schema again, a breaking change named, an invalid schema, the dry run, the settings', async (t) => {
-  const broker = await startBroker(t)
+/** The whole API on a broker whose versions live in `store`. */
+async function registryApi (t: TestContext, store: 'file' | 'redis'): Promise<void> {
+  const broker = await startBroker(t, store === 'redis' ? { redis: { url: (await startRedis(t)).url } } : {})
   const url = (path: string): string => httpUrl(broker, path)
 
   const reserved = await listing(url('/api/schemas'))
@@ -107,6 +109,28 @@ test('the registry API: versions, the same schema again, a breaking change named
   assert.deepEqual((await call(url(`/api/schemas/${TYPE}/config`), 'PUT', { mode: 'shadow' })).body, { type: TYPE, compatibility: 'NONE', mode: 'shadow' }, 'a PUT changes what it names')
   assert.equal((await call(url(`/api/schemas/${TYPE}/config`), 'PUT', { compatibility: 'SIDEWAYS' })).status, 400)
   assert.equal((await call(url(`/api/schemas/${TYPE}/config`), 'PUT', { strictness: 1 })).status, 400)
+}
+
+test('the registry API, embedded (a file store): versions, the same schema again, a breaking change named, an invalid schema, the dry run, the settings', async (t) => {
+  await registryApi(t, 'file')
+})
+
+test('the registry API with Redis: the same answers from the Redis store', { skip: redisUnavailable() ?? false }, async (t) => {
+  await registryApi(t, 'redis')
+})
+
+test('reading the registry needs the read scope, changing it admin', async (t) => {
+  const keys = { read: newApiKey(), admin: newApiKey() }
+  const broker = await startBroker(t, { auth: { apiKeys: [{ id: 'grafana', key: keys.read.hash, scopes: ['read'] }, { id: 'ops', key: keys.admin.hash, scopes: ['admin', 'read'] }] } })
+  const as = async (key: string, method: string, path: string, body?: unknown): Promise<number> => {
+    const res = await fetch(httpUrl(broker, path), { method, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) })
+    return res.status
+  }
+  assert.equal(await as(keys.read.key, 'GET', '/api/schemas'), 200)
+  assert.equal(await as(keys.read.key, 'GET', `/api/schemas/${TYPE}/versions/latest`), 200)
+  assert.equal(await as(keys.read.key, 'POST', `/api/schemas/${TYPE}/versions`, await withMaxNights(60)), 403)
+  assert.equal(await as(keys.read.key, 'PUT', `/api/schemas/${TYPE}/config`, { mode: 'shadow' }), 403)
+  assert.equal(await as(keys.admin.key, 'POST', `/api/schemas/${TYPE}/versions`, await withMaxNights(60)), 201)
 })
 
 test('an event is checked against the latest version, or the one its dataschema names', async (t) => {
@@ -172,6 +196,31 @@ test('embedded, registered versions survive a restart; an edited file the rule r
   await assert.rejects(startBroker(t, { schemas: { dataDir, dir } }), (err: unknown) => {
     assert.ok(err instanceof SchemaFileError, String(err))
     assert.match(err.message, /is not BACKWARD compatible with the versions of "albergue\.v1\.booking\.reserved" registered: \/properties\/nights\/minimum: /)
+    return true
+  })
+})
+
+test('a dataschema naming another type\'s schema is not followed: the event is checked against its own type', async (t) => {
+  const broker = await startBroker(t, { validation: { workers: 0 } })
+  const subscriber = await connect(t, mqttUrl(broker))
+  await subscriber.subscribeAsync([BOOKING_RESERVED_TOPIC, '$DLQ/#'])
+  const publisher = await connect(t, mqttUrl(broker))
+  // booking.cancelled's schema does not know nights at all: pointing at it must not let nights 0 through
+  const cancelled = await call(httpUrl(broker, '/api/schemas/albergue.v1.booking.cancelled/versions/latest'), 'GET')
+  for (const dataschema of ['https://broker.example/api/schemas/albergue.v1.booking.cancelled/versions/1', String(at(cancelled.body, 'id'))]) {
+    await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(bookingReserved({ nights: 0 }, { dataschema })), { qos: 1 })
+    const got = await nextMessage(subscriber)
+    assert.equal(got.topic, `$DLQ/${BOOKING_RESERVED_TOPIC}`, dataschema)
+    assert.deepEqual(at(JSON.parse(got.payload.toString()), 'data', 'errors'), [{ path: '/data/nights', message: 'must be >= 1' }])
+  }
+})
+
+test('a registry file that is not JSON stops start-up naming it', async (t) => {
+  const dataDir = await tempDir(t, 'ce-broker-data-')
+  await writeFile(join(dataDir, 'schema-registry.json'), '{ "types": ')
+  await assert.rejects(startBroker(t, { schemas: { dataDir } }), (err: unknown) => {
+    assert.ok(err instanceof SchemaFileError, String(err))
+    assert.match(err.message, /schema-registry\.json is not JSON/)
     return true
   })
 })
