@@ -327,9 +327,9 @@ function checkItems ({ p, n, engine }: Args): BreakingChange[] {
   const ps = arrayShape(p)
   const ns = arrayShape(n)
   const limit = typeof p.schema.maxItems === 'number' ? p.schema.maxItems : Infinity // positions the old schema never fills need no check
-  const length = Math.max(ps.tuple.length, ns.tuple.length)
+  const positions = Math.max(ps.tuple.length, ns.tuple.length)
   const out: BreakingChange[] = []
-  for (let i = 0; i < Math.min(length, limit); i++) {
+  for (let i = 0; i < Math.min(positions, limit); i++) {
     const prev = ps.tuple[i] ?? ps.rest
     const next = ns.tuple[i] ?? ns.rest
     const found = next === undefined ? [] : engine.fits(prev === undefined ? [] : [prev], next, true)
@@ -337,10 +337,10 @@ function checkItems ({ p, n, engine }: Args): BreakingChange[] {
     else if (found.length > 0 && next?.schema === false) out.push(change(next.path, `arrays of more than ${i} items no longer accepted`))
     else out.push(...found)
   }
-  if (ns.rest === undefined || length >= limit) return out
+  if (ns.rest === undefined || positions >= limit) return out
   const found = engine.fits(ps.rest === undefined ? [] : [ps.rest], ns.rest, true)
   if (found.length === 0 || ps.rest !== undefined) return [...out, ...found]
-  return [...out, change(ns.rest.path, `${ns.restKeyword} added: the old schema accepted any items${length > 0 ? ` after position ${length - 1}` : ''}`)]
+  return [...out, change(ns.rest.path, `${ns.restKeyword} added: the old schema accepted any items${positions > 0 ? ` after position ${positions - 1}` : ''}`)]
 }
 
 function checkUniqueItems ({ p, n }: Args): BreakingChange[] {

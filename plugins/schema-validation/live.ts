@@ -1,13 +1,13 @@
 import type { AnySchemaObject } from 'ajv'
 import { SchemaFileError, type Logger } from '../../src/core/index.js'
 import { checkCompatibility, type BreakingChange } from './compatibility.js'
-import { SchemaRegistry, readSchemaFolder, splitDocuments, type RegistryChange } from './registry.js'
+import { SchemaRegistry, readSchemaFolder, splitDocuments, type Prepared, type RegistryChange } from './registry.js'
 import type { Candidate, Registered, RegistryStore, Vet } from './store.js'
 import { effectiveConfig, fingerprintOf, type TypeConfig, type TypeHistory } from './versions.js'
 
 /** A schema the API was asked to register, and what it can be refused for before the compatibility rule. */
 export type Offered =
-  | { readonly ok: true, readonly candidate: Candidate }
+  | { readonly ok: true, readonly candidate: Candidate, readonly prepared: Prepared }
   | { readonly ok: false, readonly problem: string }
 
 export interface LiveRegistryOptions {
@@ -44,17 +44,22 @@ export class LiveRegistry {
   static async start (options: LiveRegistryOptions): Promise<LiveRegistry> {
     const { definitions, types } = splitDocuments(await readSchemaFolder(options.dir))
     const live = new LiveRegistry(new SchemaRegistry(definitions, options.defaults), options)
-    for (const [type, history] of await options.store.load()) live.#absorb(type, history, false)
+    const histories = await options.store.load()
+    for (const [type, history] of histories) live.#absorb(type, history, false)
     for (const { type, file, schema } of types) {
+      const fingerprint = fingerprintOf(schema)
+      // registered already (a restart, or another node with the same folder): nothing to compile or write
+      if (histories.get(type)?.versions.some((v) => v.fingerprint === fingerprint) === true) continue
       // compiled before it is stored: a file that does not compile is never registered
-      const problem = live.registry.problemOf(schema, file)
-      if (problem !== undefined) throw new SchemaFileError(file, problem)
-      const registered = await options.store.register(type, { schema, fingerprint: fingerprintOf(schema), file }, live.#vet(schema))
+      const prepared = live.registry.prepare(schema, file)
+      if (typeof prepared === 'string') throw new SchemaFileError(file, prepared)
+      const registered = await options.store.register(type, { schema, fingerprint, file }, live.#vet(schema))
       if (registered.outcome === 'incompatible') {
+        live.registry.discard(prepared)
         const rule = live.registry.config(type).compatibility
         throw new SchemaFileError(file, `is not ${rule} compatible with the versions of "${type}" registered: ${registered.errors.map((e) => `${e.path || '/'}: ${e.message}`).join('; ')} (register it as a new type, or change the type's compatibility)`)
       }
-      live.registry.add(registered.version)
+      live.registry.add(registered.version, prepared)
     }
     options.store.watch((type) => { live.#refresh(type) })
     return live
@@ -66,20 +71,33 @@ export class LiveRegistry {
     const schema = body as AnySchemaObject
     const named = schema['x-cloudevents-type']
     if (named !== undefined && named !== type) return { ok: false, problem: `"x-cloudevents-type" is ${JSON.stringify(named)}, not the type of the path, "${type}"` }
-    const problem = this.registry.problemOf(schema, `${type}.json`)
-    if (problem !== undefined) return { ok: false, problem: `not a valid JSON Schema: ${problem}` }
-    return { ok: true, candidate: { schema, fingerprint: fingerprintOf(schema) } }
+    const prepared = this.registry.prepare(schema, `${type}.json`)
+    if (typeof prepared === 'string') return { ok: false, problem: `not a valid JSON Schema: ${prepared}` }
+    return { ok: true, candidate: { schema, fingerprint: prepared.fingerprint }, prepared }
   }
 
-  /** Register a version (201 `created`, 200 `exists`, 409 `incompatible`); once created it is in force here, and on the other nodes as they hear of it. */
-  async register (type: string, candidate: Candidate): Promise<Registered> {
-    const registered = await this.#options.store.register(type, candidate, this.#vet(candidate.schema))
-    if (registered.outcome !== 'incompatible') this.#apply({ kind: 'version', version: registered.version })
+  /**
+   * Register an offered version (201 `created`, 200 `exists`, 409 `incompatible`); once
+   * created it is in force here, compiled once (`offer` did), and on the other nodes as
+   * they hear of it.
+   */
+  async register (type: string, offered: Extract<Offered, { ok: true }>): Promise<Registered> {
+    let registered: Registered
+    try {
+      registered = await this.#options.store.register(type, offered.candidate, this.#vet(offered.candidate.schema))
+    } catch (err: unknown) {
+      this.registry.discard(offered.prepared)
+      throw err
+    }
+    if (registered.outcome === 'incompatible') this.registry.discard(offered.prepared)
+    else this.#apply({ kind: 'version', version: registered.version }, offered.prepared)
     return registered
   }
 
-  /** The dry run: the breaking changes `schema` would be refused for, against the store's current history. */
-  async compatibility (type: string, candidate: Candidate): Promise<readonly BreakingChange[]> {
+  /** The dry run: the breaking changes the offered schema would be refused for, against the store's current history. */
+  async compatibility (type: string, offered: Extract<Offered, { ok: true }>): Promise<readonly BreakingChange[]> {
+    this.registry.discard(offered.prepared)
+    const candidate = offered.candidate
     const history = await this.#options.store.read(type) ?? { versions: [], config: this.registry.ownConfig(type) }
     if (history.versions.some((v) => v.fingerprint === candidate.fingerprint)) return []
     return this.#vet(candidate.schema)(history)
@@ -103,9 +121,9 @@ export class LiveRegistry {
     }
   }
 
-  #apply (change: RegistryChange): void {
+  #apply (change: RegistryChange, prepared?: Prepared): void {
     // compiled here first: a version that does not compile never reaches a worker
-    this.registry.apply(change)
+    this.registry.apply(change, prepared)
     this.#options.onChange(change)
   }
 

@@ -35,6 +35,14 @@ export interface CompiledVersion {
   readonly validate: ValidateFunction
 }
 
+/** A schema compiled ahead of its registration (`prepare`). */
+export interface Prepared {
+  readonly draft: Draft
+  readonly key: string
+  readonly validate: ValidateFunction
+  readonly fingerprint: string
+}
+
 /** A type's latest version as `GET /api/schemas` lists it. */
 export interface SchemaEntry {
   readonly type: string
@@ -126,17 +134,20 @@ export class SchemaRegistry {
   }
 
   /**
-   * Compile `version` and make it its type's latest if it is newer (versions arrive in
-   * order, but a repeated or older one is harmless). Throws a `SchemaFileError` when it
-   * does not compile. Returns the compiled version.
+   * Compile `version` (or adopt `prepared`, the same schema compiled ahead) and make it its
+   * type's latest if it is newer (versions arrive in order, but a repeated or older one is
+   * harmless). Throws a `SchemaFileError` when it does not compile. Returns the compiled version.
    */
-  add (version: SchemaVersion): CompiledVersion {
+  add (version: SchemaVersion, prepared?: Prepared): CompiledVersion {
     const state = this.#types.get(version.type) ?? { versions: [], config: {} }
     const known = state.versions.find((v) => v.version === version.version)
-    if (known !== undefined) return known
-    const draft = draftOf(version.schema, version.file ?? version.type)
-    const key = keyOf(version.schema, version.file ?? `${version.type}.json`, `ce-broker-version=${version.version}`)
-    const validate = this.#compile(draft, key, version.schema, version.file ?? `${version.type} version ${version.version}`)
+    if (known !== undefined || (prepared !== undefined && prepared.fingerprint !== version.fingerprint)) {
+      if (prepared !== undefined) this.discard(prepared)
+      if (known !== undefined) return known
+      prepared = undefined
+    }
+    const draft = prepared?.draft ?? draftOf(version.schema, version.file ?? version.type)
+    const validate = prepared?.validate ?? this.#compile(draft, keyOf(version.schema, version.file ?? `${version.type}.json`, `ce-broker-version=${version.version}`), version.schema, version.file ?? `${version.type} version ${version.version}`)
     const id = typeof version.schema.$id === 'string' ? version.schema.$id : undefined
     const compiled: CompiledVersion = { type: version.type, version: version.version, draft, schema: version.schema, registeredAt: version.registeredAt, validate, ...(id === undefined ? {} : { id }), ...(version.file === undefined ? {} : { file: version.file }) }
     // a new array: a reader holding the old one keeps a consistent history
@@ -152,22 +163,24 @@ export class SchemaRegistry {
   }
 
   /**
-   * Why `schema` cannot be registered (not a JSON Schema ajv compiles, an unknown
-   * `$schema`, a `$ref` that resolves nowhere), or `undefined` when it can. Compiled
-   * under a throw-away key and removed again.
+   * Compile a schema offered for registration, once: the validator `add` adopts when it
+   * becomes a version (`discard` it otherwise). A string says why it cannot be registered:
+   * not a JSON Schema ajv compiles, an unknown `$schema`, a `$ref` that resolves nowhere.
    */
-  problemOf (schema: AnySchemaObject, name: string): string | undefined {
+  prepare (schema: AnySchemaObject, name: string): Prepared | string {
     const draft = DRAFT_BY_URI.get(String(schema.$schema ?? 'https://json-schema.org/draft/2020-12/schema').replace(/#$/, ''))
     if (draft === undefined) return `"$schema" ${JSON.stringify(schema.$schema)} is not draft 2020-12 or draft-07`
     const key = keyOf(schema, name, `ce-broker-candidate=${++this.#candidates}`)
     try {
-      this.#compile(draft, key, schema, name)
-      return undefined
+      return { draft, key, validate: this.#compile(draft, key, schema, name), fingerprint: fingerprintOf(schema) }
     } catch (err: unknown) {
       return describe(err instanceof SchemaFileError && err.cause !== undefined ? err.cause : err)
-    } finally {
-      this.#ajvs[draft].removeSchema(key)
     }
+  }
+
+  /** Forget a prepared schema that did not become a version. */
+  discard (prepared: Prepared): void {
+    this.#ajvs[prepared.draft].removeSchema(prepared.key)
   }
 
   /**
@@ -226,8 +239,8 @@ export class SchemaRegistry {
     return this.#byId.get(id)?.validate
   }
 
-  apply (change: RegistryChange): void {
-    if (change.kind === 'version') this.add(change.version)
+  apply (change: RegistryChange, prepared?: Prepared): void {
+    if (change.kind === 'version') this.add(change.version, prepared)
     else this.configure(change.type, change.config)
   }
 

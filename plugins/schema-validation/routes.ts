@@ -59,7 +59,7 @@ export const schemaRoutes: FastifyPluginAsync<SchemaRoutesOptions> = async funct
     if (registry === undefined) return reply
     const offered = registry.offer(req.params.type, req.body)
     if (!offered.ok) return await reply.code(400).send(errorBody('invalid_schema', offered.problem))
-    const registered = await registry.register(req.params.type, offered.candidate)
+    const registered = await registry.register(req.params.type, offered)
     if (registered.outcome === 'incompatible') return await incompatible(reply, req.params.type, registered.errors, registry.registry.config(req.params.type).compatibility)
     return await reply.code(registered.outcome === 'created' ? 201 : 200).send({ type: req.params.type, version: registered.version.version })
   })
@@ -69,7 +69,7 @@ export const schemaRoutes: FastifyPluginAsync<SchemaRoutesOptions> = async funct
     if (registry === undefined) return reply
     const offered = registry.offer(req.params.type, req.body)
     if (!offered.ok) return await reply.code(400).send(errorBody('invalid_schema', offered.problem))
-    const errors = await registry.compatibility(req.params.type, offered.candidate)
+    const errors = await registry.compatibility(req.params.type, offered)
     return { compatible: errors.length === 0, compatibility: registry.registry.config(req.params.type).compatibility, errors }
   })
 
