@@ -7,7 +7,8 @@
  */
 import { parseArgs } from 'node:util'
 import { COMPATIBILITY_LEVELS, checkCompatibility, type BreakingChange, type CompatibilityLevel } from '../plugins/schema-validation/compatibility.js'
-import { SchemaRegistry, readSchemaFolder, splitDocuments, type TypeFile } from '../plugins/schema-validation/registry.js'
+import { readSchemaFolder, splitDocuments, type TypeFile } from '../plugins/schema-validation/folder.js'
+import { SchemaRegistry } from '../plugins/schema-validation/registry.js'
 import { fingerprintOf } from '../plugins/schema-validation/versions.js'
 import type { AnySchemaObject } from 'ajv'
 

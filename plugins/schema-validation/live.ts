@@ -1,7 +1,8 @@
 import type { AnySchemaObject } from 'ajv'
 import { SchemaFileError, type Logger } from '../../src/core/index.js'
 import { checkCompatibility, type BreakingChange } from './compatibility.js'
-import { SchemaRegistry, readSchemaFolder, splitDocuments, type Prepared, type RegistryChange } from './registry.js'
+import { readSchemaFolder, splitDocuments } from './folder.js'
+import { SchemaRegistry, type Prepared, type RegistryChange } from './registry.js'
 import type { Candidate, Registered, RegistryStore, Vet } from './store.js'
 import { effectiveConfig, fingerprintOf, type TypeConfig, type TypeHistory } from './versions.js'
 

@@ -1,5 +1,5 @@
 import type { AnySchemaObject } from 'ajv'
-import type { SchemaDocument } from './registry.js'
+import type { SchemaDocument } from './folder.js'
 
 /** One field of an event's `data`, as the catalog lists it. */
 export interface FieldSummary {
