@@ -58,7 +58,7 @@ test('every publish on a validated topic gets one audit record per outcome, on $
     topic: BOOKING_RESERVED_TOPIC,
     qos: 1,
     retain: true,
-    event: { id: accepted.id, type: accepted.type, source: accepted.source, time: accepted.time },
+    event: { id: accepted.id, type: accepted.type, source: accepted.source, time: accepted.time, schemaVersion: 1 },
     payload: accepted
   })
   assert.deepEqual(records[2]?.payload, rejected, 'a rejected event is audited with what was sent')
@@ -85,7 +85,7 @@ test('audit.redact replaces values in every record; audit.payload: false leaves 
   await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(event), { qos: 1 })
   const [record] = (await arrived).map((m) => parse(m.payload))
   const data = event.data as Record<string, unknown>
-  assert.deepEqual(record?.event, { id: event.id, type: event.type, source: '[redacted]', time: event.time })
+  assert.deepEqual(record?.event, { id: event.id, type: event.type, source: '[redacted]', time: event.time, schemaVersion: 1 })
   assert.deepEqual(record?.payload, { ...event, source: '[redacted]', data: { ...data, pilgrim_id: '[redacted]' } })
   await broker.close()
   assert.ok(!(await readFile(file, 'utf8')).includes(String(data.pilgrim_id)), 'the file never holds a redacted value')
