@@ -137,8 +137,8 @@ export class LiveRegistry {
         else this.registry.add(version)
       } catch (err: unknown) {
         // a version another node compiled but this one cannot (its shared definitions differ): checked against the one before
+        if (!tell) throw new SchemaFileError(`${type} version ${version.version},`, `registered before (in the ${this.kind} store), does not compile with the shared definitions of schemas.dir: ${err instanceof SchemaFileError && err.cause instanceof Error ? err.cause.message : err instanceof Error ? err.message : String(err)}`, { cause: err })
         this.#options.log.error({ err, type, version: version.version }, 'a registered schema version does not compile on this node: its type keeps its earlier version here')
-        if (!tell) throw err
       }
     }
     const own = this.registry.ownConfig(type)

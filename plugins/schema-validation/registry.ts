@@ -3,7 +3,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js'
 import addFormats from 'ajv-formats'
 import { SchemaFileError, isRfc3339, isRfc3339Date } from '../../src/core/index.js'
 import { DRAFT_BY_URI, TYPE_KEYWORD, describe, draftOf, readSchemaFolder, splitDocuments, type Draft, type SchemaDocument } from './folder.js'
-import { documentResolver, type JsonSchema, type RefResolver } from './compatibility.js'
+import { documentResolver, narrowings, type JsonSchema, type RefResolver } from './compatibility.js'
 import { effectiveConfig, fingerprintOf, type SchemaMode, type SchemaVersion, type TypeConfig } from './versions.js'
 import type { CompatibilityLevel } from './compatibility.js'
 
@@ -81,6 +81,8 @@ export class SchemaRegistry {
   readonly #byId = new Map<string, CompiledVersion>()
   readonly #defaults: Required<TypeConfig>
   #candidates = 0
+  /** Whether a version of one type is proved at least as strict as another type's version (`select`). */
+  readonly #stricter = new Map<string, boolean>()
 
   /** A registry with `definitions` and no type yet; a broken definition throws a `SchemaFileError` naming its file. */
   constructor (definitions: readonly SchemaDocument[], defaults: Required<TypeConfig> = DEFAULT_TYPE_CONFIG) {
@@ -168,17 +170,29 @@ export class SchemaRegistry {
   }
 
   /**
-   * The version an event of `type` is checked against: the version of its own type that
-   * its `dataschema` names (a version URL or an `$id`), else the latest. A `dataschema`
-   * naming another type's schema is not followed: an event cannot pick a laxer schema
-   * than its type's.
+   * The version an event of `type` is checked against: the one its `dataschema` names (a
+   * version URL or an `$id`), else the type's latest. A version of another type is
+   * followed only when the compatibility checker proves it at least as strict as the
+   * type's latest (a stricter profile of it): an event cannot pick a laxer schema than
+   * its type's.
    */
   select (type: string, dataschema: string | undefined): CompiledVersion | undefined {
-    if (dataschema !== undefined) {
-      const named = this.#named(dataschema)
-      if (named?.type === type) return named
+    const latest = this.latest(type)
+    if (dataschema === undefined) return latest
+    const named = this.#named(dataschema)
+    if (named === undefined || named.type === type) return named ?? latest
+    return latest !== undefined && this.#atLeastAsStrict(named, latest) ? named : latest
+  }
+
+  /** Whether every instance `named` accepts `latest` accepts too; proved once per pair. */
+  #atLeastAsStrict (named: CompiledVersion, latest: CompiledVersion): boolean {
+    const key = `${named.type}\n${named.version}\n${latest.type}\n${latest.version}`
+    let proved = this.#stricter.get(key)
+    if (proved === undefined) {
+      proved = narrowings(named.schema, latest.schema, this.resolver()).length === 0
+      this.#stricter.set(key, proved)
     }
-    return this.latest(type)
+    return proved
   }
 
   latest (type: string): CompiledVersion | undefined {

@@ -5,7 +5,7 @@ import {
   BrokerError, ConnectRefusedError, PluginError, createBroker, definePlugin,
   type Disposition, type PluginEntry, type PublishAttempt
 } from '../../src/index.js'
-import { closed, connect, mqttUrl, nextMessage, startBroker, subscribeGranted } from '../helpers/broker.js'
+import { closed, connect, dataDirFor, mqttUrl, nextMessage, startBroker, subscribeGranted } from '../helpers/broker.js'
 import { captureLogs } from '../helpers/logs.js'
 import { freePort } from '../helpers/net.js'
 import { rawConnect } from '../helpers/raw.js'
@@ -35,7 +35,7 @@ test('plugins load in order, hooks run in that order, and dispose runs in revers
     ctx.hooks.authorizePublish(async (attempt) => { out.push(`first:publish:${attempt.topic}`) })
     return async () => { out.push('first:dispose') }
   })
-  const broker = await createBroker({ mqtt: { port: 0 }, http: { port: 0 }, logLevel: 'silent', plugins: [first(log), recorder({ tag: 'second', log })] })
+  const broker = await createBroker({ schemas: { dataDir: await dataDirFor(t) }, mqtt: { port: 0 }, http: { port: 0 }, logLevel: 'silent', plugins: [first(log), recorder({ tag: 'second', log })] })
   const client = await connect(t, mqttUrl(broker))
   await client.publishAsync('hostel/x', 'hi', { qos: 1 })
   await broker.close()
@@ -129,15 +129,15 @@ test('a published handler that throws is reported; the publisher and later handl
   assert.deepEqual(errors?.map((v) => [v.labels.component, v.value]), [['published', 1]])
 })
 
-test('a missing dependency, a failing setup and a slow setup stop start-up with a PluginError naming the plugin', async () => {
+test('a missing dependency, a failing setup and a slow setup stop start-up with a PluginError naming the plugin', async (t) => {
   const needy = definePlugin('needy', async () => undefined, { dependsOn: ['metering'] })
-  await assert.rejects(createBroker({ mqtt: { port: 0 }, http: { port: 0 }, logLevel: 'silent', plugins: [needy()] }), (err: unknown) => {
+  await assert.rejects(createBroker({ schemas: { dataDir: await dataDirFor(t) }, mqtt: { port: 0 }, http: { port: 0 }, logLevel: 'silent', plugins: [needy()] }), (err: unknown) => {
     assert.ok(err instanceof PluginError)
     assert.match(err.message, /plugin "needy": depends on "metering"/)
     return true
   })
   const broken = definePlugin('broken', async () => { throw new Error('cannot open store') })
-  await assert.rejects(createBroker({ mqtt: { port: 0 }, http: { port: 0 }, logLevel: 'silent', plugins: [broken()] }), /plugin "broken": setup failed: cannot open store/)
+  await assert.rejects(createBroker({ schemas: { dataDir: await dataDirFor(t) }, mqtt: { port: 0 }, http: { port: 0 }, logLevel: 'silent', plugins: [broken()] }), /plugin "broken": setup failed: cannot open store/)
   const slow = definePlugin('slow', async () => { await new Promise((resolve) => setTimeout(resolve, 5_000).unref()) })
   // no validation rules: the built-in schema-validation plugin (and its worker threads) would need more than 50 ms
   await assert.rejects(createBroker({ mqtt: { port: 0 }, http: { port: 0 }, logLevel: 'silent', validation: { rules: [] }, pluginTimeoutMs: 50, plugins: [slow()] }), /plugin "slow": setup did not finish within 50 ms/)
@@ -160,7 +160,7 @@ test('a failed start releases its ports: the same port can be bound again', asyn
   const first = await startBroker(t)
   // the HTTP port is taken by `first`, so this start fails after binding its MQTT port
   const mqttPort = await freePort()
-  await assert.rejects(createBroker({ mqtt: { port: mqttPort }, http: { port: first.ports.http }, logLevel: 'silent' }), /EADDRINUSE/)
+  await assert.rejects(createBroker({ schemas: { dataDir: await dataDirFor(t) }, mqtt: { port: mqttPort }, http: { port: first.ports.http }, logLevel: 'silent' }), /EADDRINUSE/)
   const again = await startBroker(t, { mqtt: { port: mqttPort } })
   assert.equal(again.ports.mqtt, mqttPort)
 })

@@ -9,14 +9,20 @@ import { createBroker, type Broker, type BrokerInput } from '../../src/index.js'
 /** Log level of brokers started by tests; `TEST_LOG_LEVEL=debug npm test` to see their logs. */
 const LOG_LEVEL = process.env.TEST_LOG_LEVEL === 'debug' ? 'debug' : 'silent'
 
+/** A folder of its own for a broker's schema registry (`schemas.dataDir`), removed after the test. */
+export async function dataDirFor (t: TestContext): Promise<string> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'ce-broker-data-'))
+  defer(t, () => rm(dataDir, { recursive: true, force: true }))
+  return dataDir
+}
+
 /**
  * A broker on 127.0.0.1 with every port chosen by the OS, closed after the test. Its
  * schema registry keeps its versions in a folder of its own (`schemas.dataDir`), removed
  * after the test, unless the test names one.
  */
 export async function startBroker (t: TestContext, input: BrokerInput = {}): Promise<Broker> {
-  const dataDir = input.schemas?.dataDir ?? await mkdtemp(join(tmpdir(), 'ce-broker-data-'))
-  if (input.schemas?.dataDir === undefined) defer(t, () => rm(dataDir, { recursive: true, force: true }))
+  const dataDir = input.schemas?.dataDir ?? await dataDirFor(t)
   const broker = await createBroker({
     logLevel: LOG_LEVEL,
     ...input,

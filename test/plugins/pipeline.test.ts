@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import { EventRejectedError, definePlugin } from '../../src/index.js'
-import { closed, connect, httpUrl, mqttUrl, nextMessage, sample, startBroker, subscribeGranted } from '../helpers/broker.js'
+import { closed, connect, dataDirFor, httpUrl, mqttUrl, nextMessage, sample, startBroker, subscribeGranted } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved, parseRecord } from '../helpers/events.js'
 
@@ -259,7 +259,7 @@ test('a dataschema naming a registered $id selects that schema', async (t) => {
 test('a broken schema file stops start-up naming the file', async (t) => {
   const dir = await schemaFolder(t, { 'acme.v1.bad.json': { type: 'object', properties: { n: { type: 'integr' } } } })
   const { createBroker } = await import('../../src/index.js')
-  await assert.rejects(createBroker({ mqtt: { port: 0 }, http: { port: 0 }, logLevel: 'silent', schemas: { dir } }), /^SchemaFileError: schema acme\.v1\.bad\.json /)
+  await assert.rejects(createBroker({ mqtt: { port: 0 }, http: { port: 0 }, logLevel: 'silent', schemas: { dir, dataDir: await dataDirFor(t) } }), /^SchemaFileError: schema acme\.v1\.bad\.json /)
 })
 
 test('broker.publish(event) runs the pipeline: the event goes to its type\'s topic, a bad one rejects with its reason', async (t) => {

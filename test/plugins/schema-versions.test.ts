@@ -200,7 +200,7 @@ test('embedded, registered versions survive a restart; an edited file the rule r
   })
 })
 
-test('a dataschema naming another type\'s schema is not followed: the event is checked against its own type', async (t) => {
+test('a dataschema naming another type\'s laxer schema is not followed: the event is checked against its own type', async (t) => {
   const broker = await startBroker(t, { validation: { workers: 0 } })
   const subscriber = await connect(t, mqttUrl(broker))
   await subscriber.subscribeAsync([BOOKING_RESERVED_TOPIC, '$DLQ/#'])
@@ -221,6 +221,20 @@ test('a registry file that is not JSON stops start-up naming it', async (t) => {
   await assert.rejects(startBroker(t, { schemas: { dataDir } }), (err: unknown) => {
     assert.ok(err instanceof SchemaFileError, String(err))
     assert.match(err.message, /schema-registry\.json is not JSON/)
+    return true
+  })
+})
+
+test('a version registered before that no longer compiles with the folder\'s shared definitions stops start-up naming it', async (t) => {
+  const dataDir = await tempDir(t, 'ce-broker-data-')
+  const first = await startBroker(t, { schemas: { dataDir } })
+  await first.close()
+  // a folder without the albergue definitions the registered versions $ref
+  const dir = await tempDir(t, 'ce-broker-schemas-')
+  await writeFile(join(dir, 'acme.v1.temp.json'), JSON.stringify({ type: 'object' }))
+  await assert.rejects(startBroker(t, { schemas: { dataDir, dir } }), (err: unknown) => {
+    assert.ok(err instanceof SchemaFileError, String(err))
+    assert.match(err.message, /^schema albergue\.v1\.[a-z_.]+ version 1, registered before \(in the file store\), does not compile with the shared definitions of schemas\.dir: /)
     return true
   })
 })
