@@ -14,17 +14,24 @@ export interface DeadLetterSource {
   readonly deadLetters: DeadLetterStore
   /** The whole publish pipeline, as for a client publish. */
   readonly submit: (message: OutgoingMessage, options: SubmitOptions) => Promise<BrokerError | undefined>
-  /** Who redelivers a dead letter of this reason instead of publishing it again (`delivery_failed`: the webhooks). */
+  /** Who redelivers a dead letter of this reason instead of publishing it again (the delivery reasons: the webhooks). */
   readonly redeliverers: ReadonlyMap<string, Redeliver>
 }
 
 const MAX_PAGE = 500
 
 /**
+ * Reasons of an event accepted once whose delivery to one webhook subscription failed
+ * (`delivery_failed`), ran past its time-to-live (`expired`) or found the queue full
+ * (`queue_full`): a replay delivers it to that subscription only, never publishes it again.
+ */
+const DELIVERY_REASONS: ReadonlySet<string> = new Set(['delivery_failed', 'expired', 'queue_full'])
+
+/**
  * `GET /api/dlq` (newest first, `?topic=` filter, `?reason=`, `?limit=`, `?cursor=`),
  * `POST /api/dlq/:id/replay` (the whole pipeline again: removed when accepted, kept with
- * the new reason when not; a `delivery_failed` record is delivered again to its
- * subscription only, removed once delivered) and `DELETE /api/dlq/:id`.
+ * the new reason when not; a `delivery_failed`, `expired` or `queue_full` record is
+ * delivered again to its subscription only, removed once delivered) and `DELETE /api/dlq/:id`.
  */
 export const deadLetterRoutes: FastifyPluginAsync<DeadLetterSource> = async function deadLetterRoutes (app, source) {
   const { deadLetters } = source
@@ -63,7 +70,7 @@ export const deadLetterRoutes: FastifyPluginAsync<DeadLetterSource> = async func
     if (entry === undefined) return await reply.code(404).send(errorBody('not_found', `no dead letter with id ${JSON.stringify(req.params.id)}`))
     const { original } = entry
     const { reason, subscription } = entry.record.data
-    if (subscription !== undefined && reason === 'delivery_failed') {
+    if (subscription !== undefined && DELIVERY_REASONS.has(reason)) {
       // the event was accepted once: only its delivery to that subscription is replayed
       const redeliver = source.redeliverers.get(reason)
       const why = redeliver === undefined ? 'webhooks are not running' : redeliver(entry)

@@ -59,6 +59,7 @@ export const webhooksSection = configSection({
         })
       }, { additionalProperties: false }),
       timeoutMs: positive(10_000, { env: 'CE_BROKER_WEBHOOKS_TIMEOUT_MS', doc: 'timeout of one webhook request' }),
+      ttlMs: positive(86_400_000, { env: 'CE_BROKER_WEBHOOKS_TTL_MS', doc: 'a delivery still failing this long after its event was accepted is dead-lettered (`expired`); the last retry waits no longer than that' }),
       concurrency: positive(8, { env: 'CE_BROKER_WEBHOOKS_CONCURRENCY', doc: 'webhook requests in flight per subscription' })
     }, { additionalProperties: false }),
     maxQueued: positive(10_000, { env: 'CE_BROKER_WEBHOOKS_MAX_QUEUED', doc: 'deliveries queued or waiting for a retry; beyond it new ones are dead-lettered (`queue_full`)' }),

@@ -16,6 +16,8 @@ export interface Job {
   readonly event: Record<string, unknown>
   /** Set when this delivery replays the dead letter with this id. */
   readonly replayOf?: string
+  /** When the broker accepted the event (ms since the epoch): its time-to-live counts from here. */
+  readonly acceptedAt: number
   attempts: number
   lastStatus: number | undefined
   lastError: string | undefined
@@ -27,9 +29,14 @@ export type AttemptResult =
   | { readonly kind: 'retry', readonly status: number | undefined, readonly error: string, readonly retryAfterMs: number | undefined }
   | { readonly kind: 'failed', readonly status: number | undefined, readonly error: string, readonly gone: boolean }
 
+/** How a delivery ended without being delivered: attempts ran out or a final answer, 410 Gone, or its time-to-live passed while failing. */
+export type FailedEnd = 'failed' | 'gone' | 'expired'
+
 export interface DeliveryOptions {
   readonly retry: RetryPolicy
   readonly timeoutMs: number
+  /** A delivery still failing this long after its event was accepted is given up (`expired`). */
+  readonly ttlMs: number
   /** Requests in flight per subscription at most. */
   readonly concurrency: number
   /** Deliveries waiting (queued or between attempts) at most; beyond it `enqueue` refuses. */
@@ -42,8 +49,8 @@ export interface DeliveryOptions {
   readonly connect: buildConnector.connector
   readonly build: (job: Job, now: Date) => WebhookRequest
   readonly onDelivered: (job: Job, latencyMs: number) => void
-  /** Attempts ran out, the endpoint refused for good (`gone`: 410), its address is denied or its request could not be made. */
-  readonly onFailed: (job: Job, gone: boolean) => void
+  /** Attempts ran out, the endpoint refused for good (`gone`: 410), its address is denied, its request could not be made, or its time-to-live passed (`expired`). */
+  readonly onFailed: (job: Job, end: FailedEnd) => void
   /** A throw past the end of a delivery (from `onDelivered` or `onFailed`): reported, the delivery is over. */
   readonly onError: (err: unknown, context: Readonly<Record<string, unknown>>) => void
 }
@@ -186,8 +193,10 @@ export class Deliverer {
       })
     } catch (err: unknown) {
       if (err instanceof BrokenCircuitError) {
-        // the circuit is open (or its one probe is out): hold the delivery, it has not been tried
-        return { kind: 'held', delayMs: Math.max(this.holdMs(job.subscription.id), Math.min(this.#options.breakerHalfOpenAfterMs, 1000)) }
+        // the circuit is open (or its one probe is out): the endpoint is failing; hold the delivery, at most until it expires
+        const left = this.#timeLeft(job)
+        if (left <= 0) return this.#end(job, 'expired')
+        return { kind: 'held', delayMs: Math.min(left, Math.max(this.holdMs(job.subscription.id), Math.min(this.#options.breakerHalfOpenAfterMs, 1000))) }
       }
       // #send turns every throw of building or sending into a result; one from around it still ends the delivery, as a failure
       result = { kind: 'failed', status: undefined, error: describe(err), gone: false }
@@ -197,18 +206,24 @@ export class Deliverer {
       this.#options.onDelivered(job, performance.now() - started)
       return DONE
     }
-    if (result.kind === 'failed') {
-      job.lastError = result.error
-      this.#options.onFailed(job, result.gone)
-      return DONE
-    }
     job.lastError = result.error
+    if (result.kind === 'failed') return this.#end(job, result.gone ? 'gone' : 'failed')
     const policy = { ...this.#options.retry, ...job.subscription.retry }
-    if (job.attempts >= policy.maxAttempts || this.#closed) {
-      this.#options.onFailed(job, false)
-      return DONE
-    }
-    return { kind: 'later', delayMs: result.retryAfterMs === undefined ? backoffMs(policy, job.attempts) : Math.min(result.retryAfterMs, policy.maxDelayMs) }
+    if (job.attempts >= policy.maxAttempts || this.#closed) return this.#end(job, 'failed')
+    const left = this.#timeLeft(job)
+    if (left <= 0) return this.#end(job, 'expired')
+    // the last attempt goes when the time-to-live ends, not after it
+    return { kind: 'later', delayMs: Math.min(left, result.retryAfterMs === undefined ? backoffMs(policy, job.attempts) : Math.min(result.retryAfterMs, policy.maxDelayMs)) }
+  }
+
+  /** Milliseconds left of `job`'s time-to-live. */
+  #timeLeft (job: Job): number {
+    return job.acceptedAt + this.#options.ttlMs - Date.now()
+  }
+
+  #end (job: Job, end: FailedEnd): NextStep {
+    this.#options.onFailed(job, end)
+    return DONE
   }
 
   /** Close every pool; a request still out after its timeout is destroyed, so this ends. */

@@ -46,7 +46,7 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
   const shared = ctx.redis === undefined ? undefined : await SharedSubscriptions.start(ctx.redis, store, (err) => { ctx.reportError(err, { op: 'shared webhook subscriptions' }) })
   const metrics = webhookMetrics(ctx)
 
-  function deadLetter (job: Job, reason: 'delivery_failed' | 'queue_full', detail: string): void {
+  function deadLetter (job: Job, reason: 'delivery_failed' | 'expired' | 'queue_full', detail: string): void {
     const error = new DeliveryFailedError(reason, job.subscription.id, job.eventId, job.attempts, job.lastStatus, detail)
     ctx.deadLetter({ topic: job.topic, payload: job.raw, qos: 1 }, error, { origin: 'internal', clientId: null, ...(job.replayOf === undefined ? {} : { replayOf: job.replayOf }) })
   }
@@ -54,6 +54,7 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
   const delivery: DeliveryOptions = {
     retry: opts.defaults.retry,
     timeoutMs: opts.defaults.timeoutMs,
+    ttlMs: opts.defaults.ttlMs,
     concurrency: opts.defaults.concurrency,
     maxQueued: opts.maxQueued,
     breakerFailures: opts.breaker.failures,
@@ -69,10 +70,14 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
       tallies.count(job.subscription.id, 'delivered', job.lastStatus)
       metrics.latency.observe({ subscription: job.subscription.id }, ms / 1000)
     },
-    onFailed: (job, gone) => {
-      metrics.deliveries.inc({ subscription: job.subscription.id, outcome: 'failed' })
+    onFailed: (job, end) => {
+      metrics.deliveries.inc({ subscription: job.subscription.id, outcome: end === 'expired' ? 'expired' : 'failed' })
       tallies.count(job.subscription.id, 'failed', job.lastStatus)
-      if (gone) {
+      if (end === 'expired') {
+        deadLetter(job, 'expired', `still failing ${opts.defaults.ttlMs} ms after the event was accepted (webhooks.defaults.ttlMs), after ${job.attempts} attempt${job.attempts === 1 ? '' : 's'}: ${job.lastError ?? 'no answer'}`)
+        return
+      }
+      if (end === 'gone') {
         registry.disable(job.subscription.id, `${job.subscription.webhook_url} answered 410 Gone`)
           .catch((err: unknown) => { ctx.reportError(err, { op: 'disable subscription', subscription: job.subscription.id }) })
         ctx.log.warn({ subscription: job.subscription.id, url: job.subscription.webhook_url }, 'webhook answered 410 Gone: subscription disabled')
@@ -117,6 +122,7 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
       topic,
       raw,
       event,
+      acceptedAt: Date.now(),
       attempts: 0,
       lastStatus: undefined,
       lastError: undefined,
@@ -143,7 +149,7 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
     return queue.written()
   })
 
-  deadLetters.redeliverer('delivery_failed', function redeliver (entry: DeadLetterEntry): string | undefined {
+  function redeliver (entry: DeadLetterEntry): string | undefined {
     const id = entry.record.data.subscription ?? ''
     const subscription = store.get(id)
     if (subscription === undefined) return `webhook subscription ${id} no longer exists`
@@ -152,7 +158,9 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
     if (event === undefined) return 'the dead letter does not hold a CloudEvent'
     deliver(subscription, entry.original.topic, entry.original.payload, event, entry.id)
     return undefined
-  })
+  }
+  // a delivery that failed, expired or found the queue full goes again to its subscription only
+  for (const reason of ['delivery_failed', 'expired', 'queue_full']) deadLetters.redeliverer(reason, redeliver)
   ctx.provide(WEBHOOKS, registry)
   ctx.routes(async function routes (app) { await app.register(webhookRoutes, { webhooks: registry }) })
   ctx.stats('webhooks', () => registry.list())

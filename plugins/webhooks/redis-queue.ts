@@ -11,6 +11,8 @@ interface StoredDelivery {
   /** The event's bytes as published, base64. */
   readonly payload: string
   readonly replayOf?: string
+  /** When the event was accepted (ms since the epoch); deliveries stored before it was kept take the job's own creation time. */
+  readonly acceptedAt?: number
   readonly attempts: number
   readonly lastStatus?: number
   readonly lastError?: string
@@ -212,7 +214,7 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
         return
       }
       job.lastError = err.message
-      this.#options.onFailed(job, false)
+      this.#options.onFailed(job, 'failed')
     })
     return worker
   }
@@ -227,7 +229,7 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
     }
     if (subscription.disabled !== undefined) {
       job.lastError = `the subscription is disabled: ${subscription.disabled.reason}`
-      this.#options.onFailed(job, false)
+      this.#options.onFailed(job, 'failed')
       return
     }
     const next = await this.#deliverer.attempt(job)
@@ -255,6 +257,7 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
       topic: data.topic,
       raw,
       event,
+      acceptedAt: data.acceptedAt ?? bullJob.timestamp,
       attempts: data.attempts,
       lastStatus: data.lastStatus,
       lastError: data.lastError,
@@ -269,6 +272,7 @@ function storedOf (job: Job): StoredDelivery {
     eventId: job.eventId,
     topic: job.topic,
     payload: job.raw.toString('base64'),
+    acceptedAt: job.acceptedAt,
     attempts: job.attempts,
     ...(job.replayOf === undefined ? {} : { replayOf: job.replayOf })
   }

@@ -26,7 +26,7 @@ function subscription (id: string, url: string): Subscription {
 }
 
 function job (sub: Subscription, eventId: string): Job {
-  return { subscription: sub, id: `msg_${eventId}`, eventId, topic: 't', raw: Buffer.from('{}'), event: { id: eventId }, attempts: 0, lastStatus: undefined, lastError: undefined }
+  return { subscription: sub, id: `msg_${eventId}`, eventId, topic: 't', raw: Buffer.from('{}'), event: { id: eventId }, acceptedAt: Date.now(), attempts: 0, lastStatus: undefined, lastError: undefined }
 }
 
 interface Outcomes {
@@ -41,6 +41,7 @@ function deliverer (t: { after: (fn: () => Promise<void>) => void }, overrides: 
   const options: DeliveryOptions = {
     retry: { maxAttempts: 3, initialDelayMs: 5, maxDelayMs: 20 },
     timeoutMs: 2_000,
+    ttlMs: 86_400_000,
     concurrency: 2,
     maxQueued: 100,
     breakerFailures: 100,

@@ -338,3 +338,47 @@ test('with Redis, removing a subscription drops its waiting deliveries: register
   await until(async () => sample(await broker.metrics.metrics(), 'ce_broker_webhook_queue_depth') === 0, 'an empty queue')
   assert.equal(hook.requests.length, 2, 'the old delivery is gone')
 })
+
+/** A broker whose deliveries expire 400 ms after their event was accepted, retried far more often than that, to an endpoint that always answers 503. */
+async function expiringDelivery (t: Parameters<typeof startBroker>[0], redisUrl?: string): Promise<void> {
+  const broker = await startBroker(t, {
+    ...(redisUrl === undefined ? {} : { redis: { url: redisUrl } }),
+    webhooks: { defaults: { ttlMs: 400, retry: { maxAttempts: 100, initialDelayMs: 20, maxDelayMs: 40 } }, breaker: { failures: 1000, halfOpenAfterMs: 30_000 } }
+  })
+  const watcher = await connect(t, mqttUrl(broker))
+  await watcher.subscribeAsync('$DLQ/#', { qos: 1 })
+  let healthy = false
+  const failing = await receiver(t, (_n, res) => { res.writeHead(healthy ? 200 : 503).end() })
+  const created = await register(httpUrl(broker), { service_id: 'failing', webhook_url: failing.url, topic_filters: ['albergue/#'] })
+  const dead = collectMessages(watcher, 1, 10_000)
+  const publisher = await connect(t, mqttUrl(broker))
+  const event = bookingReserved()
+  await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(event), { qos: 1 })
+  const [record] = (await dead).map((m) => parseRecord(m.payload).data)
+  assert.equal(record?.reason, 'expired')
+  assert.equal(record?.subscription, created.json.id)
+  assert.equal(record?.lastStatus, 503)
+  assert.equal((record?.payload as { id: string }).id, event.id)
+  // retried until the time-to-live passed, long before 100 attempts ran out
+  assert.ok((record?.attempts ?? 0) >= 2 && (record?.attempts ?? 0) < 100, `attempts: ${record?.attempts}`)
+  assert.equal(failing.requests.length, record?.attempts, 'no attempt after it expired')
+  assert.match(await broker.metrics.metrics(), /ce_broker_webhook_deliveries_total\{subscription="[^"]+",outcome="expired"\} 1/)
+
+  // replayed once the endpoint is back: delivered to that subscription again, not published again
+  healthy = true
+  const dlq = await (await fetch(httpUrl(broker, '/api/dlq'))).json() as { items: Array<{ id: string }> }
+  const replay = await fetch(httpUrl(broker, `/api/dlq/${dlq.items[0]?.id ?? ''}/replay`), { method: 'POST' })
+  assert.equal(replay.status, 202)
+  const all = await failing.next((record?.attempts ?? 0) + 1)
+  assert.equal(all.at(-1)?.headers['ce-id'], event.id)
+  for (let i = 0; i < 100 && ((await (await fetch(httpUrl(broker, '/api/dlq'))).json()) as { items: unknown[] }).items.length > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  assert.deepEqual(((await (await fetch(httpUrl(broker, '/api/dlq'))).json()) as { items: unknown[] }).items, [], 'removed once delivered')
+}
+
+test('a delivery still failing when webhooks.defaults.ttlMs has passed is dead-lettered as expired, and a replay delivers it to that subscription again', async (t) => {
+  await expiringDelivery(t)
+})
+
+test('with Redis, a stored delivery keeps the time its event was accepted: it expires as well', { skip: redisUnavailable() ?? false }, async (t) => {
+  await expiringDelivery(t, (await startRedis(t)).url)
+})

@@ -1,19 +1,20 @@
 /** Errors of webhook deliveries: the broker's own work for an event it accepted. */
 import { BrokerError, errorCode, type RefusalLog } from './base.js'
 
-const DELIVERY_FAILED = errorCode('BRK_DELIVERY_FAILED', 'a webhook delivery failed for good (`delivery_failed`) or found the queue full (`queue_full`); the dead-letter record names the subscription')
+const DELIVERY_FAILED = errorCode('BRK_DELIVERY_FAILED', 'a webhook delivery failed for good (`delivery_failed`), was still failing when its time-to-live passed (`expired`), or found the queue full (`queue_full`); the dead-letter record names the subscription')
 
 /**
  * An accepted event that could not be delivered to a webhook subscription: its
- * attempts ran out or the endpoint refused it for good (`delivery_failed`), or the
- * delivery queue was full (`queue_full`). Kept as a dead letter for that subscription.
+ * attempts ran out or the endpoint refused it for good (`delivery_failed`), it was
+ * still failing when `webhooks.defaults.ttlMs` had passed since it was accepted
+ * (`expired`), or the delivery queue was full (`queue_full`). Kept as a dead letter for that subscription.
  */
 export class DeliveryFailedError extends BrokerError {
   readonly code = DELIVERY_FAILED
   override readonly disposition = 'dead-letter'
 
   constructor (
-    override readonly reason: 'delivery_failed' | 'queue_full',
+    override readonly reason: 'delivery_failed' | 'expired' | 'queue_full',
     readonly subscription: string,
     readonly eventId: string | undefined,
     readonly attempts: number,
