@@ -3,6 +3,7 @@ import { Aedes, type AedesOptions, type Client, type PublishPacket } from 'aedes
 import type { LoadedConfig as BrokerConfig } from './config/index.js'
 import type { OutgoingMessage, SubmitOptions, Transport } from './context.js'
 import { toBrokerError, type BrokerError } from './errors.js'
+import { PublishRate } from './transport/publish-rate.js'
 import { createPublishGate, type PublishGate } from './hooks/authorize-publish.js'
 import { adaptAuthorizeSubscribe, type SubscribeGate } from './hooks/authorize-subscribe.js'
 import { HookChains } from './pipeline/chain.js'
@@ -104,6 +105,7 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
       publishPacket(toPacket({ topic, payload: record, qos: 1 })).catch((err: unknown) => { reportError('dead-letter', err, { topic }) })
     },
     connections,
+    rate: limits.publishRatePerClient > 0 ? new PublishRate(limits.publishRatePerClient, limits.publishBurstPerClient) : undefined,
     metrics,
     log,
     maxTopicBytes: limits.maxTopicBytes,

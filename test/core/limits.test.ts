@@ -169,3 +169,22 @@ test('an HTTP publish to a topic over limits.maxTopicBytes is a 400 bad_request 
   assert.equal(body.error.code, 'bad_request')
   assert.match(body.error.message, /over limits\.maxTopicBytes \(64\)/)
 })
+
+test('limits.publishRatePerClient: a client over it waits for its turn, nothing of it is dropped, and another client is not held up', async (t) => {
+  const broker = await startBroker(t, { validation: { rules: [] }, limits: { publishRatePerClient: 20, publishBurstPerClient: 5 } })
+  const subscriber = await connect(t, mqttUrl(broker))
+  await subscribeGranted(subscriber, ['rate/#'], 1)
+  const arrived: string[] = []
+  subscriber.on('message', (topic, payload) => { arrived.push(`${topic} ${payload.toString()}`) })
+  const flooder = await connect(t, mqttUrl(broker), { clientId: 'flooder' })
+  const other = await connect(t, mqttUrl(broker), { clientId: 'other' })
+  // 40 at once: 5 go at once, the other 35 wait for tokens at 20 a second
+  const flood = Promise.all(Array.from({ length: 40 }, async (_, i) => await flooder.publishAsync('rate/flood', String(i), { qos: 1 })))
+  await other.publishAsync('rate/other', 'hello', { qos: 1 })
+  await flood
+  for (let i = 0; i < 200 && arrived.length < 41; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  const flooded = arrived.filter((line) => line.startsWith('rate/flood')).map((line) => Number(line.split(' ')[1]))
+  assert.deepEqual(flooded, Array.from({ length: 40 }, (_, i) => i), 'every publish arrives, in order')
+  assert.ok(arrived.indexOf('rate/other hello') < arrived.indexOf('rate/flood 39'), `the other client's publish did not wait for the flood: ${arrived.join(', ')}`)
+  assert.ok(((await limitHits(broker, 'publish_rate')) ?? 0) >= 30, 'the waits are counted')
+})

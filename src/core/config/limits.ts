@@ -92,6 +92,15 @@ export const limitsSection = configSection({
       env: 'CE_BROKER_LIMITS_SLOW_CONSUMER_MS',
       doc: 'how long a client\'s oldest unwritten message may hold up publishers (as aedes throttles them to what subscribers take) before the client counts as slow: from then on nobody waits for it and its messages go to its bounded queue, until it has caught up'
     }),
+    publishRatePerClient: limit({ minimum: 0 }, 0, {
+      env: 'CE_BROKER_LIMITS_PUBLISH_RATE_PER_CLIENT',
+      defaultNote: 'off',
+      doc: 'PUBLISH packets a second one client may send (0 = no limit); beyond it its publishes wait for their turn and its reads are paused, nothing is dropped (`ce_broker_limit_hits_total{limit="publish_rate"}`)'
+    }),
+    publishBurstPerClient: limit({ minimum: 1 }, 100, {
+      env: 'CE_BROKER_LIMITS_PUBLISH_BURST_PER_CLIENT',
+      doc: 'PUBLISH packets one client may send at once above `limits.publishRatePerClient` before its publishes wait'
+    }),
     clientLogIntervalMs: limit({ minimum: 0 }, 10_000, {
       env: 'CE_BROKER_LIMITS_CLIENT_LOG_INTERVAL_MS',
       doc: 'log lines a client can trigger (refused logins, subscriptions and publishes, rejected events, dropped messages): at most one per client per interval, the next one saying how many were suppressed'

@@ -3,11 +3,14 @@ import type { BrokerError } from '../errors.js'
 import type { Origin } from '../context.js'
 import type { Connections } from '../transport/connections.js'
 import { Attempt, createPublishPipeline, payloadOf, type PipelineDeps, type PublishPipeline } from '../pipeline/index.js'
+import type { PublishRate } from '../transport/publish-rate.js'
 
 type AedesAuthorizePublish = NonNullable<AedesOptions['authorizePublish']>
 
 export interface PublishGateDeps extends PipelineDeps {
   readonly connections: Connections
+  /** `limits.publishRatePerClient`: `undefined` when there is none. */
+  readonly rate: PublishRate | undefined
   /** Whether this QoS 2 packet (by client and packet id) was received already and waits for its PUBREL. */
   readonly received: (client: Client, packet: PublishPacket) => Promise<boolean>
 }
@@ -34,8 +37,8 @@ export function createPublishGate (deps: PublishGateDeps): PublishGate {
  * has no negative PUBACK); `dead-letter` and `discard` have rewritten the packet's
  * topic, and the publisher is acked. While Redis is unreachable the publish is held.
  */
-export function adaptAuthorizePublish (pipeline: PublishPipeline, deps: Pick<PublishGateDeps, 'connections' | 'metrics' | 'log' | 'received' | 'journal'>): AedesAuthorizePublish {
-  const { connections, metrics, log } = deps
+export function adaptAuthorizePublish (pipeline: PublishPipeline, deps: Pick<PublishGateDeps, 'connections' | 'metrics' | 'log' | 'received' | 'journal' | 'rate' | 'sampler'>): AedesAuthorizePublish {
+  const { connections, metrics, log, rate } = deps
 
   function admit (client: Client | null, packet: PublishPacket, origin: Origin, meta: ReturnType<Connections['metaOf']>, callback: (err?: Error | null) => void): void {
     if (pipeline.unchecked(packet.topic, packet.qos)) {
@@ -66,11 +69,15 @@ export function adaptAuthorizePublish (pipeline: PublishPipeline, deps: Pick<Pub
     }, (err: unknown) => { callback(err instanceof Error ? err : new Error(String(err))) })
   }
 
-  return function authorizePublish (client, packet, callback) {
-    // wills come through here too, as plain { topic, payload } objects without `cmd`
-    const meta = client === null ? undefined : connections.metaOf(client)
-    const origin: Origin = client === null ? 'internal' : meta?.transport ?? 'tcp'
-    if (packet.cmd === 'publish') metrics.publishReceived(origin)
+  /** A client over `limits.publishRatePerClient`: its publish waits for its token, and aedes reads nothing more from it meanwhile. */
+  function paced (client: Client, delayMs: number, go: () => void): void {
+    metrics.limitHit('publish_rate')
+    const suppressed = deps.sampler.take(`publish-rate:${client.id}`)
+    if (suppressed !== undefined) log.info({ clientId: client.id, waitMs: Math.round(delayMs), suppressed }, 'client over limits.publishRatePerClient: its publishes wait and its reads pause')
+    setTimeout(go, delayMs)
+  }
+
+  function decide (client: Client | null, packet: PublishPacket, origin: Origin, meta: ReturnType<Connections['metaOf']>, callback: (err?: Error | null) => void): void {
     if (!pipeline.outage.available()) {
       pipeline.outage.hold({ clientId: client?.id, topic: packet.topic, qos: packet.qos }, function availableAgain () {
         admitOnce(client, packet, origin, meta, callback)
@@ -78,5 +85,18 @@ export function adaptAuthorizePublish (pipeline: PublishPipeline, deps: Pick<Pub
       return
     }
     admitOnce(client, packet, origin, meta, callback)
+  }
+
+  return function authorizePublish (client, packet, callback) {
+    // wills come through here too, as plain { topic, payload } objects without `cmd`
+    const meta = client === null ? undefined : connections.metaOf(client)
+    const origin: Origin = client === null ? 'internal' : meta?.transport ?? 'tcp'
+    if (packet.cmd === 'publish') metrics.publishReceived(origin)
+    const delayMs = rate === undefined || client === null || packet.cmd !== 'publish' ? 0 : rate.delayOf(client)
+    if (delayMs > 0 && client !== null) {
+      paced(client, delayMs, function tokenTaken () { decide(client, packet, origin, meta, callback) })
+      return
+    }
+    decide(client, packet, origin, meta, callback)
   }
 }
