@@ -16,6 +16,8 @@ import type { AnySchemaObject } from 'ajv'
 interface Registered {
   readonly schemas: readonly AnySchemaObject[]
   readonly compatibility: CompatibilityLevel
+  /** Every registered version's fingerprint: a file that is one of them is that version, nothing new. */
+  readonly fingerprints: ReadonlySet<string>
 }
 
 /** The input was unusable: exit 2 with this message. */
@@ -73,7 +75,7 @@ async function readFolder (dir: string): Promise<{ types: TypeFile[], registry: 
 }
 
 function fromFolder (folder: { types: TypeFile[] }, compatibility: CompatibilityLevel): Map<string, Registered> {
-  return new Map(folder.types.map(({ type, schema }) => [type, { schemas: [schema], compatibility }]))
+  return new Map(folder.types.map(({ type, schema }) => [type, { schemas: [schema], compatibility, fingerprints: new Set([fingerprintOf(schema)]) }]))
 }
 
 /** The registry of a running broker: each type's rule, and its versions (all of them for a transitive rule). */
@@ -94,15 +96,16 @@ async function fromBroker (url: string, apiKey: string | undefined, override: Co
   const out = new Map<string, Registered>()
   for (const entry of listing.schemas) {
     const compatibility = override ?? levelOf(entry.compatibility ?? 'BACKWARD')
+    const path = `/api/schemas/${encodeURIComponent(entry.type)}/versions`
+    const { versions } = await get(path) as { versions: Array<{ version: number, fingerprint?: string }> }
+    const fingerprints = new Set(versions.flatMap((v) => v.fingerprint === undefined ? [] : [v.fingerprint]))
     if (!compatibility.endsWith('_TRANSITIVE')) {
-      out.set(entry.type, { schemas: [entry.schema], compatibility })
+      out.set(entry.type, { schemas: [entry.schema], compatibility, fingerprints: fingerprints.add(fingerprintOf(entry.schema)) })
       continue
     }
-    const path = `/api/schemas/${encodeURIComponent(entry.type)}/versions`
-    const { versions } = await get(path) as { versions: Array<{ version: number }> }
     const schemas: AnySchemaObject[] = []
     for (const { version } of versions) schemas.push((await get(`${path}/${version}`) as { schema: AnySchemaObject }).schema)
-    out.set(entry.type, { schemas, compatibility })
+    out.set(entry.type, { schemas, compatibility, fingerprints: new Set([...fingerprints, ...schemas.map(fingerprintOf)]) })
   }
   return out
 }
@@ -121,7 +124,11 @@ function report (candidates: { types: TypeFile[], registry: SchemaRegistry }, re
       continue
     }
     const fingerprint = fingerprintOf(schema)
-    const errors: readonly BreakingChange[] = known.schemas.some((s) => fingerprintOf(s) === fingerprint) ? [] : checkCompatibility(known.schemas, schema, known.compatibility, resolve)
+    if (known.fingerprints.has(fingerprint)) {
+      out(`${type} (${file}): a registered version`)
+      continue
+    }
+    const errors: readonly BreakingChange[] = checkCompatibility(known.schemas, schema, known.compatibility, resolve)
     if (errors.length === 0) {
       out(`${type} (${file}): ${known.compatibility} compatible`)
       continue

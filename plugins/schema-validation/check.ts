@@ -66,7 +66,7 @@ export function createRuleCheck (registry: SchemaRegistry): (rule: ValidationRul
     if (version.validate(event.data)) return summary(event, version.version)
     const problems = toFieldErrors(version.validate.errors, event.data, '/data')
     // shadow: delivered as if valid, the verdict it would have had goes with it
-    if (registry.config(version.type).mode === 'shadow') return { ...summary(event, version.version), shadow: { reason: 'schema_validation_failed', problems } }
+    if (registry.config(event.type).mode === 'shadow') return { ...summary(event, version.version), shadow: { reason: 'schema_validation_failed', problems } }
     return refuse('schema_validation_failed', problems, event, version.version)
   }
 }

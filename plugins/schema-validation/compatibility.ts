@@ -29,7 +29,14 @@ export function checkCompatibility (history: readonly JsonSchema[], candidate: J
     if (backward) out.push(...label(narrowings(old, candidate, resolve), `${version}BACKWARD (old → new): `))
     if (forward) out.push(...label(narrowings(candidate, old, resolve), `${version}FORWARD (new → old): `))
   })
-  return out
+  // one line per change: a budget that ran out is said once, not once per branch it cut
+  const seen = new Set<string>()
+  return out.filter((change) => {
+    const key = `${change.path}\n${change.message}`
+    if (seen.has(key)) return false
+    seen.add(key)
+    return true
+  })
 }
 
 function label (changes: readonly BreakingChange[], prefix: string): BreakingChange[] {
@@ -234,6 +241,8 @@ interface Expanded { readonly locs: Loc[], readonly problems: BreakingChange[] }
  * On the old side an unresolvable `$ref` is dropped, which only widens what it accepts.
  */
 function expand (ctx: Ctx, loc: Loc, side: 'prev' | 'next', seen: ReadonlySet<string>): Expanded {
+  // an allOf/$ref diamond doubles the conjuncts per level: the same budget as the comparisons
+  if (++ctx.steps > MAX_STEPS) return { locs: [], problems: [TOO_COMPLEX] }
   if (!isObject(loc.schema)) return { locs: [loc], problems: [] }
   const key = locKey(ctx, loc)
   if (seen.has(key)) {

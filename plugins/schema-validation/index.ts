@@ -8,7 +8,7 @@ import { ValidationTally } from './tally.js'
 import { CheckPool, type InlineCheck } from './pool.js'
 import type { WorkerSetup } from './protocol.js'
 import { RedisRegistryStore } from './redis-store.js'
-import type { SchemaRegistry } from './registry.js'
+import type { RegistryChange, SchemaRegistry } from './registry.js'
 import { schemaRoutes, type SchemaListing } from './routes.js'
 import { FileRegistryStore } from './store.js'
 import { summarizeSchema, type SchemaSummary } from './summary.js'
@@ -58,6 +58,8 @@ async function setupValidation (ctx: PluginContext, { schemas, validation }: Sch
   const tally = new ValidationTally(ctx.metrics)
   // no rule reads events: no schema is read, no type is ever seen
   let pool: CheckPool | undefined
+  /** Changes made while the workers start, after the snapshot they start from: sent to them once they are up. */
+  let missed: RegistryChange[] | undefined
   let summaries: SchemaSummary[] | undefined
   const live = validating
     ? await LiveRegistry.start({
@@ -67,7 +69,8 @@ async function setupValidation (ctx: PluginContext, { schemas, validation }: Sch
       log: ctx.log,
       onChange: (change) => {
         summaries = undefined
-        pool?.broadcast(change)
+        if (pool !== undefined) pool.broadcast(change)
+        else missed?.push(change)
         ctx.log.info({ type: change.kind === 'version' ? change.version.type : change.type, ...(change.kind === 'version' ? { version: change.version.version } : change.config) }, change.kind === 'version' ? 'schema version in force' : 'schema settings changed')
       }
     })
@@ -93,7 +96,10 @@ async function setupValidation (ctx: PluginContext, { schemas, validation }: Sch
   }
 
   const gauge = new Gauge({ name: 'ce_broker_validation_workers', help: 'Worker threads checking events; 0: checks run on the event loop', registers: [ctx.metrics] })
+  missed = []
   pool = await startPool(ctx, opts.workers, { rules, registry: registry.snapshot() }, checkInline, tally, gauge)
+  for (const change of missed) pool?.broadcast(change)
+  missed = undefined
   gauge.set(pool?.size ?? 0)
 
   ctx.hooks.authorizePublish(function validateEvent (attempt: PublishAttempt): Promise<void> | undefined {

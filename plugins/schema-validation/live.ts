@@ -42,9 +42,21 @@ export class LiveRegistry {
     return this.#options.store.kind
   }
 
+  /** Start, or close the store and throw: a registry that did not start holds nothing (the data folder's lock included). */
   static async start (options: LiveRegistryOptions): Promise<LiveRegistry> {
+    try {
+      return await LiveRegistry.#start(options)
+    } catch (err: unknown) {
+      await options.store.close()
+      throw err
+    }
+  }
+
+  static async #start (options: LiveRegistryOptions): Promise<LiveRegistry> {
     const { definitions, types } = splitDocuments(await readSchemaFolder(options.dir))
     const live = new LiveRegistry(new SchemaRegistry(definitions, options.defaults), options)
+    // followed before the store is read: a change made meanwhile is read again, not missed
+    await options.store.watch((type) => { live.#refresh(type) })
     const histories = await options.store.load()
     for (const [type, history] of histories) live.#absorb(type, history, false)
     for (const { type, file, schema } of types) {
@@ -52,17 +64,15 @@ export class LiveRegistry {
       // registered already (a restart, or another node with the same folder): nothing to compile or write
       if (histories.get(type)?.versions.some((v) => v.fingerprint === fingerprint) === true) continue
       // compiled before it is stored: a file that does not compile is never registered
-      const prepared = live.registry.prepare(schema, file)
+      const prepared = live.registry.prepare(type, schema, file)
       if (typeof prepared === 'string') throw new SchemaFileError(file, prepared)
       const registered = await options.store.register(type, { schema, fingerprint, file }, live.#vet(schema))
       if (registered.outcome === 'incompatible') {
-        live.registry.discard(prepared)
         const rule = live.registry.config(type).compatibility
         throw new SchemaFileError(file, `is not ${rule} compatible with the versions of "${type}" registered: ${registered.errors.map((e) => `${e.path || '/'}: ${e.message}`).join('; ')} (register it as a new type, or change the type's compatibility)`)
       }
       live.registry.add(registered.version, prepared)
     }
-    options.store.watch((type) => { live.#refresh(type) })
     return live
   }
 
@@ -72,7 +82,7 @@ export class LiveRegistry {
     const schema = body as AnySchemaObject
     const named = schema['x-cloudevents-type']
     if (named !== undefined && named !== type) return { ok: false, problem: `"x-cloudevents-type" is ${JSON.stringify(named)}, not the type of the path, "${type}"` }
-    const prepared = this.registry.prepare(schema, `${type}.json`)
+    const prepared = this.registry.prepare(type, schema, `${type}.json`)
     if (typeof prepared === 'string') return { ok: false, problem: `not a valid JSON Schema: ${prepared}` }
     return { ok: true, candidate: { schema, fingerprint: prepared.fingerprint }, prepared }
   }
@@ -83,21 +93,13 @@ export class LiveRegistry {
    * they hear of it.
    */
   async register (type: string, offered: Extract<Offered, { ok: true }>): Promise<Registered> {
-    let registered: Registered
-    try {
-      registered = await this.#options.store.register(type, offered.candidate, this.#vet(offered.candidate.schema))
-    } catch (err: unknown) {
-      this.registry.discard(offered.prepared)
-      throw err
-    }
-    if (registered.outcome === 'incompatible') this.registry.discard(offered.prepared)
-    else this.#apply({ kind: 'version', version: registered.version }, offered.prepared)
+    const registered = await this.#options.store.register(type, offered.candidate, this.#vet(offered.candidate.schema))
+    if (registered.outcome !== 'incompatible') this.#apply({ kind: 'version', version: registered.version }, offered.prepared)
     return registered
   }
 
   /** The dry run: the breaking changes the offered schema would be refused for, against the store's current history. */
   async compatibility (type: string, offered: Extract<Offered, { ok: true }>): Promise<readonly BreakingChange[]> {
-    this.registry.discard(offered.prepared)
     const candidate = offered.candidate
     const history = await this.#options.store.read(type) ?? { versions: [], config: this.registry.ownConfig(type) }
     if (history.versions.some((v) => v.fingerprint === candidate.fingerprint)) return []

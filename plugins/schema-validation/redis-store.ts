@@ -84,7 +84,7 @@ export class RedisRegistryStore implements RegistryStore {
    * Follow the change channel on a connection of its own. After a reconnect every type is
    * read again (`undefined`): notices sent while the connection was down are not replayed.
    */
-  watch (changed: (type: string | undefined) => void): void {
+  async watch (changed: (type: string | undefined) => void): Promise<void> {
     const subscriber = this.redis.duplicate({ connectionName: `${this.redis.options.connectionName ?? 'ce-broker'}:schemas` })
     this.#subscriber = subscriber
     let connectedOnce = false
@@ -97,7 +97,7 @@ export class RedisRegistryStore implements RegistryStore {
       if (channel === SCHEMA_CHANGES_CHANNEL) changed(type)
     })
     subscriber.on('error', () => { /* ioredis reconnects; the broker's Redis health logs outages */ })
-    subscriber.subscribe(SCHEMA_CHANGES_CHANNEL).catch(() => { /* ioredis subscribes again on reconnect */ })
+    await subscriber.subscribe(SCHEMA_CHANGES_CHANNEL)
   }
 
   async close (): Promise<void> {

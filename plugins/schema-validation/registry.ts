@@ -23,7 +23,6 @@ export interface CompiledVersion {
 /** A schema compiled ahead of its registration (`prepare`). */
 export interface Prepared {
   readonly draft: Draft
-  readonly key: string
   readonly validate: ValidateFunction
   readonly fingerprint: string
 }
@@ -68,30 +67,31 @@ interface TypeState {
 
 /**
  * The compiled registry: every version of every type, and the shared definitions they
- * `$ref`. Draft 2020-12 and draft-07 need one ajv instance each; a schema's `$schema`
- * picks it (2020-12 when absent). Versions are added one at a time, each compiled once
- * under a key of its own (its `$id` with `?ce-broker-version=<n>`, so relative `$ref`s
- * resolve as they would against the `$id` itself), and a type's latest version is
- * swapped in only once compiled: a check sees the old version or the new, never half.
+ * `$ref`. Each version is compiled once, in an ajv instance of its own (draft 2020-12 or
+ * draft-07, picked by `$schema`; 2020-12 when absent) that holds it under its own `$id`,
+ * the shared definitions, and the other types' latest versions: `$ref`s to itself, to the
+ * definitions and to another type's schema resolve as they did when every file shared
+ * one instance, while versions (and types) that share an `$id` never meet. A type's
+ * latest version is swapped in only once compiled: a check sees the old version or the
+ * new, never half.
  */
 export class SchemaRegistry {
-  readonly #ajvs: Record<Draft, Ajv>
   readonly #definitions: readonly SchemaDocument[]
   readonly #types = new Map<string, TypeState>()
   readonly #byId = new Map<string, CompiledVersion>()
   readonly #defaults: Required<TypeConfig>
-  #candidates = 0
   /** Whether a version of one type is proved at least as strict as another type's version (`select`). */
   readonly #stricter = new Map<string, boolean>()
 
   /** A registry with `definitions` and no type yet; a broken definition throws a `SchemaFileError` naming its file. */
   constructor (definitions: readonly SchemaDocument[], defaults: Required<TypeConfig> = DEFAULT_TYPE_CONFIG) {
-    this.#ajvs = { '2020-12': makeAjv(new Ajv2020(OPTIONS)), 'draft-07': makeAjv(new Ajv(OPTIONS)) }
     this.#definitions = definitions
     this.#defaults = defaults
+    // each definition checked once here (a schema ajv takes), so that a broken one is named as itself
+    const checks: Record<Draft, Ajv> = { '2020-12': makeAjv('2020-12'), 'draft-07': makeAjv('draft-07') }
     for (const { file, schema } of definitions) {
       try {
-        this.#ajvs[draftOf(schema, file)].addSchema(schema, typeof schema.$id === 'string' ? undefined : file)
+        checks[draftOf(schema, file)].addSchema(schema, typeof schema.$id === 'string' ? undefined : file)
       } catch (err: unknown) {
         throw err instanceof SchemaFileError ? err : new SchemaFileError(file, describe(err), { cause: err })
       }
@@ -127,13 +127,11 @@ export class SchemaRegistry {
   add (version: SchemaVersion, prepared?: Prepared): CompiledVersion {
     const state = this.#types.get(version.type) ?? { versions: [], config: {} }
     const known = state.versions.find((v) => v.version === version.version)
-    if (known !== undefined || (prepared !== undefined && prepared.fingerprint !== version.fingerprint)) {
-      if (prepared !== undefined) this.discard(prepared)
-      if (known !== undefined) return known
-      prepared = undefined
-    }
+    if (known !== undefined) return known
+    // a prepared schema other than this version's (a race with another node): compiled afresh
+    if (prepared !== undefined && prepared.fingerprint !== version.fingerprint) prepared = undefined
     const draft = prepared?.draft ?? draftOf(version.schema, version.file ?? version.type)
-    const validate = prepared?.validate ?? this.#compile(draft, keyOf(version.schema, version.file ?? `${version.type}.json`, `ce-broker-version=${version.version}`), version.schema, version.file ?? `${version.type} version ${version.version}`)
+    const validate = prepared?.validate ?? this.#compile(draft, version.type, version.schema, version.file ?? `${version.type}.json`, version.file ?? `${version.type} version ${version.version}`)
     const id = typeof version.schema.$id === 'string' ? version.schema.$id : undefined
     const compiled: CompiledVersion = { type: version.type, version: version.version, draft, schema: version.schema, registeredAt: version.registeredAt, validate, ...(id === undefined ? {} : { id }), ...(version.file === undefined ? {} : { file: version.file }) }
     // a new array: a reader holding the old one keeps a consistent history
@@ -150,38 +148,34 @@ export class SchemaRegistry {
 
   /**
    * Compile a schema offered for registration, once: the validator `add` adopts when it
-   * becomes a version (`discard` it otherwise). A string says why it cannot be registered:
+   * becomes a version (one that does not is left to the garbage collector, its ajv instance
+   * with it). A string says why it cannot be registered:
    * not a JSON Schema ajv compiles, an unknown `$schema`, a `$ref` that resolves nowhere.
    */
-  prepare (schema: AnySchemaObject, name: string): Prepared | string {
+  prepare (type: string, schema: AnySchemaObject, name: string): Prepared | string {
     const draft = DRAFT_BY_URI.get(String(schema.$schema ?? 'https://json-schema.org/draft/2020-12/schema').replace(/#$/, ''))
     if (draft === undefined) return `"$schema" ${JSON.stringify(schema.$schema)} is not draft 2020-12 or draft-07`
-    const key = keyOf(schema, name, `ce-broker-candidate=${++this.#candidates}`)
     try {
-      return { draft, key, validate: this.#compile(draft, key, schema, name), fingerprint: fingerprintOf(schema) }
+      return { draft, validate: this.#compile(draft, type, schema, name, name), fingerprint: fingerprintOf(schema) }
     } catch (err: unknown) {
       return describe(err instanceof SchemaFileError && err.cause !== undefined ? err.cause : err)
     }
   }
 
-  /** Forget a prepared schema that did not become a version. */
-  discard (prepared: Prepared): void {
-    this.#ajvs[prepared.draft].removeSchema(prepared.key)
-  }
 
   /**
    * The version an event of `type` is checked against: the one its `dataschema` names (a
-   * version URL or an `$id`), else the type's latest. A version of another type is
-   * followed only when the compatibility checker proves it at least as strict as the
-   * type's latest (a stricter profile of it): an event cannot pick a laxer schema than
-   * its type's.
+   * version URL or an `$id`, of its type or another) when the compatibility checker
+   * proves it at least as strict as the type's latest (an older version under BACKWARD,
+   * a stricter profile), else the latest: an event cannot pick a laxer schema than its
+   * type's, whatever the type's rule let through.
    */
   select (type: string, dataschema: string | undefined): CompiledVersion | undefined {
     const latest = this.latest(type)
     if (dataschema === undefined) return latest
     const named = this.#named(dataschema)
-    if (named === undefined || named.type === type) return named ?? latest
-    return latest !== undefined && this.#atLeastAsStrict(named, latest) ? named : latest
+    if (named === undefined || latest === undefined || named === latest) return latest
+    return this.#atLeastAsStrict(named, latest) ? named : latest
   }
 
   /** Whether every instance `named` accepts `latest` accepts too; proved once per pair. */
@@ -302,30 +296,44 @@ export class SchemaRegistry {
     return this.version(type, Number(url[2]))
   }
 
-  #compile (draft: Draft, key: string, schema: AnySchemaObject, name: string): ValidateFunction {
-    const ajv = this.#ajvs[draft]
+  /**
+   * Compile `schema` of `type` in an ajv instance of its own: it under its `$id` (or
+   * `file`, which relative `$ref`s then resolve against), the shared definitions of its
+   * draft, and the latest version of every other type of its draft, unless one holds an
+   * `$id` taken already (the first keeps it).
+   */
+  #compile (draft: Draft, type: string, schema: AnySchemaObject, file: string, name: string): ValidateFunction {
+    const ajv = makeAjv(draft)
+    const key = typeof schema.$id === 'string' ? schema.$id.replace(/#$/, '') : file
+    const taken = new Set([key])
+    const add = (other: AnySchemaObject, otherFile: string): void => {
+      const otherKey = typeof other.$id === 'string' ? other.$id.replace(/#$/, '') : otherFile
+      if (taken.has(otherKey) || draftOf(other, otherFile) !== draft) return
+      taken.add(otherKey)
+      ajv.addSchema(other, typeof other.$id === 'string' ? undefined : otherFile)
+    }
     try {
-      ajv.addSchema({ ...schema, $id: key })
+      for (const definition of this.#definitions) add(definition.schema, definition.file)
+      for (const [other, state] of this.#types) {
+        const latest = state.versions[state.versions.length - 1]
+        if (other !== type && latest !== undefined) add(latest.schema, latest.file ?? `${other}.json`)
+      }
+      ajv.addSchema(schema, typeof schema.$id === 'string' ? undefined : file)
       const validate = ajv.getSchema(key)
       if (validate === undefined) throw new Error('could not be compiled')
       return validate
     } catch (err: unknown) {
-      ajv.removeSchema(key)
       throw new SchemaFileError(name, describe(err), { cause: err })
     }
   }
 }
 
-/** The key a version is compiled under: its `$id` (or file name) with `query` added, so relative `$ref`s resolve as against the original. */
-function keyOf (schema: AnySchemaObject, file: string, query: string): string {
-  const base = typeof schema.$id === 'string' ? schema.$id.replace(/#$/, '') : file
-  return `${base}${base.includes('?') ? '&' : '?'}${query}`
-}
-
 // strictRequired off: a schema may require properties that an allOf/$ref branch defines
 const OPTIONS = { strict: true, strictRequired: false, allErrors: true, allowUnionTypes: true } as const
 
-function makeAjv (ajv: Ajv): Ajv {
+/** A fresh ajv instance of `draft`, with formats and the `x-cloudevents-type` keyword. */
+function makeAjv (draft: Draft): Ajv {
+  const ajv = draft === '2020-12' ? new Ajv2020(OPTIONS) : new Ajv(OPTIONS)
   addFormats.default(ajv)
   // date and date-time are checked on every event's data: the same RFC 3339 rules as
   // ajv-formats' full mode, on character codes, at a fraction of the cost (see rfc3339.ts)

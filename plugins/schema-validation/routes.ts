@@ -3,7 +3,7 @@ import { errorBody } from '../../src/core/index.js'
 import { COMPATIBILITY_LEVELS, type BreakingChange, type CompatibilityLevel } from './compatibility.js'
 import type { LiveRegistry } from './live.js'
 import type { SchemaEntry } from './registry.js'
-import { SCHEMA_MODES, type TypeConfig } from './versions.js'
+import { SCHEMA_MODES, fingerprintOf, type TypeConfig } from './versions.js'
 
 /** One type as `GET /api/schemas` lists it: its latest version and settings, and this node's shadow failures. */
 export interface SchemaListing extends SchemaEntry {
@@ -39,7 +39,7 @@ export const schemaRoutes: FastifyPluginAsync<SchemaRoutesOptions> = async funct
     return {
       type: req.params.type,
       ...registry.config(req.params.type),
-      versions: history.map((v) => ({ version: v.version, registeredAt: v.registeredAt, ...(v.file === undefined ? {} : { file: v.file }), ...(v.id === undefined ? {} : { id: v.id }) }))
+      versions: history.map((v) => ({ version: v.version, registeredAt: v.registeredAt, fingerprint: fingerprintOf(v.schema), ...(v.file === undefined ? {} : { file: v.file }), ...(v.id === undefined ? {} : { id: v.id }) }))
     }
   })
 

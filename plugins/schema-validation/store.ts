@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { AnySchemaObject } from 'ajv'
 import { SchemaFileError } from '../../src/core/index.js'
@@ -34,13 +34,17 @@ export interface RegistryStore {
   read: (type: string) => Promise<TypeHistory | undefined>
   register: (type: string, candidate: Candidate, vet: Vet) => Promise<Registered>
   configure: (type: string, config: TypeConfig) => Promise<TypeHistory>
-  /** Told the type whenever another process changed it (a cluster's other nodes); `undefined`: anything may have changed. */
-  watch: (changed: (type: string | undefined) => void) => void
+  /** Told the type whenever another process changed it (a cluster's other nodes); `undefined`: anything may have changed. Resolves once changes are followed. */
+  watch: (changed: (type: string | undefined) => void) => Promise<void>
   close: () => Promise<void>
 }
 
 /** The file `FileRegistryStore` keeps, in the data folder. */
 export const REGISTRY_FILE = 'schema-registry.json'
+/** The data folder's lock: the id of the process whose broker holds it. */
+const LOCK_FILE = 'schema-registry.lock'
+/** Data folders held by brokers of this process (a lock file cannot tell two of them apart). */
+const HELD = new Set<string>()
 
 interface FileContent {
   readonly types: Record<string, TypeHistory>
@@ -57,16 +61,28 @@ export class FileRegistryStore implements RegistryStore {
   readonly #types = new Map<string, TypeHistory>()
   #queue: Promise<unknown> = Promise.resolve()
 
-  private constructor (private readonly path: string | undefined) {
+  private constructor (private readonly path: string | undefined, private readonly lock: string | undefined) {
     this.kind = path === undefined ? 'memory' : 'file'
   }
 
-  /** Open the store in `dataDir` (created if missing), reading what an earlier run registered; `undefined`: memory only. */
+  /**
+   * Open the store in `dataDir` (created if missing), reading what an earlier run
+   * registered; `undefined`: memory only. The folder is locked for this broker: a second
+   * broker on it (this process or another one alive) would overwrite its registrations,
+   * so it is refused; a lock left by a process that died is taken over.
+   */
   static async open (dataDir: string | undefined): Promise<FileRegistryStore> {
-    if (dataDir === undefined) return new FileRegistryStore(undefined)
+    if (dataDir === undefined) return new FileRegistryStore(undefined, undefined)
     await mkdir(dataDir, { recursive: true })
-    const store = new FileRegistryStore(join(dataDir, REGISTRY_FILE))
-    await store.#read()
+    const lock = join(dataDir, LOCK_FILE)
+    await takeLock(lock)
+    const store = new FileRegistryStore(join(dataDir, REGISTRY_FILE), lock)
+    try {
+      await store.#read()
+    } catch (err: unknown) {
+      await store.close()
+      throw err
+    }
     return store
   }
 
@@ -86,8 +102,7 @@ export class FileRegistryStore implements RegistryStore {
       const errors = vet(history)
       if (errors.length > 0) return { outcome: 'incompatible', errors }
       const version = newVersion(type, history.versions.length + 1, candidate)
-      this.#types.set(type, { ...history, versions: [...history.versions, version] })
-      await this.#write()
+      await this.#commit(type, { ...history, versions: [...history.versions, version] })
       return { outcome: 'created', version }
     })
   }
@@ -95,18 +110,20 @@ export class FileRegistryStore implements RegistryStore {
   async configure (type: string, config: TypeConfig): Promise<TypeHistory> {
     return await this.#serially(async () => {
       const history = { versions: this.#types.get(type)?.versions ?? [], config }
-      this.#types.set(type, history)
-      await this.#write()
+      await this.#commit(type, history)
       return history
     })
   }
 
-  watch (): void {
-    // one process, one writer: nothing changes behind this store's back
+  async watch (): Promise<void> {
+    // one process, one writer (the folder is locked): nothing changes behind this store's back
   }
 
   async close (): Promise<void> {
     await this.#queue
+    if (this.lock === undefined) return
+    HELD.delete(this.lock)
+    await rm(this.lock, { force: true })
   }
 
   async #serially<T> (work: () => Promise<T>): Promise<T> {
@@ -135,12 +152,44 @@ export class FileRegistryStore implements RegistryStore {
     for (const [type, history] of Object.entries(types as FileContent['types'])) this.#types.set(type, history)
   }
 
-  async #write (): Promise<void> {
+  /** Write the registry with `type` changed, and only once it is written hold the change in memory: a failed write changes nothing. */
+  async #commit (type: string, history: TypeHistory): Promise<void> {
+    const next = new Map(this.#types).set(type, history)
+    await this.#write(next)
+    this.#types.set(type, history)
+  }
+
+  async #write (types: ReadonlyMap<string, TypeHistory>): Promise<void> {
     if (this.path === undefined) return
-    const content: FileContent = { types: Object.fromEntries(this.#types) }
+    const content: FileContent = { types: Object.fromEntries(types) }
     const temporary = `${this.path}.${process.pid}.tmp`
     await writeFile(temporary, JSON.stringify(content, null, 1))
     await rename(temporary, this.path)
+  }
+}
+
+async function takeLock (lock: string): Promise<void> {
+  const inUse = (pid: number): SchemaFileError => new SchemaFileError(lock, `holds the data folder for the broker of process ${pid}: give each broker its own schemas.dataDir (or, in a cluster, share Redis)`)
+  if (HELD.has(lock)) throw inUse(process.pid)
+  try {
+    await writeFile(lock, String(process.pid), { flag: 'wx' })
+  } catch (err: unknown) {
+    if (!isCode(err, 'EEXIST')) throw err
+    const pid = Number((await readFile(lock, 'utf8').catch(() => '')).trim())
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) throw inUse(pid)
+    // left by a process that is gone (or by this one, before a restart in place): taken over
+    await writeFile(lock, String(process.pid))
+  }
+  HELD.add(lock)
+}
+
+/** Whether a process with this id runs (signal 0 checks without sending; EPERM: it runs as another user). */
+function alive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err: unknown) {
+    return isCode(err, 'EPERM')
   }
 }
 
@@ -156,5 +205,9 @@ export function newVersion (type: string, version: number, candidate: Candidate)
 }
 
 function isMissing (err: unknown): boolean {
-  return typeof err === 'object' && err !== null && Reflect.get(err, 'code') === 'ENOENT'
+  return isCode(err, 'ENOENT')
+}
+
+function isCode (err: unknown, code: string): boolean {
+  return typeof err === 'object' && err !== null && Reflect.get(err, 'code') === code
 }
