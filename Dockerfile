@@ -30,6 +30,9 @@ COPY schemas ./schemas
 # the package's bin: without src/ and tsx here it runs dist/
 COPY bin ./bin
 # The files stay root's: the broker only reads them (audit.file, if set, needs a writable volume).
+# ./data (schemas.dataDir's default) is the one folder it writes embedded: the registered schema versions.
+RUN mkdir -p /app/data && chown node:node /app/data
+VOLUME ["/app/data"]
 USER node
 EXPOSE 1883 8080
 # No curl in the slim image: node's fetch. /readyz is 503 while Redis is unreachable.

@@ -64,7 +64,9 @@ async function setupValidation (ctx: PluginContext, { schemas, validation }: Sch
   const live = validating
     ? await LiveRegistry.start({
       dir: schemasDir(ctx, schemas.dir),
-      store: ctx.redis === undefined ? await FileRegistryStore.open(resolve(schemas.dataDir)) : new RedisRegistryStore(ctx.redis),
+      store: ctx.redis === undefined
+        ? await FileRegistryStore.open(resolve(schemas.dataDir), (err) => { ctx.log.warn({ err, dataDir: schemas.dataDir }, 'schemas.dataDir cannot be written: registered schema versions are kept in memory only, until the broker stops (set schemas.dataDir to a writable folder, or a volume)') })
+        : new RedisRegistryStore(ctx.redis),
       defaults: { compatibility: schemas.compatibility, mode: schemas.mode },
       log: ctx.log,
       onChange: (change) => {

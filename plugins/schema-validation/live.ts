@@ -3,7 +3,7 @@ import { SchemaFileError, type Logger } from '../../src/core/index.js'
 import { checkCompatibility, type BreakingChange } from './compatibility.js'
 import { readSchemaFolder, splitDocuments } from './folder.js'
 import { SchemaRegistry, type Prepared, type RegistryChange } from './registry.js'
-import type { Candidate, Registered, RegistryStore, Vet } from './store.js'
+import { newVersion, type Candidate, type Registered, type RegistryStore, type Vet } from './store.js'
 import { effectiveConfig, fingerprintOf, type TypeConfig, type TypeHistory } from './versions.js'
 
 /** A schema the API was asked to register, and what it can be refused for before the compatibility rule. */
@@ -58,11 +58,16 @@ export class LiveRegistry {
     // followed before the store is read: a change made meanwhile is read again, not missed
     await options.store.watch((type) => { live.#refresh(type) })
     const histories = await options.store.load()
+    // every type's latest known before any is compiled: a type may $ref one that comes after it
+    const fresh = types.filter(({ type, schema }) => histories.get(type)?.versions.some((v) => v.fingerprint === fingerprintOf(schema)) !== true)
+    live.registry.declare([
+      ...[...histories.values()].flatMap((history) => history.versions),
+      ...fresh.map(({ type, file, schema }) => newVersion(type, (histories.get(type)?.versions.length ?? 0) + 1, { schema, fingerprint: fingerprintOf(schema), file }))
+    ])
     for (const [type, history] of histories) live.#absorb(type, history, false)
-    for (const { type, file, schema } of types) {
+    // a file registered already (a restart, or another node with the same folder) needs nothing compiled or written
+    for (const { type, file, schema } of fresh) {
       const fingerprint = fingerprintOf(schema)
-      // registered already (a restart, or another node with the same folder): nothing to compile or write
-      if (histories.get(type)?.versions.some((v) => v.fingerprint === fingerprint) === true) continue
       // compiled before it is stored: a file that does not compile is never registered
       const prepared = live.registry.prepare(type, schema, file)
       if (typeof prepared === 'string') throw new SchemaFileError(file, prepared)
@@ -154,6 +159,7 @@ export class LiveRegistry {
   #refresh (type: string | undefined): void {
     const read = type === undefined ? this.#options.store.load() : this.#options.store.read(type).then((history) => new Map(history === undefined ? [] : [[type, history]]))
     read.then((histories) => {
+      this.registry.declare([...histories.values()].flatMap((history) => history.versions))
       for (const [changed, history] of histories) this.#absorb(changed, history, true)
     }, (err: unknown) => {
       this.#options.log.warn({ err, type }, 'the schema registry could not be read after a change: the next change reads it again')

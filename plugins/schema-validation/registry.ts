@@ -80,6 +80,8 @@ export class SchemaRegistry {
   readonly #types = new Map<string, TypeState>()
   readonly #byId = new Map<string, CompiledVersion>()
   readonly #defaults: Required<TypeConfig>
+  /** Each type's latest schema as the other types' `$ref`s find it: declared for a whole store before any is compiled, so the order of compiling does not matter. */
+  readonly #latestSources = new Map<string, { readonly version: number, readonly schema: AnySchemaObject, readonly file: string }>()
   /** Whether a version of one type is proved at least as strict as another type's version (`select`). */
   readonly #stricter = new Map<string, boolean>()
 
@@ -107,16 +109,31 @@ export class SchemaRegistry {
   static compile (documents: readonly SchemaDocument[]): SchemaRegistry {
     const { definitions, types } = splitDocuments(documents)
     const registry = new SchemaRegistry(definitions)
-    for (const { type, file, schema } of types) registry.add({ type, version: 1, fingerprint: fingerprintOf(schema), schema, registeredAt: '', file })
+    const versions = types.map(({ type, file, schema }): SchemaVersion => ({ type, version: 1, fingerprint: fingerprintOf(schema), schema, registeredAt: '', file }))
+    registry.declare(versions)
+    for (const version of versions) registry.add(version)
     return registry
   }
 
   /** Rebuild a registry from what another thread's registry was built from. */
   static fromSnapshot (snapshot: RegistrySnapshot): SchemaRegistry {
     const registry = new SchemaRegistry(snapshot.definitions, snapshot.defaults)
+    registry.declare(snapshot.versions)
     for (const version of snapshot.versions) registry.add(version)
     for (const [type, config] of Object.entries(snapshot.configs)) registry.configure(type, config)
     return registry
+  }
+
+  /**
+   * Make these versions what other types' `$ref`s find (each type's newest of them, unless
+   * a newer one is known), before any of them is compiled: a type may `$ref` a type
+   * compiled after it.
+   */
+  declare (versions: readonly SchemaVersion[]): void {
+    for (const v of versions) {
+      const known = this.#latestSources.get(v.type)
+      if (known === undefined || known.version < v.version) this.#latestSources.set(v.type, { version: v.version, schema: v.schema, file: v.file ?? `${v.type}.json` })
+    }
   }
 
   /**
@@ -137,6 +154,7 @@ export class SchemaRegistry {
     // a new array: a reader holding the old one keeps a consistent history
     const versions = [...state.versions, compiled].sort((a, b) => a.version - b.version)
     this.#types.set(version.type, { versions, config: state.config })
+    this.declare([version])
     if (id !== undefined && versions[versions.length - 1] === compiled) this.#byId.set(id, compiled)
     return compiled
   }
@@ -310,13 +328,13 @@ export class SchemaRegistry {
       const otherKey = typeof other.$id === 'string' ? other.$id.replace(/#$/, '') : otherFile
       if (taken.has(otherKey) || draftOf(other, otherFile) !== draft) return
       taken.add(otherKey)
-      ajv.addSchema(other, typeof other.$id === 'string' ? undefined : otherFile)
+      // checked against the meta-schema when it was registered: not again for every version compiled beside it
+      ajv.addSchema(other, typeof other.$id === 'string' ? undefined : otherFile, undefined, false)
     }
     try {
       for (const definition of this.#definitions) add(definition.schema, definition.file)
-      for (const [other, state] of this.#types) {
-        const latest = state.versions[state.versions.length - 1]
-        if (other !== type && latest !== undefined) add(latest.schema, latest.file ?? `${other}.json`)
+      for (const [other, latest] of this.#latestSources) {
+        if (other !== type) add(latest.schema, latest.file)
       }
       ajv.addSchema(schema, typeof schema.$id === 'string' ? undefined : file)
       const validate = ajv.getSchema(key)

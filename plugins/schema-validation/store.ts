@@ -71,11 +71,18 @@ export class FileRegistryStore implements RegistryStore {
    * broker on it (this process or another one alive) would overwrite its registrations,
    * so it is refused; a lock left by a process that died is taken over.
    */
-  static async open (dataDir: string | undefined): Promise<FileRegistryStore> {
+  static async open (dataDir: string | undefined, unwritable: (err: unknown) => void = () => {}): Promise<FileRegistryStore> {
     if (dataDir === undefined) return new FileRegistryStore(undefined, undefined)
-    await mkdir(dataDir, { recursive: true })
     const lock = join(dataDir, LOCK_FILE)
-    await takeLock(lock)
+    try {
+      await mkdir(dataDir, { recursive: true })
+      await takeLock(lock)
+    } catch (err: unknown) {
+      // a folder this user may not write (a container's working folder): the broker runs, its registrations last until it stops
+      if (!isCode(err, 'EACCES') && !isCode(err, 'EROFS') && !isCode(err, 'EPERM')) throw err
+      unwritable(err)
+      return new FileRegistryStore(undefined, undefined)
+    }
     const store = new FileRegistryStore(join(dataDir, REGISTRY_FILE), lock)
     try {
       await store.#read()
@@ -171,16 +178,33 @@ export class FileRegistryStore implements RegistryStore {
 async function takeLock (lock: string): Promise<void> {
   const inUse = (pid: number): SchemaFileError => new SchemaFileError(lock, `holds the data folder for the broker of process ${pid}: give each broker its own schemas.dataDir (or, in a cluster, share Redis)`)
   if (HELD.has(lock)) throw inUse(process.pid)
+  // the process id and, on Linux, its start time: a pid reused by another process after a crash does not hold the folder
+  const mine = `${process.pid} ${await startTimeOf(process.pid) ?? ''}`.trim()
   try {
-    await writeFile(lock, String(process.pid), { flag: 'wx' })
+    await writeFile(lock, mine, { flag: 'wx' })
   } catch (err: unknown) {
     if (!isCode(err, 'EEXIST')) throw err
-    const pid = Number((await readFile(lock, 'utf8').catch(() => '')).trim())
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) throw inUse(pid)
+    const [pidText = '', started] = (await readFile(lock, 'utf8').catch(() => '')).trim().split(' ')
+    const pid = Number(pidText)
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
+      const now = await startTimeOf(pid)
+      if (started === undefined || now === undefined || now === started) throw inUse(pid)
+    }
     // left by a process that is gone (or by this one, before a restart in place): taken over
-    await writeFile(lock, String(process.pid))
+    await writeFile(lock, mine)
   }
   HELD.add(lock)
+}
+
+/** When a process started, in clock ticks since boot (Linux: field 22 of /proc/<pid>/stat), or `undefined` where that cannot be read. */
+async function startTimeOf (pid: number): Promise<string | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+    // the fields after "(comm) " start at field 3
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+  } catch {
+    return undefined
+  }
 }
 
 /** Whether a process with this id runs (signal 0 checks without sending; EPERM: it runs as another user). */

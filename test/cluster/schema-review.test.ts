@@ -1,9 +1,11 @@
 /**
- * Review of the live schema registry with Redis (46951b8..HEAD): changes another node
- * makes while this one starts. Each test fails on the code under review.
+ * Review of the live schema registry with Redis (46951b8..ede66c1, then the fixes in
+ * 1d7ab89). The first two (changes another node makes while this one starts) failed on
+ * ede66c1 and pass since 1d7ab89; the two after the "found in the fixes" line fail on 1d7ab89.
  */
 import assert from 'node:assert/strict'
-import { readFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -100,4 +102,44 @@ test('a change heard while the validation workers start reaches them: the node\'
   const publisher = await connect(t, mqttUrl(b))
   await publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(bookingReserved({ nights: 0 })), { qos: 1 })
   assert.equal((await nextMessage(subscriber)).topic, BOOKING_RESERVED_TOPIC, 'dead-lettered: node B\'s validation worker never got the change (pool was undefined when it was applied), while its API says shadow')
+})
+
+// ---- found in the fixes (1d7ab89: every version compiled in an ajv instance of its own) -------------
+
+const ACME_RULES = [{ match: 'acme/#', cloudevents: true, schema: 'required' as const, onInvalid: 'dlq' as const }]
+
+test('a node joins a cluster whose types $ref each other, whatever order the store lists them in', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  const dir = await mkdtemp(join(tmpdir(), 'ce-broker-review-schemas-'))
+  defer(t, () => rm(dir, { recursive: true, force: true }))
+  const a = await startBroker(t, { nodeId: 'node-a', redis: { url: redis.url }, schemas: { dir }, validation: { workers: 0, rules: ACME_RULES } })
+  // registered through the API in the order they depend on each other: b, then a (which $refs b)
+  assert.equal((await call(a, 'POST', '/api/schemas/acme.v1.b/versions', { $id: 'https://acme.example/b.json', type: 'object', properties: { n: { type: 'integer' } } })).status, 201)
+  assert.equal((await call(a, 'POST', '/api/schemas/acme.v1.a/versions', { $id: 'https://acme.example/a.json', type: 'object', properties: { n: { $ref: 'b.json#/properties/n' } } })).status, 201)
+  // a second node (or node A restarted) reads the types sorted: a is compiled before b is there
+  const b = await startBroker(t, { nodeId: 'node-b', redis: { url: redis.url }, schemas: { dir }, validation: { workers: 0, rules: ACME_RULES } })
+  assert.equal((await call(b, 'GET', '/api/schemas/acme.v1.a/versions/latest')).status, 200)
+})
+
+test('two nodes check an event against a $ref into another type alike, whenever each started', { skip, todo: 'known, not fixed yet: a version\'s $ref into another type binds to that type\'s latest when the version is compiled (README, The schema registry)' }, async (t) => {
+  const redis = await startRedis(t)
+  const dir = await mkdtemp(join(tmpdir(), 'ce-broker-review-schemas-'))
+  defer(t, () => rm(dir, { recursive: true, force: true }))
+  await writeFile(join(dir, 'acme.v1.celsius.json'), JSON.stringify({ $id: 'https://acme.example/celsius.json', type: 'number', maximum: 50 }))
+  await writeFile(join(dir, 'acme.v1.reading.json'), JSON.stringify({ $id: 'https://acme.example/reading.json', type: 'object', properties: { celsius: { $ref: 'celsius.json' } }, required: ['celsius'] }))
+  const options = (nodeId: string): Parameters<typeof startBroker>[1] => ({ nodeId, redis: { url: redis.url }, schemas: { dir }, validation: { workers: 0, rules: ACME_RULES } })
+  const a = await startBroker(t, options('node-a'))
+  // acme.v1.celsius widened (BACKWARD compatible) before node B starts
+  assert.equal((await call(a, 'POST', '/api/schemas/acme.v1.celsius/versions', { $id: 'https://acme.example/celsius.json', type: 'number', maximum: 60 })).status, 201)
+  const b = await startBroker(t, options('node-b'))
+  const verdict = async (node: Broker): Promise<string> => {
+    const subscriber = await connect(t, mqttUrl(node))
+    await subscriber.subscribeAsync(['acme/v1/reading', '$DLQ/#'])
+    const publisher = await connect(t, mqttUrl(node))
+    await publisher.publishAsync('acme/v1/reading', JSON.stringify({ specversion: '1.0', id: `r-${node.ports.mqtt}`, source: '/acme', type: 'acme.v1.reading', data: { celsius: 55 } }), { qos: 1 })
+    return (await nextMessage(subscriber, undefined)).topic
+  }
+  const onA = await verdict(a)
+  const onB = await verdict(b)
+  assert.equal(onB, onA, 'node A (started before celsius version 2) dead-letters what node B delivers: both run acme.v1.reading version 1')
 })

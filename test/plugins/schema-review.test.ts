@@ -1,9 +1,13 @@
 /**
- * Review of the live schema registry (46951b8..HEAD): one test per defect found. Each
- * fails on the code under review, for the reason its name gives.
+ * Review of the live schema registry (46951b8..ede66c1, then the fixes in 1d7ab89): one
+ * test per defect found, each failing for the reason its name gives. The first eight
+ * failed on ede66c1 and pass since 1d7ab89; the image test failed on both; the tests
+ * after the "found in the fixes" line fail on 1d7ab89.
  */
 import assert from 'node:assert/strict'
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { spawn } from 'node:child_process'
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
@@ -210,3 +214,103 @@ test('schemas check: a folder whose file is a registered (older) version of its 
   assert.equal(code, 0, lines.join('\n'))
 })
 
+
+test('the image alone (embedded, a working folder the broker cannot write, as USER node in /app) still starts', async (t) => {
+  // /app in the Dockerfile: root's files, the broker runs as `node`; here a folder of root's, the broker as nobody
+  const app = await tempDir(t, 'ce-broker-review-app-')
+  await chmod(app, 0o755)
+  const asRoot = process.getuid?.() === 0
+  if (!asRoot) await chmod(app, 0o555)
+  const { CE_BROKER_DATA_DIR: _ignored, ...env } = process.env
+  const child = spawn(process.execPath, [fileURLToPath(new URL('../../bin/ce-broker.js', import.meta.url)), '--mqtt-port', '0', '--http-port', '0'], {
+    cwd: app,
+    env: Object.fromEntries(Object.entries(env).filter(([name]) => !name.startsWith('CE_BROKER_'))),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(asRoot ? { uid: 65534, gid: 65534 } : {})
+  })
+  defer(t, () => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  let output = ''
+  const outcome = await new Promise<string>((resolve) => {
+    const seen = (chunk: Buffer): void => {
+      output += chunk.toString()
+      if (output.includes('"msg":"ready"')) resolve('ready')
+    }
+    child.stdout.on('data', seen)
+    child.stderr.on('data', seen)
+    child.once('exit', (code) => { resolve(`exited ${String(code)}`) })
+  })
+  assert.equal(outcome, 'ready', output.split('\n').filter((line) => line.includes('data') || line.startsWith('ce-broker')).join('\n'))
+})
+
+// ---- found in the fixes (1d7ab89: every version compiled in an ajv instance of its own) -------------
+
+test('a type whose schema $refs a type that sorts after it starts, as on 46951b8 (compiling is not order-dependent)', async (t) => {
+  // acme.v1.a is registered (and compiled) before acme.v1.b exists in the registry
+  const dir = await schemaDir(t, {
+    'acme.v1.a.json': { $id: 'https://acme.example/a.json', type: 'object', properties: { n: { $ref: 'b.json#/properties/n' } } },
+    'acme.v1.b.json': { $id: 'https://acme.example/b.json', type: 'object', properties: { n: { type: 'integer' } } }
+  })
+  const broker = await acmeBroker(t, dir)
+  const subscriber = await connect(t, mqttUrl(broker))
+  await subscriber.subscribeAsync(['acme/v1/a', '$DLQ/#'])
+  const publisher = await connect(t, mqttUrl(broker))
+  await publisher.publishAsync('acme/v1/a', event('acme.v1.a', { n: 'one' }), { qos: 1 })
+  assert.equal((await nextMessage(subscriber)).topic, '$DLQ/acme/v1/a', 'n is checked through the $ref into acme.v1.b')
+  // the CI check reads folders the same way: the folder is no bad input (exit 2)
+  const lines: string[] = []
+  assert.equal(await runSchemasCheck(['--against', dir, dir], (line) => { lines.push(line) }, (line) => { lines.push(line) }), 0, lines.join('\n'))
+})
+
+test('a $ref into another type checks the same after a restart as before it (the verdict does not depend on when a version was compiled)', { todo: 'known, not fixed yet: a version\'s $ref into another type binds to that type\'s latest when the version is compiled (README, The schema registry)' }, async (t) => {
+  const dataDir = await tempDir(t, 'ce-broker-review-data-')
+  const dir = await schemaDir(t, {
+    'acme.v1.celsius.json': { $id: 'https://acme.example/celsius.json', type: 'number', maximum: 50 },
+    'acme.v1.reading.json': { $id: 'https://acme.example/reading.json', type: 'object', properties: { celsius: { $ref: 'celsius.json' } }, required: ['celsius'] }
+  })
+  const verdict = async (broker: Broker): Promise<string> => {
+    const subscriber = await connect(t, mqttUrl(broker))
+    await subscriber.subscribeAsync(['acme/v1/reading', '$DLQ/#'])
+    const publisher = await connect(t, mqttUrl(broker))
+    await publisher.publishAsync('acme/v1/reading', event('acme.v1.reading', { celsius: 55 }), { qos: 1 })
+    return (await nextMessage(subscriber)).topic
+  }
+  const first = await acmeBroker(t, dir, { dataDir })
+  // acme.v1.celsius widened (BACKWARD compatible): version 2 allows 60
+  assert.equal((await call(httpUrl(first, '/api/schemas/acme.v1.celsius/versions'), 'POST', { $id: 'https://acme.example/celsius.json', type: 'number', maximum: 60 })).status, 201)
+  const before = await verdict(first)
+  await first.close()
+  const second = await acmeBroker(t, dir, { dataDir })
+  const after = await verdict(second)
+  assert.equal(after, before, 'acme.v1.reading version 1 kept celsius version 1 where it was compiled first, and takes version 2 after a restart (or on a node started later)')
+})
+
+test('starting a registry of N types compiles O(N) schemas, not O(N²) (each version compiled with every other type\'s latest)', { todo: 'known, not fixed yet: every version is compiled beside every other type\'s latest (added without a second meta-schema check); README, The schema registry' }, async (t) => {
+  const files: Record<string, unknown> = {}
+  const n = 60
+  for (let i = 0; i < n; i++) files[`acme.v1.t${String(i).padStart(3, '0')}.json`] = { $id: `https://acme.example/t${i}.json`, type: 'object', properties: { a: { type: 'string' } } }
+  const dir = await schemaDir(t, files)
+  // every ajv instance the registry makes is an AjvCore: count the schemas added to them while the broker starts
+  const core = createRequire(import.meta.url)('ajv/dist/core.js') as { default: { prototype: { addSchema: (...args: unknown[]) => unknown } } }
+  const original = core.default.prototype.addSchema
+  let added = 0
+  core.default.prototype.addSchema = function countAddSchema (this: unknown, ...args: unknown[]) { added++; return original.apply(this, args) }
+  try {
+    await acmeBroker(t, dir)
+  } finally {
+    core.default.prototype.addSchema = original
+  }
+  // 46951b8..ede66c1: 73 for 60 types; here 2,323, and 600 types do not start within the plugin's 10 s
+  assert.ok(added < 10 * n, `${added} schemas added to ajv to start ${n} types`)
+})
+
+test('a lock file naming a live process that is no broker (its pid reused after a crash) does not keep the broker from starting', async (t) => {
+  const dataDir = await tempDir(t, 'ce-broker-review-data-')
+  const dir = await schemaDir(t, { 'acme.v1.temp.json': TEMP_V1 })
+  // the broker crashed (kill -9, OOM, power loss) and its pid now belongs to something else
+  const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' })
+  defer(t, () => { other.kill('SIGKILL') })
+  // the lock the crashed broker left: its pid (now the other process's) and its own start time (1: long before the other's)
+  await writeFile(join(dataDir, 'schema-registry.lock'), `${String(other.pid)} 1`)
+  const broker = await acmeBroker(t, dir, { dataDir })
+  assert.equal((await call(httpUrl(broker, '/api/schemas'), 'GET')).status, 200)
+})
