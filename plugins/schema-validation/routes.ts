@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import { errorBody } from '../../src/core/index.js'
 import { COMPATIBILITY_LEVELS, type BreakingChange, type CompatibilityLevel } from './compatibility.js'
-import type { LiveRegistry } from './live.js'
+import type { LiveRegistry, Offered } from './live.js'
 import type { SchemaEntry } from './registry.js'
 import { SCHEMA_MODES, fingerprintOf, type TypeConfig } from './versions.js'
 
@@ -55,20 +55,18 @@ export const schemaRoutes: FastifyPluginAsync<SchemaRoutesOptions> = async funct
   app.get<{ Params: TypeParams }>('/api/schemas/:type/config', async (req) => ({ type: req.params.type, ...(live?.registry.config(req.params.type) ?? {}) }))
 
   app.post<{ Params: TypeParams, Body: unknown }>('/api/schemas/:type/versions', async (req, reply) => {
-    const registry = usable(live, req.params.type, reply)
-    if (registry === undefined) return reply
-    const offered = registry.offer(req.params.type, req.body)
-    if (!offered.ok) return await reply.code(400).send(errorBody('invalid_schema', offered.problem))
+    const given = offeredTo(live, req.params.type, req.body, reply)
+    if (given === undefined) return reply
+    const { registry, offered } = given
     const registered = await registry.register(req.params.type, offered)
     if (registered.outcome === 'incompatible') return await incompatible(reply, req.params.type, registered.errors, registry.registry.config(req.params.type).compatibility)
     return await reply.code(registered.outcome === 'created' ? 201 : 200).send({ type: req.params.type, version: registered.version.version })
   })
 
   app.post<{ Params: TypeParams, Body: unknown }>('/api/schemas/:type/compatibility', async (req, reply) => {
-    const registry = usable(live, req.params.type, reply)
-    if (registry === undefined) return reply
-    const offered = registry.offer(req.params.type, req.body)
-    if (!offered.ok) return await reply.code(400).send(errorBody('invalid_schema', offered.problem))
+    const given = offeredTo(live, req.params.type, req.body, reply)
+    if (given === undefined) return reply
+    const { registry, offered } = given
     const errors = await registry.compatibility(req.params.type, offered)
     return { compatible: errors.length === 0, compatibility: registry.registry.config(req.params.type).compatibility, errors }
   })
@@ -90,6 +88,16 @@ function usable (live: LiveRegistry | undefined, type: string, reply: FastifyRep
   }
   if (live === undefined) void reply.code(409).send(errorBody('registry_off', 'no validation rule reads events (validation.rules is empty): nothing is registered'))
   return live
+}
+
+/** The registry and a schema offered to `type` as it took it; else the 400 (or the refusal of `usable`) is sent. */
+function offeredTo (live: LiveRegistry | undefined, type: string, body: unknown, reply: FastifyReply): { registry: LiveRegistry, offered: Extract<Offered, { ok: true }> } | undefined {
+  const registry = usable(live, type, reply)
+  if (registry === undefined) return undefined
+  const offered = registry.offer(type, body)
+  if (offered.ok) return { registry, offered }
+  void reply.code(400).send(errorBody('invalid_schema', offered.problem))
+  return undefined
 }
 
 async function noType (reply: FastifyReply, type: string): Promise<FastifyReply> {

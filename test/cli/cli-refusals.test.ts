@@ -2,19 +2,10 @@
 // file holding every CLI test passed the 60 s a test file may take on a loaded machine
 import { defer } from '../helpers/cleanup.js'
 import assert from 'node:assert/strict'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { test, type TestContext } from 'node:test'
-import { startCli } from '../helpers/cli.js'
-
-async function tempFile (t: TestContext, name: string, content: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'ce-broker-cli-'))
-  defer(t, () => rm(dir, { recursive: true, force: true }))
-  const path = join(dir, name)
-  await writeFile(path, content)
-  return path
-}
+import { test } from 'node:test'
+import { startCli, tempFile } from '../helpers/cli.js'
 
 test('an invalid config file exits 1 with a message naming the key and the value', async (t) => {
   const file = await tempFile(t, 'broker.yaml', 'mqtt:\n  port: 0\n  hots: 0.0.0.0\n')

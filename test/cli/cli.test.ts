@@ -1,19 +1,7 @@
-import { defer } from '../helpers/cleanup.js'
 import assert from 'node:assert/strict'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { test, type TestContext } from 'node:test'
+import { test } from 'node:test'
 import { connect } from '../helpers/broker.js'
-import { startCli } from '../helpers/cli.js'
-
-async function tempFile (t: TestContext, name: string, content: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'ce-broker-cli-'))
-  defer(t, () => rm(dir, { recursive: true, force: true }))
-  const path = join(dir, name)
-  await writeFile(path, content)
-  return path
-}
+import { startCli, tempFile } from '../helpers/cli.js'
 
 test('logs one "ready" line with the bound ports, serves MQTT and HTTP, and exits 0 on SIGTERM', async (t) => {
   const cli = startCli(t, ['--mqtt-port', '0', '--http-port', '0', '--node-id', 'cli-node'])

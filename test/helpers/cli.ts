@@ -1,7 +1,7 @@
 import { defer } from './cleanup.js'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
-import { rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -81,4 +81,13 @@ export function startCli (t: TestContext, args: string[], env: Readonly<Record<s
     })
   }
   return { child, logs, waitForLog, exited }
+}
+
+/** A file holding `content` in a folder of its own, removed after the test. */
+export async function tempFile (t: TestContext, name: string, content: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'ce-broker-cli-'))
+  defer(t, () => rm(dir, { recursive: true, force: true }))
+  const path = join(dir, name)
+  await writeFile(path, content)
+  return path
 }
