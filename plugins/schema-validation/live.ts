@@ -71,6 +71,8 @@ export class LiveRegistry {
       // compiled before it is stored: a file that does not compile is never registered
       const prepared = live.registry.prepare(type, schema, file)
       if (typeof prepared === 'string') throw new SchemaFileError(file, prepared)
+      const breaks = live.registry.breaks(type, schema, file)
+      if (breaks !== undefined) throw new SchemaFileError(file, `cannot be registered: ${breaks}`)
       const registered = await options.store.register(type, { schema, fingerprint, file }, live.#vet(schema))
       if (registered.outcome === 'incompatible') {
         const rule = live.registry.config(type).compatibility
@@ -89,6 +91,8 @@ export class LiveRegistry {
     if (named !== undefined && named !== type) return { ok: false, problem: `"x-cloudevents-type" is ${JSON.stringify(named)}, not the type of the path, "${type}"` }
     const prepared = this.registry.prepare(type, schema, `${type}.json`)
     if (typeof prepared === 'string') return { ok: false, problem: `not a valid JSON Schema: ${prepared}` }
+    const breaks = this.registry.breaks(type, schema, `${type}.json`)
+    if (breaks !== undefined) return { ok: false, problem: breaks }
     return { ok: true, candidate: { schema, fingerprint: prepared.fingerprint }, prepared }
   }
 

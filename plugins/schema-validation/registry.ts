@@ -1,9 +1,8 @@
-import { Ajv, type AnySchemaObject, type ValidateFunction } from 'ajv'
-import { Ajv2020 } from 'ajv/dist/2020.js'
-import addFormats from 'ajv-formats'
-import { SchemaFileError, isRfc3339, isRfc3339Date } from '../../src/core/index.js'
-import { DRAFT_BY_URI, TYPE_KEYWORD, describe, draftOf, readSchemaFolder, splitDocuments, type Draft, type SchemaDocument } from './folder.js'
+import type { AnySchemaObject, ValidateFunction } from 'ajv'
+import { readSchemaFolder, splitDocuments, DRAFT_BY_URI, describe, draftOf, type Draft, type SchemaDocument } from './folder.js'
+import { SchemaFileError } from '../../src/core/index.js'
 import { documentResolver, narrowings, type JsonSchema, type RefResolver } from './compatibility.js'
+import { Linker, type Latest } from './linker.js'
 import { effectiveConfig, fingerprintOf, type SchemaMode, type SchemaVersion, type TypeConfig } from './versions.js'
 import type { CompatibilityLevel } from './compatibility.js'
 
@@ -18,12 +17,15 @@ export interface CompiledVersion {
   readonly file?: string
   readonly registeredAt: string
   readonly validate: ValidateFunction
+  /** The version of each other type whose schema a `$ref` of this one reached when it was compiled. */
+  readonly binds: ReadonlyMap<string, number>
 }
 
 /** A schema compiled ahead of its registration (`prepare`). */
 export interface Prepared {
   readonly draft: Draft
   readonly validate: ValidateFunction
+  readonly binds: ReadonlyMap<string, number>
   readonly fingerprint: string
 }
 
@@ -68,20 +70,23 @@ interface TypeState {
 /**
  * The compiled registry: every version of every type, and the shared definitions they
  * `$ref`. Each version is compiled once, in an ajv instance of its own (draft 2020-12 or
- * draft-07, picked by `$schema`; 2020-12 when absent) that holds it under its own `$id`,
- * the shared definitions, and the other types' latest versions: `$ref`s to itself, to the
- * definitions and to another type's schema resolve as they did when every file shared
- * one instance, while versions (and types) that share an `$id` never meet. A type's
+ * draft-07, picked by `$schema`; 2020-12 when absent) that holds it under its own `$id`
+ * and, added as its `$ref`s reach them, the shared definitions and other types' latest
+ * versions it needs, nothing else: starting N types compiles N schemas, and versions (or
+ * types) that share an `$id` never meet. A `$ref` into another type follows that type's
+ * latest version: when it changes, every version that reached it is compiled again, so
+ * the verdict never depends on when (or on which node) a version was compiled. A type's
  * latest version is swapped in only once compiled: a check sees the old version or the
  * new, never half.
  */
 export class SchemaRegistry {
   readonly #definitions: readonly SchemaDocument[]
+  readonly #linker: Linker
   readonly #types = new Map<string, TypeState>()
   readonly #byId = new Map<string, CompiledVersion>()
   readonly #defaults: Required<TypeConfig>
-  /** Each type's latest schema as the other types' `$ref`s find it: declared for a whole store before any is compiled, so the order of compiling does not matter. */
-  readonly #latestSources = new Map<string, { readonly version: number, readonly schema: AnySchemaObject, readonly file: string }>()
+  /** For each type, the versions (`type\nversion`) whose `$ref`s reached its latest: compiled again when it changes. */
+  readonly #dependents = new Map<string, Set<string>>()
   /** Whether a version of one type is proved at least as strict as another type's version (`select`). */
   readonly #stricter = new Map<string, boolean>()
 
@@ -89,15 +94,7 @@ export class SchemaRegistry {
   constructor (definitions: readonly SchemaDocument[], defaults: Required<TypeConfig> = DEFAULT_TYPE_CONFIG) {
     this.#definitions = definitions
     this.#defaults = defaults
-    // each definition checked once here (a schema ajv takes), so that a broken one is named as itself
-    const checks: Record<Draft, Ajv> = { '2020-12': makeAjv('2020-12'), 'draft-07': makeAjv('draft-07') }
-    for (const { file, schema } of definitions) {
-      try {
-        checks[draftOf(schema, file)].addSchema(schema, typeof schema.$id === 'string' ? undefined : file)
-      } catch (err: unknown) {
-        throw err instanceof SchemaFileError ? err : new SchemaFileError(file, describe(err), { cause: err })
-      }
-    }
+    this.#linker = new Linker(definitions)
   }
 
   /** Read and compile every `*.json` file of `dir`, each type's file as its version 1. */
@@ -130,10 +127,7 @@ export class SchemaRegistry {
    * compiled after it.
    */
   declare (versions: readonly SchemaVersion[]): void {
-    for (const v of versions) {
-      const known = this.#latestSources.get(v.type)
-      if (known === undefined || known.version < v.version) this.#latestSources.set(v.type, { version: v.version, schema: v.schema, file: v.file ?? `${v.type}.json` })
-    }
+    this.#linker.declare(versions)
   }
 
   /**
@@ -145,18 +139,48 @@ export class SchemaRegistry {
     const state = this.#types.get(version.type) ?? { versions: [], config: {} }
     const known = state.versions.find((v) => v.version === version.version)
     if (known !== undefined) return known
-    // a prepared schema other than this version's (a race with another node): compiled afresh
-    if (prepared !== undefined && prepared.fingerprint !== version.fingerprint) prepared = undefined
-    const draft = prepared?.draft ?? draftOf(version.schema, version.file ?? version.type)
-    const validate = prepared?.validate ?? this.#compile(draft, version.type, version.schema, version.file ?? `${version.type}.json`, version.file ?? `${version.type} version ${version.version}`)
-    const id = typeof version.schema.$id === 'string' ? version.schema.$id : undefined
-    const compiled: CompiledVersion = { type: version.type, version: version.version, draft, schema: version.schema, registeredAt: version.registeredAt, validate, ...(id === undefined ? {} : { id }), ...(version.file === undefined ? {} : { file: version.file }) }
-    // a new array: a reader holding the old one keeps a consistent history
-    const versions = [...state.versions, compiled].sort((a, b) => a.version - b.version)
-    this.#types.set(version.type, { versions, config: state.config })
     this.declare([version])
-    if (id !== undefined && versions[versions.length - 1] === compiled) this.#byId.set(id, compiled)
+    // a prepared schema other than this version's (a race with another node), or one whose $refs reached a version since replaced: compiled afresh
+    if (prepared !== undefined && (prepared.fingerprint !== version.fingerprint || !this.#linker.current(version.type, prepared.binds))) prepared = undefined
+    const draft = prepared?.draft ?? draftOf(version.schema, version.file ?? version.type)
+    const { validate, binds } = prepared ?? this.#linker.compile(draft, version.type, version.schema, version.file ?? `${version.type}.json`, version.file ?? `${version.type} version ${version.version}`)
+    const id = typeof version.schema.$id === 'string' ? version.schema.$id : undefined
+    const compiled: CompiledVersion = { type: version.type, version: version.version, draft, schema: version.schema, registeredAt: version.registeredAt, validate, binds, ...(id === undefined ? {} : { id }), ...(version.file === undefined ? {} : { file: version.file }) }
+    this.#put(compiled)
+    this.#rebind(version.type)
     return compiled
+  }
+
+  /** Put `compiled` in its type's history (in place of a version compiled before), and note what its `$ref`s reached. */
+  #put (compiled: CompiledVersion): void {
+    const state = this.#types.get(compiled.type) ?? { versions: [], config: {} }
+    // a new array: a reader holding the old one keeps a consistent history
+    const versions = [...state.versions.filter((v) => v.version !== compiled.version), compiled].sort((a, b) => a.version - b.version)
+    this.#types.set(compiled.type, { versions, config: state.config })
+    if (compiled.id !== undefined && versions[versions.length - 1] === compiled) this.#byId.set(compiled.id, compiled)
+    const self = `${compiled.type}\n${compiled.version}`
+    for (const other of compiled.binds.keys()) this.#dependents.set(other, (this.#dependents.get(other) ?? new Set()).add(self))
+  }
+
+  /**
+   * Compile again each version whose `$ref`s reached an earlier latest of `type`. One that
+   * no longer compiles keeps its validator (`prepare` refuses a version that would do
+   * that to a registered one; a node whose shared definitions differ logs it when it adds
+   * the version itself).
+   */
+  #rebind (type: string): void {
+    // those of the types claiming the same key too: the one their $refs reach may be this one now
+    const keys = new Set([...this.#linker.claimants(type)].flatMap((claimant) => [...this.#dependents.get(claimant) ?? []]))
+    for (const key of keys) {
+      const [dependentType = '', n = ''] = key.split('\n')
+      const dependent = this.version(dependentType, Number(n))
+      if (dependent === undefined || this.#linker.current(dependent.type, dependent.binds)) continue
+      try {
+        this.#put({ ...dependent, ...this.#linker.compile(dependent.draft, dependent.type, dependent.schema, dependent.file ?? `${dependent.type}.json`, `${dependent.type} version ${dependent.version}`) })
+      } catch {
+        // kept as compiled before: see above
+      }
+    }
   }
 
   configure (type: string, config: TypeConfig): void {
@@ -174,12 +198,31 @@ export class SchemaRegistry {
     const draft = DRAFT_BY_URI.get(String(schema.$schema ?? 'https://json-schema.org/draft/2020-12/schema').replace(/#$/, ''))
     if (draft === undefined) return `"$schema" ${JSON.stringify(schema.$schema)} is not draft 2020-12 or draft-07`
     try {
-      return { draft, validate: this.#compile(draft, type, schema, name, name), fingerprint: fingerprintOf(schema) }
+      return { draft, ...this.#linker.compile(draft, type, schema, name, name), fingerprint: fingerprintOf(schema) }
     } catch (err: unknown) {
       return describe(err instanceof SchemaFileError && err.cause !== undefined ? err.cause : err)
     }
   }
 
+  /**
+   * Why `schema`, as `type`'s next version, would break a version whose `$ref`s reach
+   * `type`'s latest (it no longer compiles with it: a definition it reaches removed, an
+   * `$id` changed), or `undefined`.
+   */
+  breaks (type: string, schema: AnySchemaObject, name: string): string | undefined {
+    const candidate: Latest = { schema, file: name, type, version: (this.#linker.latest(type)?.version ?? 0) + 1 }
+    for (const key of this.#dependents.get(type) ?? []) {
+      const [dependentType = '', n = ''] = key.split('\n')
+      const dependent = this.version(dependentType, Number(n))
+      if (dependent?.binds.has(type) !== true || dependentType === type) continue
+      try {
+        this.#linker.compile(dependent.draft, dependent.type, dependent.schema, dependent.file ?? `${dependent.type}.json`, `${dependent.type} version ${dependent.version}`, candidate)
+      } catch (err: unknown) {
+        return `"${dependent.type}" version ${dependent.version} $refs this type's latest version and would no longer compile with it: ${describe(err instanceof SchemaFileError && err.cause !== undefined ? err.cause : err)}`
+      }
+    }
+    return undefined
+  }
 
   /**
    * The version an event of `type` is checked against: the one its `dataschema` names (a
@@ -313,51 +356,4 @@ export class SchemaRegistry {
     }
     return this.version(type, Number(url[2]))
   }
-
-  /**
-   * Compile `schema` of `type` in an ajv instance of its own: it under its `$id` (or
-   * `file`, which relative `$ref`s then resolve against), the shared definitions of its
-   * draft, and the latest version of every other type of its draft, unless one holds an
-   * `$id` taken already (the first keeps it).
-   */
-  #compile (draft: Draft, type: string, schema: AnySchemaObject, file: string, name: string): ValidateFunction {
-    const ajv = makeAjv(draft)
-    const key = typeof schema.$id === 'string' ? schema.$id.replace(/#$/, '') : file
-    const taken = new Set([key])
-    const add = (other: AnySchemaObject, otherFile: string): void => {
-      const otherKey = typeof other.$id === 'string' ? other.$id.replace(/#$/, '') : otherFile
-      if (taken.has(otherKey) || draftOf(other, otherFile) !== draft) return
-      taken.add(otherKey)
-      // checked against the meta-schema when it was registered: not again for every version compiled beside it
-      ajv.addSchema(other, typeof other.$id === 'string' ? undefined : otherFile, undefined, false)
-    }
-    try {
-      for (const definition of this.#definitions) add(definition.schema, definition.file)
-      for (const [other, latest] of this.#latestSources) {
-        if (other !== type) add(latest.schema, latest.file)
-      }
-      ajv.addSchema(schema, typeof schema.$id === 'string' ? undefined : file)
-      const validate = ajv.getSchema(key)
-      if (validate === undefined) throw new Error('could not be compiled')
-      return validate
-    } catch (err: unknown) {
-      throw new SchemaFileError(name, describe(err), { cause: err })
-    }
-  }
 }
-
-// strictRequired off: a schema may require properties that an allOf/$ref branch defines
-const OPTIONS = { strict: true, strictRequired: false, allErrors: true, allowUnionTypes: true } as const
-
-/** A fresh ajv instance of `draft`, with formats and the `x-cloudevents-type` keyword. */
-function makeAjv (draft: Draft): Ajv {
-  const ajv = draft === '2020-12' ? new Ajv2020(OPTIONS) : new Ajv(OPTIONS)
-  addFormats.default(ajv)
-  // date and date-time are checked on every event's data: the same RFC 3339 rules as
-  // ajv-formats' full mode, on character codes, at a fraction of the cost (see rfc3339.ts)
-  ajv.addFormat('date', { type: 'string', validate: isRfc3339Date })
-  ajv.addFormat('date-time', { type: 'string', validate: isRfc3339 })
-  ajv.addKeyword({ keyword: TYPE_KEYWORD, schemaType: 'string' })
-  return ajv
-}
-

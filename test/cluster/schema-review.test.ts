@@ -121,7 +121,7 @@ test('a node joins a cluster whose types $ref each other, whatever order the sto
   assert.equal((await call(b, 'GET', '/api/schemas/acme.v1.a/versions/latest')).status, 200)
 })
 
-test('two nodes check an event against a $ref into another type alike, whenever each started', { skip, todo: 'known, not fixed yet: a version\'s $ref into another type binds to that type\'s latest when the version is compiled (README, The schema registry)' }, async (t) => {
+test('two nodes check an event against a $ref into another type alike, whenever each started', { skip }, async (t) => {
   const redis = await startRedis(t)
   const dir = await mkdtemp(join(tmpdir(), 'ce-broker-review-schemas-'))
   defer(t, () => rm(dir, { recursive: true, force: true }))

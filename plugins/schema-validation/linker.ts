@@ -1,0 +1,161 @@
+import { Ajv, MissingRefError, type AnySchemaObject, type ValidateFunction } from 'ajv'
+import { Ajv2020 } from 'ajv/dist/2020.js'
+import addFormats from 'ajv-formats'
+import { SchemaFileError, isRfc3339, isRfc3339Date } from '../../src/core/index.js'
+import { TYPE_KEYWORD, describe, draftOf, type Draft, type SchemaDocument } from './folder.js'
+import type { SchemaVersion } from './versions.js'
+
+/** A schema document a `$ref` may reach: a shared definition (no type) or a type's latest version. */
+export interface Source {
+  readonly schema: AnySchemaObject
+  readonly file: string
+  readonly type?: string
+  readonly version?: number
+}
+
+/** A type's latest version, as a `$ref` reaches it. */
+export type Latest = Required<Source>
+
+/** A compiled schema, and the version of each other type its `$ref`s reached. */
+export interface Linked {
+  readonly validate: ValidateFunction
+  readonly binds: ReadonlyMap<string, number>
+}
+
+/**
+ * What a schema's `$ref`s may reach, and the compiler that reaches it: the shared
+ * definitions and each type's latest version (declared for a whole store before any is
+ * compiled, so the order of compiling does not matter). A schema is compiled in an ajv
+ * instance of its own, under its `$id`, with only the documents its `$ref`s reach added,
+ * as ajv asks for them: starting N types compiles N schemas, and schemas that share an
+ * `$id` never meet unless one `$ref`s the other.
+ */
+export class Linker {
+  /** The shared definitions by the key a `$ref` names them by. */
+  readonly #definitions = new Map<string, Source>()
+  readonly #latest = new Map<string, Latest>()
+  /** The types whose latest version claims each key; a `$ref` to a key several claim reaches the first by name. */
+  readonly #claims = new Map<string, Set<string>>()
+
+  /** A linker over `definitions`; a broken definition throws a `SchemaFileError` naming its file. */
+  constructor (definitions: readonly SchemaDocument[]) {
+    // each definition checked once here (a schema ajv takes), so that a broken one is named as itself
+    const checks: Record<Draft, Ajv> = { '2020-12': makeAjv('2020-12'), 'draft-07': makeAjv('draft-07') }
+    for (const { file, schema } of definitions) {
+      try {
+        checks[draftOf(schema, file)].addSchema(schema, typeof schema.$id === 'string' ? undefined : file)
+      } catch (err: unknown) {
+        throw err instanceof SchemaFileError ? err : new SchemaFileError(file, describe(err), { cause: err })
+      }
+      const key = keyOf(schema, file)
+      if (!this.#definitions.has(key)) this.#definitions.set(key, { schema, file })
+    }
+  }
+
+  /** Make each type's newest of `versions` its latest, unless a newer one is known. */
+  declare (versions: readonly SchemaVersion[]): void {
+    for (const v of versions) {
+      const known = this.#latest.get(v.type)
+      if (known !== undefined && known.version >= v.version) continue
+      if (known !== undefined) this.#claims.get(keyOf(known.schema, known.file))?.delete(v.type)
+      const file = v.file ?? `${v.type}.json`
+      this.#latest.set(v.type, { schema: v.schema, file, type: v.type, version: v.version })
+      const key = keyOf(v.schema, file)
+      this.#claims.set(key, (this.#claims.get(key) ?? new Set()).add(v.type))
+    }
+  }
+
+  latest (type: string): Latest | undefined {
+    return this.#latest.get(type)
+  }
+
+  /** The types whose latest claims the same key as `type`'s latest (`type` among them). */
+  claimants (type: string): ReadonlySet<string> {
+    const latest = this.#latest.get(type)
+    return latest === undefined ? new Set() : this.#claims.get(keyOf(latest.schema, latest.file)) ?? new Set([type])
+  }
+
+  /** Whether every version a schema of `type` reached (`binds`) is still what its `$ref` finds: its type's latest, first to claim its key. */
+  current (type: string, binds: ReadonlyMap<string, number>): boolean {
+    for (const [other, version] of binds) {
+      const latest = this.#latest.get(other)
+      if (latest?.version !== version || firstOtherThan(type, this.#claims.get(keyOf(latest.schema, latest.file)) ?? []) !== other) return false
+    }
+    return true
+  }
+
+  /**
+   * Compile `schema` of `type` in an ajv instance of its own, under its `$id` (or `file`,
+   * which relative `$ref`s then resolve against), with what its `$ref`s reach added as ajv
+   * asks for it (ajv's own `compileAsync` loop, without the waiting): a shared definition,
+   * or another type's latest version (`instead` stands for its type's latest, for a
+   * candidate's dependents). Throws a `SchemaFileError` naming `name`.
+   */
+  compile (draft: Draft, type: string, schema: AnySchemaObject, file: string, name: string, instead?: Latest): Linked {
+    const ajv = makeAjv(draft)
+    const key = keyOf(schema, file)
+    const binds = new Map<string, number>()
+    const added = new Set([key])
+    try {
+      ajv.addSchema(schema, typeof schema.$id === 'string' ? undefined : file)
+      for (;;) {
+        try {
+          const validate = ajv.getSchema(key)
+          if (validate === undefined) throw new Error('could not be compiled')
+          return { validate, binds }
+        } catch (err: unknown) {
+          if (!(err instanceof MissingRefError) || added.has(err.missingSchema)) throw err
+          const source = this.#source(err.missingSchema, type, draft, instead)
+          if (source === undefined) throw err
+          added.add(err.missingSchema)
+          // checked against the meta-schema when it was registered: not again for every schema that reaches it
+          ajv.addSchema(source.schema, typeof source.schema.$id === 'string' ? undefined : source.file, undefined, false)
+          if (source.type !== undefined && source.version !== undefined) binds.set(source.type, source.version)
+        }
+      }
+    } catch (err: unknown) {
+      throw new SchemaFileError(name, describe(err), { cause: err })
+    }
+  }
+
+  /** The document a `$ref` from a schema of `type` names by `key`: a shared definition, else another type's latest of the same draft. */
+  #source (key: string, type: string, draft: Draft, instead?: Latest): Source | undefined {
+    const definition = this.#definitions.get(key)
+    if (definition !== undefined) return draftOf(definition.schema, definition.file) === draft ? definition : undefined
+    const claimants = [...this.#claims.get(key) ?? []].filter((other) => other !== instead?.type)
+    if (instead !== undefined && keyOf(instead.schema, instead.file) === key) claimants.push(instead.type)
+    const claimant = firstOtherThan(type, claimants)
+    if (claimant === undefined) return undefined
+    const source = instead?.type === claimant ? instead : this.#latest.get(claimant)
+    return source !== undefined && draftOf(source.schema, source.file) === draft ? source : undefined
+  }
+}
+
+/** What a `$ref` names a document by: its `$id` (ajv drops a trailing `#`), else its file name. */
+function keyOf (schema: AnySchemaObject, file: string): string {
+  return typeof schema.$id === 'string' ? schema.$id.replace(/#$/, '') : file
+}
+
+/** The first of `types` by name, `type` aside: the type a `$ref` from `type` reaches when several claim its key. */
+function firstOtherThan (type: string, types: Iterable<string>): string | undefined {
+  let first: string | undefined
+  for (const other of types) {
+    if (other !== type && (first === undefined || other < first)) first = other
+  }
+  return first
+}
+
+// strictRequired off: a schema may require properties that an allOf/$ref branch defines
+const OPTIONS = { strict: true, strictRequired: false, allErrors: true, allowUnionTypes: true } as const
+
+/** A fresh ajv instance of `draft`, with formats and the `x-cloudevents-type` keyword. */
+export function makeAjv (draft: Draft): Ajv {
+  const ajv = draft === '2020-12' ? new Ajv2020(OPTIONS) : new Ajv(OPTIONS)
+  addFormats.default(ajv)
+  // date and date-time are checked on every event's data: the same RFC 3339 rules as
+  // ajv-formats' full mode, on character codes, at a fraction of the cost (see rfc3339.ts)
+  ajv.addFormat('date', { type: 'string', validate: isRfc3339Date })
+  ajv.addFormat('date-time', { type: 'string', validate: isRfc3339 })
+  ajv.addKeyword({ keyword: TYPE_KEYWORD, schemaType: 'string' })
+  return ajv
+}
