@@ -36,14 +36,19 @@ export class Linker {
   readonly #latest = new Map<string, Latest>()
   /** The types whose latest version claims each key; a `$ref` to a key several claim reaches the first by name. */
   readonly #claims = new Map<string, Set<string>>()
+  /**
+   * One instance per draft that checks schemas against their meta-schema: compiling the
+   * meta-schema costs about 8 ms, four times compiling a type's schema, so a fresh
+   * instance per version never does it.
+   */
+  readonly #meta: Readonly<Record<Draft, Ajv>> = { '2020-12': makeAjv('2020-12'), 'draft-07': makeAjv('draft-07') }
 
   /** A linker over `definitions`; a broken definition throws a `SchemaFileError` naming its file. */
   constructor (definitions: readonly SchemaDocument[]) {
-    // each definition checked once here (a schema ajv takes), so that a broken one is named as itself
-    const checks: Record<Draft, Ajv> = { '2020-12': makeAjv('2020-12'), 'draft-07': makeAjv('draft-07') }
     for (const { file, schema } of definitions) {
       try {
-        checks[draftOf(schema, file)].addSchema(schema, typeof schema.$id === 'string' ? undefined : file)
+        // each definition checked once here (a schema ajv takes), so that a broken one is named as itself
+        this.#meta[draftOf(schema, file)].addSchema(schema, typeof schema.$id === 'string' ? undefined : file)
       } catch (err: unknown) {
         throw err instanceof SchemaFileError ? err : new SchemaFileError(file, describe(err), { cause: err })
       }
@@ -86,10 +91,11 @@ export class Linker {
 
   /**
    * Compile `schema` of `type` in an ajv instance of its own, under its `$id` (or `file`,
-   * which relative `$ref`s then resolve against), with what its `$ref`s reach added as ajv
-   * asks for it (ajv's own `compileAsync` loop, without the waiting): a shared definition,
-   * or another type's latest version (`instead` stands for its type's latest, for a
-   * candidate's dependents). Throws a `SchemaFileError` naming `name`.
+   * which relative `$ref`s then resolve against), beside the shared definitions of its
+   * draft (added, compiled only where a `$ref` reaches them), with the other types'
+   * latest versions its `$ref`s reach added as ajv asks for them (ajv's own
+   * `compileAsync` loop, without the waiting; `instead` stands for its type's latest,
+   * for a candidate's dependents). Throws a `SchemaFileError` naming `name`.
    */
   compile (draft: Draft, type: string, schema: AnySchemaObject, file: string, name: string, instead?: Latest): Linked {
     const ajv = makeAjv(draft)
@@ -97,7 +103,14 @@ export class Linker {
     const binds = new Map<string, number>()
     const added = new Set([key])
     try {
-      ajv.addSchema(schema, typeof schema.$id === 'string' ? undefined : file)
+      this.#meta[draft].validateSchema(schema, true)
+      for (const [definitionKey, definition] of this.#definitions) {
+        if (definitionKey === key || draftOf(definition.schema, definition.file) !== draft) continue
+        added.add(definitionKey)
+        // checked against the meta-schema when the linker was made: not again for every schema compiled beside it
+        ajv.addSchema(definition.schema, typeof definition.schema.$id === 'string' ? undefined : definition.file, undefined, false)
+      }
+      ajv.addSchema(schema, typeof schema.$id === 'string' ? undefined : file, undefined, false)
       for (;;) {
         try {
           const validate = ajv.getSchema(key)
@@ -118,10 +131,9 @@ export class Linker {
     }
   }
 
-  /** The document a `$ref` from a schema of `type` names by `key`: a shared definition, else another type's latest of the same draft. */
+  /** The document a `$ref` from a schema of `type` names by `key`: another type's latest of the same draft (the definitions are there already). */
   #source (key: string, type: string, draft: Draft, instead?: Latest): Source | undefined {
-    const definition = this.#definitions.get(key)
-    if (definition !== undefined) return draftOf(definition.schema, definition.file) === draft ? definition : undefined
+    if (this.#definitions.has(key)) return undefined
     const claimants = [...this.#claims.get(key) ?? []].filter((other) => other !== instead?.type)
     if (instead !== undefined && keyOf(instead.schema, instead.file) === key) claimants.push(instead.type)
     const claimant = firstOtherThan(type, claimants)
