@@ -43,12 +43,16 @@ export class Linker {
    */
   readonly #meta: Readonly<Record<Draft, Ajv>> = { '2020-12': makeAjv('2020-12'), 'draft-07': makeAjv('draft-07') }
 
+  /** Whether the schemas were checked against their meta-schema by the thread that sent them (a validation worker's). */
+  readonly #checked: boolean
+
   /** A linker over `definitions`; a broken definition throws a `SchemaFileError` naming its file. */
-  constructor (definitions: readonly SchemaDocument[]) {
+  constructor (definitions: readonly SchemaDocument[], checked = false) {
+    this.#checked = checked
     for (const { file, schema } of definitions) {
       try {
         // each definition checked once here (a schema ajv takes), so that a broken one is named as itself
-        this.#meta[draftOf(schema, file)].addSchema(schema, typeof schema.$id === 'string' ? undefined : file)
+        if (!checked) this.#meta[draftOf(schema, file)].addSchema(schema, typeof schema.$id === 'string' ? undefined : file)
       } catch (err: unknown) {
         throw err instanceof SchemaFileError ? err : new SchemaFileError(file, describe(err), { cause: err })
       }
@@ -103,7 +107,7 @@ export class Linker {
     const binds = new Map<string, number>()
     const added = new Set([key])
     try {
-      this.#meta[draft].validateSchema(schema, true)
+      if (!this.#checked) this.#meta[draft].validateSchema(schema, true)
       for (const [definitionKey, definition] of this.#definitions) {
         if (definitionKey === key || draftOf(definition.schema, definition.file) !== draft) continue
         added.add(definitionKey)

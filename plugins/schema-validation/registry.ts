@@ -90,11 +90,15 @@ export class SchemaRegistry {
   /** Whether a version of one type is proved at least as strict as another type's version (`select`). */
   readonly #stricter = new Map<string, boolean>()
 
-  /** A registry with `definitions` and no type yet; a broken definition throws a `SchemaFileError` naming its file. */
-  constructor (definitions: readonly SchemaDocument[], defaults: Required<TypeConfig> = DEFAULT_TYPE_CONFIG) {
+  /**
+   * A registry with `definitions` and no type yet; a broken definition throws a
+   * `SchemaFileError` naming its file. `checked`: every schema it will be given was
+   * checked against its meta-schema already (a validation worker's registry).
+   */
+  constructor (definitions: readonly SchemaDocument[], defaults: Required<TypeConfig> = DEFAULT_TYPE_CONFIG, checked = false) {
     this.#definitions = definitions
     this.#defaults = defaults
-    this.#linker = new Linker(definitions)
+    this.#linker = new Linker(definitions, checked)
   }
 
   /** Read and compile every `*.json` file of `dir`, each type's file as its version 1. */
@@ -112,9 +116,9 @@ export class SchemaRegistry {
     return registry
   }
 
-  /** Rebuild a registry from what another thread's registry was built from. */
+  /** Rebuild a registry from what another thread's registry was built from (and checked, as it will check every change it sends). */
   static fromSnapshot (snapshot: RegistrySnapshot): SchemaRegistry {
-    const registry = new SchemaRegistry(snapshot.definitions, snapshot.defaults)
+    const registry = new SchemaRegistry(snapshot.definitions, snapshot.defaults, true)
     registry.declare(snapshot.versions)
     for (const version of snapshot.versions) registry.add(version)
     for (const [type, config] of Object.entries(snapshot.configs)) registry.configure(type, config)
