@@ -115,6 +115,19 @@ export class Linker {
         ajv.addSchema(definition.schema, typeof definition.schema.$id === 'string' ? undefined : definition.file, undefined, false)
       }
       ajv.addSchema(schema, typeof schema.$id === 'string' ? undefined : file, undefined, false)
+      // the types its $refs reach (and theirs), found by reading the $refs: all added before one compile
+      const resolve = (base: string, ref: string): string => ajv.opts.uriResolver.resolve(base, ref)
+      const pending = [...documentsReferenced(schema, key, resolve)]
+      for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+        if (added.has(next)) continue
+        const source = this.#source(next, type, draft, instead)
+        if (source === undefined) continue
+        added.add(next)
+        ajv.addSchema(source.schema, typeof source.schema.$id === 'string' ? undefined : source.file, undefined, false)
+        binds.set(source.type ?? '', source.version ?? 0)
+        pending.push(...documentsReferenced(source.schema, next, resolve))
+      }
+      // what reading the $refs missed (a $ref from a definition into a type), as ajv asks for it
       for (;;) {
         try {
           const validate = ajv.getSchema(key)
@@ -146,6 +159,37 @@ export class Linker {
     return source !== undefined && draftOf(source.schema, source.file) === draft ? source : undefined
   }
 }
+
+/**
+ * The documents (URIs without a fragment) the `$ref`s of `schema` name, resolved as ajv
+ * resolves them: against the base URI `base`, or a nested `$id`'s. Iterative: a deep
+ * schema cannot overflow the stack.
+ */
+function documentsReferenced (schema: AnySchemaObject, base: string, resolve: (base: string, ref: string) => string): Set<string> {
+  const found = new Set<string>()
+  const stack: Array<{ readonly node: unknown, readonly base: string }> = [{ node: schema, base }]
+  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+    const { node } = item
+    if (typeof node !== 'object' || node === null) continue
+    if (Array.isArray(node)) {
+      for (const child of node) stack.push({ node: child, base: item.base })
+      continue
+    }
+    const here = node !== schema && typeof Reflect.get(node, '$id') === 'string' ? resolve(item.base, String(Reflect.get(node, '$id'))) : item.base
+    for (const [keyword, child] of Object.entries(node)) {
+      if (keyword === '$ref' && typeof child === 'string') {
+        const document = resolve(here, child).replace(/#.*$/, '')
+        if (document !== '') found.add(document)
+      } else if (!VALUE_KEYWORDS.has(keyword)) {
+        stack.push({ node: child, base: here })
+      }
+    }
+  }
+  return found
+}
+
+/** Keywords whose values are instances, not schemas: a `$ref` key inside them is data. */
+const VALUE_KEYWORDS: ReadonlySet<string> = new Set(['const', 'enum', 'default', 'examples'])
 
 /** What a `$ref` names a document by: its `$id` (ajv drops a trailing `#`), else its file name. */
 function keyOf (schema: AnySchemaObject, file: string): string {

@@ -214,7 +214,10 @@ export class SchemaRegistry {
    * `$id` changed), or `undefined`.
    */
   breaks (type: string, schema: AnySchemaObject, name: string): string | undefined {
-    const candidate: Latest = { schema, file: name, type, version: (this.#linker.latest(type)?.version ?? 0) + 1 }
+    const latest = this.#linker.latest(type)
+    // what the dependents were compiled with already (a file declared at start-up)
+    if (latest !== undefined && (latest.schema === schema || fingerprintOf(latest.schema) === fingerprintOf(schema))) return undefined
+    const candidate: Latest = { schema, file: name, type, version: (latest?.version ?? 0) + 1 }
     for (const key of this.#dependents.get(type) ?? []) {
       const [dependentType = '', n = ''] = key.split('\n')
       const dependent = this.version(dependentType, Number(n))

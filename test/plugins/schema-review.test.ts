@@ -303,6 +303,31 @@ test('starting a registry of N types compiles O(N) schemas, not O(N²) (each ver
   assert.ok(added < 10 * n, `${added} schemas added to ajv to start ${n} types`)
 })
 
+test('a chain of types that $ref each other starts with one compile per type, not one per link (what a $ref reaches is added before compiling)', async (t) => {
+  const files: Record<string, unknown> = {}
+  const n = 20
+  // acme.v1.c000 → c001 → … → c019: each type's schema reaches every one after it
+  for (let i = 0; i < n; i++) {
+    const next = i + 1 < n ? { $ref: `c${String(i + 1).padStart(3, '0')}.json` } : { type: 'integer' }
+    files[`acme.v1.c${String(i).padStart(3, '0')}.json`] = { $id: `https://acme.example/c${String(i).padStart(3, '0')}.json`, type: 'object', properties: { next } }
+  }
+  const dir = await schemaDir(t, files)
+  const core = createRequire(import.meta.url)('ajv/dist/core.js') as { default: { prototype: { getSchema: (...args: unknown[]) => unknown } } }
+  const original = core.default.prototype.getSchema
+  let compiles = 0
+  core.default.prototype.getSchema = function countGetSchema (this: unknown, ...args: unknown[]) { if (String(args[0]).startsWith('https://acme.example/')) compiles++; return original.apply(this, args) }
+  let broker: Broker
+  try {
+    broker = await acmeBroker(t, dir)
+  } finally {
+    core.default.prototype.getSchema = original
+  }
+  // compiled with ajv asking for each missing document in turn, a type k links from the end took k + 1 compiles: 210 here
+  assert.ok(compiles <= n + 1, `${compiles} compiles to start a chain of ${n} types`)
+  const nested = (depth: number): unknown => depth === n ? 'deep' : { next: nested(depth + 1) }
+  assert.equal(await verdictOf(t, broker, 'acme/v1/c000', 'acme.v1.c000', nested(0)), '$DLQ/acme/v1/c000', 'the end of the chain is checked')
+})
+
 test('a lock file naming a live process that is no broker (its pid reused after a crash) does not keep the broker from starting', async (t) => {
   const dataDir = await tempDir(t, 'ce-broker-review-data-')
   const dir = await schemaDir(t, { 'acme.v1.temp.json': TEMP_V1 })
