@@ -60,7 +60,13 @@ export const webhooksSection = configSection({
       }, { additionalProperties: false }),
       timeoutMs: positive(10_000, { env: 'CE_BROKER_WEBHOOKS_TIMEOUT_MS', doc: 'timeout of one webhook request' }),
       ttlMs: positive(86_400_000, { env: 'CE_BROKER_WEBHOOKS_TTL_MS', doc: 'a delivery still failing this long after its event was accepted is dead-lettered (`expired`); the last retry waits no longer than that' }),
-      concurrency: positive(8, { env: 'CE_BROKER_WEBHOOKS_CONCURRENCY', doc: 'webhook requests in flight per subscription' })
+      concurrency: positive(128, { env: 'CE_BROKER_WEBHOOKS_CONCURRENCY', doc: 'webhook requests in flight per subscription at most: each subscription\'s limit starts at 8 and adapts to its receiver (see [Webhook concurrency](#webhook-concurrency)) up to this' }),
+      latencyTargetMs: positive(1_000, { env: 'CE_BROKER_WEBHOOKS_LATENCY_TARGET_MS', doc: 'an answer slower than this counts as a sign of overload, as a 503 does: the subscription\'s concurrency shrinks' })
+    }, { additionalProperties: false }),
+    // backpressure from a subscription that is behind to the publishers of its events
+    intake: Type.Object({
+      highWater: positive(1_000, { env: 'CE_BROKER_WEBHOOKS_INTAKE_HIGH_WATER', doc: 'deliveries waiting for one subscription from which publishes bound for it are slowed: an MQTT publish waits (not acked) until it is down to half, an HTTP one is answered 429 with `Retry-After`' }),
+      holdMs: positive(10_000, { env: 'CE_BROKER_WEBHOOKS_INTAKE_HOLD_MS', doc: 'how long such an MQTT publish waits at most; then it goes on (dead-lettered `queue_full` only if `webhooks.maxQueued` is reached)' })
     }, { additionalProperties: false }),
     maxQueued: positive(10_000, { env: 'CE_BROKER_WEBHOOKS_MAX_QUEUED', doc: 'deliveries queued or waiting for a retry; beyond it new ones are dead-lettered (`queue_full`)' }),
     // a circuit breaker per subscription

@@ -1,8 +1,14 @@
 import { BrokenCircuitError, CircuitState, ConsecutiveBreaker, circuitBreaker, handleWhenResult, type CircuitBreakerPolicy } from 'cockatiel'
-import { Agent, request, type buildConnector } from 'undici'
-import type { RetryPolicy, Subscription } from './subscriptions.js'
+import { Agent, type buildConnector } from 'undici'
+import { ConcurrencyLimit } from './concurrency.js'
+import { StuckRequestError, closeWithin, exchange, refusedBeforeSending, settleWithin, type AttemptResult } from './exchange.js'
 import { headersProblem, type WebhookRequest } from './request.js'
+import { backoffMs } from './retry.js'
+import type { RetryPolicy, Subscription } from './subscriptions.js'
 import { DeniedAddressError } from './url-policy.js'
+
+export { backoffMs, isRetryable, retryAfterMs } from './retry.js'
+export type { AttemptResult } from './exchange.js'
 
 /** One (event, subscription) to deliver. */
 export interface Job {
@@ -23,12 +29,6 @@ export interface Job {
   lastError: string | undefined
 }
 
-/** How an attempt ended. */
-export type AttemptResult =
-  | { readonly kind: 'delivered', readonly status: number }
-  | { readonly kind: 'retry', readonly status: number | undefined, readonly error: string, readonly retryAfterMs: number | undefined }
-  | { readonly kind: 'failed', readonly status: number | undefined, readonly error: string, readonly gone: boolean }
-
 /** How a delivery ended without being delivered: attempts ran out or a final answer, 410 Gone, or its time-to-live passed while failing. */
 export type FailedEnd = 'failed' | 'gone' | 'expired'
 
@@ -37,8 +37,12 @@ export interface DeliveryOptions {
   readonly timeoutMs: number
   /** A delivery still failing this long after its event was accepted is given up (`expired`). */
   readonly ttlMs: number
-  /** Requests in flight per subscription at most. */
+  /** Requests in flight per subscription at most: the bound of its adaptive limit. */
   readonly concurrency: number
+  /** Where a subscription's adaptive limit starts. */
+  readonly initialConcurrency: number
+  /** An attempt answered slower than this counts as overload (the limit shrinks), as a 503 does. */
+  readonly latencyTargetMs: number
   /** Deliveries waiting (queued or between attempts) at most; beyond it `enqueue` refuses. */
   readonly maxQueued: number
   /** Consecutive failed attempts (network, timeout, 408, 429, 5xx) that open a subscription's circuit. */
@@ -55,28 +59,9 @@ export interface DeliveryOptions {
   readonly onError: (err: unknown, context: Readonly<Record<string, unknown>>) => void
 }
 
-/** Backoff before attempt `attempt + 1` (1-based `attempt` just failed): full jitter over an exponential cap. */
-export function backoffMs (policy: RetryPolicy, attempt: number, random: () => number = Math.random): number {
-  const ceiling = Math.min(policy.maxDelayMs, policy.initialDelayMs * 2 ** (attempt - 1))
-  return Math.floor(random() * ceiling)
-}
-
-/** `Retry-After` as milliseconds (seconds or an HTTP date), or `undefined`. */
-export function retryAfterMs (header: string | string[] | undefined, now = Date.now()): number | undefined {
-  const value = Array.isArray(header) ? header[0] : header
-  if (value === undefined || value.trim() === '') return undefined
-  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000
-  const at = Date.parse(value)
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now)
-}
-
 /** A subscription's circuit, as `GET /api/webhooks` and the metrics show it. */
 export type BreakerState = 'closed' | 'open' | 'half-open'
 
-/** 408, 429 and 5xx are worth another attempt; other statuses are final. */
-export function isRetryable (status: number): boolean {
-  return status === 408 || status === 429 || status >= 500
-}
 
 /**
  * What to do with a job after `Deliverer.attempt`: it ended (delivered or failed for
@@ -100,6 +85,8 @@ export interface DeliveryQueueLike {
   /** Those of one subscription. */
   depthOf: (subscriptionId: string) => number
   breakerState: (subscriptionId: string) => BreakerState
+  /** Requests the subscription may have in flight now (its adaptive limit, on this node). */
+  concurrencyOf: (subscriptionId: string) => number
   /** Drop what still waits for a removed subscription (a durable queue shared by the nodes does; a memory one lets it run out). */
   forget?: (subscriptionId: string) => Promise<void>
   close: () => Promise<void>
@@ -119,12 +106,6 @@ interface SubscriptionPool {
 const STUCK_GRACE_MS = 1000
 /** A pool of a subscription with nothing in flight for this long is closed (a removed subscription leaves none behind). */
 const IDLE_POOL_MS = 60_000
-
-/**
- * undici error codes of a request refused before anything was sent: asking again
- * would meet the same refusal (an invalid header, method or body).
- */
-const REFUSED_BEFORE_SENDING: ReadonlySet<string> = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'UND_ERR_INVALID_RETURN_VALUE', 'ERR_INVALID_URL'])
 
 /**
  * One attempt at a time: sends a job through its subscription's own undici Agent (a
@@ -154,6 +135,8 @@ export class Deliverer {
   readonly #breakers = new Map<string, CircuitBreakerPolicy>()
   /** When each subscription's circuit last opened. */
   readonly #openedAt = new Map<string, number>()
+  /** Each subscription's adaptive concurrency limit. */
+  readonly #limits = new Map<string, ConcurrencyLimit>()
   #closed = false
 
   constructor (options: DeliveryOptions) {
@@ -166,6 +149,20 @@ export class Deliverer {
   breakerState (subscriptionId: string): BreakerState {
     const state = this.#breakers.get(subscriptionId)?.state
     return state === CircuitState.Open || state === CircuitState.Isolated ? 'open' : state === CircuitState.HalfOpen ? 'half-open' : 'closed'
+  }
+
+  /** Requests a subscription may have in flight now: its adaptive limit, at most `concurrency`. */
+  concurrency (subscriptionId: string): number {
+    return this.#limit(subscriptionId).current
+  }
+
+  #limit (subscriptionId: string): ConcurrencyLimit {
+    let limit = this.#limits.get(subscriptionId)
+    if (limit === undefined) {
+      limit = new ConcurrencyLimit({ max: this.#options.concurrency, initial: this.#options.initialConcurrency, latencyTargetMs: this.#options.latencyTargetMs })
+      this.#limits.set(subscriptionId, limit)
+    }
+    return limit
   }
 
   /** How long an open circuit still holds a subscription's deliveries: 0 once a probe may go. */
@@ -202,6 +199,7 @@ export class Deliverer {
       result = { kind: 'failed', status: undefined, error: describe(err), gone: false }
     }
     job.lastStatus = result.status
+    this.#limit(job.subscription.id).sample(performance.now() - started, result.kind === 'retry', (this.#pools.get(job.subscription.id)?.inFlight ?? 0) + 1)
     if (result.kind === 'delivered') {
       this.#options.onDelivered(job, performance.now() - started)
       return DONE
@@ -322,72 +320,6 @@ export class Deliverer {
       pool.idleSince = performance.now()
     }
   }
-}
-
-/** One request and its answer, read to the end, as an attempt's result. */
-async function exchange (agent: Agent, url: string, built: WebhookRequest, timeoutMs: number, signal: AbortSignal): Promise<AttemptResult> {
-  const res = await request(url, {
-    method: 'POST',
-    headers: built.headers,
-    body: built.body,
-    dispatcher: agent,
-    headersTimeout: timeoutMs,
-    bodyTimeout: timeoutMs,
-    signal
-  })
-  // the answer's body is not used: read (up to undici's default 128 KiB, then the connection is dropped) and thrown away
-  await res.body.dump({ limit: 131_072, signal })
-  const status = res.statusCode
-  if (status >= 200 && status < 300) return { kind: 'delivered', status }
-  if (isRetryable(status)) return { kind: 'retry', status, error: `HTTP ${status}`, retryAfterMs: retryAfterMs(res.headers['retry-after']) }
-  return { kind: 'failed', status, error: `HTTP ${status}`, gone: status === 410 }
-}
-
-/** A request still pending `STUCK_GRACE_MS` after its AbortSignal fired: undici did not end it. */
-class StuckRequestError extends Error {
-  override readonly name = 'StuckRequestError'
-}
-
-/**
- * `work`, or a `StuckRequestError` when it has not settled `graceMs` after `signal`
- * aborted. undici ends a request whose signal aborts only once it holds a connection; one
- * waiting in a pool's queue, or for a connection being opened, is not ended by it.
- */
-async function settleWithin<T> (work: Promise<T>, signal: AbortSignal, graceMs: number): Promise<T> {
-  return await new Promise<T>((resolve, reject) => {
-    let timer: NodeJS.Timeout | undefined
-    const onAbort = (): void => {
-      timer = setTimeout(function requestStuck () { reject(new StuckRequestError('the request did not end when its deadline passed')) }, graceMs)
-    }
-    if (signal.aborted) onAbort()
-    else signal.addEventListener('abort', onAbort, { once: true })
-    const settle = (): void => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', onAbort)
-    }
-    // a late settlement after the StuckRequestError is ignored here (a settled promise stays settled), not left unhandled
-    work.then((value) => { settle(); resolve(value) }, (err: unknown) => { settle(); reject(err) })
-  })
-}
-
-/** Close `agent`, waiting for its requests at most `ms`; then destroy it, which fails those still pending. */
-async function closeWithin (agent: Agent, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  const closed = agent.close().then(() => 'closed' as const)
-  const late = new Promise<'late'>((resolve) => { timer = setTimeout(resolve, ms, 'late') })
-  try {
-    if (await Promise.race([closed, late]) === 'late') {
-      // a wedged pool never finishes closing; destroy() supersedes close(), whose outcome no longer matters
-      closed.catch(() => undefined)
-      await agent.destroy()
-    }
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-function refusedBeforeSending (err: unknown): boolean {
-  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' && REFUSED_BEFORE_SENDING.has(err.code)
 }
 
 const DONE: NextStep = { kind: 'done' }

@@ -1,7 +1,8 @@
 import { Counter, Gauge, Histogram } from 'prom-client'
-import { DeliveryFailedError, MAX_JSON_DEPTH, definePlugin, isReserved, parseJson, type Settings, mayNestDeeperThan, nestedDeeperThan, service, type PluginContext, type PublishedMessage } from '../../src/core/index.js'
+import { DeliveryFailedError, LogSampler, MAX_JSON_DEPTH, definePlugin, isReserved, parseJson, type Settings, mayNestDeeperThan, nestedDeeperThan, service, type PluginContext, type PublishedMessage } from '../../src/core/index.js'
 import { DEAD_LETTERS, type DeadLetterEntry } from '../dead-letter/index.js'
 import type { BreakerState, DeliveryOptions, DeliveryQueueLike, Job } from './delivery.js'
+import { IntakeGate } from './intake.js'
 import { DeliveryQueue } from './memory-queue.js'
 import { RedisDeliveryQueue } from './redis-queue.js'
 import { DeliveryTallies, WebhookRegistry } from './registry.js'
@@ -38,6 +39,9 @@ export type WebhooksOptions = Settings<typeof webhooksSection.schema> & { readon
  */
 export const webhooks = definePlugin<WebhooksOptions>({ name: 'webhooks', sections: [webhooksSection], dependsOn: ['dead-letter'], setup: setupWebhooks })
 
+/** Where each subscription's adaptive concurrency starts: the fixed concurrency of earlier versions. */
+const INITIAL_CONCURRENCY = 8
+
 async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promise<() => Promise<void>> {
   const deadLetters = ctx.need(DEAD_LETTERS)
   const store = new SubscriptionStore()
@@ -56,6 +60,8 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
     timeoutMs: opts.defaults.timeoutMs,
     ttlMs: opts.defaults.ttlMs,
     concurrency: opts.defaults.concurrency,
+    initialConcurrency: Math.min(INITIAL_CONCURRENCY, opts.defaults.concurrency),
+    latencyTargetMs: opts.defaults.latencyTargetMs,
     maxQueued: opts.maxQueued,
     breakerFailures: opts.breaker.failures,
     breakerHalfOpenAfterMs: opts.breaker.halfOpenAfterMs,
@@ -109,6 +115,7 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
     return durable
   }
   const queue: DeliveryQueueLike = ctx.redis === undefined ? new DeliveryQueue(delivery) : sharedQueue(ctx.redis)
+  const intake = holdIntake(ctx, opts.intake, store, queue)
   const registry = new WebhookRegistry({ store, policy, tallies, queue, shared })
   for (const input of opts.subscriptions) await registry.register(input)
   watchQueue(ctx, store, queue)
@@ -145,6 +152,7 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
       return undefined
     }
     for (const subscription of matching) deliver(subscription, message.topic, message.payload, event)
+    intake.queued(matching)
     // with Redis: the publisher's ack waits until the jobs are there
     return queue.written()
   })
@@ -167,10 +175,29 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
 
   ctx.log.info({ subscriptions: store.size }, 'webhooks ready')
   return async function stopWebhooks () {
+    intake.close()
     await queue.close()
     if (ctx.redis !== undefined) store.watch(undefined)
     shared?.close()
   }
+}
+
+/** The intake gate of `webhooks.intake`, in the authorizePublish chain, counted and logged (sampled per client). */
+function holdIntake (ctx: PluginContext, opts: WebhooksOptions['intake'], store: SubscriptionStore, queue: DeliveryQueueLike): IntakeGate {
+  const counter = new Counter({ name: 'ce_broker_webhook_intake_total', help: 'Publishes bound for a webhook subscription that was behind (webhooks.intake.highWater): held, let through when the hold ran out (timeout), or refused over HTTP (refused)', labelNames: ['subscription', 'outcome'] as const, registers: [ctx.metrics] })
+  const sampler = new LogSampler(ctx.config.limits.clientLogIntervalMs)
+  const gate = new IntakeGate({
+    ...opts,
+    depthOf: (id) => queue.depthOf(id),
+    matching: (topic) => store.size === 0 ? [] : store.matching(topic),
+    onIntake: (subscription, outcome, clientId) => {
+      counter.inc({ subscription, outcome })
+      const suppressed = sampler.take(clientId ?? 'http')
+      if (suppressed !== undefined) ctx.log.info({ subscription, outcome, clientId, depth: queue.depthOf(subscription), suppressed }, outcome === 'held' ? 'publish held: a webhook subscription it is bound for is behind' : outcome === 'timeout' ? 'held publish let through: its hold ran out' : 'HTTP publish refused (429): a webhook subscription it is bound for is behind')
+    }
+  })
+  ctx.hooks.authorizePublish(function holdWhileBehind (attempt) { return gate.admit(attempt) })
+  return gate
 }
 
 /** The delivery counters, by subscription and outcome, and the latency of successful attempts. */
@@ -193,6 +220,16 @@ function watchQueue (ctx: PluginContext, store: SubscriptionStore, queue: Delive
     collect () {
       this.reset()
       for (const subscription of store.list()) this.set({ subscription: subscription.id }, STATE_VALUE[queue.breakerState(subscription.id)])
+    }
+  })
+  new Gauge({
+    name: 'ce_broker_webhook_concurrency',
+    help: 'Requests each webhook subscription may have in flight now: its adaptive limit on this node',
+    labelNames: ['subscription'] as const,
+    registers: [ctx.metrics],
+    collect () {
+      this.reset()
+      for (const subscription of store.list()) this.set({ subscription: subscription.id }, queue.concurrencyOf(subscription.id))
     }
   })
   new Gauge({ name: 'ce_broker_webhook_queue_depth', help: 'Webhook deliveries queued or waiting for a retry', registers: [ctx.metrics], collect () { this.set(queue.depth()) } })

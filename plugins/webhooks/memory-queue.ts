@@ -1,8 +1,8 @@
 import { Deliverer, type BreakerState, type DeliveryOptions, type DeliveryQueueLike, type Job } from './delivery.js'
 
 /**
- * The in-memory delivery queue: a FIFO per subscription, at most `concurrency`
- * requests in flight each, retries scheduled with backoff; an open circuit holds its
+ * The in-memory delivery queue: a FIFO per subscription, as many requests in flight
+ * each as its adaptive limit allows (`Deliverer.concurrency`), retries scheduled with backoff; an open circuit holds its
  * subscription's whole queue with one timer. Nothing here is awaited by a publisher:
  * `enqueue` only queues.
  */
@@ -44,6 +44,10 @@ export class DeliveryQueue implements DeliveryQueueLike {
     return true
   }
 
+  concurrencyOf (subscriptionId: string): number {
+    return this.#deliverer.concurrency(subscriptionId)
+  }
+
   breakerState (subscriptionId: string): BreakerState {
     return this.#deliverer.breakerState(subscriptionId)
   }
@@ -71,7 +75,7 @@ export class DeliveryQueue implements DeliveryQueueLike {
       this.#wakeLater(key, holdMs)
       return
     }
-    while (list !== undefined && list.length > 0 && (this.#inFlight.get(key) ?? 0) < this.#options.concurrency && !this.#closed) {
+    while (list !== undefined && list.length > 0 && (this.#inFlight.get(key) ?? 0) < this.#deliverer.concurrency(key) && !this.#closed) {
       const job = list.shift()
       if (job === undefined) break
       this.#inFlight.set(key, (this.#inFlight.get(key) ?? 0) + 1)

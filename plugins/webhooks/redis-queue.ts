@@ -44,8 +44,8 @@ const HOLD_SPREAD_MS = 1000
 
 /**
  * The durable delivery queue of a cluster (BullMQ on the shared Redis): one queue per
- * subscription, and on every node one worker per subscription running at most
- * `concurrency` deliveries, so a slow endpoint holds only its own queue. A delivery
+ * subscription, and on every node one worker per subscription running as many
+ * deliveries as the subscription's adaptive limit allows (at most `concurrency`), so a slow endpoint holds only its own queue. A delivery
  * is taken by one node at a time; if that node dies mid-delivery its lock runs out
  * and another node takes the job over (at least once: the receiver may see the
  * attempt twice, with the same `webhook-id`). Retries and circuit holds go back to
@@ -158,6 +158,10 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
     return this.#depthBy.get(subscriptionId) ?? 0
   }
 
+  concurrencyOf (subscriptionId: string): number {
+    return this.#deliverer.concurrency(subscriptionId)
+  }
+
   breakerState (subscriptionId: string): BreakerState {
     return this.#deliverer.breakerState(subscriptionId)
   }
@@ -200,7 +204,7 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
     const worker = new Worker<StoredDelivery>(subscriptionId, async (bullJob, token) => { await this.#process(bullJob, token) }, {
       connection: this.#options.redis,
       prefix: PREFIX,
-      concurrency: this.#options.concurrency,
+      concurrency: this.#deliverer.concurrency(subscriptionId),
       lockDuration: this.#options.lockMs,
       stalledInterval: this.#options.lockMs,
       maxStalledCount: MAX_STALLED
@@ -233,6 +237,10 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
       return
     }
     const next = await this.#deliverer.attempt(job)
+    // the subscription's adaptive limit, as this attempt left it
+    const worker = this.#workers.get(bullJob.queueName)
+    const limit = this.#deliverer.concurrency(bullJob.queueName)
+    if (worker !== undefined && worker.concurrency !== limit) worker.concurrency = limit
     if (next.kind === 'done') return
     if (next.kind === 'held') {
       // not tried: nothing to write back; spread out, so that the end of the hold is not a burst

@@ -17,6 +17,8 @@ interface DeliveryTally {
 /** A subscription as `GET /api/webhooks` lists it. */
 export type WebhookListing = SubscriptionView & Readonly<DeliveryTally> & {
   readonly breaker: BreakerState
+  /** Requests it may have in flight now: its adaptive limit on this node. */
+  readonly concurrency: number
   /** Deliveries queued or waiting for a retry (with Redis: on every node, read once a second). */
   readonly queued: number
 }
@@ -95,7 +97,7 @@ export class WebhookRegistry {
   /** Every subscription with its state: circuit, queue depth, and this node's delivery counts. */
   list (): WebhookListing[] {
     const { queue, tallies } = this.#parts
-    return this.store.list().map((s) => ({ ...viewOf(s), breaker: queue.breakerState(s.id), queued: queue.depthOf(s.id), ...tallies.of(s.id) }))
+    return this.store.list().map((s) => ({ ...viewOf(s), breaker: queue.breakerState(s.id), concurrency: queue.concurrencyOf(s.id), queued: queue.depthOf(s.id), ...tallies.of(s.id) }))
   }
 
   async remove (id: string): Promise<boolean> {

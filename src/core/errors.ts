@@ -14,4 +14,4 @@ export {
   REJECT_REASONS, type RejectReason, type EventProblem
 } from './errors/publish.js'
 export { ConnectRefusedError, SubscribeNotAuthorizedError, BadRequestError, UnauthorizedError, ForbiddenError } from './errors/access.js'
-export { DeliveryFailedError, DeniedAddressError } from './errors/webhooks.js'
+export { DeliveryFailedError, DeniedAddressError, WebhookBacklogError } from './errors/webhooks.js'

@@ -10,7 +10,7 @@ export {
 } from './config/index.js'
 export {
   BrokerError, ConfigError, PluginError, ReservedTopicError, ConnectRefusedError, BadRequestError, InternalError, ListenError, SchemaFileError, EventRejectedError, DuplicateEventError, DeliveryFailedError, PublishNotAuthorizedError, LimitExceededError,
-  SubscribeNotAuthorizedError, UnavailableError, UnauthorizedError, ForbiddenError, DeniedAddressError,
+  SubscribeNotAuthorizedError, UnavailableError, UnauthorizedError, ForbiddenError, DeniedAddressError, WebhookBacklogError,
   REJECT_REASONS, type RejectReason, type EventProblem, type EventSummary,
   toBrokerError, messageOf, type Disposition
 } from './errors.js'
@@ -34,3 +34,4 @@ export { addressKey } from './transport/admission.js'
 export { RECENT_PARSES, parseJson, viewPayload, nestingDepth, nestedDeeperThan, mayNestDeeperThan, MAX_JSON_DEPTH, MAX_VIEW_DEPTH, type ParsedJson, type PayloadView } from './payload.js'
 export { bundledSchemasDir } from './version.js'
 export { createBroker, type Broker, type BrokerInput, type BoundPorts, type Preset } from './broker.js'
+export { LogSampler } from './log-sampler.js'

@@ -20,7 +20,8 @@ test('defaults run one embedded node on localhost', () => {
     audit: { enabled: true, topic: true, payload: true, redact: [], stream: { key: 'ce-broker:audit', maxLen: 1000000 }, recent: { maxEntries: 1000, maxBytes: 16777216 } },
     auth: { allowAnonymous: false, users: [], acl: [], loginFailures: { max: 10, windowMs: 60000 }, apiKeys: [] },
     webhooks: {
-      defaults: { retry: { maxAttempts: 8, initialDelayMs: 1000, maxDelayMs: 300000 }, timeoutMs: 10000, ttlMs: 86400000, concurrency: 8 },
+      defaults: { retry: { maxAttempts: 8, initialDelayMs: 1000, maxDelayMs: 300000 }, timeoutMs: 10000, ttlMs: 86400000, concurrency: 128, latencyTargetMs: 1000 },
+      intake: { highWater: 1000, holdMs: 10000 },
       maxQueued: 10000,
       breaker: { failures: 5, halfOpenAfterMs: 30000 },
       lockMs: 15000,

@@ -43,6 +43,8 @@ function deliverer (t: { after: (fn: () => Promise<void>) => void }, overrides: 
     timeoutMs: 2_000,
     ttlMs: 86_400_000,
     concurrency: 2,
+    initialConcurrency: 2,
+    latencyTargetMs: 60_000,
     maxQueued: 100,
     breakerFailures: 100,
     breakerHalfOpenAfterMs: 60_000,

@@ -50,3 +50,18 @@ export class DeniedAddressError extends BrokerError {
     super(message)
   }
 }
+
+const WEBHOOK_BACKLOG = errorCode('BRK_WEBHOOK_BACKLOG', 'an event sent over HTTP is bound for a webhook subscription whose queue is past `webhooks.intake.highWater`: 429 with `Retry-After` (an MQTT publish waits instead)')
+
+/**
+ * An HTTP publish bound for a webhook subscription that is behind: its queue holds
+ * `webhooks.intake.highWater` deliveries or more. Not kept: the sender is told to send
+ * again later (429, `Retry-After`), as an MQTT publisher is slowed by its ack waiting.
+ */
+export class WebhookBacklogError extends BrokerError {
+  readonly code = WEBHOOK_BACKLOG
+
+  constructor (readonly subscription: string, readonly depth: number) {
+    super(`webhook subscription ${subscription} has ${depth} deliveries waiting: send the event again later`)
+  }
+}

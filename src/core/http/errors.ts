@@ -47,6 +47,8 @@ const TABLE = {
   BRK_TOPIC_RESERVED: { status: 403, code: 'reserved_topic' },
   // expected while Redis is away (the transition is logged once): the sender retries
   BRK_UNAVAILABLE: { status: 503, code: 'unavailable', retryAfter: 1 },
+  // a webhook subscription is behind: the sender slows down as an MQTT publisher is made to
+  BRK_WEBHOOK_BACKLOG: { status: 429, code: 'too_many_requests', retryAfter: 1 },
   // a replayed dead letter whose event was accepted since: as a duplicate is no failure
   BRK_EVENT_DUPLICATE: { status: 200, code: 'internal_error' },
   // no route lets these through (the ACL leaves HTTP publishes to the API keys): their answer is kept as it was
