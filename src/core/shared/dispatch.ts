@@ -276,8 +276,10 @@ export class SharedSubscriptions implements MemberEvents {
     }
     // aedes writes a persistent session's QoS 1/2 message only once it is in the session
     const enqueue: unknown = Reflect.get(this.#deps.persistence, 'outgoingEnqueue')
-    if (typeof enqueue !== 'function') throw new TypeError('the persistence has no outgoingEnqueue')
-    Promise.resolve(Reflect.apply(enqueue, this.#deps.persistence, [{ clientId: client.id }, packet])).then(() => { deliver(packet, done) }, (err: unknown) => {
+    new Promise((resolve) => {
+      if (typeof enqueue !== 'function') throw new TypeError('the persistence has no outgoingEnqueue')
+      resolve(Reflect.apply(enqueue, this.#deps.persistence, [{ clientId: client.id }, packet]))
+    }).then(() => { deliver(packet, done) }, (err: unknown) => {
       this.#deps.reportError(err, { op: 'store a shared message in its member\'s session', clientId: client.id, topic: message.topic })
       // not written: when the member leaves it goes to another
       done()
