@@ -138,6 +138,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     await backend.journal?.start(node.gate.replay)
     const queues = new OutboundQueues(config.limits, slowConsumerReporter(node, log), { check: node.forward, persistence: backend.persistence, reportError: (err, context) => { node.reportError('outbound', err, context) } })
     opened.outbound = queues
+    node.shared.useLoad((client) => queues.load(client))
     const handle = connectionHandler({
       aedes,
       limits: config.limits,

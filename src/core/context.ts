@@ -82,6 +82,7 @@ export interface SubscribeAttempt {
   readonly clientId: string
   /** Who the client authenticated as; `undefined` when anonymous. */
   readonly identity: Identity | undefined
+  /** The filter; for a shared subscription `$share/<group>/<filter>`, its `<filter>` (what an ACL judges). */
   readonly topic: string
   readonly qos: 0 | 1 | 2
   readonly log: Logger

@@ -15,6 +15,8 @@ import { LogSampler } from './log-sampler.js'
 import { CoreMetrics } from './metrics.js'
 import { keepEmitOrder } from './emit-order.js'
 import { DEFAULT_OUTAGE_HOLD_MS, createBackend, type Backend } from './persistence/index.js'
+import { SharedSubscriptions } from './shared/dispatch.js'
+import { watchMembers } from './shared/members.js'
 import { Connections } from './transport/connections.js'
 import type { PacketGuard } from './transport/size-guard.js'
 
@@ -38,6 +40,8 @@ export interface Node {
   readonly clientLog: LogSampler
   /** Whether a message may be written to one subscriber (the `forward` chain). */
   readonly forward: ForwardCheck
+  /** Shared subscriptions (`$share/<group>/<filter>`): told how full each client's outbound queue is once the queues exist. */
+  readonly shared: SharedSubscriptions
   /** Each connection's packet guard, told when its CONNECT is accepted. */
   readonly packetGuards: WeakMap<Client, PacketGuard>
   readonly reportError: ErrorReporter
@@ -119,11 +123,30 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
     route: (packet, client, done) => { publishFor(aedes, packet, client, done) }
   })
   const forward = forwardCheck(connections, { chain: chains.forward, reportError: (err, context) => { reportError('forward', err, context) } })
-  const subscribeGate = adaptAuthorizeSubscribe({ chain: chains.authorizeSubscribe, connections, limits, metrics, log, sampler: clientLog })
+  const shared = new SharedSubscriptions({
+    nodeId: config.nodeId,
+    persistence: backend.persistence,
+    registry: metrics.registry,
+    log,
+    sampler: clientLog,
+    reportError: (err, context) => { reportError('shared', err, context) },
+    link: backend.shared
+  })
+  const subscribeGate = adaptAuthorizeSubscribe({
+    chain: chains.authorizeSubscribe,
+    connections,
+    limits,
+    metrics,
+    log,
+    sampler: clientLog,
+    sharedGroupAdmits: (group, filter, max) => shared.admits(group, filter, max)
+  })
+  // every message emitted is offered to the shared subscription groups on its way to the subscribers
+  const mq = shared.wrap(backend.mq)
   const aedes = new Aedes({
     id: config.nodeId,
     persistence: backend.persistence,
-    mq: backend.mq,
+    mq,
     ...connect,
     authorizePublish: gate.hook,
     authorizeSubscribe: subscribeGate.hook,
@@ -131,7 +154,8 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
     authorizeForward: adaptAuthorizeForward(connections, metrics, forward),
     published: adaptPublished(chains.published, (err, context) => { reportError('published', err, context) })
   })
-  const packetGuards = watchAedes(aedes, { mq: backend.mq, connections, clientCounts, subscribeGate, metrics, log, clientLog, reportError })
+  watchMembers(aedes, shared)
+  const packetGuards = watchAedes(aedes, { mq, connections, clientCounts, subscribeGate, metrics, log, clientLog, reportError })
 
   async function publishPacket (packet: PublishPacket, client: Client | null = null): Promise<void> {
     await new Promise<void>((resolve, reject) => {
@@ -148,6 +172,7 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
     clientCounts,
     clientLog,
     forward,
+    shared,
     packetGuards,
     reportError,
     publish: async (message) => { await publishPacket(toPacket(message)) },

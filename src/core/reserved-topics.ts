@@ -20,6 +20,14 @@ export const SYS_PREFIX = '$SYS/'
 /** Where each node's stats go: `$SYS/ce-broker/<nodeId>/stats`; `$SYS/ce-broker/+/stats` reads every node's. */
 export const STATS_PREFIX = `${SYS_PREFIX}ce-broker/`
 
+/** A shared subscription: `$share/<group>/<filter>` (MQTT 5 §4.8.2, also on 3.1.1 as EMQX, HiveMQ and Mosquitto take it). */
+export const SHARE_PREFIX = '$share/'
+/**
+ * With Redis, one route per member of a shared subscription: `$share-member/<group>/<clientId>/<filter>`.
+ * Never published to; the route table carries who is a member of which group on which node.
+ */
+export const SHARE_MEMBER_PREFIX = '$share-member/'
+
 /** Whether `topic` (or a filter) is reserved for the broker: it starts with `$`. */
 export function isReserved (topic: string): boolean {
   // a char code, not startsWith: this runs on every publish and every filter match

@@ -36,6 +36,20 @@ export interface ClusterConnections {
   readonly journal: Redis
 }
 
+/**
+ * What shared subscriptions need of the cluster: each node announces its members as
+ * routes (`$share-member/…`, never published to), learns the others' from the route
+ * table, and sends a message for one member straight to that member's node inbox.
+ */
+export interface SharedLink {
+  /** Announce (or withdraw) one member route of this node. */
+  readonly announce: (route: string, joined: boolean) => void
+  /** Append `message` (carrying its `shareTarget`) to `node`'s inbox; `done` once it is there, with an error if Redis refused it. */
+  readonly send: (node: string, message: Message, done: (err?: Error) => void) => void
+  /** Where this node's inbox hands the entries for its members, and who is told of the other nodes' member routes. */
+  readonly attach: (receive: (message: Message, done: () => void) => void, member: (node: string, route: string, joined: boolean) => void) => void
+}
+
 export interface ClusterEmitter {
   /** Handed to aedes as `mq`. */
   readonly mq: MQEmitter
@@ -49,6 +63,8 @@ export interface ClusterEmitter {
   readonly routes: RouteTable
   /** This node's journal of accepted events. */
   readonly journal: Journal
+  /** Shared subscriptions across nodes. */
+  readonly shared: SharedLink
 }
 
 /**
@@ -132,6 +148,20 @@ export function createClusterEmitter (local: MQEmitter, conns: ClusterConnection
     remoteListens: (level) => routes.listensUnder(level),
     routes,
     journal,
+    shared: {
+      announce: (route, joined) => {
+        if (joined) ownRoutes.add(route, undefined)
+        else ownRoutes.remove(route, undefined)
+      },
+      send: (node, message, done) => {
+        if (closed) done(new Error('the cluster link is closed'))
+        else outbox.send(node, pack(message), done)
+      },
+      attach: (receive, member) => {
+        inbox.onShared = receive
+        routes.onMember = member
+      }
+    },
     start: async () => {
       // a node starts with an empty inbox: what a former process of this id was sent is not its
       await conns.commands.del(inboxKey(nodeId))

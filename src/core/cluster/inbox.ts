@@ -19,6 +19,8 @@ const RETRY_MS = 100
  * read, then trimmed, so the stream's length is what this node has yet to deliver.
  */
 export class Inbox {
+  /** Where an entry addressed to one member of a shared subscription goes (its `shareTarget` says which), instead of every subscriber. */
+  onShared: ((message: Message, done: () => void) => void) | undefined
   #closed = false
   #reading: Promise<void> | undefined
   /** Settles when the inbox closes: a read that ioredis keeps for a reconnect is not waited for. */
@@ -75,7 +77,11 @@ export class Inbox {
       return
     }
     if (!isMessage(message)) return
-    await new Promise<void>((resolve) => { this.local.emit(message, () => { resolve() }) })
+    const shared = this.onShared
+    await new Promise<void>((resolve) => {
+      if (shared !== undefined && Reflect.get(message, 'shareTarget') !== undefined) shared(message, resolve)
+      else this.local.emit(message, () => { resolve() })
+    })
   }
 }
 

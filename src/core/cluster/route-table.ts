@@ -1,5 +1,5 @@
 import { QlobberDedup } from 'qlobber'
-import { systemLevel } from '../reserved-topics.js'
+import { SHARE_MEMBER_PREFIX, systemLevel } from '../reserved-topics.js'
 
 /** Topics whose matching nodes are remembered before the cache starts over. */
 const CACHED_TOPICS = 10_000
@@ -29,6 +29,9 @@ export class RouteTable {
   readonly #cache = new Map<string, readonly string[]>()
   /** `$` top levels some other node listens under, counted by filter. */
   readonly #levels = new Map<string, number>()
+
+  /** Told when another node's member route of a shared subscription comes or goes (`$share-member/…`). */
+  onMember: ((node: string, route: string, joined: boolean) => void) | undefined
 
   constructor (private readonly self: string) {}
 
@@ -95,6 +98,10 @@ export class RouteTable {
     if (filters === undefined) this.#filters.set(node, filters = new Set())
     if (filters.has(filter)) return
     filters.add(filter)
+    if (filter.startsWith(SHARE_MEMBER_PREFIX)) {
+      this.onMember?.(node, filter, true)
+      return
+    }
     this.#matcher.add(filter, node)
     this.#cache.clear()
     const level = systemLevel(filter)
@@ -105,6 +112,10 @@ export class RouteTable {
     const filters = this.#filters.get(node)
     if (filters === undefined || !filters.delete(filter)) return
     if (filters.size === 0) this.#filters.delete(node)
+    if (filter.startsWith(SHARE_MEMBER_PREFIX)) {
+      this.onMember?.(node, filter, false)
+      return
+    }
     this.#matcher.remove(filter, node)
     this.#cache.clear()
     const level = systemLevel(filter)

@@ -47,6 +47,10 @@ export const limitsSection = configSection({
       env: 'CE_BROKER_LIMITS_MAX_SUBSCRIPTIONS_PER_CLIENT',
       doc: 'subscriptions one client holds; beyond it SUBACK 0x80'
     }),
+    maxSharedGroups: limit({ minimum: 1 }, 1000, {
+      env: 'CE_BROKER_LIMITS_MAX_SHARED_GROUPS',
+      doc: 'shared subscription groups (`$share/<group>/<filter>`, one per group name and filter) this node holds members of; a subscription that would start one more gets SUBACK 0x80'
+    }),
     maxKeepaliveSeconds: limit({ minimum: 0, maximum: 65535 }, 0, {
       env: 'CE_BROKER_LIMITS_MAX_KEEPALIVE_SECONDS',
       defaultNote: 'any',

@@ -9,10 +9,12 @@ import { settleChain } from '../pipeline/chain.js'
 import { SubscriptionQuota } from '../pipeline/subscription-quota.js'
 import { topicOverLimit, type TopicLimits } from '../pipeline/topic-limits.js'
 import { unreadable } from '../reserved-topics.js'
+import { parseShared } from '../shared/syntax.js'
 
 /** The limits of `limits` a subscription must keep. */
 export interface SubscribeLimits extends TopicLimits {
   readonly maxSubscriptionsPerClient: number
+  readonly maxSharedGroups: number
 }
 
 export interface SubscribeDeps {
@@ -23,6 +25,8 @@ export interface SubscribeDeps {
   readonly log: Logger
   /** Samples the refusal lines per client, shared with the other hooks. */
   readonly sampler: LogSampler
+  /** Whether a member may join the group `group` of `filter`: one that exists, or room for a new one (`limits.maxSharedGroups`). */
+  readonly sharedGroupAdmits: (group: string, filter: string, max: number) => boolean
 }
 
 type AedesAuthorizeSubscribe = NonNullable<AedesOptions['authorizeSubscribe']>
@@ -43,16 +47,34 @@ export function adaptAuthorizeSubscribe (deps: SubscribeDeps): SubscribeGate {
   const quota = new SubscriptionQuota(limits.maxSubscriptionsPerClient)
   const refusals = new RefusalTally(log, deps.sampler)
 
-  /** The limit `topic` breaks for `client`, or `undefined`: counted, as every bound is. */
-  function overLimit (client: object, topic: string): string | undefined {
+  /** The limit `topic` breaks for `client`, or `undefined`: counted, as every bound is. `filter` is what the topic limits judge. */
+  function overLimit (client: object, topic: string, filter: string): string | undefined {
     // aedes would close the client over a filter with too many levels; SUBACK 0x80 is the kinder answer
-    const limit = topicOverLimit(topic, limits)?.limit ?? (quota.admit(client, topic) ? undefined : 'subscriptions')
+    const limit = topicOverLimit(filter, limits)?.limit ?? (quota.admit(client, topic) ? undefined : 'subscriptions')
     if (limit !== undefined) metrics.limitHit(limit)
     return limit
   }
 
+  /**
+   * Why `topic` is refused before the chain, or `undefined`. A shared subscription
+   * `$share/<group>/<filter>` is judged by its filter (the limits, the reserved topics and
+   * the chain's ACL): `$share` never widens what a client may read.
+   */
+  function refusalOf (client: { readonly id: string }, topic: string): string | undefined {
+    const shared = parseShared(topic)
+    if (shared === 'invalid_shared_group') {
+      metrics.limitHit('shared_group_name')
+      return shared
+    }
+    const filter = shared?.filter ?? topic
+    const refusal = overLimit(client, topic, filter) ?? unreadable(filter, client.id)
+    if (refusal !== undefined || shared === undefined || deps.sharedGroupAdmits(shared.group, shared.filter, limits.maxSharedGroups)) return refusal
+    metrics.limitHit('shared_groups')
+    return 'shared_groups'
+  }
+
   const hook: AedesAuthorizeSubscribe = function authorizeSubscribe (client, sub, callback) {
-    const refusal = overLimit(client, sub.topic) ?? unreadable(sub.topic, client.id)
+    const refusal = refusalOf(client, sub.topic)
     if (refusal !== undefined) {
       refusals.add(client, sub.topic, refusal)
       callback(null, null)
@@ -62,10 +84,12 @@ export function adaptAuthorizeSubscribe (deps: SubscribeDeps): SubscribeGate {
       callback(null, sub)
       return
     }
+    const filter = parseShared(sub.topic)
+    const topic = typeof filter === 'object' ? filter.filter : sub.topic
     const attempt: SubscribeAttempt = {
       clientId: client.id,
       identity: connections.metaOf(client)?.identity,
-      topic: sub.topic,
+      topic,
       qos: sub.qos,
       log: log.child({ clientId: client.id, topic: sub.topic })
     }

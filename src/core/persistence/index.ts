@@ -4,7 +4,7 @@ import type { AedesMemoryPersistence, Packet } from 'aedes-persistence'
 import redisPersistence from 'aedes-persistence-redis'
 import { Redis, type RedisOptions } from 'ioredis'
 import mqemitter, { type MQEmitter } from 'mqemitter'
-import { createClusterEmitter, type ClusterEmitter } from '../cluster/emitter.js'
+import { createClusterEmitter, type ClusterEmitter, type SharedLink } from '../cluster/emitter.js'
 import type { Journal } from '../cluster/journal.js'
 import { ROUTE_CHANNEL } from '../cluster/scripts.js'
 import type { CoreConfig } from '../config/index.js'
@@ -44,6 +44,8 @@ export interface Backend {
   readonly listening: SystemInterest
   /** A Redis connection for plain commands (idempotency keys, the audit stream); shared with the persistence. */
   readonly redis: Redis | undefined
+  /** With Redis, how shared subscription groups span the nodes. */
+  readonly shared: SharedLink | undefined
   /** With Redis, this node's journal: an event is committed there, with its claim, before it is acknowledged. */
   readonly journal: Journal | undefined
   /** Whether the backend can serve: always for memory, Redis connections up for Redis. */
@@ -100,6 +102,7 @@ export function createBackend (config: CoreConfig, log: Logger, counters: Backen
       mq,
       listening: watchSystemTopics(mq),
       redis: undefined,
+      shared: undefined,
       journal: undefined,
       ready: () => true,
       whenReady: async () => true,
@@ -151,6 +154,7 @@ export function createBackend (config: CoreConfig, log: Logger, counters: Backen
     mq: cluster.mq,
     listening: (level) => localInterest(level) || cluster.remoteListens(level),
     redis: db,
+    shared: cluster.shared,
     journal: cluster.journal,
     ready: () => health.ready(),
     whenReady: async (timeoutMs) => await health.whenReady(timeoutMs),

@@ -92,6 +92,7 @@ export class OutboundQueues {
   readonly #onOverflow: (overflow: Overflow) => void
   readonly #forward: ForwardGate | undefined
   readonly #queues = new Set<ClientQueue>()
+  readonly #byClient = new WeakMap<Client, ClientQueue>()
   readonly #timer: NodeJS.Timeout
   /** A coarse clock (ms), advanced by the timer: no clock read per message. */
   now = Date.now()
@@ -117,7 +118,14 @@ export class OutboundQueues {
   attach (client: Client): void {
     const queue = new ClientQueue(client, this, this.#limits, this.#onOverflow, this.#forward)
     this.#queues.add(queue)
+    this.#byClient.set(client, queue)
     client.conn.once('close', () => { this.#queues.delete(queue) })
+  }
+
+  /** How full `client`'s queue is: whether one more message would be over a bound, and how many wait. */
+  load (client: Client): { readonly full: boolean, readonly queued: number } {
+    const queue = this.#byClient.get(client)
+    return queue === undefined ? { full: false, queued: 0 } : queue.load()
   }
 
   /** Stop the clock (the broker is closing). */
@@ -196,6 +204,10 @@ class ClientQueue {
     }
     Reflect.set(client, 'deliver0', bounded0)
     Reflect.set(client, 'deliverQoS', boundedQoS)
+  }
+
+  load (): { readonly full: boolean, readonly queued: number } {
+    return { full: this.#over(0) !== undefined, queued: this.#queued }
   }
 
   /** Called by the clock: a client whose oldest waiting write started before `before` is slow. */
