@@ -3,6 +3,8 @@ import { Agent, request, type buildConnector } from 'undici'
 import type { RetryPolicy, Subscription } from './subscriptions.js'
 import { headersProblem, type WebhookRequest } from './request.js'
 import { DeniedAddressError } from './url-policy.js'
+import type { DeliveryRates } from './rate.js'
+import { StuckRequestError, closeWithin, settleWithin } from './bounded.js'
 
 /** One (event, subscription) to deliver. */
 export interface Job {
@@ -47,6 +49,8 @@ export interface DeliveryOptions {
   readonly breakerHalfOpenAfterMs: number
   /** Opens every connection of a delivery: the URL policy's, which refuses denied addresses (`UrlPolicy.connector`). */
   readonly connect: buildConnector.connector
+  /** Each subscription's `WebHook-Allowed-Rate`: a delivery past it is held, not tried. */
+  readonly rates?: DeliveryRates
   readonly build: (job: Job, now: Date) => WebhookRequest
   readonly onDelivered: (job: Job, latencyMs: number) => void
   /** Attempts ran out, the endpoint refused for good (`gone`: 410), its address is denied, its request could not be made, or its time-to-live passed (`expired`). */
@@ -168,11 +172,12 @@ export class Deliverer {
     return state === CircuitState.Open || state === CircuitState.Isolated ? 'open' : state === CircuitState.HalfOpen ? 'half-open' : 'closed'
   }
 
-  /** How long an open circuit still holds a subscription's deliveries: 0 once a probe may go. */
+  /** How long an open circuit, or the endpoint's allowed rate, still holds a subscription's deliveries: 0 once one may go. */
   holdMs (subscriptionId: string): number {
+    const rateMs = this.#options.rates?.holdMs(subscriptionId) ?? 0
     const openedAt = this.#openedAt.get(subscriptionId)
-    if (openedAt === undefined || this.breakerState(subscriptionId) !== 'open') return 0
-    return Math.max(0, openedAt + this.#options.breakerHalfOpenAfterMs - Date.now())
+    if (openedAt === undefined || this.breakerState(subscriptionId) !== 'open') return rateMs
+    return Math.max(rateMs, openedAt + this.#options.breakerHalfOpenAfterMs - Date.now())
   }
 
   /**
@@ -183,6 +188,9 @@ export class Deliverer {
    * only when `onDelivered` or `onFailed` throws.
    */
   async attempt (job: Job): Promise<NextStep> {
+    // past the endpoint's WebHook-Allowed-Rate: held, not tried (a queue that asks holdMs first never gets here)
+    const rateMs = this.#options.rates?.take(job.subscription) ?? 0
+    if (rateMs > 0) return { kind: 'held', delayMs: rateMs }
     let result: AttemptResult
     const started = performance.now()
     try {
@@ -341,49 +349,6 @@ async function exchange (agent: Agent, url: string, built: WebhookRequest, timeo
   if (status >= 200 && status < 300) return { kind: 'delivered', status }
   if (isRetryable(status)) return { kind: 'retry', status, error: `HTTP ${status}`, retryAfterMs: retryAfterMs(res.headers['retry-after']) }
   return { kind: 'failed', status, error: `HTTP ${status}`, gone: status === 410 }
-}
-
-/** A request still pending `STUCK_GRACE_MS` after its AbortSignal fired: undici did not end it. */
-class StuckRequestError extends Error {
-  override readonly name = 'StuckRequestError'
-}
-
-/**
- * `work`, or a `StuckRequestError` when it has not settled `graceMs` after `signal`
- * aborted. undici ends a request whose signal aborts only once it holds a connection; one
- * waiting in a pool's queue, or for a connection being opened, is not ended by it.
- */
-async function settleWithin<T> (work: Promise<T>, signal: AbortSignal, graceMs: number): Promise<T> {
-  return await new Promise<T>((resolve, reject) => {
-    let timer: NodeJS.Timeout | undefined
-    const onAbort = (): void => {
-      timer = setTimeout(function requestStuck () { reject(new StuckRequestError('the request did not end when its deadline passed')) }, graceMs)
-    }
-    if (signal.aborted) onAbort()
-    else signal.addEventListener('abort', onAbort, { once: true })
-    const settle = (): void => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', onAbort)
-    }
-    // a late settlement after the StuckRequestError is ignored here (a settled promise stays settled), not left unhandled
-    work.then((value) => { settle(); resolve(value) }, (err: unknown) => { settle(); reject(err) })
-  })
-}
-
-/** Close `agent`, waiting for its requests at most `ms`; then destroy it, which fails those still pending. */
-async function closeWithin (agent: Agent, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  const closed = agent.close().then(() => 'closed' as const)
-  const late = new Promise<'late'>((resolve) => { timer = setTimeout(resolve, ms, 'late') })
-  try {
-    if (await Promise.race([closed, late]) === 'late') {
-      // a wedged pool never finishes closing; destroy() supersedes close(), whose outcome no longer matters
-      closed.catch(() => undefined)
-      await agent.destroy()
-    }
-  } finally {
-    clearTimeout(timer)
-  }
 }
 
 function refusedBeforeSending (err: unknown): boolean {

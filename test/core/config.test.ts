@@ -24,6 +24,7 @@ test('defaults run one embedded node on localhost', () => {
       maxQueued: 10000,
       breaker: { failures: 5, halfOpenAfterMs: 30000 },
       lockMs: 15000,
+      origin: '',
       denyNetworks: ['169.254.0.0/16', 'fd00:ec2::254/128'],
       subscriptions: []
     }
