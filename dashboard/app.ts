@@ -10,6 +10,7 @@ import 'uplot/dist/uPlot.min.css'
 import './style.css'
 import { ApiError, api, askForCredentials, credentials, saveCredentials } from './api.js'
 import { $, clock, h, json } from './dom.js'
+import { deadLetterFilter, setUpRedrive } from './redrive.js'
 import { AUDIT_PREFIX, DLQ_PREFIX, STATS_PREFIX } from '../src/core/reserved-topics.js'
 import { OUTCOMES, type AuditRecord, type CatalogEntry, type DeadLetter, type NodeStats, type Outcome, type SchemaListing, type WebhookState } from './messages.js'
 
@@ -229,7 +230,8 @@ function showDeadLetterError (err: unknown): void {
 }
 
 async function loadDeadLetters (): Promise<void> {
-  const { items, next } = await api<{ items: DeadLetter[], next?: string }>(`/api/dlq?limit=${DEAD_LETTER_PAGE}`)
+  const query = new URLSearchParams({ limit: String(DEAD_LETTER_PAGE), ...deadLetterFilter() })
+  const { items, next } = await api<{ items: DeadLetter[], next?: string }>(`/api/dlq?${query.toString()}`)
   $('dlq-count').textContent = next === undefined ? `${items.length}` : `newest ${items.length}`
   const rows = items.map(({ id, record }) => {
     const { data } = record
@@ -282,6 +284,7 @@ async function remove (id: string): Promise<void> {
 }
 
 $('dlq-refresh').addEventListener('click', () => { loadDeadLetters().catch(showDeadLetterError) })
+setUpRedrive(loadDeadLetters)
 
 // ---- the schema registry -----------------------------------------------------------------
 

@@ -5,13 +5,19 @@ import {
   type BrokerError, type Origin, type PluginContext, type PublishAttempt
 } from '../../src/core/index.js'
 import { RedisDeadLetterStore } from './redis-store.js'
-import { deadLetterRoutes, type Redeliver } from './routes.js'
+import { Redrive } from './redrive.js'
+import { MemoryRedriveJobStore } from './redrive-jobs.js'
+import { RedisRedriveJobStore } from './redrive-redis-jobs.js'
+import { redriveRoutes } from './redrive-routes.js'
+import { deadLetterRoutes } from './routes.js'
+import type { Redeliver } from './replay.js'
 import { MemoryDeadLetterStore, type DeadLetterRecord, type DeadLetterStore } from './store.js'
 import { deadLettersSection } from './config.js'
 
 export { MemoryDeadLetterStore, type DeadLetterEntry, type DeadLetterPage, type DeadLetterQuery, type DeadLetterRecord, type DeadLetterStore, type OriginalMessage } from './store.js'
 export { RedisDeadLetterStore } from './redis-store.js'
-export type { Redeliver } from './routes.js'
+export type { Redeliver } from './replay.js'
+export type { RedriveJob, RedriveState } from './redrive-jobs.js'
 
 /** Options of the dead-letter plugin: the `deadLetters` section of the config. */
 export type DeadLetterOptions = Settings<typeof deadLettersSection.schema>
@@ -39,7 +45,7 @@ const MQTT_ORIGINS: ReadonlySet<Origin> = new Set(TRANSPORTS)
  */
 export const deadLetter = definePlugin<DeadLetterOptions>({ name: 'dead-letter', sections: [deadLettersSection], setup: setupDeadLetter })
 
-async function setupDeadLetter (ctx: PluginContext, { maxEntries }: DeadLetterOptions): Promise<undefined> {
+async function setupDeadLetter (ctx: PluginContext, { maxEntries, replayRatePerSecond, replayLeaseMs }: DeadLetterOptions): Promise<() => Promise<void>> {
   const evicted = new Counter({ name: 'ce_broker_dead_letters_evicted_total', help: 'Dead letters evicted from the full store, oldest first', registers: [ctx.metrics] })
   const onEvict = (count: number): void => { evicted.inc(count) }
   const store: DeadLetterStore = ctx.redis === undefined ? new MemoryDeadLetterStore(maxEntries, onEvict) : new RedisDeadLetterStore(ctx.redis, maxEntries, onEvict)
@@ -48,7 +54,22 @@ async function setupDeadLetter (ctx: PluginContext, { maxEntries }: DeadLetterOp
     store,
     redeliverer: (reason, redeliver) => { redeliverers.set(reason, redeliver) }
   })
-  ctx.routes(async function routes (app) { await app.register(deadLetterRoutes, { deadLetters: store, submit: ctx.submit, redeliverers }) })
+  const source = { deadLetters: store, submit: ctx.submit, redeliverers }
+  const redrive = new Redrive({
+    source,
+    jobs: ctx.redis === undefined ? new MemoryRedriveJobStore(replayLeaseMs) : new RedisRedriveJobStore(ctx.redis, replayLeaseMs),
+    nodeId: ctx.nodeId,
+    ratePerSecond: replayRatePerSecond,
+    leaseMs: replayLeaseMs,
+    log: ctx.log,
+    logIntervalMs: ctx.config.limits.clientLogIntervalMs,
+    metrics: ctx.metrics,
+    reportError: ctx.reportError
+  })
+  ctx.routes(async function routes (app) {
+    await app.register(deadLetterRoutes, source)
+    await app.register(redriveRoutes, { redrive })
+  })
   const counted = new Counter({
     name: 'ce_broker_dead_letters_total',
     help: 'Events dead-lettered, by reason',
@@ -94,5 +115,5 @@ async function setupDeadLetter (ctx: PluginContext, { maxEntries }: DeadLetterOp
     }
     return bytes
   })
-  return undefined
+  return async function stopRedrive () { await redrive.close() }
 }

@@ -25,7 +25,9 @@ const subscriptionSchema = Type.Object({
   /** `binary` (the default) or `structured` CloudEvents HTTP binding. */
   mode: Type.Optional(enumOf(['binary', 'structured'])),
   retry: Type.Optional(retryOverride),
-  timeoutMs: Type.Optional(Type.Integer({ minimum: 1 }))
+  timeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
+  /** Run the CloudEvents web hook validation handshake (an `OPTIONS` request) before delivering; default false. */
+  handshake: Type.Optional(Type.Boolean())
 }, { additionalProperties: false })
 
 export type WebhookSubscriptionInput = Settings<typeof subscriptionSchema>
@@ -78,6 +80,10 @@ export const webhooksSection = configSection({
       env: 'CE_BROKER_WEBHOOKS_LOCK_MS',
       doc: 'with Redis: how long a node holds a delivery without renewing it, in ms; a node that dies mid-delivery is taken over within about twice this'
     }, 1000),
+    origin: Type.String({
+      default: '',
+      ...setting({ env: 'CE_BROKER_WEBHOOKS_ORIGIN', shownDefault: 'the host name', doc: 'the name the broker gives itself in a webhook validation handshake (`WebHook-Request-Origin`); empty: this machine\'s host name' })
+    }),
     denyNetworks: Type.Array(Type.String({ pattern: '^[0-9a-fA-F:.]+(/[0-9]{1,3})?$' }), {
       default: ['169.254.0.0/16', 'fd00:ec2::254/128'],
       ...setting({ doc: 'networks (CIDR) no webhook URL may point into; a host name is resolved and checked' })

@@ -1,11 +1,13 @@
 import { BrokenCircuitError, CircuitState, ConsecutiveBreaker, circuitBreaker, handleWhenResult, type CircuitBreakerPolicy } from 'cockatiel'
 import { Agent, type buildConnector } from 'undici'
 import { ConcurrencyLimit } from './concurrency.js'
-import { StuckRequestError, closeWithin, exchange, refusedBeforeSending, settleWithin, type AttemptResult } from './exchange.js'
+import { StuckRequestError, closeWithin, settleWithin } from './bounded.js'
+import { exchange, refusedBeforeSending, type AttemptResult } from './exchange.js'
 import { headersProblem, type WebhookRequest } from './request.js'
 import { backoffMs } from './retry.js'
 import type { RetryPolicy, Subscription } from './subscriptions.js'
 import { DeniedAddressError } from './url-policy.js'
+import type { DeliveryRates } from './rate.js'
 
 export { backoffMs, isRetryable, retryAfterMs } from './retry.js'
 export type { AttemptResult } from './exchange.js'
@@ -51,6 +53,8 @@ export interface DeliveryOptions {
   readonly breakerHalfOpenAfterMs: number
   /** Opens every connection of a delivery: the URL policy's, which refuses denied addresses (`UrlPolicy.connector`). */
   readonly connect: buildConnector.connector
+  /** Each subscription's `WebHook-Allowed-Rate`: a delivery past it is held, not tried. */
+  readonly rates?: DeliveryRates
   readonly build: (job: Job, now: Date) => WebhookRequest
   readonly onDelivered: (job: Job, latencyMs: number) => void
   /** Attempts ran out, the endpoint refused for good (`gone`: 410), its address is denied, its request could not be made, or its time-to-live passed (`expired`). */
@@ -165,11 +169,12 @@ export class Deliverer {
     return limit
   }
 
-  /** How long an open circuit still holds a subscription's deliveries: 0 once a probe may go. */
+  /** How long an open circuit, or the endpoint's allowed rate, still holds a subscription's deliveries: 0 once one may go. */
   holdMs (subscriptionId: string): number {
+    const rateMs = this.#options.rates?.holdMs(subscriptionId) ?? 0
     const openedAt = this.#openedAt.get(subscriptionId)
-    if (openedAt === undefined || this.breakerState(subscriptionId) !== 'open') return 0
-    return Math.max(0, openedAt + this.#options.breakerHalfOpenAfterMs - Date.now())
+    if (openedAt === undefined || this.breakerState(subscriptionId) !== 'open') return rateMs
+    return Math.max(rateMs, openedAt + this.#options.breakerHalfOpenAfterMs - Date.now())
   }
 
   /**
@@ -180,6 +185,9 @@ export class Deliverer {
    * only when `onDelivered` or `onFailed` throws.
    */
   async attempt (job: Job): Promise<NextStep> {
+    // past the endpoint's WebHook-Allowed-Rate: held, not tried (a queue that asks holdMs first never gets here)
+    const rateMs = this.#options.rates?.take(job.subscription) ?? 0
+    if (rateMs > 0) return { kind: 'held', delayMs: rateMs }
     let result: AttemptResult
     const started = performance.now()
     try {

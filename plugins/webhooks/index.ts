@@ -1,9 +1,12 @@
+import { hostname } from 'node:os'
 import { Counter, Gauge, Histogram } from 'prom-client'
 import { DeliveryFailedError, LogSampler, MAX_JSON_DEPTH, definePlugin, isReserved, parseJson, type Settings, mayNestDeeperThan, nestedDeeperThan, service, type PluginContext, type PublishedMessage } from '../../src/core/index.js'
 import { DEAD_LETTERS, type DeadLetterEntry } from '../dead-letter/index.js'
 import type { BreakerState, DeliveryOptions, DeliveryQueueLike, Job } from './delivery.js'
+import { handshake, type HandshakeResult } from './handshake.js'
 import { IntakeGate } from './intake.js'
 import { DeliveryQueue } from './memory-queue.js'
+import { DeliveryRates } from './rate.js'
 import { RedisDeliveryQueue } from './redis-queue.js'
 import { DeliveryTallies, WebhookRegistry } from './registry.js'
 import { buildRequest, webhookId } from './request.js'
@@ -67,6 +70,7 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
     breakerHalfOpenAfterMs: opts.breaker.halfOpenAfterMs,
     // the address is checked again when connecting: a name may answer otherwise than at registration
     connect: policy.connector(),
+    rates: new DeliveryRates((subscription) => { metrics.rateHeld.inc({ subscription }) }),
     build: (job, now) => buildRequest(job.event, job.raw, job.subscription, job.id, now),
     onDelivered: (job, ms) => {
       if (job.replayOf !== undefined) {
@@ -116,8 +120,12 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
   }
   const queue: DeliveryQueueLike = ctx.redis === undefined ? new DeliveryQueue(delivery) : sharedQueue(ctx.redis)
   const intake = holdIntake(ctx, opts.intake, store, queue)
-  const registry = new WebhookRegistry({ store, policy, tallies, queue, shared })
-  for (const input of opts.subscriptions) await registry.register(input)
+  const registry = new WebhookRegistry({ store, policy, tallies, queue, shared, handshake: validationHandshake(ctx, opts, policy) })
+  for (const input of opts.subscriptions) {
+    const { subscription } = await registry.register(input, true)
+    // held, not dropped: registering it again (API or restart) runs the handshake again
+    if (subscription.disabled !== undefined) ctx.log.warn({ subscription: subscription.id, url: subscription.webhook_url, reason: subscription.disabled.reason }, 'webhook subscription held: its handshake failed')
+  }
   watchQueue(ctx, store, queue)
 
   /** Queue one delivery; a full queue dead-letters it. */
@@ -200,9 +208,26 @@ function holdIntake (ctx: PluginContext, opts: WebhooksOptions['intake'], store:
   return gate
 }
 
-/** The delivery counters, by subscription and outcome, and the latency of successful attempts. */
-function webhookMetrics (ctx: PluginContext): { readonly deliveries: Counter<'subscription' | 'outcome'>, readonly latency: Histogram<'subscription'> } {
+/**
+ * The validation handshake as registration runs it: from `webhooks.origin` (the host
+ * name when empty), within the subscription's timeout, through the URL policy, counted
+ * by result (`ok`, `refused`).
+ */
+function validationHandshake (ctx: PluginContext, opts: WebhooksOptions, policy: UrlPolicy): (input: SubscriptionInput) => Promise<HandshakeResult> {
+  const origin = opts.origin === '' ? hostname() : opts.origin
+  const connect = policy.connector()
+  const counted = new Counter({ name: 'ce_broker_webhook_handshakes_total', help: 'Webhook validation handshakes by result (ok, refused)', labelNames: ['result'] as const, registers: [ctx.metrics] })
+  return async function validate (input) {
+    const result = await handshake({ url: input.webhook_url, origin, timeoutMs: input.timeoutMs ?? opts.defaults.timeoutMs, connect })
+    counted.inc({ result: result.ok ? 'ok' : 'refused' })
+    return result
+  }
+}
+
+/** The delivery counters, by subscription and outcome, the latency of successful attempts, and the holds of allowed rates. */
+function webhookMetrics (ctx: PluginContext): { readonly deliveries: Counter<'subscription' | 'outcome'>, readonly latency: Histogram<'subscription'>, readonly rateHeld: Counter<'subscription'> } {
   return {
+    rateHeld: new Counter({ name: 'ce_broker_webhook_rate_held_total', help: 'Times a webhook delivery waited for its endpoint\'s WebHook-Allowed-Rate', labelNames: ['subscription'] as const, registers: [ctx.metrics] }),
     deliveries: new Counter({ name: 'ce_broker_webhook_deliveries_total', help: 'Webhook deliveries by subscription and outcome (delivered, failed, queue_full)', labelNames: ['subscription', 'outcome'] as const, registers: [ctx.metrics] }),
     latency: new Histogram({ name: 'ce_broker_webhook_delivery_seconds', help: 'Time of the successful attempt of a webhook delivery', labelNames: ['subscription'] as const, buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [ctx.metrics] })
   }

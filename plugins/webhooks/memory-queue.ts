@@ -69,13 +69,14 @@ export class DeliveryQueue implements DeliveryQueueLike {
 
   #pump (key: string): void {
     const list = this.#waiting.get(key)
-    const holdMs = this.#deliverer.holdMs(key)
-    if (list !== undefined && list.length > 0 && holdMs > 0) {
-      // the whole queue of an open circuit waits, with one timer, not one per delivery
-      this.#wakeLater(key, holdMs)
-      return
-    }
     while (list !== undefined && list.length > 0 && (this.#inFlight.get(key) ?? 0) < this.#deliverer.concurrency(key) && !this.#closed) {
+      // asked before each request: an endpoint's allowed rate holds the next one, an open circuit all of them
+      const holdMs = this.#deliverer.holdMs(key)
+      if (holdMs > 0) {
+        // the whole queue waits, with one timer, not one per delivery
+        this.#wakeLater(key, holdMs)
+        return
+      }
       const job = list.shift()
       if (job === undefined) break
       this.#inFlight.set(key, (this.#inFlight.get(key) ?? 0) + 1)

@@ -1,5 +1,6 @@
 import { BadRequestError } from '../../src/core/index.js'
 import type { BreakerState, DeliveryQueueLike } from './delivery.js'
+import type { HandshakeResult } from './handshake.js'
 import type { SharedSubscriptions } from './shared.js'
 import { toMqttFilter, viewOf, type SubscriptionInput, type SubscriptionStore, type SubscriptionView } from './subscriptions.js'
 import type { UrlPolicy } from './url-policy.js'
@@ -54,6 +55,8 @@ export interface WebhookRegistryParts {
   readonly queue: DeliveryQueueLike
   /** With Redis: the subscriptions every node shares. */
   readonly shared: SharedSubscriptions | undefined
+  /** The validation handshake with a subscription's endpoint (`handshake: true`). */
+  readonly handshake: (input: SubscriptionInput) => Promise<HandshakeResult>
 }
 
 /**
@@ -72,8 +75,13 @@ export class WebhookRegistry {
     this.policy = parts.policy
   }
 
-  /** Register or update (same `service_id` + `webhook_url`); a `BadRequestError` names what is wrong. */
-  async register (input: SubscriptionInput): Promise<{ subscription: SubscriptionView, created: boolean }> {
+  /**
+   * Register or update (same `service_id` + `webhook_url`); a `BadRequestError` names what
+   * is wrong. With `handshake: true` the endpoint must pass the validation handshake
+   * first (again on every registration); `heldOnRefusal` (the config's subscriptions at
+   * start-up) keeps one that fails it, disabled with the reason, instead of refusing it.
+   */
+  async register (input: SubscriptionInput, heldOnRefusal = false): Promise<{ subscription: SubscriptionView, created: boolean }> {
     const problem = await this.policy.problem(input.webhook_url)
     if (problem !== undefined) throw new BadRequestError(problem)
     let filters: string[]
@@ -82,7 +90,12 @@ export class WebhookRegistry {
     } catch (err: unknown) {
       throw new BadRequestError(err instanceof Error ? err.message : String(err))
     }
-    const { subscription, created } = this.store.upsert({ ...input, filters })
+    const answer = input.handshake === true ? await this.#parts.handshake(input) : { ok: true as const, allowedRate: undefined }
+    const refused = answer.ok ? undefined : `the validation handshake with ${input.webhook_url} failed: ${answer.problem}`
+    if (refused !== undefined && !heldOnRefusal) throw new BadRequestError(refused)
+    const { subscription: added, created } = this.store.upsert({ ...input, filters, ...(answer.ok && answer.allowedRate !== undefined ? { allowedRate: answer.allowedRate } : {}) })
+    if (refused !== undefined) this.store.disable(added.id, refused)
+    const subscription = this.store.get(added.id) ?? added
     await this.#parts.shared?.save(subscription)
     return { subscription: viewOf(subscription), created }
   }

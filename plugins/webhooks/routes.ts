@@ -41,7 +41,8 @@ const subscriptionBody: ClosedObjectSchema = {
     secret: { type: 'string', minLength: 16 },
     mode: { enum: ['binary', 'structured'] },
     retry,
-    timeoutMs: { type: 'integer', minimum: 1 }
+    timeoutMs: { type: 'integer', minimum: 1 },
+    handshake: { type: 'boolean' }
   }
 }
 

@@ -19,8 +19,10 @@ export interface Subscription extends SubscriptionInput {
   readonly filters: readonly string[]
   readonly mode: 'binary' | 'structured'
   readonly createdAt: string
-  /** Set when the endpoint answered 410 Gone: nothing more is delivered. */
+  /** Set when the endpoint answered 410 Gone, or failed its handshake at start-up: nothing more is delivered. */
   readonly disabled?: { readonly at: string, readonly reason: string }
+  /** Requests a minute the endpoint allowed in its handshake (`WebHook-Allowed-Rate`); absent: no limit. */
+  readonly allowedRate?: number
 }
 
 /** What `GET /api/webhooks` shows of a subscription: never its secret. */
@@ -65,7 +67,7 @@ export class SubscriptionStore {
    * Add, or update the one with the same `service_id` and `webhook_url`. The id is
    * derived from those two, so every node of a cluster names a subscription alike.
    */
-  upsert (input: SubscriptionInput & { readonly filters: readonly string[] }): { subscription: Subscription, created: boolean } {
+  upsert (input: SubscriptionInput & { readonly filters: readonly string[], readonly allowedRate?: number }): { subscription: Subscription, created: boolean } {
     const id = subscriptionId(input.service_id, input.webhook_url)
     const existing = this.#byId.get(id)?.subscription
     const subscription: Subscription = {

@@ -15,6 +15,7 @@ export {
   toBrokerError, messageOf, type Disposition
 } from './errors.js'
 export { createLogger, type Logger } from './logger.js'
+export { LogSampler } from './log-sampler.js'
 export {
   definePlugin, service,
   type AuthorizePublishHandler, type AuthorizeSubscribeHandler, type ConnectAttempt, type ConnectHandler, type Dispose,
@@ -34,4 +35,3 @@ export { addressKey } from './transport/admission.js'
 export { RECENT_PARSES, parseJson, viewPayload, nestingDepth, nestedDeeperThan, mayNestDeeperThan, MAX_JSON_DEPTH, MAX_VIEW_DEPTH, type ParsedJson, type PayloadView } from './payload.js'
 export { bundledSchemasDir } from './version.js'
 export { createBroker, type Broker, type BrokerInput, type BoundPorts, type Preset } from './broker.js'
-export { LogSampler } from './log-sampler.js'

@@ -15,7 +15,7 @@ test('defaults run one embedded node on localhost', () => {
     // one validation worker per core beyond the first, at most 4
     validation: { default: 'pass', rules: [{ match: 'albergue/#', cloudevents: true, schema: 'required', onInvalid: 'dlq' }], workers: Math.min(availableParallelism() - 1, 4) },
     limits: { maxPayloadBytes: 262144, maxConnections: 10000, connectionsPerSecondPerAddress: 100, maxConnectionsPerAddress: 1000, connectTimeoutMs: 10000, maxTopicLevels: 100, maxTopicBytes: 1024, maxSubscriptionsPerClient: 100, maxSharedGroups: 1000, maxKeepaliveSeconds: 0, drainTimeoutMs: 60000, maxInflightInbound: 1000, httpBodyBytes: 1048576, maxPacketBytes: 327680, maxConnectPacketBytes: 65536, maxFiltersPerPacket: 100, maxQueuedMessages: 1000, maxQueuedBytes: 8388608, slowConsumerMs: 500, publishRatePerClient: 0, publishBurstPerClient: 100, clientLogIntervalMs: 10000 },
-    deadLetters: { maxEntries: 10000 },
+    deadLetters: { maxEntries: 10000, replayRatePerSecond: 100, replayLeaseMs: 10000 },
     idempotency: { enabled: true, windowMs: 86400000, maxEntries: 100000 },
     audit: { enabled: true, topic: true, payload: true, redact: [], stream: { key: 'ce-broker:audit', maxLen: 1000000 }, recent: { maxEntries: 1000, maxBytes: 16777216 } },
     auth: { allowAnonymous: false, users: [], acl: [], loginFailures: { max: 10, windowMs: 60000 }, apiKeys: [] },
@@ -25,6 +25,7 @@ test('defaults run one embedded node on localhost', () => {
       maxQueued: 10000,
       breaker: { failures: 5, halfOpenAfterMs: 30000 },
       lockMs: 15000,
+      origin: '',
       denyNetworks: ['169.254.0.0/16', 'fd00:ec2::254/128'],
       subscriptions: []
     }
