@@ -217,28 +217,6 @@ const WINDOWED_LOAD: WindowedLoad = {
 const WEBHOOK_SECRET = `whsec_${Buffer.from('ce-broker benchmark webhook key!').toString('base64')}`
 
 /**
- * The webhook throughput scenario's requests in flight per subscription (default 8),
- * which is also the undici Agent's connections to the receiver. Sized as a deployment
- * aiming at the issue's 5,000 deliveries/s would size it: by Little's law, 5,000/s to
- * an endpoint answering in ~25 ms keeps 125 requests in flight. It also decides what
- * this scenario measures: the broker's one event loop serves both the MQTT publishers
- * and the deliveries, and with 8 in flight the publishers win (about 17,000 events/s
- * accepted, 1,000 delivered, the queue growing by about 15,000 a second); with 128
- * the deliveries keep up, the queue holds about what is in flight, and the publishers
- * are slowed by TCP backpressure to what the node delivers: a sustained rate.
- */
-const THROUGHPUT_CONCURRENCY = 128
-
-/**
- * The webhook throughput scenario's queue bound (default 10,000). Raised so that if
- * deliveries do fall behind on some machine, the queue grows (reported per round, with
- * a warning) instead of events being refused as `queue_full`, whose dead-lettering
- * would spend the very CPU being measured. 100,000 deliveries of 1 KiB events are a
- * few hundred MB: a plausible bound for a node sized for this rate.
- */
-const THROUGHPUT_MAX_QUEUED = 100_000
-
-/**
  * The default pipeline (validation, idempotency in memory, audit on `$audit/...`) plus
  * one signed binary-mode webhook subscription on `albergue/#`, to the run's receiver.
  */
@@ -394,9 +372,13 @@ export const SCENARIOS: readonly Scenario[] = [
   {
     name: 'webhook-throughput',
     // webhook deliveries/s the receiver gets while the fan-in load streams unique events
-    // as fast as the broker takes them; concurrency and queue sized for that rate
+    // as fast as the broker takes them
     ceBroker: function webhookThroughputCeBroker (server) {
-      return webhookCeBroker(server, { maxQueued: THROUGHPUT_MAX_QUEUED, concurrency: THROUGHPUT_CONCURRENCY })
+      // the default webhook settings (issue 21): each subscription's concurrency adapts up to
+      // webhooks.defaults.concurrency (128), and a subscription that is behind
+      // (webhooks.intake.highWater, 1,000 waiting) holds its publishers back instead of
+      // filling the queue to maxQueued and dead-lettering `queue_full`
+      return webhookCeBroker(server, {})
     },
     receiver: true,
     load: UNIQUE_FANIN_LOAD

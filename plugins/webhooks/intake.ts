@@ -44,6 +44,7 @@ export class IntakeGate {
   /** Publishes let through and not queued yet, by subscription, and since when the count runs. */
   readonly #pending = new Map<string, { count: number, since: number }>()
   #timer: NodeJS.Timeout | undefined
+  #closed = false
 
   constructor (options: IntakeOptions) {
     this.#options = options
@@ -51,7 +52,7 @@ export class IntakeGate {
 
   /** The authorizePublish step: `undefined` when the publish may go on now, else the wait for it; an HTTP one is refused (429) instead. */
   admit (attempt: PublishAttempt): Promise<void> | undefined {
-    if (attempt.origin === 'internal') return undefined
+    if (attempt.origin === 'internal' || this.#closed) return undefined
     const subscriptions = this.#options.matching(attempt.topic)
     if (subscriptions.length === 0) return undefined
     const behind = this.#behind(subscriptions)
@@ -75,7 +76,9 @@ export class IntakeGate {
     this.#count(subscriptions, -1)
   }
 
+  /** Let every held publish go, and hold none from now on (the broker is closing). */
   close (): void {
+    this.#closed = true
     clearInterval(this.#timer)
     this.#timer = undefined
     for (const waiter of this.#waiting.splice(0)) waiter.resolve(false)

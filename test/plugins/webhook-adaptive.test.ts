@@ -11,6 +11,7 @@ import type { Broker, BrokerInput } from '../../src/index.js'
 import { connect, httpUrl, mqttUrl, sample, startBroker } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved } from '../helpers/events.js'
+import { captureLogs } from '../helpers/logs.js'
 
 /** A receiver that records, for each request, how many it held at once when it came (itself included). */
 interface CountingReceiver {
@@ -173,6 +174,22 @@ test('a subscription that is behind slows its MQTT publishers (QoS 1 acks wait) 
   assert.deepEqual(new Set(hook.ids), new Set(ids))
   const after = await (await fetch(httpUrl(broker, '/metrics'))).text()
   assert.equal(sample(after, 'ce_broker_webhook_deliveries_total', { outcome: 'queue_full' }) ?? 0, 0)
+})
+
+test('a broker closing while it holds publishes for a subscription that is behind closes in time (aedes does not wait for the holds)', async (t) => {
+  const { logger, lines } = captureLogs('warn')
+  const broker = await startBroker(t, { logger, webhooks: { ...QUICK.webhooks, intake: { highWater: 5, holdMs: 600_000 } } })
+  const held: Array<() => void> = []
+  const hook = await countingReceiver(t, (_n, respond) => { held.push(() => { respond(200) }) })
+  defer(t, () => { for (const release of held.splice(0)) release() })
+  await register(broker, hook.url)
+  const publisher = await connect(t, mqttUrl(broker))
+  let acked = 0
+  for (let i = 0; i < 20; i++) void publisher.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(bookingReserved()), { qos: 1 }).then(() => { acked++ }, () => {})
+  await waitFor(() => acked >= 5 && held.length >= 5)
+  await broker.close()
+  // held publishes are no client's handling aedes waits for: it closes them without reaching its own 5 s bound
+  assert.deepEqual(lines.filter((line) => String(line.msg).startsWith('aedes did not close in time')), [])
 })
 
 async function waitFor (condition: () => boolean, timeoutMs = 20_000): Promise<void> {
