@@ -1,7 +1,8 @@
 import { Counter, Gauge, Histogram } from 'prom-client'
-import { DeliveryFailedError, MAX_JSON_DEPTH, definePlugin, isReserved, parseJson, type Settings, mayNestDeeperThan, nestedDeeperThan, service, type PluginContext, type PublishedMessage } from '../../src/core/index.js'
+import { DeliveryFailedError, MAX_JSON_DEPTH, PluginError, definePlugin, isReserved, messageOf, parseJson, type Settings, mayNestDeeperThan, nestedDeeperThan, service, type PluginContext, type PublishedMessage } from '../../src/core/index.js'
 import { DEAD_LETTERS, type DeadLetterEntry } from '../dead-letter/index.js'
 import type { BreakerState, DeliveryOptions, DeliveryQueueLike, Job } from './delivery.js'
+import { FilterOutcomes } from './filter-outcomes.js'
 import { DeliveryQueue } from './memory-queue.js'
 import { RedisDeliveryQueue } from './redis-queue.js'
 import { DeliveryTallies, WebhookRegistry } from './registry.js'
@@ -15,6 +16,7 @@ import { webhooksSection } from './config.js'
 export { DeniedAddressError, UrlPolicy, type Resolver, type UrlPolicyOptions } from './url-policy.js'
 export { backoffMs, retryAfterMs, isRetryable, type BreakerState } from './delivery.js'
 export { toMqttFilter, type RetryPolicy, type Subscription, type SubscriptionInput, type SubscriptionView } from './subscriptions.js'
+export { compileFilters, compileCesql, InvalidFilterError, CesqlSyntaxError, type EventFilter, type FilterLimits } from './filters/index.js'
 export { WebhookRegistry, type WebhookListing } from './registry.js'
 
 /** The webhooks plugin's service: its subscriptions, for the catalog. */
@@ -25,7 +27,8 @@ export type WebhooksOptions = Settings<typeof webhooksSection.schema> & { readon
 
 /**
  * The HTTP bridge (PRODUCT §4): every accepted CloudEvent whose topic matches a
- * subscription's filters is POSTed to its URL in the CloudEvents HTTP binding,
+ * subscription's topic filters, and which passes its attribute filters (Knative's
+ * `filters`, CESQL included, compiled once per subscription), is POSTed to its URL in the CloudEvents HTTP binding,
  * signed when the subscription has a secret. Deliveries are queued from the
  * `published` hook on the node where the event entered, so a publisher never waits
  * for a webhook (with Redis, its ack waits until the delivery jobs are written, one
@@ -40,7 +43,8 @@ export const webhooks = definePlugin<WebhooksOptions>({ name: 'webhooks', sectio
 
 async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promise<() => Promise<void>> {
   const deadLetters = ctx.need(DEAD_LETTERS)
-  const store = new SubscriptionStore()
+  const store = new SubscriptionStore(opts.filters)
+  const filterOutcomes = new FilterOutcomes(ctx)
   const policy = new UrlPolicy(opts.denyNetworks, opts.resolve === undefined ? {} : { resolve: opts.resolve })
   const tallies = new DeliveryTallies()
   const shared = ctx.redis === undefined ? undefined : await SharedSubscriptions.start(ctx.redis, store, (err) => { ctx.reportError(err, { op: 'shared webhook subscriptions' }) })
@@ -109,8 +113,10 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
     return durable
   }
   const queue: DeliveryQueueLike = ctx.redis === undefined ? new DeliveryQueue(delivery) : sharedQueue(ctx.redis)
-  const registry = new WebhookRegistry({ store, policy, tallies, queue, shared })
-  for (const input of opts.subscriptions) await registry.register(input)
+  const registry = new WebhookRegistry({ store, policy, tallies, queue, shared, onRefused: (err) => { filterOutcomes.refused(err) } })
+  for (const [i, input] of opts.subscriptions.entries()) {
+    await registry.register(input).catch((err: unknown) => { throw new PluginError('webhooks', `webhooks.subscriptions[${i}]: ${messageOf(err)}`, { cause: err }) })
+  }
   watchQueue(ctx, store, queue)
 
   /** Queue one delivery; a full queue dead-letters it. */
@@ -144,9 +150,14 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
       ctx.log.debug({ topic: message.topic }, 'not a CloudEvent (or nested deeper than MAX_JSON_DEPTH): no webhook delivery')
       return undefined
     }
-    for (const subscription of matching) deliver(subscription, message.topic, message.payload, event)
+    let queued = 0
+    for (const match of matching) {
+      if (!filterOutcomes.accepts(match, event)) continue
+      deliver(match.subscription, message.topic, message.payload, event)
+      queued++
+    }
     // with Redis: the publisher's ack waits until the jobs are there
-    return queue.written()
+    return queued === 0 ? undefined : queue.written()
   })
 
   function redeliver (entry: DeadLetterEntry): string | undefined {

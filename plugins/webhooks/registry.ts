@@ -1,5 +1,6 @@
 import { BadRequestError } from '../../src/core/index.js'
 import type { BreakerState, DeliveryQueueLike } from './delivery.js'
+import { InvalidFilterError } from './filters/index.js'
 import type { SharedSubscriptions } from './shared.js'
 import { toMqttFilter, viewOf, type SubscriptionInput, type SubscriptionStore, type SubscriptionView } from './subscriptions.js'
 import type { UrlPolicy } from './url-policy.js'
@@ -52,6 +53,8 @@ export interface WebhookRegistryParts {
   readonly queue: DeliveryQueueLike
   /** With Redis: the subscriptions every node shares. */
   readonly shared: SharedSubscriptions | undefined
+  /** Hears of each subscription refused for its attribute filters (to count and log it). */
+  readonly onRefused?: (err: InvalidFilterError) => void
 }
 
 /**
@@ -70,17 +73,27 @@ export class WebhookRegistry {
     this.policy = parts.policy
   }
 
-  /** Register or update (same `service_id` + `webhook_url`); a `BadRequestError` names what is wrong. */
+  /**
+   * Register or update (same `service_id` + `webhook_url`); a `BadRequestError` names
+   * what is wrong (an `InvalidFilterError` for the attribute filters, with their path).
+   */
   async register (input: SubscriptionInput): Promise<{ subscription: SubscriptionView, created: boolean }> {
     const problem = await this.policy.problem(input.webhook_url)
     if (problem !== undefined) throw new BadRequestError(problem)
-    let filters: string[]
+    let mqttFilters: string[]
     try {
-      filters = input.topic_filters.map(toMqttFilter)
+      mqttFilters = input.topic_filters.map(toMqttFilter)
     } catch (err: unknown) {
       throw new BadRequestError(err instanceof Error ? err.message : String(err))
     }
-    const { subscription, created } = this.store.upsert({ ...input, filters })
+    let stored
+    try {
+      stored = this.store.upsert({ ...input, mqttFilters })
+    } catch (err: unknown) {
+      if (err instanceof InvalidFilterError) this.#parts.onRefused?.(err)
+      throw err
+    }
+    const { subscription, created } = stored
     await this.#parts.shared?.save(subscription)
     return { subscription: viewOf(subscription), created }
   }

@@ -15,6 +15,7 @@ export {
   toBrokerError, messageOf, type Disposition
 } from './errors.js'
 export { createLogger, type Logger } from './logger.js'
+export { LogSampler } from './log-sampler.js'
 export {
   definePlugin, service,
   type AuthorizePublishHandler, type AuthorizeSubscribeHandler, type ConnectAttempt, type ConnectHandler, type Dispose,

@@ -25,6 +25,7 @@ test('defaults run one embedded node on localhost', () => {
       breaker: { failures: 5, halfOpenAfterMs: 30000 },
       lockMs: 15000,
       denyNetworks: ['169.254.0.0/16', 'fd00:ec2::254/128'],
+      filters: { maxExpressionLength: 4096, maxDepth: 32, maxFilters: 64 },
       subscriptions: []
     }
   })
