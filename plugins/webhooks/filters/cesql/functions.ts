@@ -93,7 +93,7 @@ const BUILT_INS: readonly FunctionDef[] = [
     apply: (args, fail) => {
       const n = int(args, 0)
       if (n !== INT_MIN) return Math.abs(n)
-      fail('math', `the absolute value of ${INT_MIN} is out of the 32-bit range`)
+      fail('math', `the absolute value of ${INT_MIN} is outside the 32-bit range`)
       return INT_MAX
     }
   },
