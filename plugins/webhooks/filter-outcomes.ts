@@ -1,7 +1,7 @@
 import { Counter } from 'prom-client'
 import { LogSampler, type Logger, type PluginContext } from '../../src/core/index.js'
 import type { EvaluationError, EventAttributes, InvalidFilterError } from './filters/index.js'
-import type { MatchingSubscription } from './subscriptions.js'
+import type { MatchingSubscription, Subscription } from './subscriptions.js'
 
 /**
  * What the subscriptions' attribute filters did, in metrics and sampled log lines:
@@ -40,11 +40,14 @@ export class FilterOutcomes {
     })
   }
 
-  /** Whether `event` passes the subscription's attribute filters; counted when it does not. */
-  accepts ({ subscription, accepts }: MatchingSubscription, event: EventAttributes): boolean {
-    const passed = accepts(event, (error) => { this.#failed(subscription.id, event.id, error) })
-    if (!passed) this.#filtered.inc({ subscription: subscription.id })
-    return passed
+  /** The subscriptions whose attribute filters `event` passes; each that leaves it out counts it. */
+  passing (matching: readonly MatchingSubscription[], event: EventAttributes): Subscription[] {
+    const out: Subscription[] = []
+    for (const { subscription, accepts } of matching) {
+      if (accepts(event, (error) => { this.#failed(subscription.id, event.id, error) })) out.push(subscription)
+      else this.#filtered.inc({ subscription: subscription.id })
+    }
+    return out
   }
 
   /** A registration refused for its filters. */

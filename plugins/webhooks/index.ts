@@ -150,14 +150,10 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
       ctx.log.debug({ topic: message.topic }, 'not a CloudEvent (or nested deeper than MAX_JSON_DEPTH): no webhook delivery')
       return undefined
     }
-    let queued = 0
-    for (const match of matching) {
-      if (!filterOutcomes.accepts(match, event)) continue
-      deliver(match.subscription, message.topic, message.payload, event)
-      queued++
-    }
+    const passing = filterOutcomes.passing(matching, event)
+    for (const subscription of passing) deliver(subscription, message.topic, message.payload, event)
     // with Redis: the publisher's ack waits until the jobs are there
-    return queued === 0 ? undefined : queue.written()
+    return passing.length === 0 ? undefined : queue.written()
   })
 
   function redeliver (entry: DeadLetterEntry): string | undefined {
