@@ -21,6 +21,7 @@ interface Base {
   readonly type: NodeType
 }
 
+/** `TRUE`, `42`, `'text'`. */
 export interface Literal extends Base {
   readonly kind: 'literal'
   readonly value: CesqlValue
@@ -32,11 +33,13 @@ export interface Attribute extends Base {
   readonly name: string
 }
 
+/** `EXISTS name`: whether the event has the attribute. */
 export interface Exists extends Base {
   readonly kind: 'exists'
   readonly name: string
 }
 
+/** `NOT x`. */
 export interface Not extends Base {
   readonly kind: 'not'
   readonly operand: Node
@@ -50,8 +53,11 @@ export interface Negate extends Base {
 
 /** The binary operators (§2.3), grouped by level in `Chain`. */
 export type LogicOp = 'AND' | 'OR' | 'XOR'
+/** Comparison operators; `!=` and `<>` are the same. */
 export type ComparisonOp = '=' | '!=' | '<>' | '<' | '<=' | '>' | '>='
+/** Arithmetic operators on Integers. */
 export type ArithmeticOp = '+' | '-' | '*' | '/' | '%'
+/** Every binary operator. */
 export type BinaryOp = LogicOp | ComparisonOp | ArithmeticOp
 
 /** One operator and its right operand; `position` is the operator's. */
@@ -71,7 +77,9 @@ interface ChainOf<Level extends string, Op extends BinaryOp> extends Base {
   readonly steps: ReadonlyArray<Step<Op>>
 }
 
+/** `AND`, `OR`, `XOR` in a row. */
 export type LogicChain = ChainOf<'logic', LogicOp>
+/** Comparisons in a row (`a = b = c` compares `a = b` with `c`). */
 export type ComparisonChain = ChainOf<'comparison', ComparisonOp>
 /** `*`, `/`, `%` (level `multiplicative`) or `+`, `-` (level `additive`). */
 export type ArithmeticChain = ChainOf<'multiplicative' | 'additive', ArithmeticOp>
@@ -99,6 +107,7 @@ export interface Postfix extends Base {
   readonly steps: ReadonlyArray<LikeStep | InStep>
 }
 
+/** A call of a built-in function, resolved by name and number of arguments when parsed. */
 export interface Call extends Base {
   readonly kind: 'call'
   readonly fn: FunctionDef

@@ -21,6 +21,7 @@ interface Scope {
   error: EvaluationError | undefined
 }
 
+/** Evaluate a parsed expression against one event; never throws. */
 export function evaluate (root: Node, event: EventAttributes): Evaluation {
   const scope: Scope = { event, error: undefined }
   const value = valueOf(root, scope)

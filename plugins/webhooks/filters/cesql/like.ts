@@ -11,6 +11,7 @@ const ANY = 2
 /** A compiled pattern: code points to match, `ONE` (`_`) and `ANY` (`%`, runs folded into one). */
 export type LikePattern = ReadonlyArray<string | typeof ONE | typeof ANY>
 
+/** The pattern of a LIKE, compiled once when the expression is parsed. */
 export function compileLike (pattern: string): LikePattern {
   const chars = Array.from(pattern)
   const out: Array<string | typeof ONE | typeof ANY> = []

@@ -2,9 +2,10 @@ import type { ArithmeticOp, BinaryOp, ComparisonOp, InStep, LikeStep, LogicOp, M
 import { CesqlSyntaxError, type Position } from './errors.js'
 import { resolveFunction } from './functions.js'
 import { quoted, tokenize, type Token } from './lexer.js'
-import { compileLike } from './like.js'
+import { compileLike, type LikePattern } from './like.js'
 import { integer, isInt32 } from './values.js'
 
+/** How far an expression may nest. */
 export interface ParseOptions {
   /**
    * Levels of nesting allowed: each parenthesis, NOT, unary minus, function call and IN
@@ -153,7 +154,7 @@ class Parser {
   }
 
   /** LIKE's pattern must be a string literal, never an expression (§3.4.3). */
-  #pattern (): ReturnType<typeof compileLike> {
+  #pattern (): LikePattern {
     const token = this.#next()
     if (token.kind !== 'string') throw new CesqlSyntaxError(`LIKE needs a string literal pattern, found ${token.kind === 'end' ? 'the end of the expression' : quoted(token.text)}`, token.position)
     return compileLike(token.value)

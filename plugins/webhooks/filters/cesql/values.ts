@@ -10,16 +10,20 @@ export type CesqlType = 'Boolean' | 'Integer' | 'String'
 /** A value of one of them: an Integer is a JS number within the 32-bit signed range. */
 export type CesqlValue = boolean | number | string
 
+/** The Integer range (§3.1): 32-bit signed. */
 export const INT_MIN = -2_147_483_648
+/** The Integer range (§3.1): 32-bit signed. */
 export const INT_MAX = 2_147_483_647
 
 /** The zero value of each type (§3.1): what an operator returns along with an error. */
 export const ZERO: Readonly<Record<CesqlType, CesqlValue>> = { Boolean: false, Integer: 0, String: '' }
 
+/** The type of a value. */
 export function typeOf (value: CesqlValue): CesqlType {
   return typeof value === 'boolean' ? 'Boolean' : typeof value === 'number' ? 'Integer' : 'String'
 }
 
+/** Whether `n` is an Integer CESQL can hold. */
 export function isInt32 (n: number): boolean {
   return Number.isInteger(n) && n >= INT_MIN && n <= INT_MAX
 }
