@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { Redis } from 'ioredis'
 import { compileFilters, InvalidFilterError, type EvaluationError, type FilterLimits } from '../../plugins/webhooks/filters/index.js'
 import { connect, httpUrl, mqttUrl, sample, startBroker } from '../helpers/broker.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved } from '../helpers/events.js'
@@ -268,4 +269,20 @@ test('with Redis, filters registered on one node are compiled by the others from
   await onB.publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(santiago), { qos: 1 })
   assert.deepEqual((await hook.next(1)).map((r) => r.headers['ce-id']), [santiago.id])
   assert.equal(sample(await b.metrics.metrics(), 'ce_broker_webhook_filtered_total', { subscription: String(created.json.id) }), 1, 'node-b, where both entered, left one out')
+})
+
+test('with Redis, a subscription stored before filters existed (its MQTT filters under `filters`) is read as it was meant', { skip: redisUnavailable() ?? false }, async (t) => {
+  const redis = await startRedis(t)
+  const hook = await receiver(t)
+  const client = new Redis(redis.url)
+  t.after(() => { client.disconnect() })
+  const legacy = { service_id: 'registry', webhook_url: hook.url, topic_filters: ['albergue.v1.booking.*'], filters: ['albergue/v1/booking/#'], mode: 'binary', id: 'wh_legacy', createdAt: new Date(0).toISOString() }
+  await client.hset('ce-broker:webhooks:subscriptions', legacy.id, JSON.stringify(legacy))
+
+  const broker = await startBroker(t, { redis: { url: redis.url } })
+  const listed = await (await fetch(httpUrl(broker, '/api/webhooks'))).json() as { subscriptions: Array<Record<string, unknown>> }
+  assert.deepEqual(listed.subscriptions.map((s) => [s.id, s.mqttFilters, s.filters]), [['wh_legacy', ['albergue/v1/booking/#'], undefined]])
+  const event = bookingReserved()
+  await (await connect(t, mqttUrl(broker))).publishAsync(BOOKING_RESERVED_TOPIC, JSON.stringify(event), { qos: 1 })
+  assert.deepEqual((await hook.next(1)).map((r) => r.headers['ce-id']), [event.id])
 })
