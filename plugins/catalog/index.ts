@@ -150,7 +150,7 @@ async function setupCatalog (ctx: PluginContext): Promise<undefined> {
     node: ctx.nodeId,
     schemas: schemas.summaries,
     publishers: async () => await publishers.list(),
-    webhooks: () => webhooks?.store.list().map((s) => ({ id: s.id, service_id: s.service_id, webhook_url: s.webhook_url, filters: s.filters })) ?? [],
+    webhooks: () => webhooks?.store.list().map((s) => ({ id: s.id, service_id: s.service_id, webhook_url: s.webhook_url, filters: s.mqttFilters })) ?? [],
     mqtt: ctx.subscribers
   })
   ctx.routes(async function routes (app) { await app.register(catalogRoutes, { catalog: build }) })

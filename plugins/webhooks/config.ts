@@ -27,7 +27,13 @@ const subscriptionSchema = Type.Object({
   retry: Type.Optional(retryOverride),
   timeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
   /** Run the CloudEvents web hook validation handshake (an `OPTIONS` request) before delivering; default false. */
-  handshake: Type.Optional(Type.Boolean())
+  handshake: Type.Optional(Type.Boolean()),
+  /**
+   * Attribute filters in Knative's shape (`exact`, `prefix`, `suffix`, `all`, `any`,
+   * `not`, `cesql`), all of which must pass; checked and compiled by `./filters/`,
+   * whose errors name the filter's path.
+   */
+  filters: Type.Optional(Type.Array(Type.Unknown()))
 }, { additionalProperties: false })
 
 export type WebhookSubscriptionInput = Settings<typeof subscriptionSchema>
@@ -88,6 +94,27 @@ export const webhooksSection = configSection({
       default: ['169.254.0.0/16', 'fd00:ec2::254/128'],
       ...setting({ doc: 'networks (CIDR) no webhook URL may point into; a host name is resolved and checked' })
     }),
+    // bounds of a subscription's `filters`, checked when it is registered
+    filters: Type.Object({
+      maxExpressionLength: Type.Integer({
+        minimum: 1,
+        maximum: 65_536,
+        default: 4096,
+        ...setting({ env: 'CE_BROKER_WEBHOOKS_FILTERS_MAX_EXPRESSION_LENGTH', doc: 'characters of one `cesql` filter expression; a longer one is refused (400)' })
+      }),
+      maxDepth: Type.Integer({
+        minimum: 1,
+        maximum: 128,
+        default: 32,
+        ...setting({ env: 'CE_BROKER_WEBHOOKS_FILTERS_MAX_DEPTH', doc: 'levels of `all`/`any`/`not` in a subscription\'s filters, and of nesting within one `cesql` expression (parentheses, `NOT`, unary minus, function calls, `IN` lists); deeper is refused (400)' })
+      }),
+      maxFilters: Type.Integer({
+        minimum: 1,
+        maximum: 1024,
+        default: 64,
+        ...setting({ env: 'CE_BROKER_WEBHOOKS_FILTERS_MAX_FILTERS', doc: 'filters of one subscription, nested ones included; more are refused (400)' })
+      })
+    }, { additionalProperties: false }),
     subscriptions: Type.Array(subscriptionSchema, {
       default: [],
       ...setting({ doc: 'subscriptions registered at start-up, as `POST /api/webhooks` takes them' })

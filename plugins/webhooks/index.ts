@@ -1,8 +1,9 @@
 import { hostname } from 'node:os'
 import { Counter, Gauge, Histogram } from 'prom-client'
-import { DeliveryFailedError, LogSampler, MAX_JSON_DEPTH, definePlugin, isReserved, parseJson, type Settings, mayNestDeeperThan, nestedDeeperThan, service, type PluginContext, type PublishedMessage } from '../../src/core/index.js'
+import { DeliveryFailedError, LogSampler, MAX_JSON_DEPTH, PluginError, definePlugin, isReserved, messageOf, parseJson, type Settings, mayNestDeeperThan, nestedDeeperThan, service, type PluginContext, type PublishedMessage } from '../../src/core/index.js'
 import { DEAD_LETTERS, type DeadLetterEntry } from '../dead-letter/index.js'
 import type { BreakerState, DeliveryOptions, DeliveryQueueLike, Job } from './delivery.js'
+import { FilterOutcomes } from './filter-outcomes.js'
 import { handshake, type HandshakeResult } from './handshake.js'
 import { IntakeGate } from './intake.js'
 import { DeliveryQueue } from './memory-queue.js'
@@ -19,6 +20,7 @@ import { webhooksSection } from './config.js'
 export { DeniedAddressError, UrlPolicy, type Resolver, type UrlPolicyOptions } from './url-policy.js'
 export { backoffMs, retryAfterMs, isRetryable, type BreakerState } from './delivery.js'
 export { toMqttFilter, type RetryPolicy, type Subscription, type SubscriptionInput, type SubscriptionView } from './subscriptions.js'
+export { compileFilters, compileCesql, InvalidFilterError, CesqlSyntaxError, type EventFilter, type FilterLimits } from './filters/index.js'
 export { WebhookRegistry, type WebhookListing } from './registry.js'
 
 /** The webhooks plugin's service: its subscriptions, for the catalog. */
@@ -29,7 +31,8 @@ export type WebhooksOptions = Settings<typeof webhooksSection.schema> & { readon
 
 /**
  * The HTTP bridge (PRODUCT §4): every accepted CloudEvent whose topic matches a
- * subscription's filters is POSTed to its URL in the CloudEvents HTTP binding,
+ * subscription's topic filters, and which passes its attribute filters (Knative's
+ * `filters`, CESQL included, compiled once per subscription), is POSTed to its URL in the CloudEvents HTTP binding,
  * signed when the subscription has a secret. Deliveries are queued from the
  * `published` hook on the node where the event entered, so a publisher never waits
  * for a webhook (with Redis, its ack waits until the delivery jobs are written, one
@@ -47,7 +50,8 @@ const INITIAL_CONCURRENCY = 8
 
 async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promise<() => Promise<void>> {
   const deadLetters = ctx.need(DEAD_LETTERS)
-  const store = new SubscriptionStore()
+  const store = new SubscriptionStore(opts.filters)
+  const filterOutcomes = new FilterOutcomes(ctx)
   const policy = new UrlPolicy(opts.denyNetworks, opts.resolve === undefined ? {} : { resolve: opts.resolve })
   const tallies = new DeliveryTallies()
   const shared = ctx.redis === undefined ? undefined : await SharedSubscriptions.start(ctx.redis, store, (err) => { ctx.reportError(err, { op: 'shared webhook subscriptions' }) })
@@ -120,9 +124,9 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
   }
   const queue: DeliveryQueueLike = ctx.redis === undefined ? new DeliveryQueue(delivery) : sharedQueue(ctx.redis)
   const intake = holdIntake(ctx, opts.intake, store, queue)
-  const registry = new WebhookRegistry({ store, policy, tallies, queue, shared, handshake: validationHandshake(ctx, opts, policy) })
-  for (const input of opts.subscriptions) {
-    const { subscription } = await registry.register(input, true)
+  const registry = new WebhookRegistry({ store, policy, tallies, queue, shared, handshake: validationHandshake(ctx, opts, policy), onRefused: (err) => { filterOutcomes.refused(err) } })
+  for (const [i, input] of opts.subscriptions.entries()) {
+    const { subscription } = await registry.register(input, true).catch((err: unknown) => { throw new PluginError('webhooks', `webhooks.subscriptions[${i}]: ${messageOf(err)}`, { cause: err }) })
     // held, not dropped: registering it again (API or restart) runs the handshake again
     if (subscription.disabled !== undefined) ctx.log.warn({ subscription: subscription.id, url: subscription.webhook_url, reason: subscription.disabled.reason }, 'webhook subscription held: its handshake failed')
   }
@@ -159,10 +163,11 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
       ctx.log.debug({ topic: message.topic }, 'not a CloudEvent (or nested deeper than MAX_JSON_DEPTH): no webhook delivery')
       return undefined
     }
-    for (const subscription of matching) deliver(subscription, message.topic, message.payload, event)
-    intake.queued(matching)
+    const passing = filterOutcomes.passing(matching, event)
+    for (const subscription of passing) deliver(subscription, message.topic, message.payload, event)
+    intake.queued(matching.map((m) => m.subscription.id))
     // with Redis: the publisher's ack waits until the jobs are there
-    return queue.written()
+    return passing.length === 0 ? undefined : queue.written()
   })
 
   function redeliver (entry: DeadLetterEntry): string | undefined {
@@ -197,7 +202,7 @@ function holdIntake (ctx: PluginContext, opts: WebhooksOptions['intake'], store:
   const gate = new IntakeGate({
     ...opts,
     depthOf: (id) => queue.depthOf(id),
-    matching: (topic) => store.size === 0 ? [] : store.matching(topic),
+    matching: (topic) => store.size === 0 ? [] : store.matching(topic).map((m) => m.subscription.id),
     onIntake: (subscription, outcome, clientId) => {
       counter.inc({ subscription, outcome })
       const suppressed = sampler.take(clientId ?? 'http')

@@ -1,5 +1,4 @@
 import { WebhookBacklogError, type PublishAttempt } from '../../src/core/index.js'
-import type { Subscription } from './subscriptions.js'
 
 export interface IntakeOptions {
   /** `webhooks.intake.highWater`: a subscription with this many deliveries waiting is behind. */
@@ -8,8 +7,8 @@ export interface IntakeOptions {
   readonly holdMs: number
   /** Deliveries waiting for a subscription (queued or between attempts). */
   readonly depthOf: (subscriptionId: string) => number
-  /** The subscriptions a publish on `topic` is bound for. */
-  readonly matching: (topic: string) => readonly Subscription[]
+  /** The subscriptions (ids) a publish on `topic` is bound for. */
+  readonly matching: (topic: string) => readonly string[]
   /** A publish was held (`outcome: held`), let through when its hold ran out (`timeout`), or refused over HTTP (`refused`); `clientId` is `null` over HTTP. */
   readonly onIntake: (subscriptionId: string, outcome: 'held' | 'timeout' | 'refused', clientId: string | null) => void
 }
@@ -72,7 +71,7 @@ export class IntakeGate {
   }
 
   /** A publish's deliveries to `subscriptions` are queued: the queue's depth counts them from now on. */
-  queued (subscriptions: readonly Subscription[]): void {
+  queued (subscriptions: readonly string[]): void {
     this.#count(subscriptions, -1)
   }
 
@@ -85,9 +84,9 @@ export class IntakeGate {
   }
 
   /** The first of `subscriptions` with `highWater` deliveries or more waiting. */
-  #behind (subscriptions: readonly Subscription[]): string | undefined {
-    for (const subscription of subscriptions) {
-      if (this.#depth(subscription.id) >= this.#options.highWater) return subscription.id
+  #behind (subscriptions: readonly string[]): string | undefined {
+    for (const id of subscriptions) {
+      if (this.#depth(id) >= this.#options.highWater) return id
     }
     return undefined
   }
@@ -99,9 +98,9 @@ export class IntakeGate {
     return this.#options.depthOf(subscriptionId) + counted
   }
 
-  #count (subscriptions: readonly Subscription[], delta: number): void {
+  #count (subscriptions: readonly string[], delta: number): void {
     const now = Date.now()
-    for (const { id } of subscriptions) {
+    for (const id of subscriptions) {
       const pending = this.#pending.get(id)
       // a count that ran for PENDING_MS starts over: what a refusal after this hook left in it goes
       if (pending === undefined || now - pending.since > PENDING_MS) {

@@ -1,6 +1,7 @@
 import { BadRequestError } from '../../src/core/index.js'
 import type { BreakerState, DeliveryQueueLike } from './delivery.js'
 import type { HandshakeResult } from './handshake.js'
+import { InvalidFilterError } from './filters/index.js'
 import type { SharedSubscriptions } from './shared.js'
 import { toMqttFilter, viewOf, type SubscriptionInput, type SubscriptionStore, type SubscriptionView } from './subscriptions.js'
 import type { UrlPolicy } from './url-policy.js'
@@ -57,6 +58,8 @@ export interface WebhookRegistryParts {
   readonly shared: SharedSubscriptions | undefined
   /** The validation handshake with a subscription's endpoint (`handshake: true`). */
   readonly handshake: (input: SubscriptionInput) => Promise<HandshakeResult>
+  /** Hears of each subscription refused for its attribute filters (to count and log it). */
+  readonly onRefused?: (err: InvalidFilterError) => void
 }
 
 /**
@@ -77,23 +80,31 @@ export class WebhookRegistry {
 
   /**
    * Register or update (same `service_id` + `webhook_url`); a `BadRequestError` names what
-   * is wrong. With `handshake: true` the endpoint must pass the validation handshake
-   * first (again on every registration); `heldOnRefusal` (the config's subscriptions at
-   * start-up) keeps one that fails it, disabled with the reason, instead of refusing it.
+   * is wrong (an `InvalidFilterError` for the attribute filters, with their path). With
+   * `handshake: true` the endpoint must pass the validation handshake first (again on
+   * every registration); `heldOnRefusal` (the config's subscriptions at start-up) keeps
+   * one that fails it, disabled with the reason, instead of refusing it.
    */
   async register (input: SubscriptionInput, heldOnRefusal = false): Promise<{ subscription: SubscriptionView, created: boolean }> {
     const problem = await this.policy.problem(input.webhook_url)
     if (problem !== undefined) throw new BadRequestError(problem)
-    let filters: string[]
+    let mqttFilters: string[]
     try {
-      filters = input.topic_filters.map(toMqttFilter)
+      mqttFilters = input.topic_filters.map(toMqttFilter)
     } catch (err: unknown) {
       throw new BadRequestError(err instanceof Error ? err.message : String(err))
     }
     const answer = input.handshake === true ? await this.#parts.handshake(input) : { ok: true as const, allowedRate: undefined }
     const refused = answer.ok ? undefined : `the validation handshake with ${input.webhook_url} failed: ${answer.problem}`
     if (refused !== undefined && !heldOnRefusal) throw new BadRequestError(refused)
-    const { subscription: added, created } = this.store.upsert({ ...input, filters, ...(answer.ok && answer.allowedRate !== undefined ? { allowedRate: answer.allowedRate } : {}) })
+    let stored
+    try {
+      stored = this.store.upsert({ ...input, mqttFilters, ...(answer.ok && answer.allowedRate !== undefined ? { allowedRate: answer.allowedRate } : {}) })
+    } catch (err: unknown) {
+      if (err instanceof InvalidFilterError) this.#parts.onRefused?.(err)
+      throw err
+    }
+    const { subscription: added, created } = stored
     if (refused !== undefined) this.store.disable(added.id, refused)
     const subscription = this.store.get(added.id) ?? added
     await this.#parts.shared?.save(subscription)

@@ -1,11 +1,12 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import { BadRequestError, errorBody } from '../../src/core/index.js'
 import type { WebhookSubscriptionInput as WebhookBody } from './config.js'
+import { InvalidFilterError } from './filters/index.js'
 
 /** What the webhook routes use: the broker's subscription registry. */
 export interface WebhookSource {
   readonly webhooks: {
-    /** Throws a `BadRequestError` naming what is wrong (URL, filter). */
+    /** Throws a `BadRequestError` naming what is wrong (URL, topic filter; an `InvalidFilterError` for the attribute filters). */
     readonly register: (body: WebhookBody) => Promise<{ subscription: object, created: boolean }>
     readonly list: () => readonly object[]
     readonly remove: (id: string) => Promise<boolean>
@@ -42,7 +43,9 @@ const subscriptionBody: ClosedObjectSchema = {
     mode: { enum: ['binary', 'structured'] },
     retry,
     timeoutMs: { type: 'integer', minimum: 1 },
-    handshake: { type: 'boolean' }
+    handshake: { type: 'boolean' },
+    // checked by ./filters/, whose errors name the filter's path and the position in an expression
+    filters: { type: 'array' }
   }
 }
 
@@ -77,7 +80,8 @@ async function refuseUnknownKeys (req: FastifyRequest): Promise<void> {
  * `POST /api/webhooks` (201 when created, 200 when the same `service_id` + `webhook_url`
  * was updated), its seed alias `POST /api/mqtt/register-webhook`, `GET /api/webhooks`
  * (secrets never shown) and `DELETE /api/webhooks/:id`. A key the body may not have is
- * a 400 naming it.
+ * a 400 naming it; so are attribute filters that do not compile, with `details`
+ * `{ path, line?, column? }`.
  */
 export const webhookRoutes: FastifyPluginAsync<WebhookSource> = async function webhookRoutes (app, source) {
   const register = async (body: WebhookBody): Promise<{ status: number, subscription: object }> => {
@@ -86,8 +90,14 @@ export const webhookRoutes: FastifyPluginAsync<WebhookSource> = async function w
   }
   for (const path of ['/api/webhooks', '/api/mqtt/register-webhook']) {
     app.post<{ Body: WebhookBody }>(path, { schema: { body: subscriptionBody }, preValidation: refuseUnknownKeys }, async (req, reply) => {
-      const { status, subscription } = await register(req.body)
-      return await reply.code(status).send(subscription)
+      try {
+        const { status, subscription } = await register(req.body)
+        return await reply.code(status).send(subscription)
+      } catch (err: unknown) {
+        // the filter's path, and where in its expression, for a client to point at
+        if (err instanceof InvalidFilterError) return await reply.code(400).send(errorBody('bad_request', err.message, err.details))
+        throw err
+      }
     })
   }
   app.get('/api/webhooks', async () => ({ subscriptions: source.webhooks.list() }))

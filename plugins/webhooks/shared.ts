@@ -13,17 +13,19 @@ export class SharedSubscriptions {
   readonly #redis: Redis
   readonly #listener: Redis
   readonly #store: SubscriptionStore
+  readonly #onError: (err: unknown) => void
 
-  private constructor (redis: Redis, store: SubscriptionStore) {
+  private constructor (redis: Redis, store: SubscriptionStore, onError: (err: unknown) => void) {
     this.#redis = redis
     this.#store = store
+    this.#onError = onError
     // a subscribed connection can do nothing else
     this.#listener = redis.duplicate()
   }
 
   /** Load the shared subscriptions into `store` and follow their changes. */
   static async start (redis: Redis, store: SubscriptionStore, onError: (err: unknown) => void): Promise<SharedSubscriptions> {
-    const shared = new SharedSubscriptions(redis, store)
+    const shared = new SharedSubscriptions(redis, store, onError)
     shared.#listener.on('error', onError)
     shared.#listener.on('message', (_channel: string, id: string) => { shared.#reload(id).catch(onError) })
     await shared.#listener.subscribe(CHANNEL)
@@ -49,17 +51,38 @@ export class SharedSubscriptions {
   async #reloadAll (): Promise<void> {
     const all = await this.#redis.hgetall(KEY)
     for (const known of this.#store.list()) if (all[known.id] === undefined) this.#store.delete(known.id)
-    for (const json of Object.values(all)) this.#store.put(parse(json))
+    for (const json of Object.values(all)) this.#put(json)
   }
 
   async #reload (id: string): Promise<void> {
     const json = await this.#redis.hget(KEY, id)
     if (json === null) this.#store.delete(id)
-    else this.#store.put(parse(json))
+    else this.#put(json)
   }
+
+  /**
+   * Store one subscription, compiling its filters here. A node whose
+   * `webhooks.filters` bounds are tighter than those of the node that registered it
+   * refuses it: reported, and the others load all the same.
+   */
+  #put (json: string): void {
+    try {
+      this.#store.put(parse(json))
+    } catch (err: unknown) {
+      this.#onError(err)
+    }
+  }
+}
+
+/** Written by an earlier version: `filters` held the MQTT form of `topic_filters`, which is now `mqttFilters`. */
+interface LegacySubscription extends Omit<Subscription, 'mqttFilters' | 'filters'> {
+  readonly filters: readonly string[]
 }
 
 function parse (json: string): Subscription {
   // written by save() above, from a checked subscription
-  return JSON.parse(json) as Subscription
+  const stored = JSON.parse(json) as Subscription | LegacySubscription
+  if ('mqttFilters' in stored) return stored
+  const { filters, ...rest } = stored
+  return { ...rest, mqttFilters: filters }
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { compileFilter, topicFilterProblem } from '../../src/core/index.js'
 import type { WebhookSubscriptionInput } from './config.js'
+import { compileFilters, type EventFilter, type FilterLimits } from './filters/index.js'
 
 /** Retry policy of a subscription (PRODUCT §4); every field optional over the defaults. */
 export interface RetryPolicy {
@@ -12,11 +13,11 @@ export interface RetryPolicy {
 /** A subscription as registered (PRODUCT §4): the config's and the API's format. */
 export type SubscriptionInput = WebhookSubscriptionInput
 
-/** A stored subscription: the input, its id, its MQTT filters and its state. */
+/** A stored subscription: the input (its attribute `filters` as given), its id, its MQTT filters and its state. */
 export interface Subscription extends SubscriptionInput {
   readonly id: string
   /** `topic_filters` as MQTT filters (`albergue.v1.booking.*` → `albergue/v1/booking/#`). */
-  readonly filters: readonly string[]
+  readonly mqttFilters: readonly string[]
   readonly mode: 'binary' | 'structured'
   readonly createdAt: string
   /** Set when the endpoint answered 410 Gone, or failed its handshake at start-up: nothing more is delivered. */
@@ -53,10 +54,33 @@ export function subscriptionId (serviceId: string, url: string): string {
   return `wh_${createHash('sha256').update(`${serviceId}\n${url}`).digest('hex').slice(0, 24)}`
 }
 
-/** Subscriptions by id, with a matcher over their filters: this node's copy (with Redis, of the shared set). */
+/** A subscription whose topic filters match, with the predicate its attribute filters were compiled into. */
+export interface MatchingSubscription {
+  readonly subscription: Subscription
+  readonly accepts: EventFilter
+}
+
+interface Entry {
+  subscription: Subscription
+  readonly matches: ReadonlyArray<(topic: string) => boolean>
+  readonly accepts: EventFilter
+}
+
+/**
+ * Subscriptions by id, with a matcher over their topic filters and a predicate over
+ * their attribute filters, both compiled when a subscription is stored (registered
+ * here, or read back from Redis: each node compiles the stored JSON once), never per
+ * event: this node's copy (with Redis, of the shared set).
+ */
 export class SubscriptionStore {
-  readonly #byId = new Map<string, { subscription: Subscription, matches: Array<(topic: string) => boolean> }>()
+  readonly #byId = new Map<string, Entry>()
+  readonly #limits: FilterLimits
   #changed: (() => void) | undefined
+
+  /** @param limits bounds of the attribute filters (`webhooks.filters`) */
+  constructor (limits: FilterLimits) {
+    this.#limits = limits
+  }
 
   /** Call `listener` after every change (one listener; `undefined` stops it). */
   watch (listener: (() => void) | undefined): void {
@@ -67,7 +91,7 @@ export class SubscriptionStore {
    * Add, or update the one with the same `service_id` and `webhook_url`. The id is
    * derived from those two, so every node of a cluster names a subscription alike.
    */
-  upsert (input: SubscriptionInput & { readonly filters: readonly string[], readonly allowedRate?: number }): { subscription: Subscription, created: boolean } {
+  upsert (input: SubscriptionInput & { readonly mqttFilters: readonly string[], readonly allowedRate?: number }): { subscription: Subscription, created: boolean } {
     const id = subscriptionId(input.service_id, input.webhook_url)
     const existing = this.#byId.get(id)?.subscription
     const subscription: Subscription = {
@@ -80,9 +104,14 @@ export class SubscriptionStore {
     return { subscription, created: existing === undefined }
   }
 
-  /** Store a subscription as it is (one read back from Redis). */
+  /**
+   * Store a subscription as it is (one read back from Redis), compiling its filters;
+   * throws an `InvalidFilterError` naming the first one that does not compile, and then
+   * stores nothing.
+   */
   put (subscription: Subscription): void {
-    this.#byId.set(subscription.id, { subscription, matches: subscription.filters.map((f) => compileFilter(f)) })
+    const accepts = compileFilters(subscription.filters, this.#limits)
+    this.#byId.set(subscription.id, { subscription, matches: subscription.mqttFilters.map((f) => compileFilter(f)), accepts })
     this.#changed?.()
   }
 
@@ -106,11 +135,11 @@ export class SubscriptionStore {
     entry.subscription = { ...entry.subscription, disabled: { at: new Date().toISOString(), reason } }
   }
 
-  /** Enabled subscriptions with a filter matching `topic`. */
-  matching (topic: string): Subscription[] {
-    const out: Subscription[] = []
-    for (const { subscription, matches } of this.#byId.values()) {
-      if (subscription.disabled === undefined && matches.some((match) => match(topic))) out.push(subscription)
+  /** Enabled subscriptions with a topic filter matching `topic`; their attribute filters are the caller's to apply. */
+  matching (topic: string): MatchingSubscription[] {
+    const out: MatchingSubscription[] = []
+    for (const { subscription, matches, accepts } of this.#byId.values()) {
+      if (subscription.disabled === undefined && matches.some((match) => match(topic))) out.push({ subscription, accepts })
     }
     return out
   }

@@ -27,6 +27,7 @@ test('defaults run one embedded node on localhost', () => {
       lockMs: 15000,
       origin: '',
       denyNetworks: ['169.254.0.0/16', 'fd00:ec2::254/128'],
+      filters: { maxExpressionLength: 4096, maxDepth: 32, maxFilters: 64 },
       subscriptions: []
     }
   })

@@ -22,7 +22,7 @@ async function within<T> (ms: number, what: string, promise: Promise<T>): Promis
 }
 
 function subscription (id: string, url: string): Subscription {
-  return { id, service_id: id, webhook_url: url, topic_filters: ['#'], filters: ['#'], mode: 'binary', createdAt: new Date(0).toISOString() }
+  return { id, service_id: id, webhook_url: url, topic_filters: ['#'], mqttFilters: ['#'], mode: 'binary', createdAt: new Date(0).toISOString() }
 }
 
 function job (sub: Subscription, eventId: string): Job {

@@ -45,14 +45,14 @@ test('subscriptions: 201 then 200 for the same service and URL, listed without t
   const hook = await receiver(t)
   const first = await register(httpUrl(broker), { service_id: 'notification', webhook_url: hook.url, topic_filters: ['albergue.v1.booking.*'], secret: SECRET, mode: 'structured' }, '/api/mqtt/register-webhook')
   assert.equal(first.status, 201)
-  assert.deepEqual(first.json.filters, ['albergue/v1/booking/#'])
+  assert.deepEqual(first.json.mqttFilters, ['albergue/v1/booking/#'])
   const again = await register(httpUrl(broker), { service_id: 'notification', webhook_url: hook.url, topic_filters: ['albergue.v1.booking.*', 'albergue/v1/payment/+'], mode: 'structured' })
   assert.equal(again.status, 200)
   assert.equal(again.json.id, first.json.id)
   const listed = await (await fetch(httpUrl(broker, '/api/webhooks'))).json() as { subscriptions: Array<Record<string, unknown>> }
   assert.equal(listed.subscriptions.length, 1)
   assert.equal(listed.subscriptions[0]?.secret, undefined)
-  assert.deepEqual(listed.subscriptions[0]?.filters, ['albergue/v1/booking/#', 'albergue/v1/payment/+'])
+  assert.deepEqual(listed.subscriptions[0]?.mqttFilters, ['albergue/v1/booking/#', 'albergue/v1/payment/+'])
 
   const publisher = await connect(t, mqttUrl(broker))
   const event = bookingReserved()
