@@ -26,6 +26,8 @@ const subscriptionSchema = Type.Object({
   mode: Type.Optional(enumOf(['binary', 'structured'])),
   retry: Type.Optional(retryOverride),
   timeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
+  /** Deliver the events of one key one at a time, in the order they were accepted: the `partitionkey` or `subject` attribute; `none` (the default) orders nothing. */
+  ordering: Type.Optional(enumOf(['none', 'partitionkey', 'subject'])),
   /** Run the CloudEvents web hook validation handshake (an `OPTIONS` request) before delivering; default false. */
   handshake: Type.Optional(Type.Boolean()),
   /**

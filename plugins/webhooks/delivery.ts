@@ -24,6 +24,8 @@ export interface Job {
   readonly event: Record<string, unknown>
   /** Set when this delivery replays the dead letter with this id. */
   readonly replayOf?: string
+  /** The value of the subscription's `ordering` attribute in the event: deliveries with the same key go one at a time, in order. */
+  readonly orderingKey?: string
   /** When the broker accepted the event (ms since the epoch): its time-to-live counts from here. */
   readonly acceptedAt: number
   attempts: number

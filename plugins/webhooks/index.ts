@@ -124,7 +124,7 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
   }
   const queue: DeliveryQueueLike = ctx.redis === undefined ? new DeliveryQueue(delivery) : sharedQueue(ctx.redis)
   const intake = holdIntake(ctx, opts.intake, store, queue)
-  const registry = new WebhookRegistry({ store, policy, tallies, queue, shared, handshake: validationHandshake(ctx, opts, policy), onRefused: (err) => { filterOutcomes.refused(err) } })
+  const registry = new WebhookRegistry({ store, policy, tallies, queue, shared, keepsOrder: ctx.redis === undefined, handshake: validationHandshake(ctx, opts, policy), onRefused: (err) => { filterOutcomes.refused(err) } })
   for (const [i, input] of opts.subscriptions.entries()) {
     const { subscription } = await registry.register(input, true).catch((err: unknown) => { throw new PluginError('webhooks', `webhooks.subscriptions[${i}]: ${messageOf(err)}`, { cause: err }) })
     // held, not dropped: registering it again (API or restart) runs the handshake again
@@ -134,6 +134,7 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
 
   /** Queue one delivery; a full queue dead-letters it. */
   function deliver (subscription: Subscription, topic: string, raw: Buffer, event: CloudEventObject, replayOf?: string): void {
+    const orderingKey = orderingKeyOf(subscription, event)
     const job: Job = {
       subscription,
       id: webhookId(subscription.id, event.source, event.id),
@@ -145,7 +146,8 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
       attempts: 0,
       lastStatus: undefined,
       lastError: undefined,
-      ...(replayOf === undefined ? {} : { replayOf })
+      ...(replayOf === undefined ? {} : { replayOf }),
+      ...(orderingKey === undefined ? {} : { orderingKey })
     }
     if (!queue.enqueue(job)) {
       metrics.deliveries.inc({ subscription: subscription.id, outcome: 'queue_full' })
@@ -266,6 +268,14 @@ function watchQueue (ctx: PluginContext, store: SubscriptionStore, queue: Delive
 }
 
 type CloudEventObject = Record<string, unknown> & { id: string, source: string }
+
+/** The key an ordered subscription orders `event` by: its `partitionkey` or `subject` attribute (a string or a number), or none. */
+function orderingKeyOf (subscription: Subscription, event: CloudEventObject): string | undefined {
+  const ordering = subscription.ordering ?? 'none'
+  if (ordering === 'none') return undefined
+  const value = event[ordering]
+  return typeof value === 'string' || typeof value === 'number' ? String(value) : undefined
+}
 
 /**
  * The payload as a CloudEvent object (structured JSON with the required attributes), or

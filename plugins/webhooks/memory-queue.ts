@@ -2,9 +2,10 @@ import { Deliverer, type BreakerState, type DeliveryOptions, type DeliveryQueueL
 
 /**
  * The in-memory delivery queue: a FIFO per subscription, as many requests in flight
- * each as its adaptive limit allows (`Deliverer.concurrency`), retries scheduled with backoff; an open circuit holds its
- * subscription's whole queue with one timer. Nothing here is awaited by a publisher:
- * `enqueue` only queues.
+ * each as its adaptive limit allows (`Deliverer.concurrency`), retries scheduled with
+ * backoff; an open circuit holds its subscription's whole queue with one timer. An
+ * ordered subscription's deliveries of one key go one at a time: the others of the key
+ * wait in its lane. Nothing here is awaited by a publisher: `enqueue` only queues.
  */
 export class DeliveryQueue implements DeliveryQueueLike {
   readonly #options: DeliveryOptions
@@ -16,6 +17,8 @@ export class DeliveryQueue implements DeliveryQueueLike {
   readonly #sleeping = new Set<string>()
   #queued = 0
   readonly #queuedBy = new Map<string, number>()
+  /** Per ordered subscription, per ordering key: the deliveries waiting behind the one of that key that is out. */
+  readonly #lanes = new Map<string, Map<string, Job[]>>()
   #closed = false
 
   constructor (options: DeliveryOptions, deliverer = new Deliverer(options)) {
@@ -40,8 +43,42 @@ export class DeliveryQueue implements DeliveryQueueLike {
     if (this.#closed || this.#queued >= this.#options.maxQueued) return false
     this.#queued++
     this.#count(job.subscription.id, 1)
-    this.#push(job)
+    if (!this.#behindItsKey(job)) this.#push(job)
     return true
+  }
+
+  /**
+   * Whether a delivery of `job`'s ordering key is ahead of it (queued, in flight or
+   * between attempts): then it waits in its key's lane, not in the subscription's queue,
+   * until that one has ended (delivered, or failed for good: the key moves on).
+   */
+  #behindItsKey (job: Job): boolean {
+    if (job.orderingKey === undefined) return false
+    const subscriptionId = job.subscription.id
+    let lanes = this.#lanes.get(subscriptionId)
+    if (lanes === undefined) this.#lanes.set(subscriptionId, lanes = new Map())
+    const lane = lanes.get(job.orderingKey)
+    if (lane === undefined) {
+      // the key's head: it goes now, the next of its key waits in the lane
+      lanes.set(job.orderingKey, [])
+      return false
+    }
+    lane.push(job)
+    return true
+  }
+
+  /** `job` ended: the next delivery of its ordering key, if any, may go. */
+  #moveOn (job: Job): void {
+    if (job.orderingKey === undefined) return
+    const lanes = this.#lanes.get(job.subscription.id)
+    const lane = lanes?.get(job.orderingKey)
+    const next = lane?.shift()
+    if (next !== undefined) {
+      this.#push(next)
+      return
+    }
+    lanes?.delete(job.orderingKey)
+    if (lanes?.size === 0) this.#lanes.delete(job.subscription.id)
   }
 
   concurrencyOf (subscriptionId: string): number {
@@ -81,11 +118,11 @@ export class DeliveryQueue implements DeliveryQueueLike {
       if (job === undefined) break
       this.#inFlight.set(key, (this.#inFlight.get(key) ?? 0) + 1)
       this.#deliverer.attempt(job).then((next) => {
-        if (next.kind === 'done') this.#done(key)
+        if (next.kind === 'done') this.#done(job)
         else this.#later(job, next.delayMs)
       }, (err: unknown) => {
         // attempt() ends every delivery itself; a rejection comes from past that (onDelivered, onFailed): it is over all the same
-        this.#done(key)
+        this.#done(job)
         this.#options.onError(err, { op: 'webhook delivery', subscription: key, eventId: job.eventId })
       }).finally(() => {
         this.#inFlight.set(key, (this.#inFlight.get(key) ?? 1) - 1)
@@ -98,10 +135,11 @@ export class DeliveryQueue implements DeliveryQueueLike {
     if (list?.length === 0) this.#waiting.delete(key)
   }
 
-  /** A delivery ended: it leaves the queue's counts. */
-  #done (subscriptionId: string): void {
+  /** A delivery ended: it leaves the queue's counts, and the next of its ordering key may go. */
+  #done (job: Job): void {
     this.#queued--
-    this.#count(subscriptionId, -1)
+    this.#count(job.subscription.id, -1)
+    this.#moveOn(job)
   }
 
   #count (subscriptionId: string, delta: number): void {

@@ -43,6 +43,7 @@ const subscriptionBody: ClosedObjectSchema = {
     mode: { enum: ['binary', 'structured'] },
     retry,
     timeoutMs: { type: 'integer', minimum: 1 },
+    ordering: { enum: ['none', 'partitionkey', 'subject'] },
     handshake: { type: 'boolean' },
     // checked by ./filters/, whose errors name the filter's path and the position in an expression
     filters: { type: 'array' }

@@ -17,7 +17,7 @@ for (const path of ['/api/webhooks', '/api/mqtt/register-webhook']) {
     // asks for something the broker cannot do: before, it was dropped and answered 201
     assert.deepEqual(await register(httpUrl(broker, path), { ...valid, filter_expression: 'data.nights > 1' }), {
       status: 400,
-      json: { error: { code: 'bad_request', message: 'filter_expression is not a known key; known keys: service_id, webhook_url, topic_filters, secret, mode, retry, timeoutMs, handshake, filters' } }
+      json: { error: { code: 'bad_request', message: 'filter_expression is not a known key; known keys: service_id, webhook_url, topic_filters, secret, mode, retry, timeoutMs, ordering, handshake, filters' } }
     })
     assert.deepEqual(await register(httpUrl(broker, path), { ...valid, retry: { maxAttempts: 3, maxAtempts: 5 } }), {
       status: 400,
