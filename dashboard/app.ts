@@ -182,6 +182,7 @@ function renderWebhooks (): void {
         continue
       }
       seen.delivered += hook.delivered
+      seen.concurrency = (seen.concurrency ?? 0) + (hook.concurrency ?? 0)
       seen.failed += hook.failed
       // the queue is shared with Redis: every node reads the same depth
       seen.queued = Math.max(seen.queued, hook.queued)
@@ -196,14 +197,15 @@ function renderWebhooks (): void {
     h('tr', { 'data-webhook': hook.id },
       h('td', {}, hook.service_id),
       h('td', { class: 'url' }, hook.webhook_url),
-      h('td', {}, hook.topic_filters.join(', ')),
+      h('td', {}, hook.topic_filters.join(', '), (hook.filters?.length ?? 0) > 0 ? ` + ${hook.filters?.length ?? 0} attribute filter${hook.filters?.length === 1 ? '' : 's'}` : '', (hook.ordering ?? 'none') !== 'none' ? `, ordered by ${hook.ordering ?? ''}` : ''),
       h('td', { class: `breaker ${hook.breaker}`, 'data-testid': 'breaker' }, hook.disabled === undefined ? hook.breaker : `disabled: ${hook.disabled.reason}`),
       h('td', { 'data-testid': 'last-status' }, hook.lastStatus ?? '—', hook.lastAt === null ? '' : ` at ${clock(hook.lastAt)}`),
+      h('td', { 'data-testid': 'concurrency' }, hook.concurrency ?? '—'),
       h('td', { 'data-testid': 'queued' }, hook.queued),
       h('td', { 'data-testid': 'delivered' }, hook.delivered),
       h('td', { 'data-testid': 'failed' }, hook.failed)
     ))
-  $('webhook-rows').replaceChildren(...(rows.length === 0 ? [h('tr', {}, h('td', { colspan: '8', class: 'note' }, 'No webhook subscriptions.'))] : rows))
+  $('webhook-rows').replaceChildren(...(rows.length === 0 ? [h('tr', {}, h('td', { colspan: '9', class: 'note' }, 'No webhook subscriptions.'))] : rows))
 }
 
 async function loadWebhooks (): Promise<void> {

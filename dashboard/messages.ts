@@ -17,8 +17,13 @@ export interface WebhookState {
   service_id: string
   webhook_url: string
   topic_filters: string[]
+  /** Attribute filters as given (Knative's shape), when the subscription has any. */
+  filters?: unknown[]
+  ordering?: 'none' | 'partitionkey' | 'subject'
   disabled?: { reason: string }
   breaker: 'closed' | 'half-open' | 'open'
+  /** Requests it may have in flight: its adaptive limit (summed over the nodes of a cluster). */
+  concurrency?: number
   queued: number
   delivered: number
   failed: number

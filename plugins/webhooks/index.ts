@@ -124,7 +124,7 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
   }
   const queue: DeliveryQueueLike = ctx.redis === undefined ? new DeliveryQueue(delivery) : sharedQueue(ctx.redis)
   const intake = holdIntake(ctx, opts.intake, store, queue)
-  const registry = new WebhookRegistry({ store, policy, tallies, queue, shared, keepsOrder: ctx.redis === undefined, handshake: validationHandshake(ctx, opts, policy), onRefused: (err) => { filterOutcomes.refused(err) } })
+  const registry = new WebhookRegistry({ store, policy, tallies, queue, shared, handshake: validationHandshake(ctx, opts, policy), onRefused: (err) => { filterOutcomes.refused(err) } })
   for (const [i, input] of opts.subscriptions.entries()) {
     const { subscription } = await registry.register(input, true).catch((err: unknown) => { throw new PluginError('webhooks', `webhooks.subscriptions[${i}]: ${messageOf(err)}`, { cause: err }) })
     // held, not dropped: registering it again (API or restart) runs the handshake again

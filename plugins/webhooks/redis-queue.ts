@@ -1,6 +1,7 @@
 import { DelayedError, Queue, Worker, type Job as BullJob } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { Deliverer, type BreakerState, type DeliveryOptions, type DeliveryQueueLike, type Job } from './delivery.js'
+import { RedisLanes } from './redis-lanes.js'
 import type { Subscription } from './subscriptions.js'
 
 /** A delivery as it waits in Redis: what a node needs to rebuild the job. */
@@ -11,6 +12,8 @@ interface StoredDelivery {
   /** The event's bytes as published, base64. */
   readonly payload: string
   readonly replayOf?: string
+  /** The delivery's ordering key (an ordered subscription's): it waits in its key's lane until it is the head. */
+  readonly orderingKey?: string
   /** When the event was accepted (ms since the epoch); deliveries stored before it was kept take the job's own creation time. */
   readonly acceptedAt?: number
   readonly attempts: number
@@ -31,6 +34,16 @@ export interface RedisQueueOptions extends DeliveryOptions {
   readonly onRefused: (job: Job, why: string) => void
   /** A stored delivery whose subscription was removed: it is dropped. */
   readonly onOrphaned: (subscriptionId: string, eventId: string | undefined) => void
+}
+
+/** Finished jobs leave Redis at once: the delivery's outcome is in the metrics and the dead letters. */
+const DONE_JOBS = { removeOnComplete: true, removeOnFail: true } as const
+/** Lane heads without their job are looked for every this many depth reads (seconds). */
+const SWEEP_EVERY = 5
+
+/** A lane entry's delivery, as `storedOf` wrote it. */
+function parseStored (payload: string): StoredDelivery {
+  return JSON.parse(payload) as StoredDelivery
 }
 
 /** BullMQ keys live under this prefix; one queue per subscription, named by its id. */
@@ -67,15 +80,19 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
   /** This turn's jobs, by subscription, written at the end of the turn; and the promise of that write. */
   #batch = new Map<string, Job[]>()
   #batchWritten: Promise<void> | undefined
+  readonly #lanes: RedisLanes
+  #sweeps = 0
 
   constructor (options: RedisQueueOptions) {
     this.#options = options
     this.#deliverer = new Deliverer(options)
+    this.#lanes = new RedisLanes(options.redis)
     this.#timer = setInterval(() => {
       // one read at a time: while Redis is away a read waits, it does not pile up
       if (this.#reading) return
       this.#reading = true
-      this.#readDepth().then((depths) => {
+      const sweep = ++this.#sweeps % SWEEP_EVERY === 0 ? this.#sweep() : Promise.resolve()
+      sweep.then(async () => await this.#readDepth()).then((depths) => {
         this.#depthBy = depths
         this.#depth = 0
         for (const n of depths.values()) this.#depth += n
@@ -107,6 +124,7 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
     const queue = new Queue<StoredDelivery>(subscriptionId, { connection: this.#options.redis, prefix: PREFIX })
     try {
       await queue.obliterate({ force: true })
+      await this.#lanes.forget(subscriptionId)
     } finally {
       await queue.close()
     }
@@ -138,9 +156,11 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
     this.#batch = new Map()
     this.#batchWritten = undefined
     await Promise.all([...batch].map(async ([subscriptionId, jobs]) => {
-      const bulk = jobs.map((job) => ({ name: 'deliver', data: storedOf(job), opts: { jobId: jobIdOf(job), removeOnComplete: true, removeOnFail: true } }))
       try {
-        await this.#queue(subscriptionId).addBulk(bulk)
+        // an ordered delivery becomes a job once it is its key's head; until then it waits in its lane
+        const heads = await this.#lanes.append(subscriptionId, jobs.flatMap((job) => job.orderingKey === undefined ? [] : [{ key: job.orderingKey, jobId: jobIdOf(job), payload: JSON.stringify(storedOf(job)) }]))
+        const ready = jobs.filter((job) => job.orderingKey === undefined || heads.shift() === true)
+        await this.#queue(subscriptionId).addBulk(ready.map((job) => ({ name: 'deliver', data: storedOf(job), opts: { jobId: jobIdOf(job), ...DONE_JOBS } })))
       } catch (err: unknown) {
         const why = `the delivery queue in Redis refused it: ${err instanceof Error ? err.message : String(err)}`
         for (const job of jobs) this.#options.onRefused(job, why)
@@ -193,7 +213,7 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
     const depths = new Map<string, number>()
     for (const id of this.#workers.keys()) {
       const counts = await this.#queue(id).getJobCounts('waiting', 'delayed', 'active', 'prioritized')
-      let depth = 0
+      let depth = await this.#lanes.waiting(id)
       for (const n of Object.values(counts)) depth += n
       depths.set(id, depth)
     }
@@ -219,8 +239,34 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
       }
       job.lastError = err.message
       this.#options.onFailed(job, 'failed')
+      if (bullJob !== undefined) this.#moveOn(bullJob).catch((moveErr: unknown) => { this.#options.onError(moveErr, { op: 'ordering lane', subscription: subscriptionId }) })
     })
     return worker
+  }
+
+  /** A delivery of an ordering key ended (delivered, or failed for good): the next of its key becomes a job. */
+  async #moveOn (bullJob: BullJob<StoredDelivery>): Promise<void> {
+    const key = bullJob.data.orderingKey
+    if (key === undefined || bullJob.id === undefined) return
+    const next = await this.#lanes.advance(bullJob.queueName, key, bullJob.id)
+    if (next !== undefined) await this.#queue(bullJob.queueName).add('deliver', parseStored(next.payload), { jobId: next.jobId, ...DONE_JOBS })
+  }
+
+  /**
+   * Queue again every lane head whose job is missing: its node died between moving the
+   * lane on and adding the job. Looked at twice, so a head that ended meanwhile is not
+   * sent again (one that ends between the two looks may be: at least once, same `webhook-id`).
+   */
+  async #sweep (): Promise<void> {
+    for (const id of this.#workers.keys()) {
+      if ((this.#options.subscription(id)?.ordering ?? 'none') === 'none') continue
+      const queue = this.#queue(id)
+      for (const head of await this.#lanes.heads(id)) {
+        if (await queue.getJob(head.jobId) !== undefined) continue
+        const still = (await this.#lanes.heads(id)).some((h) => h.jobId === head.jobId)
+        if (still) await queue.add('deliver', parseStored(head.payload), { jobId: head.jobId, ...DONE_JOBS })
+      }
+    }
   }
 
   /** One attempt of a stored delivery; a retry or a hold goes back to Redis as a delayed job. */
@@ -229,11 +275,13 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
     const job = this.#jobOf(bullJob, subscription)
     if (subscription === undefined || job === undefined) {
       this.#options.onOrphaned(bullJob.queueName, bullJob.data.eventId)
+      await this.#moveOn(bullJob)
       return
     }
     if (subscription.disabled !== undefined) {
       job.lastError = `the subscription is disabled: ${subscription.disabled.reason}`
       this.#options.onFailed(job, 'failed')
+      await this.#moveOn(bullJob)
       return
     }
     const next = await this.#deliverer.attempt(job)
@@ -241,7 +289,11 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
     const worker = this.#workers.get(bullJob.queueName)
     const limit = this.#deliverer.concurrency(bullJob.queueName)
     if (worker !== undefined && worker.concurrency !== limit) worker.concurrency = limit
-    if (next.kind === 'done') return
+    if (next.kind === 'done') {
+      // while this job is still active: a sweep never finds the lane's head without its job
+      await this.#moveOn(bullJob)
+      return
+    }
     if (next.kind === 'held') {
       // not tried: nothing to write back; spread out, so that the end of the hold is not a burst
       await bullJob.moveToDelayed(Date.now() + next.delayMs + Math.floor(Math.random() * HOLD_SPREAD_MS), token)
@@ -269,7 +321,8 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
       attempts: data.attempts,
       lastStatus: data.lastStatus,
       lastError: data.lastError,
-      ...(data.replayOf === undefined ? {} : { replayOf: data.replayOf })
+      ...(data.replayOf === undefined ? {} : { replayOf: data.replayOf }),
+      ...(data.orderingKey === undefined ? {} : { orderingKey: data.orderingKey })
     }
   }
 }
@@ -282,7 +335,8 @@ function storedOf (job: Job): StoredDelivery {
     payload: job.raw.toString('base64'),
     acceptedAt: job.acceptedAt,
     attempts: job.attempts,
-    ...(job.replayOf === undefined ? {} : { replayOf: job.replayOf })
+    ...(job.replayOf === undefined ? {} : { replayOf: job.replayOf }),
+    ...(job.orderingKey === undefined ? {} : { orderingKey: job.orderingKey })
   }
 }
 

@@ -54,8 +54,6 @@ export interface WebhookRegistryParts {
   readonly policy: UrlPolicy
   readonly tallies: DeliveryTallies
   readonly queue: DeliveryQueueLike
-  /** Whether the queue delivers the events of an ordering key one at a time (the memory queue; not yet the Redis one). */
-  readonly keepsOrder: boolean
   /** With Redis: the subscriptions every node shares. */
   readonly shared: SharedSubscriptions | undefined
   /** The validation handshake with a subscription's endpoint (`handshake: true`). */
@@ -90,7 +88,6 @@ export class WebhookRegistry {
   async register (input: SubscriptionInput, heldOnRefusal = false): Promise<{ subscription: SubscriptionView, created: boolean }> {
     const problem = await this.policy.problem(input.webhook_url)
     if (problem !== undefined) throw new BadRequestError(problem)
-    if ((input.ordering ?? 'none') !== 'none' && !this.#parts.keepsOrder) throw new BadRequestError(`ordering ${JSON.stringify(input.ordering)} is not supported with --redis yet: the shared delivery queue does not keep the order of a key`)
     let mqttFilters: string[]
     try {
       mqttFilters = input.topic_filters.map(toMqttFilter)

@@ -110,6 +110,8 @@ test('an invalid publish shows up as a dead letter with its reason and errors; r
   await webhookRow.locator('[data-testid=failed]', { hasText: '1' }).waitFor({ timeout: SHOWN_MS })
   assert.match(await webhookRow.locator('[data-testid=last-status]').innerText(), /^422/)
   assert.equal(await webhookRow.locator('[data-testid=breaker]').innerText(), 'closed')
+  // its adaptive limit: 8, where every subscription starts (a 422 is no sign of overload, one request at a time no reason to grow)
+  assert.equal(await webhookRow.locator('[data-testid=concurrency]').innerText(), '8')
 
   await failed.locator('[data-action=replay]').click()
   await page.locator('[data-testid=dlq-status]', { hasText: 'delivering to its webhook again' }).waitFor({ timeout: SHOWN_MS })

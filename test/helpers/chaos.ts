@@ -41,7 +41,7 @@ export interface Run {
   readonly egress: Node
 }
 
-async function startNode (t: TestContext, redisUrl: string, id: string): Promise<Node> {
+export async function startNode (t: TestContext, redisUrl: string, id: string): Promise<Node> {
   const cli = startCli(t, ['--mqtt-port', '0', '--http-port', '0', '--node-id', id, '--redis', redisUrl], {
     CE_BROKER_REDIS_NODE_TIMEOUT_MS: NODE_TIMEOUT_MS,
     // a delivery held by a killed node is taken over within about twice this
