@@ -1,5 +1,6 @@
 /**
- * Ordered delivery per key (issue 21, deliverable 1), embedded: a subscription with
+ * Ordered delivery per key (issue 21, deliverable 1), embedded (test/cluster/webhook-ordering.test.ts:
+ * with Redis, a node killed mid-run): a subscription with
  * `ordering: "partitionkey"` (or `"subject"`) gets the events of one key one at a time,
  * in the order the broker accepted them, while other keys keep flowing.
  */
@@ -11,7 +12,6 @@ import type { Broker } from '../../src/index.js'
 import { connect, httpUrl, mqttUrl, startBroker } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved } from '../helpers/events.js'
-import { redisUnavailable, startRedis } from '../helpers/redis.js'
 
 /** One request as the receiver saw it, and what it answered. */
 interface Seen {
@@ -117,12 +117,4 @@ test('a key whose event is dead-lettered moves on: the next event of the key is 
   assert.deepEqual(deliveredByKey(hook.seen).get('doomed'), [1, 2])
   const dlq = (await (await fetch(httpUrl(broker, '/api/dlq'))).json()) as { items: Array<{ record: { data: { reason: string } } }> }
   assert.deepEqual(dlq.items.map((i) => i.record.data.reason), ['delivery_failed'])
-})
-
-test('with --redis, ordering is refused for now (400 naming it): the shared queue does not keep a key\'s order yet', { skip: redisUnavailable() ?? false }, async (t) => {
-  const redis = await startRedis(t)
-  const broker = await startBroker(t, { redis: { url: redis.url } })
-  const res = await register(broker, 'http://127.0.0.1:9/hooks', 'partitionkey')
-  assert.equal(res.status, 400)
-  assert.match(((await res.json()) as { error: { message: string } }).error.message, /ordering "partitionkey" is not supported with --redis yet/)
 })
