@@ -125,30 +125,12 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
   const queue: DeliveryQueueLike = ctx.redis === undefined ? new DeliveryQueue(delivery) : sharedQueue(ctx.redis)
   const intake = holdIntake(ctx, opts.intake, store, queue)
   const registry = new WebhookRegistry({ store, policy, tallies, queue, shared, handshake: validationHandshake(ctx, opts, policy), onRefused: (err) => { filterOutcomes.refused(err) } })
-  for (const [i, input] of opts.subscriptions.entries()) {
-    const { subscription } = await registry.register(input, true).catch((err: unknown) => { throw new PluginError('webhooks', `webhooks.subscriptions[${i}]: ${messageOf(err)}`, { cause: err }) })
-    // held, not dropped: registering it again (API or restart) runs the handshake again
-    if (subscription.disabled !== undefined) ctx.log.warn({ subscription: subscription.id, url: subscription.webhook_url, reason: subscription.disabled.reason }, 'webhook subscription held: its handshake failed')
-  }
+  await registerConfigured(ctx, registry, opts.subscriptions)
   watchQueue(ctx, store, queue)
 
   /** Queue one delivery; a full queue dead-letters it. */
   function deliver (subscription: Subscription, topic: string, raw: Buffer, event: CloudEventObject, replayOf?: string): void {
-    const orderingKey = orderingKeyOf(subscription, event)
-    const job: Job = {
-      subscription,
-      id: webhookId(subscription.id, event.source, event.id),
-      eventId: event.id,
-      topic,
-      raw,
-      event,
-      acceptedAt: Date.now(),
-      attempts: 0,
-      lastStatus: undefined,
-      lastError: undefined,
-      ...(replayOf === undefined ? {} : { replayOf }),
-      ...(orderingKey === undefined ? {} : { orderingKey })
-    }
+    const job = newJob(subscription, topic, raw, event, replayOf)
     if (!queue.enqueue(job)) {
       metrics.deliveries.inc({ subscription: subscription.id, outcome: 'queue_full' })
       deadLetter(job, 'queue_full', `the delivery queue holds ${opts.maxQueued} deliveries`)
@@ -268,6 +250,34 @@ function watchQueue (ctx: PluginContext, store: SubscriptionStore, queue: Delive
 }
 
 type CloudEventObject = Record<string, unknown> & { id: string, source: string }
+
+/** The subscriptions of the config file, registered at start-up: one that fails its handshake is held, one that is invalid stops the start. */
+async function registerConfigured (ctx: PluginContext, registry: WebhookRegistry, subscriptions: readonly SubscriptionInput[]): Promise<void> {
+  for (const [i, input] of subscriptions.entries()) {
+    const { subscription } = await registry.register(input, true).catch((err: unknown) => { throw new PluginError('webhooks', `webhooks.subscriptions[${i}]: ${messageOf(err)}`, { cause: err }) })
+    // held, not dropped: registering it again (API or restart) runs the handshake again
+    if (subscription.disabled !== undefined) ctx.log.warn({ subscription: subscription.id, url: subscription.webhook_url, reason: subscription.disabled.reason }, 'webhook subscription held: its handshake failed')
+  }
+}
+
+/** A delivery of `event` to `subscription`, not tried yet; `replayOf` when it redelivers that dead letter. */
+function newJob (subscription: Subscription, topic: string, raw: Buffer, event: CloudEventObject, replayOf?: string): Job {
+  const orderingKey = orderingKeyOf(subscription, event)
+  return {
+    subscription,
+    id: webhookId(subscription.id, event.source, event.id),
+    eventId: event.id,
+    topic,
+    raw,
+    event,
+    acceptedAt: Date.now(),
+    attempts: 0,
+    lastStatus: undefined,
+    lastError: undefined,
+    ...(replayOf === undefined ? {} : { replayOf }),
+    ...(orderingKey === undefined ? {} : { orderingKey })
+  }
+}
 
 /** The key an ordered subscription orders `event` by: its `partitionkey` or `subject` attribute (a string or a number), or none. */
 function orderingKeyOf (subscription: Subscription, event: CloudEventObject): string | undefined {

@@ -123,24 +123,9 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
     route: (packet, client, done) => { publishFor(aedes, packet, client, done) }
   })
   const forward = forwardCheck(connections, { chain: chains.forward, reportError: (err, context) => { reportError('forward', err, context) } })
-  const shared = new SharedSubscriptions({
-    nodeId: config.nodeId,
-    persistence: backend.persistence,
-    registry: metrics.registry,
-    log,
-    sampler: clientLog,
-    reportError: (err, context) => { reportError('shared', err, context) },
-    link: backend.shared
-  })
-  const subscribeGate = adaptAuthorizeSubscribe({
-    chain: chains.authorizeSubscribe,
-    connections,
-    limits,
-    metrics,
-    log,
-    sampler: clientLog,
-    sharedGroupAdmits: (group, filter, max) => shared.admits(group, filter, max)
-  })
+  const shared = new SharedSubscriptions({ nodeId: config.nodeId, persistence: backend.persistence, registry: metrics.registry, log, sampler: clientLog, reportError: (err, context) => { reportError('shared', err, context) }, link: backend.shared })
+  const sharedGroupAdmits = (group: string, filter: string, max: number): ReturnType<SharedSubscriptions['admits']> => shared.admits(group, filter, max)
+  const subscribeGate = adaptAuthorizeSubscribe({ chain: chains.authorizeSubscribe, connections, limits, metrics, log, sampler: clientLog, sharedGroupAdmits })
   // every message emitted is offered to the shared subscription groups on its way to the subscribers
   const mq = shared.wrap(backend.mq)
   const aedes = new Aedes({
