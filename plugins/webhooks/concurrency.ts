@@ -2,7 +2,7 @@
 export interface ConcurrencyOptions {
   /** `webhooks.defaults.concurrency`: requests in flight per subscription at most. */
   readonly max: number
-  /** Where a subscription starts (and where it starts again after its pool was idle). */
+  /** Where a subscription's limit starts. */
   readonly initial: number
   /** `webhooks.defaults.latencyTargetMs`: an attempt answered slower than this counts as overload, as a 503 does. */
   readonly latencyTargetMs: number

@@ -44,7 +44,15 @@ export class FilterOutcomes {
   passing (matching: readonly MatchingSubscription[], event: EventAttributes): Subscription[] {
     const out: Subscription[] = []
     for (const { subscription, accepts } of matching) {
-      if (accepts(event, (error) => { this.#failed(subscription.id, event.id, error) })) out.push(subscription)
+      let passed: boolean
+      try {
+        passed = accepts(event, (error) => { this.#failed(subscription.id, event.id, error) })
+      } catch (err: unknown) {
+        // a filter must not throw; if one does, its subscription is left out, the others still get the event
+        this.#failed(subscription.id, event.id, { kind: 'generic', message: `the filter threw: ${err instanceof Error ? err.message : String(err)}`, position: { line: 1, column: 1 } })
+        passed = false
+      }
+      if (passed) out.push(subscription)
       else this.#filtered.inc({ subscription: subscription.id })
     }
     return out

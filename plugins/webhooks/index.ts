@@ -74,6 +74,7 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
     breakerHalfOpenAfterMs: opts.breaker.halfOpenAfterMs,
     // the address is checked again when connecting: a name may answer otherwise than at registration
     connect: policy.connector(),
+    current: (id) => store.get(id),
     rates: new DeliveryRates((subscription) => { metrics.rateHeld.inc({ subscription }) }),
     build: (job, now) => buildRequest(job.event, job.raw, job.subscription, job.id, now),
     onDelivered: (job, ms) => {
@@ -141,6 +142,8 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
     if (store.size === 0 || isReserved(message.topic)) return undefined
     const matching = store.matching(message.topic)
     if (matching.length === 0) return undefined
+    // what the intake gate counted as on its way is here: queued below, or never (not a CloudEvent, filtered out)
+    intake.queued(matching.map((m) => m.subscription.id))
     const event = cloudEventOf(message.payload)
     if (event === undefined) {
       // accepted on a topic no rule checks, so not dead-lettered here: its subscribers got it as published
@@ -149,7 +152,6 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
     }
     const passing = filterOutcomes.passing(matching, event)
     for (const subscription of passing) deliver(subscription, message.topic, message.payload, event)
-    intake.queued(matching.map((m) => m.subscription.id))
     // with Redis: the publisher's ack waits until the jobs are there
     return passing.length === 0 ? undefined : queue.written()
   })

@@ -42,6 +42,8 @@ export class IntakeGate {
   readonly #waiting: Waiter[] = []
   /** Publishes let through and not queued yet, by subscription, and since when the count runs. */
   readonly #pending = new Map<string, { count: number, since: number }>()
+  /** Per client, the end of its last publish held (or waiting behind one held). */
+  readonly #tails = new Map<string, Promise<void>>()
   #timer: NodeJS.Timeout | undefined
   #closed = false
 
@@ -49,12 +51,29 @@ export class IntakeGate {
     this.#options = options
   }
 
-  /** The authorizePublish step: `undefined` when the publish may go on now, else the wait for it; an HTTP one is refused (429) instead. */
+  /**
+   * The authorizePublish step: `undefined` when the publish may go on now, else the wait
+   * for it; an HTTP one is refused (429) instead. While a client has a publish held, its
+   * later ones wait behind it, whatever they are bound for: aedes hands a client's
+   * packets read together to the hook together, and one let through past a held one
+   * would be accepted out of the order it was sent in.
+   */
   admit (attempt: PublishAttempt): Promise<void> | undefined {
-    if (attempt.origin === 'internal' || this.#closed) return undefined
+    if (this.#closed) return undefined
     const subscriptions = this.#options.matching(attempt.topic)
+    const client = attempt.origin === 'http' || attempt.origin === 'internal' ? undefined : attempt.clientId ?? undefined
+    const tail = client === undefined ? undefined : this.#tails.get(client)
+    const work = tail === undefined ? this.#decide(attempt, subscriptions) : tail.then(() => this.#decide(attempt, subscriptions))
+    if (work === undefined || client === undefined) return work
+    const tracked: Promise<void> = work.finally(() => { if (this.#tails.get(client) === tracked) this.#tails.delete(client) })
+    this.#tails.set(client, tracked)
+    return tracked
+  }
+
+  /** Let a publish bound for `subscriptions` through (counted as pending), hold it, or refuse it (HTTP). */
+  #decide (attempt: PublishAttempt, subscriptions: readonly string[]): Promise<void> | undefined {
     if (subscriptions.length === 0) return undefined
-    const behind = this.#behind(subscriptions)
+    const behind = this.#closed || attempt.origin === 'internal' ? undefined : this.#behind(subscriptions)
     if (behind === undefined) {
       this.#count(subscriptions, 1)
       return undefined

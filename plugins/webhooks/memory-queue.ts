@@ -116,6 +116,14 @@ export class DeliveryQueue implements DeliveryQueueLike {
       }
       const job = list.shift()
       if (job === undefined) break
+      const disabled = this.#options.current?.(key)?.disabled
+      if (disabled !== undefined) {
+        // queued before its endpoint answered 410 Gone: dead-lettered, as the shared queue does, and its key moves on
+        job.lastError = `the subscription is disabled: ${disabled.reason}`
+        this.#options.onFailed(job, 'failed')
+        this.#done(job)
+        continue
+      }
       this.#inFlight.set(key, (this.#inFlight.get(key) ?? 0) + 1)
       this.#deliverer.attempt(job).then((next) => {
         if (next.kind === 'done') this.#done(job)

@@ -258,8 +258,8 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
    * sent again (one that ends between the two looks may be: at least once, same `webhook-id`).
    */
   async #sweep (): Promise<void> {
+    // every subscription's: one ordered before it was registered again without ordering may still hold lanes
     for (const id of this.#workers.keys()) {
-      if ((this.#options.subscription(id)?.ordering ?? 'none') === 'none') continue
       const queue = this.#queue(id)
       for (const head of await this.#lanes.heads(id)) {
         if (await queue.getJob(head.jobId) !== undefined) continue

@@ -63,12 +63,15 @@ export class SharedSubscriptions {
   /**
    * Store one subscription, compiling its filters here. A node whose
    * `webhooks.filters` bounds are tighter than those of the node that registered it
-   * refuses it: reported, and the others load all the same.
+   * refuses it: reported, the version it replaces dropped (never delivered to under
+   * filters that are no longer its own), and the others load all the same.
    */
   #put (json: string): void {
+    const subscription = parse(json)
     try {
-      this.#store.put(parse(json))
+      this.#store.put(subscription)
     } catch (err: unknown) {
+      this.#store.delete(subscription.id)
       this.#onError(err)
     }
   }

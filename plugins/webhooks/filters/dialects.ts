@@ -143,8 +143,10 @@ class Compiler {
   cesql (body: unknown, path: string): EventFilter {
     const { maxExpressionLength, maxDepth } = this.#limits
     if (typeof body !== 'string') throw new InvalidFilterError(path, `must be a CESQL expression (a string); got ${describe(body)}`)
-    if (body.length > maxExpressionLength) {
-      throw new InvalidFilterError(path, `is ${body.length} characters long, more than webhooks.filters.maxExpressionLength (${maxExpressionLength})`, 'too_long')
+    // characters are code points, as in the positions of a 400 (a UTF-16 length is never below it, so it bounds the work)
+    const characters = body.length > maxExpressionLength ? [...body].length : body.length
+    if (characters > maxExpressionLength) {
+      throw new InvalidFilterError(path, `is ${characters} characters long, more than webhooks.filters.maxExpressionLength (${maxExpressionLength})`, 'too_long')
     }
     let expression
     try {

@@ -1,6 +1,6 @@
-import type { ArithmeticChain, Call, ComparisonChain, ComparisonOp, InStep, LogicChain, Node, Postfix, Step } from './ast.js'
+import type { ArithmeticChain, Call, ComparisonChain, ComparisonOp, InStep, LikeStep, LogicChain, Node, Postfix, Step } from './ast.js'
 import { where, type EvaluationError, type EvaluationErrorKind, type Position } from './errors.js'
-import { matchLike } from './like.js'
+import { LIKE_STEPS, matchLike } from './like.js'
 import { INT_MIN, ZERO, attributeOf, castTo, integer, isInt32, show, toText, typeOf, type CesqlType, type CesqlValue, type EventAttributes } from './values.js'
 
 /** What an expression evaluates to: a value always (§3.3), and the error that stopped it, if any. */
@@ -152,11 +152,17 @@ function postfix (node: Postfix, scope: Scope): boolean {
   let current = valueOf(node.operand, scope)
   for (const step of node.steps) {
     if (scope.error !== undefined) return false
-    const matched = step.op === 'LIKE' ? matchLike(step.pattern, toText(current)) : isIn(step, current, scope)
+    const matched = step.op === 'LIKE' ? like(step, current, scope) : isIn(step, current, scope)
     if (scope.error !== undefined) return false
     current = matched !== step.negated
   }
   return scope.error === undefined && current === true
+}
+
+/** LIKE on `value` as a String; a match that would take too long is an evaluation error. */
+function like (step: LikeStep, value: CesqlValue, scope: Scope): boolean {
+  const matched = matchLike(step.pattern, toText(value))
+  return matched ?? fail(scope, 'generic', `LIKE gave up after ${LIKE_STEPS} steps (a long value against a long pattern)`, step.position, false)
 }
 
 /** Elements are evaluated in order until one equals `value`. */

@@ -34,8 +34,31 @@ function chars (value: string): string[] {
   return Array.from(value)
 }
 
-/** Leading and trailing Unicode White_Space, which is not quite what `String.prototype.trim` removes. */
-const EDGE_SPACE = /^\p{White_Space}+|\p{White_Space}+$/gu
+/** One Unicode White_Space character (every one is in the BMP: one UTF-16 unit), which is not quite what `String.prototype.trim` removes. */
+const SPACE = /^\p{White_Space}$/u
+
+/** `text` without its leading and trailing White_Space, in one pass from each end (a regular expression alternation took quadratic time on a long run of spaces). */
+function trimSpace (text: string): string {
+  let start = 0
+  let end = text.length
+  while (start < end && SPACE.test(text.charAt(start))) start++
+  while (end > start && SPACE.test(text.charAt(end - 1))) end--
+  return text.slice(start, end)
+}
+
+/** The longest string a function may build (UTF-16 units): about 64 times the largest payload, far below what V8 can hold. */
+export const MAX_BUILT = 16_777_216
+
+/** `parts` joined by `separator`, or '' with an error when the result would be longer than `MAX_BUILT`. */
+function joined (parts: readonly string[], separator: string, fail: Fail): string {
+  let length = separator.length * Math.max(0, parts.length - 1)
+  for (const part of parts) length += part.length
+  if (length > MAX_BUILT) {
+    fail('functionEvaluation', `the result would be ${length} characters long, more than ${MAX_BUILT}`)
+    return ''
+  }
+  return parts.join(separator)
+}
 
 /** `SUBSTRING(x, pos[, len])`: 1-based; a negative `pos` counts from the end; `pos` 0 is the empty string. */
 function substring (args: readonly CesqlValue[], fail: Fail): string {
@@ -77,11 +100,11 @@ function side (from: 'left' | 'right') {
  */
 const BUILT_INS: readonly FunctionDef[] = [
   { name: 'LENGTH', params: ['String'], returns: 'Integer', apply: (args) => chars(str(args, 0)).length },
-  { name: 'CONCAT', params: [], rest: 'String', returns: 'String', apply: (args) => args.map(toText).join('') },
-  { name: 'CONCAT_WS', params: ['String'], rest: 'String', returns: 'String', apply: (args) => args.slice(1).map(toText).join(str(args, 0)) },
+  { name: 'CONCAT', params: [], rest: 'String', returns: 'String', apply: (args, fail) => joined(args.map(toText), '', fail) },
+  { name: 'CONCAT_WS', params: ['String'], rest: 'String', returns: 'String', apply: (args, fail) => joined(args.slice(1).map(toText), str(args, 0), fail) },
   { name: 'LOWER', params: ['String'], returns: 'String', apply: (args) => str(args, 0).toLowerCase() },
   { name: 'UPPER', params: ['String'], returns: 'String', apply: (args) => str(args, 0).toUpperCase() },
-  { name: 'TRIM', params: ['String'], returns: 'String', apply: (args) => str(args, 0).replace(EDGE_SPACE, '') },
+  { name: 'TRIM', params: ['String'], returns: 'String', apply: (args) => trimSpace(str(args, 0)) },
   { name: 'LEFT', params: ['String', 'Integer'], returns: 'String', apply: side('left') },
   { name: 'RIGHT', params: ['String', 'Integer'], returns: 'String', apply: side('right') },
   { name: 'SUBSTRING', params: ['String', 'Integer'], returns: 'String', apply: substring },

@@ -2,7 +2,8 @@
  * The LIKE operator's patterns (§3.4.3): `%` is any run of characters, `_` one
  * character, `\%` and `\_` stand for themselves; every other character, a backslash
  * before anything else included, is itself (case-sensitive). Matched without regular
- * expressions, in at most (text length × pattern length) steps whatever the pattern.
+ * expressions, in at most (text length × pattern length) steps whatever the pattern,
+ * and never more than `LIKE_STEPS`.
  */
 
 const ONE = 1
@@ -31,17 +32,28 @@ export function compileLike (pattern: string): LikePattern {
 }
 
 /**
- * Whether `text` matches `pattern` as a whole. Greedy, and on a mismatch goes back to
- * the last `%` seen, which then takes one more character: the classic wildcard match,
- * which never needs to return to an earlier `%`.
+ * Steps one LIKE may take (characters compared, about 10 ms): past it the match is given
+ * up as an evaluation error. The classic wildcard match takes up to text length ×
+ * pattern length steps, and a pattern within `webhooks.filters.maxExpressionLength`
+ * against a value of a few hundred KB would hold the event loop for seconds.
  */
-export function matchLike (pattern: LikePattern, text: string): boolean {
+export const LIKE_STEPS = 5_000_000
+
+/**
+ * Whether `text` matches `pattern` as a whole; `undefined` when that takes more than
+ * `LIKE_STEPS`. Greedy, and on a mismatch goes back to the last `%` seen, which then
+ * takes one more character: the classic wildcard match, which never needs to return to
+ * an earlier `%`.
+ */
+export function matchLike (pattern: LikePattern, text: string): boolean | undefined {
   const chars = Array.from(text)
   let t = 0
   let p = 0
   let anyAt = -1
   let anyText = 0
+  let steps = 0
   while (t < chars.length) {
+    if (++steps > LIKE_STEPS) return undefined
     const token = pattern[p]
     if (token === ANY) {
       anyAt = p++
