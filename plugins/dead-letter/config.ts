@@ -18,7 +18,7 @@ export const deadLettersSection = configSection({
     replayLeaseMs: Type.Integer({
       minimum: 100,
       default: 10_000,
-      ...setting({ env: 'CE_BROKER_DEAD_LETTERS_REPLAY_LEASE_MS', doc: 'with Redis: a running redrive whose node has not moved it on for this long (the node died) may be resumed by another node, in ms' })
+      ...setting({ env: 'CE_BROKER_DEAD_LETTERS_REPLAY_LEASE_MS', doc: 'with Redis: a running redrive whose node has not moved it on for this long (the node died) may be resumed by another node, in ms; at least three pauses of `replayRatePerSecond` (a shorter value is raised, with a warning)' })
     })
   }, { additionalProperties: false })
 })

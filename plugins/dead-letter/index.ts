@@ -55,12 +55,15 @@ async function setupDeadLetter (ctx: PluginContext, { maxEntries, replayRatePerS
     redeliverer: (reason, redeliver) => { redeliverers.set(reason, redeliver) }
   })
   const source = { deadLetters: store, submit: ctx.submit, redeliverers }
+  // a lease shorter than three pauses between two replays would run out while the job paces itself (another node could take a live job)
+  const leaseMs = Math.max(replayLeaseMs, Math.ceil(3_000 / replayRatePerSecond))
+  if (leaseMs !== replayLeaseMs) ctx.log.warn({ replayLeaseMs, replayRatePerSecond, leaseMs }, 'deadLetters.replayLeaseMs is shorter than three pauses of deadLetters.replayRatePerSecond: the longer is used')
   const redrive = new Redrive({
     source,
-    jobs: ctx.redis === undefined ? new MemoryRedriveJobStore(replayLeaseMs) : new RedisRedriveJobStore(ctx.redis, replayLeaseMs),
+    jobs: ctx.redis === undefined ? new MemoryRedriveJobStore(leaseMs) : new RedisRedriveJobStore(ctx.redis, leaseMs),
     nodeId: ctx.nodeId,
     ratePerSecond: replayRatePerSecond,
-    leaseMs: replayLeaseMs,
+    leaseMs,
     log: ctx.log,
     logIntervalMs: ctx.config.limits.clientLogIntervalMs,
     metrics: ctx.metrics,

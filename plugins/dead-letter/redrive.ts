@@ -182,12 +182,18 @@ export class Redrive {
     if (!await this.#options.jobs.begin(jobId, entryId, this.#options.nodeId, Date.now())) return undefined
     const entry = await this.#options.source.deadLetters.get(entryId)
     if (entry === undefined) return 'gone'
+    // a replay may take longer than the lease (a commit waiting out a Redis outage): renewed meanwhile, so no other node takes the entry in hand
+    const renew = setInterval(() => {
+      this.#options.jobs.step(jobId, this.#options.nodeId, Date.now()).catch((err: unknown) => { this.#options.reportError(err, { op: 'dead-letter redrive lease', job: jobId }) })
+    }, Math.max(50, Math.floor(this.#options.leaseMs / 3)))
     try {
       return (await replayEntry(this.#options.source, entry)).outcome
     } catch (err: unknown) {
       // the broker could not take it (not the event's fault): counted as failed, kept as it was
       this.#options.reportError(err, { op: 'dead-letter redrive replay', job: jobId, id: entryId })
       return 'error'
+    } finally {
+      clearInterval(renew)
     }
   }
 

@@ -48,8 +48,10 @@ export function isOwnRejections (filter: string, clientId: string): boolean {
  * are read by nobody, and a client reads its own rejections and no one else's (a
  * wildcard would read others').
  */
-export function unreadable (filter: string, clientId: string): 'discarded' | 'others_rejections' | undefined {
+export function unreadable (filter: string, clientId: string): 'discarded' | 'others_rejections' | 'share_member_route' | undefined {
   if (filter.startsWith(DISCARD_PREFIX)) return 'discarded'
+  // the routes a node announces for its shared-subscription members: a client's filter there would pose as one
+  if (filter.startsWith(SHARE_MEMBER_PREFIX)) return 'share_member_route'
   if (filter.startsWith(REJECTIONS_PREFIX) && !isOwnRejections(filter, clientId)) return 'others_rejections'
   return undefined
 }

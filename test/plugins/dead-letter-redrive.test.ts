@@ -181,3 +181,17 @@ test('with Redis, a redrive started on one node is shown, stopped and resumed by
   const b = await startBroker(t, { nodeId: 'node-b', redis: { url: redis.url }, deadLetters: { replayRatePerSecond: 20 } })
   await stopAndResume(t, a, b, b)
 })
+
+test('a redrive pacing itself slower than deadLetters.replayLeaseMs keeps its lease: a second redrive is refused (409) while it runs, not started over it', async (t) => {
+  // one replay a second, a lease of 100 ms: the lease would run out in every pause
+  const broker = await startBroker(t, { deadLetters: { replayRatePerSecond: 1, replayLeaseMs: 100 } })
+  await fill(t, broker, 4)
+  const started = await call(httpUrl(broker, '/api/dlq/replay'), 'POST', { filter: { reason: 'unknown_type' } })
+  assert.equal(started.status, 202)
+  const id = String((started.body.job as { id: string }).id)
+  await until(async () => await jobOf(broker, id), (job) => job.replayed + job.failed >= 1, 'the first replay')
+  // well inside the pause before the next replay, past the configured lease
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const second = await call(httpUrl(broker, '/api/dlq/replay'), 'POST', { filter: { reason: 'unknown_type' } })
+  assert.equal(second.status, 409, 'a second job replaced the running one: its lease ran out while it paced itself')
+})

@@ -54,6 +54,8 @@ export interface SharedDeps {
 
 /** How many nodes a message for a member may be sent on to (its member left meanwhile) before it goes to a member here or nowhere. */
 const MAX_HOPS = 2
+/** How long a group admitted by a SUBSCRIBE holds its place in `limits.maxSharedGroups` before its member joins. */
+const RESERVE_MS = 5_000
 const NO_LOAD: QueueLoad = { full: false, queued: 0 }
 
 /**
@@ -73,6 +75,8 @@ export class SharedSubscriptions implements MemberEvents {
   readonly #deps: SharedDeps
   readonly #metrics: SharedMetrics
   readonly #clients = new Map<Client, MemberClient>()
+  /** Groups admitted by a SUBSCRIBE whose member has not joined yet, until when. */
+  readonly #reserved = new Map<string, number>()
   /** Shared deliveries are numbered on their own (`brokerId` `<nodeId>/$share`): aedes' per-client dedupe by number would take a message delivered to the same client through an ordinary subscription, or handed over, for a copy. */
   readonly #brokerId: string
   #counter = 0
@@ -92,9 +96,28 @@ export class SharedSubscriptions implements MemberEvents {
     this.#load = load
   }
 
-  /** Whether `client` may join the group `group` of `filter`: an existing group, or room for one more (`limits.maxSharedGroups`). */
+  /**
+   * Whether a client may join the group `group` of `filter`: one with a member on this
+   * node (or admitted here already), or room for one more of this node's groups
+   * (`limits.maxSharedGroups`; other nodes' groups do not count). A group admitted is
+   * reserved until its member joins (aedes joins it after every filter of the SUBSCRIBE
+   * was judged), or for `RESERVE_MS`: the filters of one SUBSCRIBE, or of several
+   * clients at once, cannot each take the last place.
+   */
   admits (group: string, filter: string, max: number): boolean {
-    return this.groups.get(groupKey(group, filter)) !== undefined || this.groups.size < max
+    const key = groupKey(group, filter)
+    if (this.#reserved.has(key) || this.#hasMemberHere(key)) return true
+    const now = Date.now()
+    for (const [reserved, until] of this.#reserved) if (until < now) this.#reserved.delete(reserved)
+    let here = this.#reserved.size
+    for (const known of this.groups.values()) if (known.members.some((m) => m.client !== undefined)) here++
+    if (here >= max) return false
+    this.#reserved.set(key, now + RESERVE_MS)
+    return true
+  }
+
+  #hasMemberHere (key: string): boolean {
+    return this.groups.get(key)?.members.some((m) => m.client !== undefined) === true
   }
 
   /** The mq aedes is given: each message emitted is offered to the shared groups too. */
@@ -128,6 +151,7 @@ export class SharedSubscriptions implements MemberEvents {
 
   join (client: Client, name: string, filter: string, qos: number): void {
     const group = this.groups.join(name, filter, { node: this.#deps.nodeId, clientId: client.id, client, qos })
+    this.#reserved.delete(group.key)
     let member = this.#clients.get(client)
     if (member === undefined) {
       member = { groups: new Set(), unacked: new Map() }
@@ -176,6 +200,8 @@ export class SharedSubscriptions implements MemberEvents {
       const name = keyParts(key).name
       if (group === undefined) {
         this.#metrics.unrouted(name)
+        // the group's last member here left before this one: its series go again, the label stays bounded
+        this.#forgetUnused(name)
         continue
       }
       handed++
