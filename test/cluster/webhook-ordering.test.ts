@@ -32,7 +32,7 @@ async function orderReceiver (t: TestContext): Promise<{ url: string, delivered:
       const first = !attempts.has(`${key}/${seq}`)
       attempts.add(`${key}/${seq}`)
       // the first attempt of about one event in 13 is refused: it is retried while its key waits
-      if (first && seq % 13 === 5) {
+      if (first && (seq + Number(key.slice(1))) % 13 === 5) {
         refused++
         res.writeHead(503).end()
         return
@@ -49,10 +49,11 @@ async function orderReceiver (t: TestContext): Promise<{ url: string, delivered:
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`, delivered, refused: () => refused }
 }
 
-test('50 keys x 200 events on two nodes, first attempts refused, a delivering node killed mid-run: each key in order, none lost', { skip, timeout: 240_000 }, async (t) => {
+test('50 keys x 200 events on two nodes, first attempts refused, a delivering node killed mid-run: each key in order, none lost', { skip }, async (t) => {
   const redis = await startRedis(t)
-  const a = await startNode(t, redis.url, 'node-a')
-  const b = await startNode(t, redis.url, 'node-b')
+  // the refusals come in bursts across keys: a circuit opening on them would hold every key (and this test) for its 30 s
+  const env = { CE_BROKER_WEBHOOKS_BREAKER_FAILURES: '100000' }
+  const [a, b] = await Promise.all([startNode(t, redis.url, 'node-a', env), startNode(t, redis.url, 'node-b', env)])
   const hook = await orderReceiver(t)
   const res = await fetch(`${a.http}/api/webhooks`, {
     method: 'POST',
@@ -61,7 +62,6 @@ test('50 keys x 200 events on two nodes, first attempts refused, a delivering no
   })
   assert.equal(res.status, 201)
   // node B has the subscription (and its worker) before anything is published
-  await b.cli.waitForLog((line) => typeof line.msg === 'string' && line.msg.includes('webhook'), 100).catch(() => undefined)
   await new Promise((resolve) => setTimeout(resolve, 500))
 
   // one publisher on node A, the events of every key in turn, each key's in order
@@ -82,7 +82,7 @@ test('50 keys x 200 events on two nodes, first attempts refused, a delivering no
   }
   await Promise.all(sends)
   const published = hook.delivered.length
-  await waitFor(() => new Set(hook.delivered.map((d) => `${d.key}/${d.seq}`)).size >= total, 180_000)
+  await waitFor(() => new Set(hook.delivered.map((d) => `${d.key}/${d.seq}`)).size >= total, 50_000)
 
   const firsts = new Map<string, number[]>()
   const seen = new Set<string>()

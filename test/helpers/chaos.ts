@@ -41,11 +41,12 @@ export interface Run {
   readonly egress: Node
 }
 
-export async function startNode (t: TestContext, redisUrl: string, id: string): Promise<Node> {
+export async function startNode (t: TestContext, redisUrl: string, id: string, env: Readonly<Record<string, string>> = {}): Promise<Node> {
   const cli = startCli(t, ['--mqtt-port', '0', '--http-port', '0', '--node-id', id, '--redis', redisUrl], {
     CE_BROKER_REDIS_NODE_TIMEOUT_MS: NODE_TIMEOUT_MS,
     // a delivery held by a killed node is taken over within about twice this
-    CE_BROKER_WEBHOOKS_LOCK_MS: '1000'
+    CE_BROKER_WEBHOOKS_LOCK_MS: '1000',
+    ...env
   })
   const ready = await cli.waitForLog((line) => line.msg === 'ready', 30_000)
   return { id, port: Number(ready.mqttPort), http: `http://127.0.0.1:${String(ready.httpPort)}`, cli }
