@@ -1,6 +1,6 @@
 import { resolve } from 'node:path'
 import { Counter } from 'prom-client'
-import { AUDIT_LEVEL, AUDIT_PREFIX, ConfigError, ConnectRefusedError, definePlugin, type Settings, type BrokerError, type ConnectAttempt, type PluginContext, type PublishAttempt, type PublishVerdict } from '../../src/core/index.js'
+import { AUDIT_LEVEL, AUDIT_PREFIX, ConfigError, DEFAULT_OUTAGE_HOLD_MS, ConnectRefusedError, definePlugin, type Settings, type BrokerError, type ConnectAttempt, type PluginContext, type PublishAttempt, type PublishVerdict } from '../../src/core/index.js'
 import { RecordWriter, compileRedactor, outcomeOf } from './record.js'
 import { messagesRoutes } from './routes.js'
 import { fileSink, streamSink, type AuditSink } from './sinks.js'
@@ -43,7 +43,7 @@ async function setupAudit (ctx: PluginContext, opts: AuditOptions): Promise<(() 
       throw new ConfigError('audit plugin', 'audit.file', `cannot be opened for appending: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
     }
   }
-  if (ctx.redis !== undefined) sinks.push(streamSink(ctx.redis, opts.stream.key, opts.stream.maxLen))
+  if (ctx.redis !== undefined) sinks.push(streamSink(ctx.redis, opts.stream.key, opts.stream.maxLen, ctx.config.redis?.outageHoldMs ?? DEFAULT_OUTAGE_HOLD_MS))
   const recent = trail instanceof MemoryAuditTrail ? trail : undefined
   const records = new RecordWriter({ node: ctx.nodeId, payload: opts.payload, redact: compileRedactor(opts.redact) })
   // plain numbers on the hot path, copied into prom-client at scrape time

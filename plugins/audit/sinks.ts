@@ -66,16 +66,22 @@ for i = 2, #ARGV do
 end
 return added`
 
-/** Adds to a Redis stream, trimmed to about `maxLen` entries (`XADD key MAXLEN ~ n * record <json>`), one script call per batch. */
-export function streamSink (redis: Redis, key: string, maxLen: number): AuditSink {
+/**
+ * Adds to a Redis stream, trimmed to about `maxLen` entries (`XADD key MAXLEN ~ n * record <json>`),
+ * one script call per batch. A batch written while this connection is (re)connecting
+ * waits for it up to `readyWaitMs` (`redis.outageHoldMs`): the events of that batch
+ * were acknowledged through another connection that is back already.
+ */
+export function streamSink (redis: Redis, key: string, maxLen: number, readyWaitMs: number): AuditSink {
   let waiting = 0
   return {
     name: 'stream',
     async write (batch) {
       // while Redis is away or behind, the batch is dropped and counted, not queued without bound
-      if (redis.status !== 'ready' || waiting > MAX_STREAM_BACKLOG) return 0
+      if (waiting > MAX_STREAM_BACKLOG) return 0
       waiting += batch.count
       try {
+        if (!await ready(redis, readyWaitMs)) return 0
         // EVAL, not EVALSHA: a few hundred bytes per call, and no script cache to miss after a Redis restart
         const added = await Promise.all(piecesOf(batch.chunks).map(async (piece) => Number(await redis.eval(APPEND_LINES, 1, key, maxLen, piece))))
         return added.reduce((a, b) => a + b, 0)
@@ -85,6 +91,25 @@ export function streamSink (redis: Redis, key: string, maxLen: number): AuditSin
     },
     async close () {}
   }
+}
+
+/** Whether `redis` is ready, or becomes so within `ms` (never when it was closed for good). */
+async function ready (redis: Redis, ms: number): Promise<boolean> {
+  if (redis.status === 'ready') return true
+  if (redis.status === 'end' || ms === 0) return false
+  return await new Promise<boolean>((resolve) => {
+    const done = (value: boolean): void => {
+      clearTimeout(timer)
+      redis.off('ready', onReady)
+      redis.off('end', onEnd)
+      resolve(value)
+    }
+    const onReady = (): void => { done(true) }
+    const onEnd = (): void => { done(false) }
+    const timer = setTimeout(() => { done(false) }, ms)
+    redis.on('ready', onReady)
+    redis.on('end', onEnd)
+  })
 }
 
 /** Bytes of lines one script call adds at most: Redis runs nothing else while a script runs, the cluster's commits included. */

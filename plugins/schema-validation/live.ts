@@ -31,6 +31,11 @@ export interface LiveRegistryOptions {
 export class LiveRegistry {
   readonly registry: SchemaRegistry
   readonly #options: LiveRegistryOptions
+  /**
+   * Changes heard while starting (`undefined`: anything), read once the store's first
+   * read is in: a change read before would be undone by that older read.
+   */
+  #heardWhileStarting: Set<string | undefined> | undefined = new Set()
 
   private constructor (registry: SchemaRegistry, options: LiveRegistryOptions) {
     this.registry = registry
@@ -56,7 +61,10 @@ export class LiveRegistry {
     const { definitions, types } = splitDocuments(await readSchemaFolder(options.dir))
     const live = new LiveRegistry(new SchemaRegistry(definitions, options.defaults), options)
     // followed before the store is read: a change made meanwhile is read again, not missed
-    await options.store.watch((type) => { live.#refresh(type) })
+    await options.store.watch((type) => {
+      if (live.#heardWhileStarting !== undefined) live.#heardWhileStarting.add(type)
+      else live.#refresh(type)
+    })
     const histories = await options.store.load()
     // every type's latest known before any is compiled: a type may $ref one that comes after it
     const fresh = types.filter(({ type, schema }) => histories.get(type)?.versions.some((v) => v.fingerprint === fingerprintOf(schema)) !== true)
@@ -80,6 +88,9 @@ export class LiveRegistry {
       }
       live.registry.add(registered.version, prepared)
     }
+    const heard = live.#heardWhileStarting
+    live.#heardWhileStarting = undefined
+    for (const type of heard ?? []) live.#refresh(type)
     return live
   }
 
