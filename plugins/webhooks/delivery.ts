@@ -57,8 +57,8 @@ export interface DeliveryOptions {
   readonly connect: buildConnector.connector
   /** Each subscription's `WebHook-Allowed-Rate`: a delivery past it is held, not tried. */
   readonly rates?: DeliveryRates
-  /** The subscription as it is now (a job holds it as it was when queued): one disabled since (410 Gone) gets nothing more. */
-  readonly current?: (subscriptionId: string) => Subscription | undefined
+  /** The subscription as this node knows it now (a job holds it as it was when queued): one disabled since (410 Gone) gets nothing more, one removed is an orphan. */
+  readonly current: (subscriptionId: string) => Subscription | undefined
   readonly build: (job: Job, now: Date) => WebhookRequest
   readonly onDelivered: (job: Job, latencyMs: number) => void
   /** Attempts ran out, the endpoint refused for good (`gone`: 410), its address is denied, its request could not be made, or its time-to-live passed (`expired`). */

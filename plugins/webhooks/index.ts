@@ -111,7 +111,6 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
       ...delivery,
       redis,
       lockMs: opts.lockMs,
-      subscription: (id) => store.get(id),
       event: cloudEventOf,
       onRefused: (job, why) => {
         metrics.deliveries.inc({ subscription: job.subscription.id, outcome: 'queue_full' })

@@ -116,7 +116,7 @@ export class DeliveryQueue implements DeliveryQueueLike {
       }
       const job = list.shift()
       if (job === undefined) break
-      const disabled = this.#options.current?.(key)?.disabled
+      const disabled = this.#options.current(key)?.disabled
       if (disabled !== undefined) {
         // queued before its endpoint answered 410 Gone: dead-lettered, as the shared queue does, and its key moves on
         job.lastError = `the subscription is disabled: ${disabled.reason}`

@@ -26,8 +26,6 @@ export interface RedisQueueOptions extends DeliveryOptions {
   readonly redis: Redis
   /** How long a node's hold on a delivery lasts without renewal; a node that dies mid-delivery is taken over within about twice this. */
   readonly lockMs: number
-  /** The subscription a stored delivery is for, as this node knows it now. */
-  readonly subscription: (id: string) => Subscription | undefined
   /** The stored event back as an object; `undefined` if it is not one (it was checked when queued). */
   readonly event: (raw: Buffer) => Record<string, unknown> | undefined
   /** Redis did not take a delivery: it is dead-lettered (`queue_full`). */
@@ -232,7 +230,7 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
     worker.on('error', (err) => { this.#options.onError(err, { op: 'worker', subscription: subscriptionId }) })
     worker.on('failed', (bullJob, err) => {
       // what the processor does not handle: it stalled too often, or an unexpected error
-      const job = bullJob === undefined ? undefined : this.#jobOf(bullJob, this.#options.subscription(subscriptionId))
+      const job = bullJob === undefined ? undefined : this.#jobOf(bullJob, this.#options.current(subscriptionId))
       if (job === undefined) {
         this.#options.onError(err, { op: 'delivery', subscription: subscriptionId })
         return
@@ -271,7 +269,7 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
 
   /** One attempt of a stored delivery; a retry or a hold goes back to Redis as a delayed job. */
   async #process (bullJob: BullJob<StoredDelivery>, token: string | undefined): Promise<void> {
-    const subscription = this.#options.subscription(bullJob.queueName)
+    const subscription = this.#options.current(bullJob.queueName)
     const job = this.#jobOf(bullJob, subscription)
     if (subscription === undefined || job === undefined) {
       this.#options.onOrphaned(bullJob.queueName, bullJob.data.eventId)

@@ -45,6 +45,8 @@ function deliverer (t: { after: (fn: () => Promise<void>) => void }, overrides: 
     concurrency: 2,
     initialConcurrency: 2,
     latencyTargetMs: 60_000,
+    // the Deliverer alone: no store of subscriptions to look a job's up in
+    current: () => undefined,
     maxQueued: 100,
     breakerFailures: 100,
     breakerHalfOpenAfterMs: 60_000,
