@@ -57,72 +57,17 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
   const shared = ctx.redis === undefined ? undefined : await SharedSubscriptions.start(ctx.redis, store, (err) => { ctx.reportError(err, { op: 'shared webhook subscriptions' }) })
   const metrics = webhookMetrics(ctx)
 
-  function deadLetter (job: Job, reason: 'delivery_failed' | 'expired' | 'queue_full', detail: string): void {
-    const error = new DeliveryFailedError(reason, job.subscription.id, job.eventId, job.attempts, job.lastStatus, detail)
-    ctx.deadLetter({ topic: job.topic, payload: job.raw, qos: 1 }, error, { origin: 'internal', clientId: null, ...(job.replayOf === undefined ? {} : { replayOf: job.replayOf }) })
-  }
-
-  const delivery: DeliveryOptions = {
-    retry: opts.defaults.retry,
-    timeoutMs: opts.defaults.timeoutMs,
-    ttlMs: opts.defaults.ttlMs,
-    concurrency: opts.defaults.concurrency,
-    initialConcurrency: Math.min(INITIAL_CONCURRENCY, opts.defaults.concurrency),
-    latencyTargetMs: opts.defaults.latencyTargetMs,
-    maxQueued: opts.maxQueued,
-    breakerFailures: opts.breaker.failures,
-    breakerHalfOpenAfterMs: opts.breaker.halfOpenAfterMs,
-    // the address is checked again when connecting: a name may answer otherwise than at registration
-    connect: policy.connector(),
-    current: (id) => store.get(id),
-    rates: new DeliveryRates((subscription) => { metrics.rateHeld.inc({ subscription }) }),
-    build: (job, now) => buildRequest(job.event, job.raw, job.subscription, job.id, now),
-    onDelivered: (job, ms) => {
-      if (job.replayOf !== undefined) {
-        deadLetters.store.delete(job.replayOf).catch((err: unknown) => { ctx.reportError(err, { op: 'remove redelivered dead letter', id: job.replayOf }) })
-      }
-      metrics.deliveries.inc({ subscription: job.subscription.id, outcome: 'delivered' })
-      tallies.count(job.subscription.id, 'delivered', job.lastStatus)
-      metrics.latency.observe({ subscription: job.subscription.id }, ms / 1000)
-    },
-    onFailed: (job, end) => {
-      metrics.deliveries.inc({ subscription: job.subscription.id, outcome: end === 'expired' ? 'expired' : 'failed' })
-      tallies.count(job.subscription.id, 'failed', job.lastStatus)
-      if (end === 'expired') {
-        deadLetter(job, 'expired', `still failing ${opts.defaults.ttlMs} ms after the event was accepted (webhooks.defaults.ttlMs), after ${job.attempts} attempt${job.attempts === 1 ? '' : 's'}: ${job.lastError ?? 'no answer'}`)
-        return
-      }
-      if (end === 'gone') {
-        registry.disable(job.subscription.id, `${job.subscription.webhook_url} answered 410 Gone`)
-          .catch((err: unknown) => { ctx.reportError(err, { op: 'disable subscription', subscription: job.subscription.id }) })
-        ctx.log.warn({ subscription: job.subscription.id, url: job.subscription.webhook_url }, 'webhook answered 410 Gone: subscription disabled')
-      }
-      deadLetter(job, 'delivery_failed', job.lastError ?? 'no answer')
-    },
-    onError: (err, context) => { ctx.reportError(err, context) }
-  }
-
-  /** The durable queue of a cluster, with a worker per subscription that follows the shared set. */
-  function sharedQueue (connection: NonNullable<PluginContext['redis']>): RedisDeliveryQueue {
-    // BullMQ blocks on its connections and wants them never to give up on a command
-    const redis = connection.duplicate({ maxRetriesPerRequest: null })
-    redis.on('error', (err: Error) => { ctx.reportError(err, { op: 'delivery queue connection' }) })
-    const durable = new RedisDeliveryQueue({
-      ...delivery,
-      redis,
-      lockMs: opts.lockMs,
-      event: cloudEventOf,
-      onRefused: (job, why) => {
-        metrics.deliveries.inc({ subscription: job.subscription.id, outcome: 'queue_full' })
-        deadLetter(job, 'queue_full', why)
-      },
-      onOrphaned: (subscription, eventId) => { ctx.log.info({ subscription, eventId }, 'webhook subscription removed: its queued delivery is dropped') }
-    })
-    durable.follow(store.list())
-    store.watch(() => { durable.follow(store.list()) })
-    return durable
-  }
-  const queue: DeliveryQueueLike = ctx.redis === undefined ? new DeliveryQueue(delivery) : sharedQueue(ctx.redis)
+  const deadLetter = deadLetterFor(ctx)
+  const delivery = deliveryOptions(ctx, opts, {
+    policy,
+    store,
+    metrics,
+    tallies,
+    deadLetter,
+    forget: (id) => deadLetters.store.delete(id),
+    disable: async (subscription, reason) => { await registry.disable(subscription, reason) }
+  })
+  const queue: DeliveryQueueLike = ctx.redis === undefined ? new DeliveryQueue(delivery) : sharedQueue(ctx, opts, ctx.redis, { delivery, store, metrics, deadLetter })
   const intake = holdIntake(ctx, opts.intake, store, queue)
   const registry = new WebhookRegistry({ store, policy, tallies, queue, shared, handshake: validationHandshake(ctx, opts, policy), onRefused: (err) => { filterOutcomes.refused(err) } })
   await registerConfigured(ctx, registry, opts.subscriptions)
@@ -178,6 +123,101 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
     if (ctx.redis !== undefined) store.watch(undefined)
     shared?.close()
   }
+}
+
+type WebhookMetrics = ReturnType<typeof webhookMetrics>
+type DeadLetterJob = (job: Job, reason: 'delivery_failed' | 'expired' | 'queue_full', detail: string) => void
+
+/** Dead-letter a delivery that failed for good, expired or found the queue full, with the original event. */
+function deadLetterFor (ctx: PluginContext): DeadLetterJob {
+  return function deadLetter (job, reason, detail) {
+    const error = new DeliveryFailedError(reason, job.subscription.id, job.eventId, job.attempts, job.lastStatus, detail)
+    ctx.deadLetter({ topic: job.topic, payload: job.raw, qos: 1 }, error, { origin: 'internal', clientId: null, ...(job.replayOf === undefined ? {} : { replayOf: job.replayOf }) })
+  }
+}
+
+interface DeliveryParts {
+  readonly policy: UrlPolicy
+  readonly store: SubscriptionStore
+  readonly metrics: WebhookMetrics
+  readonly tallies: DeliveryTallies
+  readonly deadLetter: DeadLetterJob
+  /** Remove the dead letter a delivered redelivery came from. */
+  readonly forget: (deadLetterId: string) => Promise<unknown>
+  /** Disable a subscription whose endpoint answered 410. */
+  readonly disable: (subscription: string, reason: string) => Promise<void>
+}
+
+/** How the queue delivers (`webhooks.defaults`), and what it tells of each delivery's end: counted, dead-lettered, a 410 disabling its subscription. */
+function deliveryOptions (ctx: PluginContext, opts: WebhooksOptions, parts: DeliveryParts): DeliveryOptions {
+  const { policy, store, metrics, tallies, deadLetter } = parts
+  return {
+    retry: opts.defaults.retry,
+    timeoutMs: opts.defaults.timeoutMs,
+    ttlMs: opts.defaults.ttlMs,
+    concurrency: opts.defaults.concurrency,
+    initialConcurrency: Math.min(INITIAL_CONCURRENCY, opts.defaults.concurrency),
+    latencyTargetMs: opts.defaults.latencyTargetMs,
+    maxQueued: opts.maxQueued,
+    breakerFailures: opts.breaker.failures,
+    breakerHalfOpenAfterMs: opts.breaker.halfOpenAfterMs,
+    // the address is checked again when connecting: a name may answer otherwise than at registration
+    connect: policy.connector(),
+    current: (id) => store.get(id),
+    rates: new DeliveryRates((subscription) => { metrics.rateHeld.inc({ subscription }) }),
+    build: (job, now) => buildRequest(job.event, job.raw, job.subscription, job.id, now),
+    onDelivered: (job, ms) => {
+      if (job.replayOf !== undefined) {
+        parts.forget(job.replayOf).catch((err: unknown) => { ctx.reportError(err, { op: 'remove redelivered dead letter', id: job.replayOf }) })
+      }
+      metrics.deliveries.inc({ subscription: job.subscription.id, outcome: 'delivered' })
+      tallies.count(job.subscription.id, 'delivered', job.lastStatus)
+      metrics.latency.observe({ subscription: job.subscription.id }, ms / 1000)
+    },
+    onFailed: (job, end) => {
+      metrics.deliveries.inc({ subscription: job.subscription.id, outcome: end === 'expired' ? 'expired' : 'failed' })
+      tallies.count(job.subscription.id, 'failed', job.lastStatus)
+      if (end === 'expired') {
+        deadLetter(job, 'expired', `still failing ${opts.defaults.ttlMs} ms after the event was accepted (webhooks.defaults.ttlMs), after ${job.attempts} attempt${job.attempts === 1 ? '' : 's'}: ${job.lastError ?? 'no answer'}`)
+        return
+      }
+      if (end === 'gone') {
+        parts.disable(job.subscription.id, `${job.subscription.webhook_url} answered 410 Gone`)
+          .catch((err: unknown) => { ctx.reportError(err, { op: 'disable subscription', subscription: job.subscription.id }) })
+        ctx.log.warn({ subscription: job.subscription.id, url: job.subscription.webhook_url }, 'webhook answered 410 Gone: subscription disabled')
+      }
+      deadLetter(job, 'delivery_failed', job.lastError ?? 'no answer')
+    },
+    onError: (err, context) => { ctx.reportError(err, context) }
+  }
+}
+
+interface QueueParts {
+  readonly delivery: DeliveryOptions
+  readonly store: SubscriptionStore
+  readonly metrics: WebhookMetrics
+  readonly deadLetter: DeadLetterJob
+}
+
+/** The durable queue of a cluster, with a worker per subscription that follows the shared set. */
+function sharedQueue (ctx: PluginContext, opts: WebhooksOptions, connection: NonNullable<PluginContext['redis']>, { delivery, store, metrics, deadLetter }: QueueParts): RedisDeliveryQueue {
+  // BullMQ blocks on its connections and wants them never to give up on a command
+  const redis = connection.duplicate({ maxRetriesPerRequest: null })
+  redis.on('error', (err: Error) => { ctx.reportError(err, { op: 'delivery queue connection' }) })
+  const durable = new RedisDeliveryQueue({
+    ...delivery,
+    redis,
+    lockMs: opts.lockMs,
+    event: cloudEventOf,
+    onRefused: (job, why) => {
+      metrics.deliveries.inc({ subscription: job.subscription.id, outcome: 'queue_full' })
+      deadLetter(job, 'queue_full', why)
+    },
+    onOrphaned: (subscription, eventId) => { ctx.log.info({ subscription, eventId }, 'webhook subscription removed: its queued delivery is dropped') }
+  })
+  durable.follow(store.list())
+  store.watch(() => { durable.follow(store.list()) })
+  return durable
 }
 
 /** The intake gate of `webhooks.intake`, in the authorizePublish chain, counted and logged (sampled per client). */

@@ -90,36 +90,12 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
   const reportError = makeErrorReporter(log, metrics, backend.ready)
   const clientLog = new LogSampler(config.limits.clientLogIntervalMs)
   const { limits } = config
-  const connect = adaptConnect({
-    preConnect: chains.preConnect,
-    authenticate: chains.authenticate,
-    refused: chains.connectRefused,
-    reportError: (err, context) => { reportError('connectRefused', err, context) },
-    connections,
-    log,
-    available: backend.ready,
-    sampler: clientLog
-  })
-  const gate = createPublishGate({
-    chain: chains.authorizePublish,
-    decided: chains.decided,
-    reportError: (err, context) => { reportError('decided', err, context) },
-    deadLetter: () => chains.deadLetter,
+  const parts: NodeParts = { config, log, chains, backend, connections, metrics, clientLog, reportError }
+  const connect = connectHooks(parts)
+  const gate = publishGate(parts, {
     publishRecord: (topic, record) => {
       publishPacket(toPacket({ topic, payload: record, qos: 1 })).catch((err: unknown) => { reportError('dead-letter', err, { topic }) })
     },
-    connections,
-    rate: limits.publishRatePerClient > 0 ? new PublishRate(limits.publishRatePerClient, limits.publishBurstPerClient) : undefined,
-    metrics,
-    log,
-    maxTopicBytes: limits.maxTopicBytes,
-    maxTopicLevels: limits.maxTopicLevels,
-    available: backend.ready,
-    whenAvailable: backend.whenReady,
-    holdMs: config.redis?.outageHoldMs ?? DEFAULT_OUTAGE_HOLD_MS,
-    sampler: clientLog,
-    journal: backend.journal,
-    received: async (client, packet) => await storedIncoming(backend, client, packet),
     route: (packet, client, done) => { publishFor(aedes, packet, client, done) }
   })
   const forward = forwardCheck(connections, { chain: chains.forward, reportError: (err, context) => { reportError('forward', err, context) } })
@@ -169,6 +145,58 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
     },
     keep: (message, error, options) => { gate.keep(toPacket(message), error, options) }
   }
+}
+
+/** What a node is built from, handed to the helpers that build its hooks. */
+interface NodeParts {
+  readonly config: BrokerConfig
+  readonly log: Logger
+  readonly chains: HookChains
+  readonly backend: Backend
+  readonly connections: Connections
+  readonly metrics: CoreMetrics
+  readonly clientLog: LogSampler
+  readonly reportError: ErrorReporter
+}
+
+/** aedes' preConnect and authenticate slots, running the plugins' chains. */
+function connectHooks ({ chains, reportError, connections, log, backend, clientLog }: NodeParts): ReturnType<typeof adaptConnect> {
+  return adaptConnect({
+    preConnect: chains.preConnect,
+    authenticate: chains.authenticate,
+    refused: chains.connectRefused,
+    reportError: (err, context) => { reportError('connectRefused', err, context) },
+    connections,
+    log,
+    available: backend.ready,
+    sampler: clientLog
+  })
+}
+
+type GateRouting = Pick<Parameters<typeof createPublishGate>[0], 'publishRecord' | 'route'>
+
+/** The publish gate in aedes' authorizePublish slot, with the limits, the outage hold and the journal of this node's config. */
+function publishGate ({ config, chains, reportError, connections, metrics, log, backend, clientLog }: NodeParts, routing: GateRouting): PublishGate {
+  const { limits } = config
+  return createPublishGate({
+    chain: chains.authorizePublish,
+    decided: chains.decided,
+    reportError: (err, context) => { reportError('decided', err, context) },
+    deadLetter: () => chains.deadLetter,
+    ...routing,
+    connections,
+    rate: limits.publishRatePerClient > 0 ? new PublishRate(limits.publishRatePerClient, limits.publishBurstPerClient) : undefined,
+    metrics,
+    log,
+    maxTopicBytes: limits.maxTopicBytes,
+    maxTopicLevels: limits.maxTopicLevels,
+    available: backend.ready,
+    whenAvailable: backend.whenReady,
+    holdMs: config.redis?.outageHoldMs ?? DEFAULT_OUTAGE_HOLD_MS,
+    sampler: clientLog,
+    journal: backend.journal,
+    received: async (client, packet) => await storedIncoming(backend, client, packet)
+  })
 }
 
 /**

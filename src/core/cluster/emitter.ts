@@ -86,12 +86,12 @@ export function createClusterEmitter (local: MQEmitter, conns: ClusterConnection
   const resync = new Resync(commands, routes, log)
   const inbox = new Inbox(inboxKey(nodeId), local, conns.reader, conns.commands, log)
   const journal = new Journal(conns.journal, clusterCommands(conns.journal), options, log)
-  let closed = false
+  const state: LinkState = { closed: false }
   let heartbeat: NodeJS.Timeout | undefined
 
-  followRoutes(conns.subscriber, routes, outbox, resync, () => closed)
+  followRoutes(conns.subscriber, routes, outbox, resync, () => state.closed)
   // this node may have been taken for dead meanwhile: say again what it listens to
-  conns.commands.on('ready', () => { if (!closed) void beat(true) })
+  conns.commands.on('ready', () => { if (!state.closed) void beat(true) })
 
   async function beat (always: boolean): Promise<void> {
     try {
@@ -99,10 +99,44 @@ export function createClusterEmitter (local: MQEmitter, conns: ClusterConnection
       if (taken !== undefined) journal.takeOver(taken)
       if (fresh || always) await ownRoutes.announceAll()
     } catch (err: unknown) {
-      if (!closed) log.debug({ err: messageOf(err) }, 'cluster heartbeat failed')
+      if (!state.closed) log.debug({ err: messageOf(err) }, 'cluster heartbeat failed')
     }
   }
 
+  const mq = routedEmitter(local, routes, ownRoutes, outbox, state)
+
+  return {
+    mq,
+    remoteListens: (level) => routes.listensUnder(level),
+    routes,
+    journal,
+    shared: sharedLink(routes, ownRoutes, outbox, inbox, state),
+    start: async () => {
+      // a node starts with an empty inbox: what a former process of this id was sent is not its
+      await conns.commands.del(inboxKey(nodeId))
+      await beat(true)
+      await resync.now()
+      heartbeat = setInterval(() => { void beat(false) }, Math.max(100, Math.floor(options.nodeTimeoutMs / 3))).unref()
+      inbox.start()
+    },
+    stop: async () => {
+      state.closed = true
+      clearInterval(heartbeat)
+      outbox.close()
+      await within(journal.stop(), LEAVE_WAIT_MS)
+      // commands wait through reconnects: a Redis that has just gone is not waited for (the others reap this node)
+      if (conns.commands.status === 'ready') await within(commands.leave(nodeId).then(() => {}, () => {}), LEAVE_WAIT_MS)
+      conns.reader.disconnect()
+      await inbox.close()
+    }
+  }
+}
+
+/** Whether this node has left the cluster (set by `stop`, or by aedes closing its emitter). */
+interface LinkState { closed: boolean }
+
+/** The `mq` aedes is handed: local listeners, this node's routes announced, messages sent on to the nodes that listen. */
+function routedEmitter (local: MQEmitter, routes: RouteTable, ownRoutes: OwnRoutes, outbox: Outbox, state: LinkState): MQEmitter {
   const mq: MQEmitter = {
     get current () { return local.current },
     get concurrent () { return local.concurrent },
@@ -121,7 +155,7 @@ export function createClusterEmitter (local: MQEmitter, conns: ClusterConnection
         done?.()
         return
       }
-      const nodes = closed ? NONE : routes.nodesFor(message.topic)
+      const nodes = state.closed ? NONE : routes.nodesFor(message.topic)
       if (nodes.length === 0) {
         local.emit(message, done)
         return
@@ -138,47 +172,26 @@ export function createClusterEmitter (local: MQEmitter, conns: ClusterConnection
       for (const node of nodes) outbox.send(node, entry, partDone)
     },
     close (done) {
-      closed = true
+      state.closed = true
       local.close(done)
     }
   }
+  return mq
+}
 
+function sharedLink (routes: RouteTable, ownRoutes: OwnRoutes, outbox: Outbox, inbox: Inbox, state: LinkState): SharedLink {
   return {
-    mq,
-    remoteListens: (level) => routes.listensUnder(level),
-    routes,
-    journal,
-    shared: {
-      announce: (route, joined) => {
-        if (joined) ownRoutes.add(route, undefined)
-        else ownRoutes.remove(route, undefined)
-      },
-      send: (node, message, done) => {
-        if (closed) done(new Error('the cluster link is closed'))
-        else outbox.send(node, pack(message), done)
-      },
-      attach: (receive, member) => {
-        inbox.onShared = receive
-        routes.onMember = member
-      }
+    announce: (route, joined) => {
+      if (joined) ownRoutes.add(route, undefined)
+      else ownRoutes.remove(route, undefined)
     },
-    start: async () => {
-      // a node starts with an empty inbox: what a former process of this id was sent is not its
-      await conns.commands.del(inboxKey(nodeId))
-      await beat(true)
-      await resync.now()
-      heartbeat = setInterval(() => { void beat(false) }, Math.max(100, Math.floor(options.nodeTimeoutMs / 3))).unref()
-      inbox.start()
+    send: (node, message, done) => {
+      if (state.closed) done(new Error('the cluster link is closed'))
+      else outbox.send(node, pack(message), done)
     },
-    stop: async () => {
-      closed = true
-      clearInterval(heartbeat)
-      outbox.close()
-      await within(journal.stop(), LEAVE_WAIT_MS)
-      // commands wait through reconnects: a Redis that has just gone is not waited for (the others reap this node)
-      if (conns.commands.status === 'ready') await within(commands.leave(nodeId).then(() => {}, () => {}), LEAVE_WAIT_MS)
-      conns.reader.disconnect()
-      await inbox.close()
+    attach: (receive, member) => {
+      inbox.onShared = receive
+      routes.onMember = member
     }
   }
 }

@@ -90,31 +90,38 @@ const UNCOUNTED: BackendCounters = { limitHit: () => {}, journalReplayed: () => 
 
 /** Build the backend the config asks for. */
 export function createBackend (config: CoreConfig, log: Logger, counters: BackendCounters = UNCOUNTED): Backend {
-  // [MQTT-4.7.1-3]: `sport/#` matches `sport`; aedes sets this for its default mqemitter too
-  const mqOptions = { concurrency: 100, matchEmptyLevels: true }
-  if (config.redis === undefined) {
-    const persistence = memoryPersistence()
-    guardDollarTopics(persistence)
-    const mq = boundRecursion(mqemitter(mqOptions))
-    return {
-      kind: 'memory',
-      persistence,
-      mq,
-      listening: watchSystemTopics(mq),
-      redis: undefined,
-      shared: undefined,
-      journal: undefined,
-      ready: () => true,
-      whenReady: async () => true,
-      started: async () => {},
-      closing: () => {},
-      retained: (filter, limit) => readRetained(persistence, filter, limit),
-      subscribers: async (topic) => await storedSubscribers(persistence, topic),
-      close: async () => { await persistence.destroy() }
-    }
-  }
+  return config.redis === undefined ? memoryBackend() : redisBackend(config, config.redis, log, counters)
+}
 
-  const target = targetOf(config.redis.url)
+// [MQTT-4.7.1-3]: `sport/#` matches `sport`; aedes sets this for its default mqemitter too
+const MQ_OPTIONS = { concurrency: 100, matchEmptyLevels: true }
+
+/** One node on its own: aedes' memory persistence and a local emitter. */
+function memoryBackend (): Backend {
+  const persistence = memoryPersistence()
+  guardDollarTopics(persistence)
+  const mq = boundRecursion(mqemitter(MQ_OPTIONS))
+  return {
+    kind: 'memory',
+    persistence,
+    mq,
+    listening: watchSystemTopics(mq),
+    redis: undefined,
+    shared: undefined,
+    journal: undefined,
+    ready: () => true,
+    whenReady: async () => true,
+    started: async () => {},
+    closing: () => {},
+    retained: (filter, limit) => readRetained(persistence, filter, limit),
+    subscribers: async (topic) => await storedSubscribers(persistence, topic),
+    close: async () => { await persistence.destroy() }
+  }
+}
+
+/** A node of a cluster: persistence in Redis and routing between nodes (cluster/emitter.ts). */
+function redisBackend (config: CoreConfig, redis: NonNullable<CoreConfig['redis']>, log: Logger, counters: BackendCounters): Backend {
+  const target = targetOf(redis.url)
   const health = new RedisHealth(log.child({ component: 'redis' }))
   // One connection for the persistence; for the cluster one for commands, one subscribed to
   // the route channel and one for the blocking inbox read (those two can do nothing else).
@@ -137,16 +144,16 @@ export function createBackend (config: CoreConfig, log: Logger, counters: Backen
   guardDollarTopics(persistence)
   // the library sends at most 1 001 queued messages per CONNECT: send the whole queue, a page at a time
   pageRedisBacklog(persistence, db)
-  const local = boundRecursion(mqemitter(mqOptions))
+  const local = boundRecursion(mqemitter(MQ_OPTIONS))
   const localInterest = watchSystemTopics(local)
   const cluster: ClusterEmitter = createClusterEmitter(local, { commands, subscriber, reader, journal }, {
     nodeId: config.nodeId,
-    maxBacklog: config.redis.maxRouteBacklog ?? DEFAULT_MAX_ROUTE_BACKLOG,
-    nodeTimeoutMs: config.redis.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS,
+    maxBacklog: redis.maxRouteBacklog ?? DEFAULT_MAX_ROUTE_BACKLOG,
+    nodeTimeoutMs: redis.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS,
     onBehind: () => { counters.limitHit('route_backlog') },
     onReplayed: counters.journalReplayed,
-    waitReplicas: config.redis.waitReplicas ?? 0,
-    holdMs: config.redis.outageHoldMs ?? DEFAULT_OUTAGE_HOLD_MS
+    waitReplicas: redis.waitReplicas ?? 0,
+    holdMs: redis.outageHoldMs ?? DEFAULT_OUTAGE_HOLD_MS
   }, log.child({ component: 'cluster' }))
   return {
     kind: 'redis',
