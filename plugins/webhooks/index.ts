@@ -234,7 +234,8 @@ function holdIntake (ctx: PluginContext, opts: WebhooksOptions['intake'], store:
       if (suppressed !== undefined) ctx.log.info({ subscription, outcome, clientId, depth: queue.depthOf(subscription), suppressed }, outcome === 'held' ? 'publish held: a webhook subscription it is bound for is behind' : outcome === 'timeout' ? 'held publish let through: its hold ran out' : 'HTTP publish refused (429): a webhook subscription it is bound for is behind')
     }
   })
-  ctx.hooks.authorizePublish(function holdWhileBehind (attempt) { return gate.admit(attempt) })
+  // with no subscription there is nothing to hold for: publishes keep the fast path
+  ctx.hooks.authorizePublish(function holdWhileBehind (attempt) { return gate.admit(attempt) }, { idle: () => store.size === 0 })
   return gate
 }
 

@@ -154,7 +154,12 @@ export interface HookRegistry {
   preConnect: (handler: ConnectHandler) => void
   /** With the credentials; a refusal answers CONNACK with the error's return code (default 5). */
   authenticate: (handler: ConnectHandler) => void
-  authorizePublish: (handler: AuthorizePublishHandler) => void
+  /**
+   * Ask about each publish; the first refusal decides. `idle`, when given, says the
+   * handler would let every publish through as it is (a gate with nothing to guard):
+   * while every handler is idle, a publish skips the chain (the no-plugin fast path).
+   */
+  authorizePublish: (handler: AuthorizePublishHandler, options?: { readonly idle?: () => boolean }) => void
   authorizeSubscribe: (handler: AuthorizeSubscribeHandler) => void
   published: (handler: PublishedHandler) => void
   /**

@@ -180,6 +180,7 @@ function publishGate ({ config, chains, reportError, connections, metrics, log, 
   const { limits } = config
   return createPublishGate({
     chain: chains.authorizePublish,
+    chainIdle: chains.publishIdle,
     decided: chains.decided,
     reportError: (err, context) => { reportError('decided', err, context) },
     deadLetter: () => chains.deadLetter,

@@ -174,3 +174,25 @@ test('plugin option types are checked at compile time', () => {
   const bare = definePlugin('bare', async () => undefined)
   expectTypeOf(bare()).toEqualTypeOf<PluginEntry>()
 })
+
+test('while every authorizePublish handler is idle a publish skips the chain; the webhooks intake gate is idle until a subscription exists', async (t) => {
+  const asked: string[] = []
+  // idle itself: it is asked only when another handler of the chain is not
+  const watcher = definePlugin('watcher', async (ctx) => {
+    ctx.hooks.authorizePublish(function noteTopic (attempt: PublishAttempt) { asked.push(attempt.topic) }, { idle: () => true })
+  })
+  // no validation rule and no idempotency: the webhooks intake gate is the only other handler
+  const broker = await startBroker(t, { validation: { rules: [] }, idempotency: { enabled: false }, webhooks: { denyNetworks: [] }, plugins: [watcher()] })
+  const publisher = await connect(t, mqttUrl(broker))
+  await publisher.publishAsync('hostel/one', 'x', { qos: 1 })
+  assert.deepEqual(asked, [])
+
+  const reply = await fetch(`http://127.0.0.1:${broker.ports.http}/api/webhooks`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ service_id: 'ledger', webhook_url: 'http://127.0.0.1:9/hook', topic_filters: ['hostel/ledger/#'] })
+  })
+  assert.equal(reply.status, 201)
+  await publisher.publishAsync('hostel/two', 'x', { qos: 1 })
+  assert.deepEqual(asked, ['hostel/two'])
+})

@@ -18,12 +18,17 @@ export class HookChains {
   readonly connectRefused: ConnectRefusedHandler[] = []
   readonly cloudEventTopics: Array<(topic: string) => boolean> = []
   #deadLetter: DeadLetterHandler | undefined
+  /** Each authorizePublish handler's `idle`, in the chain's order. */
+  readonly #publishIdle: Array<(() => boolean) | undefined> = []
 
   /** The view handed to plugins: they can add handlers, never read or reorder them. */
   readonly registry: HookRegistry = {
     preConnect: (handler) => { this.preConnect.push(handler) },
     authenticate: (handler) => { this.authenticate.push(handler) },
-    authorizePublish: (handler) => { this.authorizePublish.push(handler) },
+    authorizePublish: (handler, options) => {
+      this.authorizePublish.push(handler)
+      this.#publishIdle.push(options?.idle)
+    },
     authorizeSubscribe: (handler) => { this.authorizeSubscribe.push(handler) },
     published: (handler) => { this.published.push(handler) },
     forward: (handler) => { this.forward.push(handler) },
@@ -34,6 +39,12 @@ export class HookChains {
       if (this.#deadLetter !== undefined) throw new PluginError(handler.name || 'deadLetter', 'a dead-letter handler is registered already')
       this.#deadLetter = handler
     }
+  }
+
+  /** Whether no authorizePublish handler would do anything now: none at all, or each one idle. */
+  readonly publishIdle = (): boolean => {
+    for (const idle of this.#publishIdle) if (idle === undefined || !idle()) return false
+    return true
   }
 
   /** The dead-letter handler, when a plugin registered one. */

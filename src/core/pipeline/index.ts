@@ -23,6 +23,8 @@ export type { OutageHold } from './outage-hold.js'
 
 export interface PipelineDeps extends RefusalDeps, TopicLimits, Omit<OutageHoldOptions, 'log'> {
   readonly chain: readonly AuthorizePublishHandler[]
+  /** Whether every handler of `chain` is idle now (none, or each one's `idle` says so). */
+  readonly chainIdle: () => boolean
   readonly metrics: CoreMetrics
   readonly log: Logger
   /** With `--redis`, the node's journal: accepted events are committed there before they are acknowledged. */
@@ -75,7 +77,7 @@ export function createPublishPipeline (deps: PipelineDeps): PublishPipeline {
   const outage = createOutageHold({ ...deps, log })
 
   function unchecked (topic: string, qos: 0 | 1 | 2): boolean {
-    return chain.length === 0 && (commit === undefined || qos === 0) && !isReserved(topic) && !mayBeOverLimit(topic, deps)
+    return (chain.length === 0 || deps.chainIdle()) && (commit === undefined || qos === 0) && !isReserved(topic) && !mayBeOverLimit(topic, deps)
   }
 
   function attemptOf (packet: PublishPacket, options: CheckOptions): Attempt {

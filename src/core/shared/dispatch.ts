@@ -57,6 +57,7 @@ const MAX_HOPS = 2
 /** How long a group admitted by a SUBSCRIBE holds its place in `limits.maxSharedGroups` before its member joins. */
 const RESERVE_MS = 5_000
 const NO_LOAD: QueueLoad = { full: false, queued: 0 }
+const NO_GROUPS: readonly Group[] = []
 
 /**
  * Shared subscriptions, `$share/<group>/<filter>`: each message matching a group's filter
@@ -123,7 +124,12 @@ export class SharedSubscriptions implements MemberEvents {
   /** The mq aedes is given: each message emitted is offered to the shared groups too. */
   wrap (inner: MQEmitter): MQEmitter {
     const emit = (message: Message, done?: Done): void => {
-      const groups = this.groups.size === 0 || message.topic.startsWith(DISCARD_PREFIX) ? [] : this.groups.matching(message.topic)
+      // no group on this node or the others (the fan-in path): straight through, nothing allocated
+      if (this.groups.size === 0) {
+        inner.emit(message, done)
+        return
+      }
+      const groups = message.topic.startsWith(DISCARD_PREFIX) ? NO_GROUPS : this.groups.matching(message.topic)
       if (groups.length === 0) {
         inner.emit(message, done)
         return
@@ -143,7 +149,7 @@ export class SharedSubscriptions implements MemberEvents {
       get concurrent () { return inner.concurrent },
       on (topic, listener, done) { inner.on(topic, listener, done); return mq },
       removeListener (topic, listener, done) { inner.removeListener(topic, listener, done) },
-      emit (message, done) { emit(message, done) },
+      emit,
       close (done) { inner.close(done) }
     }
     return mq
