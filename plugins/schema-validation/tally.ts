@@ -14,7 +14,8 @@ const UNREGISTERED = '(unregistered)'
 export class ValidationTally {
   /** Whether a type is registered (set once the registry exists). */
   known: (type: string) => boolean = () => false
-  readonly #pending = new Map<string, number>()
+  /** Counts since the last scrape by type, version and outcome: nested maps, so a verdict allocates no key. */
+  readonly #pending = new Map<string, Map<number | string, Map<string, number>>>()
   readonly #pendingShadow = new Map<string, number>()
   readonly #shadowTotals = new Map<string, number>()
 
@@ -27,9 +28,10 @@ export class ValidationTally {
       labelNames: ['type', 'version', 'outcome'] as const,
       registers: [registry],
       collect () {
-        for (const [key, count] of pending) {
-          const [type = '', version = '', outcome = ''] = key.split('\n')
-          this.inc({ type, version, outcome }, count)
+        for (const [type, byVersion] of pending) {
+          for (const [version, byOutcome] of byVersion) {
+            for (const [outcome, count] of byOutcome) this.inc({ type, version: String(version), outcome }, count)
+          }
         }
         pending.clear()
       }
@@ -52,8 +54,12 @@ export class ValidationTally {
     const type = rawType !== undefined && this.known(rawType) ? rawType : UNREGISTERED
     const shadow = event?.shadow
     const outcome = reason ?? (shadow === undefined ? 'accepted' : 'would_reject')
-    const key = `${type}\n${event?.schemaVersion ?? ''}\n${outcome}`
-    this.#pending.set(key, (this.#pending.get(key) ?? 0) + 1)
+    const version = event?.schemaVersion ?? ''
+    let byVersion = this.#pending.get(type)
+    if (byVersion === undefined) this.#pending.set(type, byVersion = new Map())
+    let byOutcome = byVersion.get(version)
+    if (byOutcome === undefined) byVersion.set(version, byOutcome = new Map())
+    byOutcome.set(outcome, (byOutcome.get(outcome) ?? 0) + 1)
     if (shadow !== undefined) {
       this.#pendingShadow.set(type, (this.#pendingShadow.get(type) ?? 0) + 1)
       this.#shadowTotals.set(type, (this.#shadowTotals.get(type) ?? 0) + 1)
