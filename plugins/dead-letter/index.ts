@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { Counter } from 'prom-client'
 import {
-  DeliveryFailedError, EventRejectedError, MAX_ERRORS, REJECTIONS_PREFIX, TRANSPORTS, definePlugin, type Settings, service, viewPayload,
-  type BrokerError, type Origin, type PluginContext, type PublishAttempt
+  DeliveryFailedError, EventRejectedError, MAX_ERRORS, definePlugin, type Settings, service, viewPayload,
+  type BrokerError, type PluginContext, type PublishAttempt
 } from '../../src/core/index.js'
 import { RedisDeadLetterStore } from './redis-store.js'
 import { Redrive } from './redrive.js'
@@ -32,8 +32,6 @@ export interface DeadLetters {
 
 /** The dead-letter plugin's service. */
 export const DEAD_LETTERS = service<DeadLetters>('dead-letters')
-
-const MQTT_ORIGINS: ReadonlySet<Origin> = new Set(TRANSPORTS)
 
 /**
  * Keeps every refused event: builds its dead-letter record (PRODUCT §3), stores
@@ -111,12 +109,8 @@ async function setupDeadLetter (ctx: PluginContext, { maxEntries, replayRatePerS
       counted.inc({ reason })
     }
 
-    const bytes = Buffer.from(JSON.stringify(record))
-    if (attempt.clientId !== null && MQTT_ORIGINS.has(attempt.origin)) {
-      ctx.publish({ topic: REJECTIONS_PREFIX + attempt.clientId, payload: bytes, qos: 1 })
-        .catch((err: unknown) => { ctx.reportError(err, { op: 'publish rejection', clientId: attempt.clientId }) })
-    }
-    return bytes
+    // the core tells an MQTT publisher on `$rejections/<clientId>` before answering it
+    return Buffer.from(JSON.stringify(record))
   })
   return async function stopRedrive () { await redrive.close() }
 }

@@ -18,6 +18,7 @@ import { DEFAULT_OUTAGE_HOLD_MS, createBackend, type Backend } from './persisten
 import { SharedSubscriptions } from './shared/dispatch.js'
 import { watchMembers } from './shared/members.js'
 import { Connections } from './transport/connections.js'
+import { REJECTIONS_PREFIX } from './reserved-topics.js'
 import type { PacketGuard } from './transport/size-guard.js'
 
 /** Reports a failure that has no caller to return to: counted by component, logged. */
@@ -96,6 +97,7 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
     publishRecord: (topic, record) => {
       publishPacket(toPacket({ topic, payload: record, qos: 1 })).catch((err: unknown) => { reportError('dead-letter', err, { topic }) })
     },
+    tell: async (clientId, record) => { await publishPacket(toPacket({ topic: REJECTIONS_PREFIX + clientId, payload: record, qos: 1 })) },
     route: (packet, client, done) => { publishFor(aedes, packet, client, done) }
   })
   const forward = forwardCheck(connections, { chain: chains.forward, reportError: (err, context) => { reportError('forward', err, context) } })
@@ -173,7 +175,7 @@ function connectHooks ({ chains, reportError, connections, log, backend, clientL
   })
 }
 
-type GateRouting = Pick<Parameters<typeof createPublishGate>[0], 'publishRecord' | 'route'>
+type GateRouting = Pick<Parameters<typeof createPublishGate>[0], 'publishRecord' | 'tell' | 'route'>
 
 /** The publish gate in aedes' authorizePublish slot, with the limits, the outage hold and the journal of this node's config. */
 function publishGate ({ config, chains, reportError, connections, metrics, log, backend, clientLog }: NodeParts, routing: GateRouting): PublishGate {
@@ -191,6 +193,7 @@ function publishGate ({ config, chains, reportError, connections, metrics, log, 
     log,
     maxTopicBytes: limits.maxTopicBytes,
     maxTopicLevels: limits.maxTopicLevels,
+    rejectionWaitMs: limits.rejectionWaitMs,
     available: backend.ready,
     whenAvailable: backend.whenReady,
     holdMs: config.redis?.outageHoldMs ?? DEFAULT_OUTAGE_HOLD_MS,

@@ -105,6 +105,10 @@ export const limitsSection = configSection({
       env: 'CE_BROKER_LIMITS_PUBLISH_BURST_PER_CLIENT',
       doc: 'PUBLISH packets one client may send at once above `limits.publishRatePerClient` before its publishes wait'
     }),
+    rejectionWaitMs: limit({ minimum: 0 }, 1000, {
+      env: 'CE_BROKER_LIMITS_REJECTION_WAIT_MS',
+      doc: 'how long a refused publish\'s PUBACK (or disconnect) waits for the refusal\'s record to be written to its publisher on `$rejections/<clientId>`, so that the record comes first; past it the publisher is answered anyway (`ce_broker_limit_hits_total{limit="rejection_wait"}`)'
+    }),
     clientLogIntervalMs: limit({ minimum: 0 }, 10_000, {
       env: 'CE_BROKER_LIMITS_CLIENT_LOG_INTERVAL_MS',
       doc: 'log lines a client can trigger (refused logins, subscriptions and publishes, rejected events, dropped messages): at most one per client per interval, the next one saying how many were suppressed'

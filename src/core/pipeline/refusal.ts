@@ -4,6 +4,8 @@ import type { DeadLetterHandler, DecidedHandler, PublishVerdict } from '../conte
 import type { LogSampler } from '../log-sampler.js'
 import type { CoreMetrics } from '../metrics.js'
 import { DISCARD_PREFIX, DLQ_PREFIX } from '../reserved-topics.js'
+import { TRANSPORTS } from '../transport/connections.js'
+import type { Logger } from '../logger.js'
 import type { Attempt } from './attempt.js'
 import { tellEach } from './chain.js'
 
@@ -18,6 +20,9 @@ const DIVERT_PREFIX: Readonly<Record<Exclude<Disposition, 'reject'>, string>> = 
  * publisher refused, or a duplicate. Any other reason is no verdict on an event (a
  * webhook's failed delivery was of an accepted one; a plugin's fault is its own).
  */
+/** Who is told on `$rejections/<clientId>`: MQTT publishers (HTTP ones get the record in the answer). */
+const MQTT_ORIGINS: ReadonlySet<string> = new Set(TRANSPORTS)
+
 const EVENT_OUTCOMES: ReadonlyMap<string, 'rejected' | 'duplicate'> = new Map([
   ...REJECT_REASONS.map((reason) => [reason, 'rejected'] as const),
   ['not_authorized', 'rejected'],
@@ -32,9 +37,14 @@ export interface RefusalDeps {
   readonly deadLetter: () => DeadLetterHandler | undefined
   /** Publishes the record of a refusal that disconnects (the refused packet itself goes nowhere). */
   readonly publishRecord: (topic: string, record: Buffer) => void
+  /** Publishes a refusal's record on `$rejections/<clientId>`; resolves once routed (written to the client's connection when it is subscribed). */
+  readonly tell: (clientId: string, record: Buffer) => Promise<void>
+  /** `limits.rejectionWaitMs`: how long the publisher's answer waits for `tell`. */
+  readonly rejectionWaitMs: number
   readonly metrics: CoreMetrics
   /** Samples the warn lines a client can trigger (`limits.clientLogIntervalMs`), shared with the other hooks. */
   readonly sampler: LogSampler
+  readonly log: Logger
 }
 
 /** What the pipeline does with a refused publish, by its error. */
@@ -55,13 +65,14 @@ export interface Refusals {
 }
 
 export function createRefusals (deps: RefusalDeps): Refusals {
-  const { metrics } = deps
+  const { metrics, log: attemptLog } = deps
 
   function refuse (packet: PublishPacket, attempt: Attempt, err: BrokerError, done: (err: BrokerError) => void): void {
     const topic = packet.topic
     count(err)
     // kept as a dead letter, or only told to the publisher (not_authorized, duplicate): the handler builds the record either way
     const record = err.toldToPublisher ? deps.deadLetter()?.(attempt, err, err.deadLetter) : undefined
+    const told = record !== undefined && attempt.clientId !== null && MQTT_ORIGINS.has(attempt.origin) ? tellFirst(attempt.clientId, record) : undefined
     log(attempt, err, err.disposition === 'reject' ? 'publish refused' : 'publish diverted')
     if (err.disposition === 'reject') {
       if (record !== undefined && err.deadLetter) deps.publishRecord(DIVERT_PREFIX['dead-letter'] + topic, record)
@@ -72,7 +83,26 @@ export function createRefusals (deps: RefusalDeps): Refusals {
       if (record !== undefined && err.disposition === 'dead-letter' && err.deadLetter) packet.payload = record
     }
     announce(attempt, err)
-    done(err)
+    // the record is on the publisher's connection before its PUBACK (or its disconnect): a publisher on MQTT 3.1.1 that
+    // subscribes to its `$rejections` knows, when the PUBACK comes, whether its event was accepted (the client library relies on it)
+    if (told === undefined) done(err)
+    else void told.then(() => { done(err) })
+  }
+
+  /** Tell an MQTT publisher on `$rejections/<clientId>`; resolves once told, or after `limits.rejectionWaitMs` (counted, logged sampled). */
+  async function tellFirst (clientId: string, record: Buffer): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    const waited = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        metrics.limitHit('rejection_wait')
+        const suppressed = deps.sampler.take(`rejection-wait:${clientId}`)
+        if (suppressed !== undefined) attemptLog.warn({ clientId, waitMs: deps.rejectionWaitMs, suppressed }, 'refusal record not written to its publisher within limits.rejectionWaitMs: answered first')
+        resolve()
+      }, deps.rejectionWaitMs)
+    })
+    const told = deps.tell(clientId, record).catch((err: unknown) => { deps.reportError(err, { op: 'publish rejection', clientId }) })
+    await Promise.race([told, waited])
+    clearTimeout(timer)
   }
 
   function keep (attempt: Attempt, err: BrokerError): void {
