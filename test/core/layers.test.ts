@@ -32,7 +32,7 @@ function importsOf (file: string): string[] {
     .map((specifier) => relative(ROOT, resolve(ROOT, dirname(file), specifier)).replace(/\.js$/, '.ts'))
 }
 
-const CODE = [...sources('src'), ...sources('plugins')]
+const CODE = [...sources('src'), ...sources('plugins'), ...sources('client')]
 
 test('nothing under src/core/ imports a file outside it: the core knows no plugin, no preset, no package entry', () => {
   const crossings = sources('src/core').flatMap((file) => importsOf(file)
@@ -48,7 +48,14 @@ test('plugins import the core through src/core/index.ts only, never the package 
   assert.deepEqual(crossings, [])
 })
 
-test('the import graph of src/ and plugins/ has no circle', () => {
+test('the client library (ce-broker/client) imports nothing of the broker: no server code comes with it', () => {
+  const crossings = sources('client').flatMap((file) => importsOf(file)
+    .filter((target) => !target.startsWith('client/'))
+    .map((target) => `${file} imports ${target}`))
+  assert.deepEqual(crossings, [])
+})
+
+test('the import graph of src/, plugins/ and client/ has no circle', () => {
   const graph = new Map(CODE.map((file) => [file, importsOf(file).filter((target) => CODE.includes(target))]))
   const circles: string[] = []
   const state = new Map<string, 'open' | 'done'>()
