@@ -4,6 +4,7 @@ import { BrokerError, OPTIONS, createBroker, loadConfig, newApiKey, readConfigFi
 import { packageVersion } from './core/version.js'
 import { hashPassword } from '../plugins/auth/passwords.js'
 import { runSchemasCheck } from './schemas-check.js'
+import { runTypes } from './types-command.js'
 
 /** Longest a SIGINT/SIGTERM shutdown may take before the process gives up and exits 1. */
 const SHUTDOWN_TIMEOUT_MS = 15_000
@@ -32,6 +33,8 @@ function usage (): string {
     '       ce-broker new-api-key              print a new HTTP API key and its hash, for auth.apiKeys',
     '       ce-broker schemas check --against <dir | broker URL> <dir>',
     '                                          check a folder of schemas against the registered ones (--help for more)',
+    '       ce-broker types --out events.ts [--from <dir | broker URL>]',
+    '                                          write each event type\'s data type for ce-broker/client (--help for more)',
     '',
     'An MQTT broker for CloudEvents. Settings: defaults < config file < flags < CE_BROKER_* environment.',
     '',
@@ -63,6 +66,11 @@ async function main (): Promise<void> {
   if (process.argv[2] === 'schemas' && process.argv[3] === 'check') {
     const write = (stream: NodeJS.WriteStream) => (line: string): void => { stream.write(`${line}\n`) }
     process.exitCode = await runSchemasCheck(process.argv.slice(4), write(process.stdout), write(process.stderr))
+    return
+  }
+  if (process.argv[2] === 'types') {
+    const write = (stream: NodeJS.WriteStream) => (line: string): void => { stream.write(`${line}\n`) }
+    process.exitCode = await runTypes(process.argv.slice(3), write(process.stdout), write(process.stderr))
     return
   }
   if (process.argv[2] === 'new-api-key') {

@@ -30,7 +30,8 @@ interface VersionParams extends TypeParams { readonly version: string }
  * a dry run; per-type compatibility and mode. `GET` needs the `read` scope, the rest `admin`.
  */
 export const schemaRoutes: FastifyPluginAsync<SchemaRoutesOptions> = async function schemaRoutes (app, { live, list }) {
-  app.get('/api/schemas', async () => ({ schemas: list() }))
+  // the shared definitions too: what a type's `$ref`s reach, for tools that read the registry (`ce-broker types`)
+  app.get('/api/schemas', async () => ({ schemas: list(), definitions: live?.registry.definitions ?? [] }))
 
   app.get<{ Params: TypeParams }>('/api/schemas/:type/versions', async (req, reply) => {
     const registry = live?.registry
