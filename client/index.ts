@@ -6,3 +6,6 @@
 export { createPublisher, type Published, type Publisher, type PublisherOptions } from './publisher.js'
 export { buildEvent, topicOf, traceContext, type CloudEventJson, type DataOf, type EventMap, type EventOptions, type ExtensionValue, type TypeOf } from './event.js'
 export { EventRejectedError, InvalidWebhookEventError, PublishUnansweredError, WebhookVerificationError, type FieldError, type RejectionRecord } from './errors.js'
+export { verifyWebhook, type VerifyOptions, type WebhookRequest } from './webhook.js'
+export { createWebhookHandler, type FastifyReplyLike, type TypedEvent, type WebhookAnswer, type WebhookHandler, type WebhookHandlerOptions } from './webhook-handler.js'
+export { memoryProcessedStore, redisProcessedStore, type Claim, type ProcessedStore, type ProcessedStoreOptions } from './processed.js'

@@ -1,0 +1,94 @@
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
+import { HTTP, type CloudEventV1 } from 'cloudevents'
+import { Webhook } from 'standardwebhooks'
+import { InvalidWebhookEventError, WebhookVerificationError } from './errors.js'
+
+/**
+ * A webhook request as frameworks hand it over: its headers and its raw body. Express
+ * gives the raw body with `express.raw({ type: '*\/*' })`, fastify with a content-type
+ * parser `{ parseAs: 'buffer' }`; a body parsed as JSON cannot be verified (the signature
+ * is over the bytes), and is refused with that said.
+ */
+export interface WebhookRequest {
+  readonly headers: IncomingHttpHeaders
+  readonly body?: unknown
+}
+
+export interface VerifyOptions {
+  /** A body read from the request stream past this many bytes is refused (default 1 MiB). */
+  readonly maxBodyBytes?: number
+}
+
+const DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+/** One signer per secret: decoding a `whsec_` secret is not per request. */
+const verifiers = new Map<string, Webhook>()
+
+function verifierOf (secret: string): Webhook {
+  let verifier = verifiers.get(secret)
+  if (verifier === undefined) {
+    // the broker signs alike: a `whsec_…` secret is base64 after its prefix, any other is used as it is
+    verifier = secret.startsWith('whsec_') ? new Webhook(secret) : new Webhook(secret, { format: 'raw' })
+    if (verifiers.size >= 64) verifiers.clear()
+    verifiers.set(secret, verifier)
+  }
+  return verifier
+}
+
+/**
+ * Verify a webhook request's Standard Webhooks signature (`webhook-id`,
+ * `webhook-timestamp` within 5 minutes, `webhook-signature`) with the subscription's
+ * `secret`, and return its CloudEvent, binary or structured mode. Throws a
+ * `WebhookVerificationError` (answer 401) or an `InvalidWebhookEventError` (400).
+ * Works with Node's `http` request (the body is read from it), express and fastify.
+ */
+export async function verifyWebhook (request: IncomingMessage | WebhookRequest, secret: string, options: VerifyOptions = {}): Promise<CloudEventV1<unknown>> {
+  const body = await rawBody(request, options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES)
+  const headers = flatHeaders(request.headers)
+  try {
+    verifierOf(secret).verify(body, headers)
+  } catch (err: unknown) {
+    throw new WebhookVerificationError(`webhook signature not verified: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+  }
+  try {
+    const event = HTTP.toEvent({ headers, body: body.toString('utf8') })
+    if (Array.isArray(event)) throw new TypeError('a batch of events: the broker sends one event per request')
+    return event
+  } catch (err: unknown) {
+    throw new InvalidWebhookEventError(`not a CloudEvent: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+  }
+}
+
+/** The request's body bytes: given by the framework, or read from Node's request stream. */
+async function rawBody (request: IncomingMessage | WebhookRequest, max: number): Promise<Buffer> {
+  const given: unknown = 'body' in request ? request.body : undefined
+  if (Buffer.isBuffer(given)) return given
+  if (typeof given === 'string') return Buffer.from(given, 'utf8')
+  if (given !== undefined && given !== null) {
+    throw new InvalidWebhookEventError('the body was parsed already: the signature is over its bytes; give the raw body (express.raw({ type: \'*/*\' }), or a fastify content-type parser with parseAs: \'buffer\')')
+  }
+  if (!isReadable(request)) return Buffer.alloc(0)
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of request) {
+    const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk))
+    size += bytes.length
+    if (size > max) throw new InvalidWebhookEventError(`the body is over ${max} bytes`)
+    chunks.push(bytes)
+  }
+  return Buffer.concat(chunks)
+}
+
+function isReadable (request: IncomingMessage | WebhookRequest): request is IncomingMessage {
+  return typeof (request as Partial<IncomingMessage>)[Symbol.asyncIterator] === 'function'
+}
+
+/** Headers with one string each (a repeated header joined as HTTP does), as both libraries read them. */
+function flatHeaders (headers: IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue
+    out[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value
+  }
+  return out
+}
