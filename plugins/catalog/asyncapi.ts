@@ -111,10 +111,11 @@ function messageOf (entry: CatalogEntry, schema: RegisteredSchema | undefined, d
   const registry = schema === undefined || dataRef === undefined
     ? 'No schema is registered for this type: its `data` is not checked.'
     : `\`data\` is checked against version ${schema.version} of the registered schema, the latest of ${schema.versions} (\`GET /api/schemas/${entry.type}/versions\` lists them); compatibility ${schema.compatibility}, mode ${schema.mode}${schema.id === undefined ? '' : `; \`$id\` ${schema.id}`}.`
+  const title: unknown = schema === undefined ? undefined : Reflect.get(schema.schema, 'title')
   return {
     name: entry.type,
-    title: typeof Reflect.get(schema?.schema ?? {}, 'title') === 'string' ? String(Reflect.get(schema?.schema ?? {}, 'title')) : entry.type,
-    summary: `A \`${entry.type}\` CloudEvent.`,
+    title: typeof title === 'string' ? title : entry.type,
+    summary: `A CloudEvent of type \`${entry.type}\`.`,
     description: `A CloudEvents 1.0 event of type \`${entry.type}\` in structured mode. ${registry}`,
     contentType: CONTENT_TYPE,
     payload: envelopeOf(entry.type, dataRef),
@@ -135,7 +136,7 @@ function envelopeOf (type: string, dataRef: string | undefined): object {
     required: ['specversion', 'id', 'source', 'type', ...(dataRef === undefined ? [] : ['data'])],
     properties: {
       specversion: { type: 'string', const: '1.0', description: 'The CloudEvents version' },
-      id: text('Identifies the event; with `source`, the key duplicates are dropped by'),
+      id: text('Identifies the event within its source: `source` and `id` are the key a duplicate is known by'),
       source: { type: 'string', format: 'uri-reference', minLength: 1, description: 'Who produced the event' },
       type: { type: 'string', const: type, description: 'The event type; the topic is this with `.` replaced by `/`' },
       time: { type: 'string', format: 'date-time', description: 'When it happened (RFC 3339)' },
@@ -160,7 +161,7 @@ function sendOf (entry: CatalogEntry): object {
   return {
     title: `Publish ${entry.type}`,
     summary: `Publish \`${entry.type}\` events on \`${entry.topic}\`.`,
-    description: `Publish at QoS 1: the broker acknowledges once it accepted the event, and dead-letters one it refuses. Publishers seen: ${seen.length === 0 ? 'none yet' : seen.join(', ')}. (\`http\` stands for \`POST /api/events\` and \`POST /api/mqtt/publish\`, \`internal\` for the broker's own.)`,
+    description: `Publish at QoS 1: the acknowledgement comes once the broker has decided; a refused event is dead-lettered on \`$DLQ/${entry.topic}\` and its publisher told on \`$rejections/<clientId>\`. Publishers seen: ${seen.length === 0 ? 'none yet' : seen.join(', ')}. (\`http\` stands for \`POST /api/events\` and \`POST /api/mqtt/publish\`, \`internal\` for the broker's own.)`,
     bindings: MQTT_BINDINGS,
     'x-publishers-seen': entry.publishers
   }
