@@ -10,6 +10,8 @@ export interface CatalogWebhook {
   readonly service_id: string
   readonly webhook_url: string
   readonly filters: readonly string[]
+  /** How events are delivered: `binary` (`ce-*` headers, body = `data`) or `structured` (the event as the body). */
+  readonly mode: 'binary' | 'structured'
 }
 
 /** An MQTT subscription: a client id and the filter it subscribed with. */

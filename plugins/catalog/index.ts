@@ -1,10 +1,14 @@
 import type { Redis } from 'ioredis'
-import { definePlugin, type PluginContext, type PublishAttempt, type PublishVerdict } from '../../src/core/index.js'
+import { definePlugin, loadedWith, packageVersion, type PluginContext, type PublishAttempt, type PublishVerdict } from '../../src/core/index.js'
+import { authSection } from '../auth/config.js'
 import { SCHEMAS } from '../schema-validation/index.js'
 import { WEBHOOKS } from '../webhooks/index.js'
+import { buildAsyncApi } from './asyncapi.js'
+import { describeListeners, type ClientAuth } from './asyncapi-servers.js'
 import { buildCatalog } from './catalog.js'
 import { catalogRoutes } from './routes.js'
 
+export { buildAsyncApi, type AsyncApiDocument, type AsyncApiInput } from './asyncapi.js'
 export { buildCatalog, catalogMarkdown, type Catalog, type CatalogEntry, type CatalogSchema, type CatalogWebhook, type CatalogMqttSubscription } from './catalog.js'
 
 /** Who published a type, and when last. */
@@ -150,9 +154,30 @@ async function setupCatalog (ctx: PluginContext): Promise<undefined> {
     node: ctx.nodeId,
     schemas: schemas.summaries,
     publishers: async () => await publishers.list(),
-    webhooks: () => webhooks?.store.list().map((s) => ({ id: s.id, service_id: s.service_id, webhook_url: s.webhook_url, filters: s.mqttFilters })) ?? [],
+    webhooks: () => webhooks?.store.list().map((s) => ({ id: s.id, service_id: s.service_id, webhook_url: s.webhook_url, filters: s.mqttFilters, mode: s.mode })) ?? [],
     mqtt: ctx.subscribers
   })
-  ctx.routes(async function routes (app) { await app.register(catalogRoutes, { catalog: build }) })
+  const auth = clientAuth(ctx)
+  const version = packageVersion()
+  ctx.routes(async function routes (app) {
+    await app.register(catalogRoutes, {
+      catalog: build,
+      asyncapi: async (origin) => buildAsyncApi({
+        catalog: await build(),
+        schemas: schemas.list(),
+        definitions: schemas.definitions(),
+        listeners: describeListeners(ctx.config, ctx.ports(), origin, auth),
+        version
+      })
+    })
+  })
   return undefined
+}
+
+/** Whether MQTT clients send credentials, as the auth section says (none loaded: anonymous, as without the auth plugin). */
+function clientAuth (ctx: PluginContext): ClientAuth {
+  if (!loadedWith(ctx.config, [authSection])) return { credentials: false, anonymous: true }
+  const { users, jwt, allowAnonymous } = ctx.config.auth
+  const credentials = users.length > 0 || jwt !== undefined
+  return { credentials, anonymous: !credentials || allowAnonymous }
 }

@@ -9,6 +9,7 @@ import { CheckPool, type InlineCheck } from './pool.js'
 import type { WorkerSetup } from './protocol.js'
 import { RedisRegistryStore } from './redis-store.js'
 import type { RegistryChange, SchemaRegistry } from './registry.js'
+import type { SchemaDocument } from './folder.js'
 import { schemaRoutes, type SchemaListing } from './routes.js'
 import { FileRegistryStore } from './store.js'
 import { summarizeSchema, type SchemaSummary } from './summary.js'
@@ -35,6 +36,8 @@ export interface Schemas {
   readonly list: () => readonly SchemaListing[]
   /** The same with their fields summarized, for the catalog. */
   readonly summaries: () => readonly SchemaSummary[]
+  /** The shared definitions the types' schemas may `$ref` (the AsyncAPI document carries them). */
+  readonly definitions: () => readonly SchemaDocument[]
 }
 
 /** The schema-validation plugin's service. */
@@ -81,7 +84,8 @@ async function setupValidation (ctx: PluginContext, { schemas, validation }: Sch
   ctx.provide(SCHEMAS, {
     validating,
     list: () => listing(registry, tally),
-    summaries: () => (summaries ??= registry === undefined ? [] : summarize(registry))
+    summaries: () => (summaries ??= registry === undefined ? [] : summarize(registry)),
+    definitions: () => registry?.definitions() ?? []
   })
   ctx.routes(async function routes (app) { await app.register(schemaRoutes, { live, list: () => listing(registry, tally) }) })
   if (live === undefined || registry === undefined) return undefined

@@ -320,6 +320,11 @@ export class SchemaRegistry {
     return { definitions: this.#definitions, versions, configs, defaults: this.#defaults }
   }
 
+  /** The shared definitions (files starting with `_`): no type, reached by `$ref`. */
+  definitions (): readonly SchemaDocument[] {
+    return this.#definitions
+  }
+
   /** The shared definitions and every type's latest version, as files: what the catalog summarizes fields from. */
   documents (): readonly SchemaDocument[] {
     return [...this.#definitions, ...this.types().flatMap((type) => {

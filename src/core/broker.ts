@@ -3,7 +3,7 @@ import type { Aedes } from 'aedes'
 import type { Registry } from 'prom-client'
 import proxyaddr from 'proxy-addr'
 import { loadConfig, type ConfigSection, type CoreConfigInput, type LoadedConfig, type TlsFiles } from './config/index.js'
-import type { OutgoingMessage, PluginEntry, Transport } from './context.js'
+import type { BoundPorts, OutgoingMessage, PluginEntry, Transport } from './context.js'
 import type { CloudEvent } from './cloudevents/envelope.js'
 import { typeToTopic } from './cloudevents/topic.js'
 import { ConfigError, DuplicateEventError, ListenError, messageOf } from './errors.js'
@@ -40,12 +40,7 @@ export interface BrokerInput extends CoreConfigInput {
   readonly pluginTimeoutMs?: number
 }
 
-/** The ports the broker actually bound (port 0 in the config picks a free one). */
-export interface BoundPorts {
-  readonly mqtt: number
-  readonly http: number
-  readonly mqttTls?: number
-}
+export type { BoundPorts } from './context.js'
 
 /** A running broker. */
 export interface Broker {
@@ -92,6 +87,8 @@ interface Opened {
   listeners: Listener[]
   http?: HttpApi
   listening: boolean
+  /** Set once every listener is up. */
+  ports?: BoundPorts
 }
 
 /**
@@ -120,6 +117,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     listening: backend.listening,
     countEvent: (outcome, reason) => { metrics.event(outcome, reason) },
     subscribers: async (topic) => await mqttSubscribers(aedes, backend, topic),
+    ports: () => opened.ports,
     reportError: node.reportError,
     timeoutMs: pluginTimeoutMs
   })
@@ -161,6 +159,7 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
       log
     })
     const ports: BoundPorts = { mqtt: mqtt.tcp.port, http: httpPort, ...(mqtt.tls === undefined ? {} : { mqttTls: mqtt.tls.port }) }
+    opened.ports = ports
     log.info({ mqttPort: ports.mqtt, httpPort: ports.http, ...(ports.mqttTls === undefined ? {} : { mqttTlsPort: ports.mqttTls }), persistence: backend.kind }, 'ready')
     return { config, nodeId: config.nodeId, ports, log, metrics: metrics.registry, aedes, publish: publisher(node), close }
   } catch (err: unknown) {

@@ -205,6 +205,13 @@ export interface MqttSubscriber {
   readonly qos: number
 }
 
+/** The ports the broker actually bound (port 0 in the config picks a free one). */
+export interface BoundPorts {
+  readonly mqtt: number
+  readonly http: number
+  readonly mqttTls?: number
+}
+
 /** A message a plugin publishes itself; it skips `authorizePublish`, as aedes' own publishes do. */
 export interface OutgoingMessage {
   readonly topic: string
@@ -256,6 +263,11 @@ export interface PluginContext {
   stats: (key: string, collect: () => unknown) => void
   /** MQTT subscriptions whose filter matches `topic`: this node's online clients and every session the persistence holds. */
   subscribers: (topic: string) => Promise<readonly MqttSubscriber[]>
+  /**
+   * The ports the listeners bound, once every one is up; `undefined` before (plugins
+   * load before the listeners open, and port 0 in the config is only known then).
+   */
+  ports: () => BoundPorts | undefined
   /** Publish without the plugin chain; resolves once routed. */
   publish: (message: OutgoingMessage) => Promise<void>
   /**
