@@ -101,11 +101,6 @@ export class SchemaRegistry {
     this.#linker = new Linker(definitions, checked)
   }
 
-  /** The shared definitions (`_*.json`) the types' `$ref`s reach. */
-  get definitions (): readonly SchemaDocument[] {
-    return this.#definitions
-  }
-
   /** Read and compile every `*.json` file of `dir`, each type's file as its version 1. */
   static async load (dir: string): Promise<SchemaRegistry> {
     return SchemaRegistry.compile(await readSchemaFolder(dir))

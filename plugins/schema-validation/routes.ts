@@ -31,7 +31,7 @@ interface VersionParams extends TypeParams { readonly version: string }
  */
 export const schemaRoutes: FastifyPluginAsync<SchemaRoutesOptions> = async function schemaRoutes (app, { live, list }) {
   // the shared definitions too: what a type's `$ref`s reach, for tools that read the registry (`ce-broker types`)
-  app.get('/api/schemas', async () => ({ schemas: list(), definitions: live?.registry.definitions ?? [] }))
+  app.get('/api/schemas', async () => ({ schemas: list(), definitions: live?.registry.definitions() ?? [] }))
 
   app.get<{ Params: TypeParams }>('/api/schemas/:type/versions', async (req, reply) => {
     const registry = live?.registry
