@@ -14,8 +14,8 @@ import { httpUrl, startBroker } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-/** What `ce-broker types --out … --from schemas` writes for the bundled schemas: the type test compiles against it. */
-const FIXTURE = join(ROOT, 'test/fixtures/albergue-events.ts')
+/** What `ce-broker types --out examples/events.ts --from schemas` writes for the bundled schemas: the examples and the type test compile against it. */
+const FIXTURE = join(ROOT, 'examples/events.ts')
 
 async function tempDir (t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'ce-broker-types-'))
@@ -39,7 +39,7 @@ test('from the bundled folder, as the command line runs it: the committed fixtur
   })
   assert.equal(code, 0)
   assert.match(stdout, /^14 types written to /)
-  assert.equal(await readFile(out, 'utf8'), await readFile(FIXTURE, 'utf8'), 'test/fixtures/albergue-events.ts is stale: run `ce-broker types --out test/fixtures/albergue-events.ts --from schemas`')
+  assert.equal(await readFile(out, 'utf8'), await readFile(FIXTURE, 'utf8'), 'examples/events.ts is stale: run `ce-broker types --out examples/events.ts --from schemas`')
 })
 
 test('from a running broker: its latest versions, each named by its version URL; a .d.ts holds types only', async (t) => {

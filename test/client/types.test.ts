@@ -9,7 +9,7 @@ import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import ts from 'typescript'
 import { createPublisher, type Publisher } from '../../client/index.js'
-import { dataschemas, type Events } from '../fixtures/albergue-events.js'
+import { dataschemas, type Events } from '../../examples/events.js'
 import { connect, mqttUrl, startBroker } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
 import { bookingReserved } from '../helpers/events.js'
@@ -36,7 +36,7 @@ export function compileTimeChecks (publisher: Publisher<Events>): void {
 }
 
 test('a publisher\'s file with a missing and a mistyped field does not compile, and TypeScript names the fields', () => {
-  const fixture = fileURLToPath(new URL('../fixtures/albergue-events.ts', import.meta.url))
+  const fixture = fileURLToPath(new URL('../../examples/events.ts', import.meta.url))
   const client = fileURLToPath(new URL('../../client/index.ts', import.meta.url))
   const file = fileURLToPath(new URL('./publisher-under-test.ts', import.meta.url))
   const source = [

@@ -14,7 +14,7 @@ import { Webhook } from 'standardwebhooks'
 import {
   createWebhookHandler, memoryProcessedStore, redisProcessedStore, verifyWebhook, WebhookVerificationError, type ProcessedStore
 } from '../../client/index.js'
-import type { Events } from '../fixtures/albergue-events.js'
+import type { Events } from '../../examples/events.js'
 import { connect, httpUrl, mqttUrl, startBroker } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved } from '../helpers/events.js'
