@@ -43,11 +43,14 @@ export interface Publisher<M extends EventMap = EventMap> {
 
 /** One publish waiting for its PUBACK; a rejection for its id may come first. */
 interface Pending {
+  readonly id: string
   readonly resolve: (published: Published) => void
   readonly reject: (err: Error) => void
   /** What `$rejections` said of it before its PUBACK. */
   told: RejectionRecord | undefined
   timer: NodeJS.Timeout | undefined
+  /** Handed to the connection (held until `$rejections` is subscribed on it). */
+  sent: boolean
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000
@@ -74,6 +77,8 @@ export async function createPublisher<M extends EventMap = EventMap> (options: P
     ...(options.password === undefined ? {} : { password: options.password }),
     // a clean session: a rejection is only meaningful before the PUBACK it precedes
     clean: true,
+    // subscribed again by this publisher on each connection, before its publishes (the client would send them first)
+    resubscribe: false,
     protocolVersion: 4
   })
   client.on('error', () => { /* answered per publish: its PUBACK never comes, it times out */ })
@@ -82,21 +87,45 @@ export async function createPublisher<M extends EventMap = EventMap> (options: P
     const record = parseRecord(payload)
     const id = record === undefined ? undefined : originalId(record)
     if (record === undefined || id === undefined) return
-    const waiting = pending.get(id)?.find((p) => p.told === undefined)
+    const waiting = pending.get(id)?.find((p) => p.sent && p.told === undefined)
     if (waiting !== undefined) waiting.told = record
   })
-  const granted = await client.subscribeAsync(rejections, { qos: 1 })
-  if (granted[0]?.qos === 128) {
-    await client.endAsync(true)
-    throw new Error(`the broker refused the subscription to ${rejections}: the publisher would not hear of refused events`)
+
+  /** Whether `$rejections` is subscribed on the current connection: publishes wait for it. */
+  let ready = false
+  /** Publishes waiting for the connection to be ready, in order. */
+  const held: Array<() => void> = []
+  async function listen (): Promise<void> {
+    const granted = await client.subscribeAsync(rejections, { qos: 1 })
+    if (granted[0]?.qos === 128) throw new Error(`the broker refused the subscription to ${rejections}: the publisher would not hear of refused events`)
+    ready = true
+    for (const send of held.splice(0)) send()
   }
+  try {
+    await listen()
+  } catch (err: unknown) {
+    await client.endAsync(true)
+    throw err
+  }
+  client.on('connect', function connectedAgain () {
+    listen().catch(() => { /* the connection went again; the next one subscribes */ })
+  })
+  client.on('close', function connectionLost () {
+    ready = false
+    // sent on that connection and not answered: the client sends them again before this publisher is subscribed
+    // again, so their answer would say nothing of a refusal. Their outcome is unknown: the caller publishes again
+    for (const list of pending.values()) {
+      for (const entry of list.filter((p) => p.sent)) settle(entry.id, entry, new PublishUnansweredError(entry.id, 'the connection closed before the broker answered'))
+    }
+  })
 
   function settle (id: string, entry: Pending, outcome: Error | Published): void {
     clearTimeout(entry.timer)
     const list = pending.get(id)
     const at = list?.indexOf(entry) ?? -1
-    if (list !== undefined && at >= 0) list.splice(at, 1)
-    if (list?.length === 0) pending.delete(id)
+    if (list === undefined || at < 0) return
+    list.splice(at, 1)
+    if (list.length === 0) pending.delete(id)
     if (outcome instanceof Error) entry.reject(outcome)
     else entry.resolve(outcome)
   }
@@ -117,21 +146,27 @@ export async function createPublisher<M extends EventMap = EventMap> (options: P
   async function answerOf (event: CloudEventJson): Promise<Published> {
     const { id } = event
     return await new Promise<Published>((resolve, reject) => {
-      const entry: Pending = { resolve, reject, told: undefined, timer: undefined }
+      const entry: Pending = { id, resolve, reject, told: undefined, timer: undefined, sent: false }
       const list = pending.get(id)
       if (list === undefined) pending.set(id, [entry])
       else list.push(entry)
       entry.timer = setTimeout(() => { settle(id, entry, new PublishUnansweredError(id, `no answer within ${timeoutMs} ms`)) }, timeoutMs)
-      client.publish(topicOf(event.type), JSON.stringify(event), { qos: 1 }, function answered (err?: Error) {
-        if (err !== undefined && err !== null) {
-          settle(id, entry, new PublishUnansweredError(id, `not sent: ${err.message}`))
-          return
-        }
-        const told = entry.told
-        if (told === undefined) settle(id, entry, { id, duplicate: false })
-        else if (told.data.reason === 'duplicate') settle(id, entry, { id, duplicate: true })
-        else settle(id, entry, new EventRejectedError(id, told))
-      })
+      const send = (): void => {
+        if (!pending.get(id)?.includes(entry)) return
+        entry.sent = true
+        client.publish(topicOf(event.type), JSON.stringify(event), { qos: 1 }, function answered (err?: Error) {
+          if (err !== undefined && err !== null) {
+            settle(id, entry, new PublishUnansweredError(id, `not sent: ${err.message}`))
+            return
+          }
+          const told = entry.told
+          if (told === undefined) settle(id, entry, { id, duplicate: false })
+          else if (told.data.reason === 'duplicate') settle(id, entry, { id, duplicate: true })
+          else settle(id, entry, new EventRejectedError(id, told))
+        })
+      }
+      if (ready) send()
+      else held.push(send)
     })
   }
 

@@ -136,5 +136,27 @@ test('no answer in time rejects with PublishUnansweredError; a client id that wo
   const port = typeof address === 'object' && address !== null ? address.port : 0
   const publisher = await publisherFor(t, `mqtt://127.0.0.1:${port}`, { timeoutMs: 300 })
   await assert.rejects(publisher.publish(BOOKING, DATA, { id: 'lost-1' }), (err: unknown) => err instanceof PublishUnansweredError && err.eventId === 'lost-1')
+  // sent, then the connection drops: the client would send it again before subscribing again, so its answer could not
+  // tell a refusal; it is given up at once, for the caller to publish again with the same id
+  const slow = await publisherFor(t, `mqtt://127.0.0.1:${port}`, { clientId: 'dropped', timeoutMs: 60_000, mqtt: { reconnectPeriod: 0 } })
+  const inFlight = slow.publish(BOOKING, DATA, { id: 'in-flight-1' })
+  await new Promise((resolve) => setImmediate(resolve))
+  for (const socket of sockets) socket.destroy()
+  await assert.rejects(inFlight, (err: unknown) => err instanceof PublishUnansweredError && /connection closed before the broker answered/.test(err.message))
   await assert.rejects(createPublisher({ url: `mqtt://127.0.0.1:${port}`, clientId: 'a/#', source: '/x' }), /may not be empty nor hold/)
+})
+
+test('across a broker restart: publishes made while it is away are answered once it is back, rejections included', async (t) => {
+  const first = await startBroker(t)
+  const port = first.ports.mqtt
+  const publisher = await publisherFor(t, mqttUrl(first), { mqtt: { reconnectPeriod: 100 } })
+  assert.equal((await publisher.publish(BOOKING, DATA)).duplicate, false)
+  await first.close()
+  // sent while the broker is away: the client keeps them and sends them after it subscribed again
+  const accepted = publisher.publish(BOOKING, DATA)
+  const refused = publisher.publish(BOOKING, { ...DATA, nights: 0 })
+  const second = await startBroker(t, { mqtt: { port } })
+  assert.equal(second.ports.mqtt, port)
+  assert.equal((await accepted).duplicate, false)
+  await assert.rejects(refused, (err: unknown) => err instanceof EventRejectedError && err.reason === 'schema_validation_failed')
 })
