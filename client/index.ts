@@ -6,3 +6,4 @@
 export { createPublisher, type Published, type Publisher, type PublisherOptions } from './publisher.js'
 export { buildEvent, topicOf, traceContext, type CloudEventJson, type DataOf, type EventMap, type EventOptions, type ExtensionValue, type TypeOf } from './event.js'
 export { EventRejectedError, InvalidWebhookEventError, PublishUnansweredError, WebhookVerificationError, type FieldError, type RejectionRecord } from './errors.js'
+export { extractEvents, gatewayInterceptor, gatewayMiddleware, toEvent, EVENTS_HEADER, type Extracted, type ExtractLimits, type GatewayEvents, type GatewayInterceptorOptions, type GatewayLogger, type GatewayMiddleware, type GatewayMiddlewareOptions, type GatewayOptions, type GatewayOutcome, type GatewayOutcomeReport, type GatewayPublisher, type GatewayResponse, type GatewayStats, type HeaderValue, type ExtractProblem } from './gateway/index.js'
