@@ -74,7 +74,8 @@ async function gatewayInterceptorPlugin (app: FastifyInstance, options: GatewayI
  * `app.register(gatewayInterceptor, { publisher, fallback, ... })`. Its hooks apply to the
  * routes of the instance it is registered on, like a plugin wrapped by `fastify-plugin`:
  * fastify skips the encapsulation of a plugin marked `Symbol.for('skip-override')`,
- * which is all `fastify-plugin` sets besides the name and version checked below.
+ * which is what `fastify-plugin` sets, with the plugin's name and the fastify version it
+ * needs (`plugin-meta`, checked by fastify at register). So that package is not needed.
  */
 export const gatewayInterceptor: FastifyPluginAsync<GatewayInterceptorOptions> = Object.assign(gatewayInterceptorPlugin, {
   [Symbol.for('skip-override')]: true,
