@@ -9,3 +9,4 @@ export { EventRejectedError, InvalidWebhookEventError, PublishUnansweredError, W
 export { verifyWebhook, type VerifyOptions, type WebhookRequest } from './webhook.js'
 export { createWebhookHandler, type FastifyReplyLike, type TypedEvent, type WebhookAnswer, type WebhookHandler, type WebhookHandlerOptions } from './webhook-handler.js'
 export { memoryProcessedStore, redisProcessedStore, type Claim, type ProcessedStore, type ProcessedStoreOptions } from './processed.js'
+export { extractEvents, gatewayInterceptor, gatewayMiddleware, toEvent, EVENTS_HEADER, type Extracted, type ExtractLimits, type GatewayEvents, type GatewayInterceptorOptions, type GatewayLogger, type GatewayMiddleware, type GatewayMiddlewareOptions, type GatewayOptions, type GatewayOutcome, type GatewayOutcomeReport, type GatewayPublisher, type GatewayResponse, type GatewayStats, type HeaderValue, type ExtractProblem } from './gateway/index.js'

@@ -35,6 +35,10 @@ export interface Publisher<M extends EventMap = EventMap> {
   publish: <T extends TypeOf<M>>(type: T, data: DataOf<M, T>, options?: EventOptions) => Promise<Published>
   /** Publish a CloudEvent built elsewhere (a gateway, an outbox), as it is. */
   publishEvent: (event: CloudEventJson) => Promise<Published>
+  /** The events' `source`, as given: what `publish` puts in an event that names none. */
+  readonly source: string
+  /** Each type's `dataschema`, as given: what `publish` puts in an event of that type. */
+  readonly dataschemas: Readonly<Record<string, string>>
   /** The `mqtt` client, for what this does not cover. */
   readonly client: MqttClient
   /** Wait for the answers under way (at most `timeoutMs`), then disconnect. */
@@ -173,6 +177,8 @@ export async function createPublisher<M extends EventMap = EventMap> (options: P
   return {
     client,
     publishEvent,
+    source: options.source,
+    dataschemas,
     publish: async (type, data, eventOptions) => await publishEvent(buildEvent(type, data, options.source, dataschemas, eventOptions)),
     close: async () => {
       await Promise.allSettled([...unanswered])
