@@ -26,6 +26,9 @@ export {
 export { EnvelopeChecker, toFieldErrors, MAX_ERRORS, type CloudEvent, type EnvelopeResult, type FieldError } from './cloudevents/envelope.js'
 export { typeToTopic, topicToType, typeMatchesTopic, dottedToFilter, cloudEventTopics } from './cloudevents/topic.js'
 export { isRfc3339, isRfc3339Date } from './cloudevents/rfc3339.js'
+export {
+  formatTraceparent, parseTraceparent, propagatedTraceContext, traceContextProblem, traceparentProblem, tracestateProblem, MAX_TRACESTATE_MEMBERS, type Traceparent
+} from './tracing/trace-context.js'
 export { compileFilter, topicFilterProblem } from './topics.js'
 export { AUDIT_LEVEL, AUDIT_PREFIX, DISCARD_PREFIX, DLQ_PREFIX, REJECTIONS_PREFIX, STATS_PREFIX, SYS_PREFIX, isReserved } from './reserved-topics.js'
 export { hashApiKey, newApiKey, type ApiKeyInput, type ApiScope } from './http/api-keys.js'
