@@ -16,6 +16,12 @@ export interface AuditRecord {
   readonly qos: 0 | 1 | 2
   readonly retain: boolean
   readonly event: Pick<EventSummary, 'id' | 'type' | 'source' | 'time' | 'schemaVersion'>
+  /**
+   * What is wrong with the event's trace context (`traceparent`, `tracestate`), when
+   * something is: `malformed traceparent: trace-id is all zeros`. The event's outcome is
+   * the same; its trace context is not continued (no parent span, no HTTP header).
+   */
+  readonly trace?: string
   /** What the schema found, for `would_reject`. */
   readonly errors?: ReadonlyArray<{ readonly path: string, readonly message: string }>
   /** The event as published (redacted), when `audit.payload` is on and it was JSON. */
@@ -157,6 +163,7 @@ export class RecordWriter {
     }
     if (event.schemaVersion !== undefined) text += `${first ? '' : ','}"schemaVersion":${event.schemaVersion}`
     text += '}'
+    if (event.traceProblem !== undefined) text += `,"trace":${this.#quote(event.traceProblem)}`
     if (event.shadow !== undefined) {
       // rare (a shadow-mode failure): written as UTF-8 whatever it holds
       text += `,"errors":${JSON.stringify(event.shadow.problems)}`

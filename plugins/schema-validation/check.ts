@@ -1,5 +1,5 @@
 import {
-  EnvelopeChecker, EventRejectedError, compileFilter, toFieldErrors, typeMatchesTopic, typeToTopic,
+  EnvelopeChecker, EventRejectedError, compileFilter, toFieldErrors, traceContextProblem, typeMatchesTopic, typeToTopic,
   type CloudEvent, type EventProblem, type EventSummary, type RejectReason
 } from '../../src/core/index.js'
 import type { SchemaRegistry } from './registry.js'
@@ -36,7 +36,8 @@ export function noMatchingRule (topic: string): EventRejectedError {
  * The checks of one publish on a topic whose rule asks for CloudEvents, in PRODUCT §2
  * order: JSON, the CloudEvents 1.0 envelope, `type` ⇄ topic, a registered schema for
  * the type, then `data` against it. Returns what later plugins need to know of the
- * event (`id`, `source`, `type`, `time`, tracing extensions); the first failure throws an
+ * event (`id`, `source`, `type`, `time`, tracing extensions, and what is wrong with its
+ * trace context, which never refuses it); the first failure throws an
  * `EventRejectedError` with its reason. Schemas are compiled already: a check costs
  * one JSON.parse, the envelope checks and one compiled validator call. The version
  * checked against is the one `dataschema` names, else the type's latest; a type in
@@ -97,6 +98,13 @@ function summary (event: CloudEvent, schemaVersion?: number): EventSummary {
   if (event.time !== undefined) out.time = event.time
   if (event.correlationid !== undefined) out.correlationid = event.correlationid
   if (event.causationid !== undefined) out.causationid = event.causationid
-  if (event.traceparent !== undefined) out.traceparent = event.traceparent
+  const { traceparent, tracestate } = event
+  if (traceparent !== undefined || tracestate !== undefined) {
+    if (traceparent !== undefined) out.traceparent = traceparent
+    if (tracestate !== undefined) out.tracestate = tracestate
+    // checked here, where the event is read anyway: a malformed trace context is reported (audit) and goes no further
+    const problem = traceContextProblem(traceparent, tracestate)
+    if (problem !== undefined) out.traceProblem = problem
+  }
   return out
 }

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { Gauge } from 'prom-client'
-import { bundledSchemasDir, cloudEventTopics, definePlugin, type Settings, service, type EventSummary, type PluginContext, type PublishAttempt } from '../../src/core/index.js'
+import { bundledSchemasDir, cloudEventTopics, definePlugin, type Settings, service, type EventSummary, type PluginContext, type PluginTracing, type PublishAttempt } from '../../src/core/index.js'
 import { createRuleCheck, noMatchingRule, ruleMatcher } from './check.js'
 import { LiveRegistry } from './live.js'
 import { ValidationTally } from './tally.js'
@@ -13,7 +13,7 @@ import type { SchemaDocument } from './folder.js'
 import { schemaRoutes, type SchemaListing } from './routes.js'
 import { FileRegistryStore } from './store.js'
 import { summarizeSchema, type SchemaSummary } from './summary.js'
-import { schemasSection, validationSection } from './config.js'
+import { schemasSection, validationSection, type ValidationRule } from './config.js'
 
 export { SchemaRegistry, type SchemaEntry } from './registry.js'
 export type { SchemaDocument, Draft } from './folder.js'
@@ -108,6 +108,8 @@ async function setupValidation (ctx: PluginContext, { schemas, validation }: Sch
   missed = undefined
   gauge.set(pool?.size ?? 0)
 
+  const checkOnce = checker(pool, checkEvent, tally)
+  const tracing = ctx.tracing
   ctx.hooks.authorizePublish(function validateEvent (attempt: PublishAttempt): Promise<void> | undefined {
     const index = ruleOf(attempt.topic)
     const rule = rules[index] // NO_RULE (-1) finds none
@@ -116,7 +118,19 @@ async function setupValidation (ctx: PluginContext, { schemas, validation }: Sch
       return undefined
     }
     if (!rule.cloudevents) return undefined
-    // the event's summary goes on the attempt: the core counts it accepted, later plugins read it
+    // the core counts the described event accepted, later plugins read it
+    return tracing === undefined ? checkOnce(index, rule, attempt) : timed(tracing, attempt, () => checkOnce(index, rule, attempt))
+  })
+  ctx.log.info({ rules: rules.length, types: registry.types().length, store: live.kind, default: opts.default, workers: pool?.size ?? 0 }, 'validation ready')
+  return async function stopValidation () {
+    await pool?.close()
+    await live.close()
+  }
+}
+
+/** One check: on a worker (the promise of its verdict), or here; the event's summary goes on the attempt. */
+function checker (pool: CheckPool | undefined, checkEvent: ReturnType<typeof createRuleCheck>, tally: ValidationTally): (index: number, rule: ValidationRule, attempt: PublishAttempt) => Promise<void> | undefined {
+  return function checkOnce (index, rule, attempt) {
     if (pool !== undefined) return pool.check(index, attempt.topic, attempt.payload, attempt)
     let event: EventSummary
     try {
@@ -128,12 +142,30 @@ async function setupValidation (ctx: PluginContext, { schemas, validation }: Sch
     tally.note(event, undefined)
     attempt.describe(event)
     return undefined
-  })
-  ctx.log.info({ rules: rules.length, types: registry.types().length, store: live.kind, default: opts.default, workers: pool?.size ?? 0 }, 'validation ready')
-  return async function stopValidation () {
-    await pool?.close()
-    await live.close()
   }
+}
+
+/**
+ * `check` as the `validate` step of the publish's trace: timed here, on the event loop,
+ * around the worker's round trip when a worker checks it.
+ */
+function timed (tracing: PluginTracing, attempt: PublishAttempt, check: () => Promise<void> | undefined): Promise<void> | undefined {
+  const startedAt = performance.now()
+  let pending: Promise<void> | undefined
+  try {
+    pending = check()
+  } catch (err: unknown) {
+    tracing.step(attempt, 'validate', startedAt, err)
+    throw err
+  }
+  if (pending === undefined) {
+    tracing.step(attempt, 'validate', startedAt)
+    return undefined
+  }
+  return pending.then(() => { tracing.step(attempt, 'validate', startedAt) }, (err: unknown) => {
+    tracing.step(attempt, 'validate', startedAt, err)
+    throw err
+  })
 }
 
 /** The validation workers, or `undefined` for none (`validation.workers: 0`, or they failed to start: checks run on the event loop). */

@@ -8,6 +8,7 @@ import { backoffMs } from './retry.js'
 import type { RetryPolicy, Subscription } from './subscriptions.js'
 import { DeniedAddressError } from './url-policy.js'
 import type { DeliveryRates } from './rate.js'
+import type { TraceCarrier } from '../../src/core/index.js'
 
 export { backoffMs, isRetryable, retryAfterMs } from './retry.js'
 export type { AttemptResult } from './exchange.js'
@@ -28,10 +29,22 @@ export interface Job {
   readonly orderingKey?: string
   /** When the broker accepted the event (ms since the epoch): its time-to-live counts from here. */
   readonly acceptedAt: number
+  /** With tracing on, the event's `receive` span: each attempt's span is its child. */
+  readonly trace?: TraceCarrier
   attempts: number
   lastStatus: number | undefined
   lastError: string | undefined
 }
+
+/** One attempt's span (tracing on): the W3C Trace Context headers its request carries, if any, and its end. */
+export interface AttemptTrace {
+  /** `traceparent` (and `tracestate`) naming the attempt's span, when the event carries a valid trace context; else none. */
+  readonly headers: TraceCarrier | undefined
+  readonly end: (result: AttemptResult) => void
+}
+
+/** Starts the span of each attempt that is sent (`tracing.ts`). */
+export type DeliveryTracing = (job: Job) => AttemptTrace
 
 /** How a delivery ended without being delivered: attempts ran out or a final answer, 410 Gone, or its time-to-live passed while failing. */
 export type FailedEnd = 'failed' | 'gone' | 'expired'
@@ -59,7 +72,10 @@ export interface DeliveryOptions {
   readonly rates?: DeliveryRates
   /** The subscription as this node knows it now (a job holds it as it was when queued): one disabled since (410 Gone) gets nothing more, one removed is an orphan. */
   readonly current: (subscriptionId: string) => Subscription | undefined
-  readonly build: (job: Job, now: Date) => WebhookRequest
+  /** The request of an attempt; `trace`: the W3C Trace Context headers it carries (tracing on), else the event's own are forwarded. */
+  readonly build: (job: Job, now: Date, trace: TraceCarrier | undefined) => WebhookRequest
+  /** With tracing on: each attempt sent is a span. */
+  readonly tracing?: DeliveryTracing
   readonly onDelivered: (job: Job, latencyMs: number) => void
   /** Attempts ran out, the endpoint refused for good (`gone`: 410), its address is denied, its request could not be made, or its time-to-live passed (`expired`). */
   readonly onFailed: (job: Job, end: FailedEnd) => void
@@ -293,10 +309,26 @@ export class Deliverer {
     }
   }
 
+  /** Send one attempt, as a span of its own when tracing is on. */
   async #send (job: Job): Promise<AttemptResult> {
+    const tracing = this.#options.tracing
+    if (tracing === undefined) return await this.#sendOnce(job, undefined)
+    const trace = tracing(job)
+    let result: AttemptResult
+    try {
+      result = await this.#sendOnce(job, trace.headers)
+    } catch (err: unknown) {
+      trace.end({ kind: 'failed', status: undefined, error: describe(err), gone: false })
+      throw err
+    }
+    trace.end(result)
+    return result
+  }
+
+  async #sendOnce (job: Job, trace: TraceCarrier | undefined): Promise<AttemptResult> {
     let built: WebhookRequest
     try {
-      built = this.#options.build(job, new Date())
+      built = this.#options.build(job, new Date(), trace)
     } catch (err: unknown) {
       // the event was accepted but cannot be sent in this subscription's mode: it never will be, so no retry
       return { kind: 'failed', status: undefined, error: `the request could not be built: ${describe(err)}`, gone: false }

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os'
 import { Counter, Gauge, Histogram } from 'prom-client'
-import { DeliveryFailedError, LogSampler, MAX_JSON_DEPTH, PluginError, definePlugin, isReserved, messageOf, parseJson, type Settings, mayNestDeeperThan, nestedDeeperThan, service, type PluginContext, type PublishedMessage } from '../../src/core/index.js'
+import { DeliveryFailedError, LogSampler, MAX_JSON_DEPTH, PluginError, definePlugin, isReserved, messageOf, parseJson, type Settings, mayNestDeeperThan, nestedDeeperThan, service, type PluginContext, type PublishedMessage, type TraceCarrier } from '../../src/core/index.js'
 import { DEAD_LETTERS, type DeadLetterEntry } from '../dead-letter/index.js'
 import type { BreakerState, DeliveryOptions, DeliveryQueueLike, Job } from './delivery.js'
 import { FilterOutcomes } from './filter-outcomes.js'
@@ -16,6 +16,7 @@ import { SharedSubscriptions } from './shared.js'
 import { SubscriptionStore, type RetryPolicy, type Subscription, type SubscriptionInput } from './subscriptions.js'
 import { UrlPolicy, type Resolver } from './url-policy.js'
 import { webhooksSection } from './config.js'
+import { deliveryTracing } from './tracing.js'
 
 export { DeniedAddressError, UrlPolicy, type Resolver, type UrlPolicyOptions } from './url-policy.js'
 export { backoffMs, retryAfterMs, isRetryable, type BreakerState } from './delivery.js'
@@ -74,8 +75,8 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
   watchQueue(ctx, store, queue)
 
   /** Queue one delivery; a full queue dead-letters it. */
-  function deliver (subscription: Subscription, topic: string, raw: Buffer, event: CloudEventObject, replayOf?: string): void {
-    const job = newJob(subscription, topic, raw, event, replayOf)
+  function deliver (subscription: Subscription, topic: string, raw: Buffer, event: CloudEventObject, replayOf?: string, trace?: TraceCarrier): void {
+    const job = newJob(subscription, topic, raw, event, replayOf, trace)
     if (!queue.enqueue(job)) {
       metrics.deliveries.inc({ subscription: subscription.id, outcome: 'queue_full' })
       deadLetter(job, 'queue_full', `the delivery queue holds ${opts.maxQueued} deliveries`)
@@ -95,7 +96,7 @@ async function setupWebhooks (ctx: PluginContext, opts: WebhooksOptions): Promis
       return undefined
     }
     const passing = filterOutcomes.passing(matching, event)
-    for (const subscription of passing) deliver(subscription, message.topic, message.payload, event)
+    for (const subscription of passing) deliver(subscription, message.topic, message.payload, event, undefined, message.trace)
     // with Redis: the publisher's ack waits until the jobs are there
     return passing.length === 0 ? undefined : queue.written()
   })
@@ -165,7 +166,8 @@ function deliveryOptions (ctx: PluginContext, opts: WebhooksOptions, parts: Deli
     connect: policy.connector(),
     current: (id) => store.get(id),
     rates: new DeliveryRates((subscription) => { metrics.rateHeld.inc({ subscription }) }),
-    build: (job, now) => buildRequest(job.event, job.raw, job.subscription, job.id, now),
+    build: (job, now, trace) => buildRequest(job.event, job.raw, job.subscription, job.id, now, trace),
+    ...(ctx.tracing === undefined ? {} : { tracing: deliveryTracing(ctx.tracing) }),
     onDelivered: (job, ms) => {
       if (job.replayOf !== undefined) {
         parts.forget(job.replayOf).catch((err: unknown) => { ctx.reportError(err, { op: 'remove redelivered dead letter', id: job.replayOf }) })
@@ -302,10 +304,10 @@ async function registerConfigured (ctx: PluginContext, registry: WebhookRegistry
   }
 }
 
-/** A delivery of `event` to `subscription`, not tried yet; `replayOf` when it redelivers that dead letter. */
-function newJob (subscription: Subscription, topic: string, raw: Buffer, event: CloudEventObject, replayOf?: string): Job {
+/** A delivery of `event` to `subscription`, not tried yet; `replayOf` when it redelivers that dead letter, `trace` the span that received the event. */
+function newJob (subscription: Subscription, topic: string, raw: Buffer, event: CloudEventObject, replayOf?: string, trace?: TraceCarrier): Job {
   const orderingKey = orderingKeyOf(subscription, event)
-  return {
+  const job: Job = {
     subscription,
     id: webhookId(subscription.id, event.source, event.id),
     eventId: event.id,
@@ -319,6 +321,8 @@ function newJob (subscription: Subscription, topic: string, raw: Buffer, event: 
     ...(replayOf === undefined ? {} : { replayOf }),
     ...(orderingKey === undefined ? {} : { orderingKey })
   }
+  // tracing off: not even an empty object more per delivery
+  return trace === undefined ? job : { ...job, trace }
 }
 
 /** The key an ordered subscription orders `event` by: its `partitionkey` or `subject` attribute (a string or a number), or none. */

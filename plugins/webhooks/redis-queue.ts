@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis'
 import { Deliverer, type BreakerState, type DeliveryOptions, type DeliveryQueueLike, type Job } from './delivery.js'
 import { RedisLanes } from './redis-lanes.js'
 import type { Subscription } from './subscriptions.js'
+import type { TraceCarrier } from '../../src/core/index.js'
 
 /** A delivery as it waits in Redis: what a node needs to rebuild the job. */
 interface StoredDelivery {
@@ -16,6 +17,8 @@ interface StoredDelivery {
   readonly orderingKey?: string
   /** When the event was accepted (ms since the epoch); deliveries stored before it was kept take the job's own creation time. */
   readonly acceptedAt?: number
+  /** With tracing on, the event's `receive` span: whichever node delivers it, each attempt's span is its child. */
+  readonly trace?: TraceCarrier
   readonly attempts: number
   readonly lastStatus?: number
   readonly lastError?: string
@@ -320,7 +323,8 @@ export class RedisDeliveryQueue implements DeliveryQueueLike {
       lastStatus: data.lastStatus,
       lastError: data.lastError,
       ...(data.replayOf === undefined ? {} : { replayOf: data.replayOf }),
-      ...(data.orderingKey === undefined ? {} : { orderingKey: data.orderingKey })
+      ...(data.orderingKey === undefined ? {} : { orderingKey: data.orderingKey }),
+      ...(data.trace === undefined ? {} : { trace: data.trace })
     }
   }
 }
@@ -334,7 +338,8 @@ function storedOf (job: Job): StoredDelivery {
     acceptedAt: job.acceptedAt,
     attempts: job.attempts,
     ...(job.replayOf === undefined ? {} : { replayOf: job.replayOf }),
-    ...(job.orderingKey === undefined ? {} : { orderingKey: job.orderingKey })
+    ...(job.orderingKey === undefined ? {} : { orderingKey: job.orderingKey }),
+    ...(job.trace === undefined ? {} : { trace: job.trace })
   }
 }
 

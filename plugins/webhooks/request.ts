@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import { Webhook } from 'standardwebhooks'
+import { propagatedTraceContext, type TraceCarrier } from '../../src/core/index.js'
 import type { Subscription } from './subscriptions.js'
 
 /** One HTTP request of a delivery: what is POSTed to the subscription's URL. */
@@ -22,10 +23,13 @@ export function webhookId (subscriptionId: string, source: string, id: string): 
  * percent-encoded as §3.1.3.2 requires (`binaryMessage`), the content type from
  * `datacontenttype`, the body is `data`. Structured mode: the event's own bytes, as
  * `application/cloudevents+json`. With a secret, Standard Webhooks headers signed
- * with the `standardwebhooks` library over the body as sent.
+ * with the `standardwebhooks` library over the body as sent. W3C Trace Context headers
+ * continue the event's trace (PRODUCT §10): `trace` when tracing is on (the attempt's
+ * span); off, the event's own `traceparent` and `tracestate` when valid, as published
+ * (`ce-traceparent` and the structured attribute stay as published either way).
  * Throws a `TypeError` naming the attribute when binary mode cannot carry the event.
  */
-export function buildRequest (event: Record<string, unknown>, raw: Buffer, subscription: Subscription, id: string, now: Date): WebhookRequest {
+export function buildRequest (event: Record<string, unknown>, raw: Buffer, subscription: Subscription, id: string, now: Date, trace?: TraceCarrier): WebhookRequest {
   let headers: Record<string, string>
   let body: string | Uint8Array
   if (subscription.mode === 'structured') {
@@ -33,6 +37,11 @@ export function buildRequest (event: Record<string, unknown>, raw: Buffer, subsc
     body = raw
   } else {
     ({ headers, body } = binaryMessage(event))
+  }
+  const context = trace ?? propagatedTraceContext(event.traceparent, event.tracestate)
+  if (context !== undefined) {
+    headers.traceparent = context.traceparent
+    if (context.tracestate !== undefined) headers.tracestate = context.tracestate
   }
   if (subscription.secret !== undefined) {
     const signer = signerOf(subscription, subscription.secret)

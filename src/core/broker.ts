@@ -11,6 +11,7 @@ import { createHttpApi, type HttpApi } from './http/server.js'
 import { createLogger, type Logger } from './logger.js'
 import { LogSampler } from './log-sampler.js'
 import { createNode, type Node } from './node.js'
+import { startTracing, type Tracing } from './tracing/index.js'
 import { mqttSubscribers } from './persistence/subscribers.js'
 import { PluginHost } from './plugin-host.js'
 import { publishStats } from './stats.js'
@@ -103,8 +104,10 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
   const config: LoadedConfig = loadConfig(rest, { sections: [...new Set([...sections, ...entries.flatMap((entry) => entry.sections ?? [])])] })
   const log = logger ?? createLogger(config.logLevel, config.nodeId)
   const [mqttTls, httpTls] = await Promise.all([readTls('mqtt.tls', config.mqtt.tls), readTls('http.tls', config.http.tls)])
-  const node = createNode(config, log)
+  const tracing = await startTracing(config.tracing, { nodeId: config.nodeId, version: packageVersion(), log: log.child({ component: 'tracing' }) })
+  const node = createNode(config, log, tracing)
   const { aedes, backend, metrics } = node
+  tracing?.register(metrics.registry)
   const plugins = new PluginHost({
     config,
     log,
@@ -119,12 +122,13 @@ export async function createBroker (input: BrokerInput = {}): Promise<Broker> {
     subscribers: async (topic) => await mqttSubscribers(aedes, backend, topic),
     ports: () => opened.ports,
     reportError: node.reportError,
+    tracing: tracing?.plugin,
     timeoutMs: pluginTimeoutMs
   })
   const opened: Opened = { listeners: [], listening: false }
   let closing: Promise<void> | undefined
   const close = async (): Promise<void> => {
-    closing ??= closeAll(node, plugins, opened, log)
+    closing ??= closeAll(node, plugins, opened, log, tracing)
     await closing
   }
 
@@ -252,7 +256,7 @@ function slowConsumerReporter (node: Node, log: Logger): (overflow: Overflow) =>
 }
 
 /** Stop listening, close clients, dispose plugins, release persistence; each step once. */
-async function closeAll (node: Node, plugins: PluginHost, opened: Opened, log: Logger): Promise<void> {
+async function closeAll (node: Node, plugins: PluginHost, opened: Opened, log: Logger, tracing: Tracing | undefined): Promise<void> {
   opened.listening = false
   opened.stats?.stop()
   opened.outbound?.close()
@@ -270,6 +274,8 @@ async function closeAll (node: Node, plugins: PluginHost, opened: Opened, log: L
   await plugins.dispose()
   await opened.http?.close()
   await node.backend.close()
+  // last: the spans of what was still delivered while closing are exported too
+  await tracing?.shutdown().catch((err: unknown) => { log.warn({ err }, 'the last spans could not be exported') })
   log.info('closed')
 }
 

@@ -1,3 +1,4 @@
+import type { Context, Tracer } from '@opentelemetry/api'
 import type { FastifyPluginAsync } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { Registry } from 'prom-client'
@@ -105,6 +106,41 @@ export interface PublishedMessage {
   readonly retain: boolean
   /** `null` for broker-internal publishes (`$SYS/...`, `broker.publish()`). */
   readonly clientId: string | null
+  /**
+   * With tracing on (`tracing.otlpUrl`), the span that received this event: work done
+   * for it later (a webhook delivery, maybe on another node) continues its trace.
+   * `undefined` when tracing is off, and for publishes that carry no event.
+   */
+  readonly trace: TraceCarrier | undefined
+}
+
+/** A span as W3C Trace Context carries it: what work done later, or elsewhere, continues. */
+export interface TraceCarrier {
+  /** `00-<trace-id>-<span-id>-<trace-flags>`. */
+  readonly traceparent: string
+  /** The trace's `tracestate`, when it has one. */
+  readonly tracestate?: string
+}
+
+/**
+ * What plugins get of the broker's OpenTelemetry tracing (`ctx.tracing`), only when
+ * `tracing.otlpUrl` is set. Spans started with `tracer` are exported with the broker's.
+ */
+export interface PluginTracing {
+  /** The broker's own tracer (its own provider: one registered globally is left alone). */
+  readonly tracer: Tracer
+  /**
+   * Note a step of a publish's check that ran from `startedAt` (a `performance.now()`
+   * reading) until now, `failure` when it refused the publish: once the publish is
+   * decided, the step becomes a span named `name`, child of the publish's `receive` span.
+   */
+  step: (attempt: PublishAttempt, name: string, startedAt: number, failure?: unknown) => void
+  /**
+   * The context whose span is the one `carried` names (`remote`: a span of another
+   * service): a span started in it is that span's child. `undefined` when `carried`
+   * is not a valid `traceparent`.
+   */
+  context: (carried: TraceCarrier, remote: boolean) => Context | undefined
 }
 
 /** Refuses by throwing (`ConnectRefusedError` for a CONNACK return code); anything else drops the connection. */
@@ -291,6 +327,11 @@ export interface PluginContext {
   countEvent: (outcome: 'accepted' | 'rejected' | 'duplicate', reason?: string) => void
   /** Log and count a failure that has no caller to return to (published handlers, timers, queues). */
   reportError: (err: unknown, context?: Readonly<Record<string, unknown>>) => void
+  /**
+   * The broker's tracing when `tracing.otlpUrl` is set, `undefined` otherwise: a plugin
+   * checks it once, and does no tracing work per message when it is off.
+   */
+  readonly tracing: PluginTracing | undefined
 }
 
 /** Undoes what a plugin's setup did; runs on close, in reverse load order. */

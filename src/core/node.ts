@@ -20,6 +20,7 @@ import { watchMembers } from './shared/members.js'
 import { Connections } from './transport/connections.js'
 import { REJECTIONS_PREFIX } from './reserved-topics.js'
 import type { PacketGuard } from './transport/size-guard.js'
+import type { Tracing } from './tracing/index.js'
 
 /** Reports a failure that has no caller to return to: counted by component, logged. */
 export type ErrorReporter = (component: string, err: unknown, context?: Readonly<Record<string, unknown>>) => void
@@ -82,7 +83,7 @@ function watchAedes (aedes: Aedes, deps: WatchDeps): WeakMap<Client, PacketGuard
 }
 
 /** Build a node: nothing listens and nothing is loaded yet. */
-export function createNode (config: BrokerConfig, log: Logger): Node {
+export function createNode (config: BrokerConfig, log: Logger, tracing?: Tracing): Node {
   const connections = new Connections()
   const clientCounts = new Map<Transport, number>()
   const metrics = new CoreMetrics(connections, () => clientCounts)
@@ -91,7 +92,7 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
   const reportError = makeErrorReporter(log, metrics, backend.ready)
   const clientLog = new LogSampler(config.limits.clientLogIntervalMs)
   const { limits } = config
-  const parts: NodeParts = { config, log, chains, backend, connections, metrics, clientLog, reportError }
+  const parts: NodeParts = { config, log, chains, backend, connections, metrics, clientLog, reportError, tracing }
   const connect = connectHooks(parts)
   const gate = publishGate(parts, {
     publishRecord: (topic, record) => {
@@ -115,7 +116,7 @@ export function createNode (config: BrokerConfig, log: Logger): Node {
     authorizeSubscribe: subscribeGate.hook,
     ...aedesLimits(limits),
     authorizeForward: adaptAuthorizeForward(connections, metrics, forward),
-    published: adaptPublished(chains.published, (err, context) => { reportError('published', err, context) })
+    published: adaptPublished(chains.published, (err, context) => { reportError('published', err, context) }, tracing)
   })
   watchMembers(aedes, shared)
   const packetGuards = watchAedes(aedes, { mq, connections, clientCounts, subscribeGate, metrics, log, clientLog, reportError })
@@ -159,6 +160,8 @@ interface NodeParts {
   readonly metrics: CoreMetrics
   readonly clientLog: LogSampler
   readonly reportError: ErrorReporter
+  /** With `tracing.otlpUrl`: the spans of each publish. */
+  readonly tracing: Tracing | undefined
 }
 
 /** aedes' preConnect and authenticate slots, running the plugins' chains. */
@@ -178,7 +181,7 @@ function connectHooks ({ chains, reportError, connections, log, backend, clientL
 type GateRouting = Pick<Parameters<typeof createPublishGate>[0], 'publishRecord' | 'tell' | 'route'>
 
 /** The publish gate in aedes' authorizePublish slot, with the limits, the outage hold and the journal of this node's config. */
-function publishGate ({ config, chains, reportError, connections, metrics, log, backend, clientLog }: NodeParts, routing: GateRouting): PublishGate {
+function publishGate ({ config, chains, reportError, connections, metrics, log, backend, clientLog, tracing }: NodeParts, routing: GateRouting): PublishGate {
   const { limits } = config
   return createPublishGate({
     chain: chains.authorizePublish,
@@ -199,7 +202,8 @@ function publishGate ({ config, chains, reportError, connections, metrics, log, 
     holdMs: config.redis?.outageHoldMs ?? DEFAULT_OUTAGE_HOLD_MS,
     sampler: clientLog,
     journal: backend.journal,
-    received: async (client, packet) => await storedIncoming(backend, client, packet)
+    received: async (client, packet) => await storedIncoming(backend, client, packet),
+    tracing
   })
 }
 

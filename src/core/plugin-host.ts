@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import type { Registry } from 'prom-client'
 import type { Redis } from 'ioredis'
 import type { LoadedConfig as BrokerConfig } from './config/index.js'
-import type { BoundPorts, HookRegistry, MqttSubscriber, OutgoingMessage, PluginContext, PluginEntry, Service, SubmitOptions } from './context.js'
+import type { BoundPorts, HookRegistry, MqttSubscriber, OutgoingMessage, PluginContext, PluginEntry, PluginTracing, Service, SubmitOptions } from './context.js'
 import { PluginError, type BrokerError } from './errors.js'
 import type { Logger } from './logger.js'
 import { PluginLoader } from './plugin-loader.js'
@@ -23,6 +23,8 @@ export interface PluginHostDeps {
   /** The bound ports, once every listener is up. */
   readonly ports: () => BoundPorts | undefined
   readonly reportError: (component: string, err: unknown, context?: Readonly<Record<string, unknown>>) => void
+  /** The broker's tracing, when `tracing.otlpUrl` is set. */
+  readonly tracing: PluginTracing | undefined
   /** Longest a plugin's setup may take, in ms. */
   readonly timeoutMs: number
 }
@@ -72,6 +74,7 @@ export class PluginHost {
       countEvent: deps.countEvent,
       subscribers: deps.subscribers,
       ports: deps.ports,
+      tracing: deps.tracing,
       reportError: (err, context) => { deps.reportError('plugin', err, { plugin: name, ...context }) },
       routes: (routes) => { this.routes.push({ plugin: name, routes }) },
       stats: (key, collect) => {

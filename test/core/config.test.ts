@@ -19,6 +19,8 @@ test('defaults run one embedded node on localhost', () => {
     idempotency: { enabled: true, windowMs: 86400000, maxEntries: 100000 },
     audit: { enabled: true, topic: true, payload: true, redact: [], stream: { key: 'ce-broker:audit', maxLen: 1000000 }, recent: { maxEntries: 1000, maxBytes: 16777216 } },
     auth: { allowAnonymous: false, users: [], acl: [], loginFailures: { max: 10, windowMs: 60000 }, apiKeys: [] },
+    // no otlpUrl: tracing is off
+    tracing: { serviceName: 'ce-broker', sampleRatio: 1, maxQueueSize: 2048, maxExportBatchSize: 512, exportDelayMs: 5000, exportTimeoutMs: 10000 },
     webhooks: {
       defaults: { retry: { maxAttempts: 8, initialDelayMs: 1000, maxDelayMs: 300000 }, timeoutMs: 10000, ttlMs: 86400000, concurrency: 128, latencyTargetMs: 1000 },
       intake: { highWater: 1000, holdMs: 10000 },

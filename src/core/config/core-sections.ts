@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox'
 import { limitsSection } from './limits.js'
 import { httpSection, mqttSection } from './listeners.js'
 import { configSection, enumOf, setting, type DeepPartial, type SectionsConfig, type Settings } from './section.js'
+import { tracingSection } from './tracing.js'
 
 /** Redis for persistence and routing between nodes; absent = embedded (memory) mode. */
 export const redisSection = configSection({
@@ -108,7 +109,7 @@ export const apiKeysSection = configSection({
 })
 
 /** The sections every config has, whatever plugins run. */
-export const CORE_SECTIONS = [mqttSection, httpSection, redisSection, nodeIdSection, logLevelSection, limitsSection, apiKeysSection] as const
+export const CORE_SECTIONS = [mqttSection, httpSection, redisSection, nodeIdSection, logLevelSection, limitsSection, apiKeysSection, tracingSection] as const
 
 /** The core's settings: what the broker itself reads. */
 export type CoreConfig = SectionsConfig<typeof CORE_SECTIONS>

@@ -10,5 +10,6 @@ export {
 } from './section.js'
 export { CORE_SECTIONS, type ApiKeyInput, type ApiScope, type CoreConfig, type CoreConfigInput, type LogLevel } from './core-sections.js'
 export type { TlsFiles } from './listeners.js'
+export type { TracingConfig } from './tracing.js'
 export { configDefaults, loadConfig, loadedWith, readConfigFile, type ConfigOf, type LoadConfigOptions, type LoadedConfig } from './load.js'
 export { configOptions, configTable, type OptionSpec } from './options.js'

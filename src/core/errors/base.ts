@@ -42,6 +42,14 @@ export interface EventSummary {
   readonly correlationid?: unknown
   readonly causationid?: unknown
   readonly traceparent?: unknown
+  /** The `tracestate` of the distributed-tracing extension, as published. */
+  readonly tracestate?: unknown
+  /**
+   * What is wrong with the event's `traceparent` or `tracestate`, when something is
+   * (`malformed traceparent: trace-id is all zeros`): the event is delivered as it is,
+   * its trace context goes no further, and its audit record says so.
+   */
+  readonly traceProblem?: string
   /** The version of its type's schema it was checked against. */
   readonly schemaVersion?: number
   /** Its type's schema is in shadow mode and refused it: delivered anyway, audited `would_reject`. */

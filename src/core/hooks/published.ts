@@ -1,6 +1,7 @@
 import type { AedesOptions } from 'aedes'
 import type { PublishedHandler, PublishedMessage } from '../context.js'
 import { DISCARD_PREFIX } from '../reserved-topics.js'
+import type { Tracing } from '../tracing/index.js'
 
 type AedesPublished = NonNullable<AedesOptions['published']>
 type Report = (err: unknown, context: Readonly<Record<string, unknown>>) => void
@@ -11,8 +12,10 @@ type Report = (err: unknown, context: Readonly<Record<string, unknown>>) => void
  * promises they returned have settled. One handler's throw or rejection neither skips
  * the others nor reaches aedes, which would drop the publisher.
  */
-export function adaptPublished (chain: readonly PublishedHandler[], reportError: Report): AedesPublished {
+export function adaptPublished (chain: readonly PublishedHandler[], reportError: Report, tracing: Tracing | undefined): AedesPublished {
   return function published (packet, client, callback) {
+    // the event's route span ends here; its receive span is what the handlers' work continues
+    const trace = tracing === undefined ? undefined : tracing.routed(packet)
     // a discarded packet (refused, or routed already by the commit) is no one's business
     if (chain.length === 0 || packet.topic.startsWith(DISCARD_PREFIX)) {
       callback(null)
@@ -20,7 +23,7 @@ export function adaptPublished (chain: readonly PublishedHandler[], reportError:
     }
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
     // aedes calls this for its own $SYS publishes and for wills with client === null
-    const message: PublishedMessage = { topic: packet.topic, payload, qos: packet.qos, retain: packet.retain, clientId: client?.id ?? null }
+    const message: PublishedMessage = { topic: packet.topic, payload, qos: packet.qos, retain: packet.retain, clientId: client?.id ?? null, trace }
     let waiting: Array<Promise<void>> | undefined
     for (const handler of chain) {
       try {

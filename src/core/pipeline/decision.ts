@@ -8,6 +8,7 @@ import type { Commit } from './commit.js'
 import { settleChain } from './chain.js'
 import type { Refusals } from './refusal.js'
 import { topicOverLimit, type TopicLimits } from './topic-limits.js'
+import type { Tracing } from '../tracing/index.js'
 
 export interface DecisionDeps {
   readonly chain: readonly AuthorizePublishHandler[]
@@ -16,6 +17,8 @@ export interface DecisionDeps {
   readonly refusals: Refusals
   /** With `--redis`: accepted events are committed (claimed, journaled, routed) before they are acknowledged. */
   readonly commit: Commit | undefined
+  /** With `tracing.otlpUrl`: told where each publish comes in. */
+  readonly tracing: Tracing | undefined
 }
 
 /**
@@ -32,7 +35,7 @@ export type Decide = (packet: PublishPacket, attempt: Attempt, done: (err: Broke
  * authorizePublish chain, whose first refusal decides by its error's disposition.
  */
 export function createDecision (deps: DecisionDeps): Decide {
-  const { chain, limits, metrics, refusals, commit } = deps
+  const { chain, limits, metrics, refusals, commit, tracing } = deps
 
   function accept (attempt: Attempt): void {
     if (attempt.event !== undefined) metrics.event('accepted')
@@ -75,6 +78,8 @@ export function createDecision (deps: DecisionDeps): Decide {
 
   return function decide (packet, attempt, done) {
     attempt.commits = commit !== undefined
+    // the one thing tracing costs when it is off
+    if (tracing !== undefined) tracing.begin(packet, attempt)
     const topic = packet.topic
     const over = topicOverLimit(topic, limits)
     if (over !== undefined) {

@@ -73,7 +73,7 @@ export function createPublishPipeline (deps: PipelineDeps): PublishPipeline {
   const { chain, metrics, log } = deps
   const refusals = createRefusals(deps)
   const commit = deps.journal === undefined ? undefined : new Commit({ journal: deps.journal, route: deps.route })
-  const decide = createDecision({ chain, limits: deps, metrics, refusals, commit })
+  const decide = createDecision({ chain, limits: deps, metrics, refusals, commit, tracing: deps.tracing })
   const outage = createOutageHold({ ...deps, log })
 
   function unchecked (topic: string, qos: 0 | 1 | 2): boolean {

@@ -3,6 +3,7 @@ import { REJECT_REASONS, type BrokerError, type Disposition } from '../errors.js
 import type { DeadLetterHandler, DecidedHandler, PublishVerdict } from '../context.js'
 import type { LogSampler } from '../log-sampler.js'
 import type { CoreMetrics } from '../metrics.js'
+import type { Tracing } from '../tracing/index.js'
 import { DISCARD_PREFIX, DLQ_PREFIX } from '../reserved-topics.js'
 import { TRANSPORTS } from '../transport/connections.js'
 import type { Logger } from '../logger.js'
@@ -45,6 +46,8 @@ export interface RefusalDeps {
   /** Samples the warn lines a client can trigger (`limits.clientLogIntervalMs`), shared with the other hooks. */
   readonly sampler: LogSampler
   readonly log: Logger
+  /** With `tracing.otlpUrl`: told every verdict, to make the publish's spans. */
+  readonly tracing: Tracing | undefined
 }
 
 /** What the pipeline does with a refused publish, by its error. */
@@ -144,6 +147,7 @@ export function createRefusals (deps: RefusalDeps): Refusals {
   }
 
   function announce (attempt: Attempt, verdict: PublishVerdict): void {
+    if (deps.tracing !== undefined) deps.tracing.decided(attempt, verdict)
     tellEach(deps.decided, [attempt, verdict], (err, handler) => { deps.reportError(err, { hook: 'decided', handler, topic: attempt.topic }) })
   }
 
