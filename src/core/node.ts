@@ -183,9 +183,10 @@ type GateRouting = Pick<Parameters<typeof createPublishGate>[0], 'publishRecord'
 /** The publish gate in aedes' authorizePublish slot, with the limits, the outage hold and the journal of this node's config. */
 function publishGate ({ config, chains, reportError, connections, metrics, log, backend, clientLog, tracing }: NodeParts, routing: GateRouting): PublishGate {
   const { limits } = config
+  const idleThrew = (err: unknown, handler: string): void => { reportError('plugin', err, { hook: 'authorizePublish idle', handler }) }
   return createPublishGate({
     chain: chains.authorizePublish,
-    chainIdle: chains.publishIdle,
+    chainIdle: () => chains.publishIdle(idleThrew),
     decided: chains.decided,
     reportError: (err, context) => { reportError('decided', err, context) },
     deadLetter: () => chains.deadLetter,

@@ -196,3 +196,25 @@ test('while every authorizePublish handler is idle a publish skips the chain; th
   await publisher.publishAsync('hostel/two', 'x', { qos: 1 })
   assert.deepEqual(asked, ['hostel/two'])
 })
+
+test('an idle() that throws neither ends the process nor fails the publish: reported once, its handler runs from then on', async (t) => {
+  const asked: string[] = []
+  let calls = 0
+  const buggy = definePlugin('buggy-idle', async (ctx) => {
+    ctx.hooks.authorizePublish(function noteTopic (attempt: PublishAttempt) { asked.push(attempt.topic) }, {
+      idle: () => {
+        calls++
+        throw new Error('idle bug')
+      }
+    })
+  })
+  // no validation rule and no webhook subscription: every other handler is idle, so this idle() is asked
+  const broker = await startBroker(t, { validation: { rules: [] }, idempotency: { enabled: false }, webhooks: { denyNetworks: [] }, plugins: [buggy()] })
+  const publisher = await connect(t, mqttUrl(broker))
+  await publisher.publishAsync('hostel/one', 'x', { qos: 1 })
+  await publisher.publishAsync('hostel/two', 'x', { qos: 1 })
+  assert.deepEqual(asked, ['hostel/one', 'hostel/two'])
+  assert.equal(calls, 1, 'asked once: a throwing idle() is not asked again')
+  const errors = (await broker.metrics.getSingleMetric('ce_broker_errors_total')?.get())?.values
+  assert.equal(errors?.find((v) => v.labels.component === 'plugin')?.value, 1)
+})

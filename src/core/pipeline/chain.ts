@@ -41,9 +41,25 @@ export class HookChains {
     }
   }
 
-  /** Whether no authorizePublish handler would do anything now: none at all, or each one idle. */
-  readonly publishIdle = (): boolean => {
-    for (const idle of this.#publishIdle) if (idle === undefined || !idle()) return false
+  /**
+   * Whether no authorizePublish handler would do anything now: none at all, or each one
+   * idle. An `idle` that throws is a plugin's bug, asked on aedes' publish path where a
+   * throw would end the process: it is reported once through `onThrow` and never asked
+   * again, its handler is never idle since (the chain runs, as without `idle`).
+   */
+  publishIdle (onThrow: (err: unknown, handler: string) => void): boolean {
+    const idles = this.#publishIdle
+    for (let i = 0; i < idles.length; i++) {
+      const idle = idles[i]
+      if (idle === undefined) return false
+      try {
+        if (!idle()) return false
+      } catch (err: unknown) {
+        idles[i] = undefined
+        onThrow(err, this.authorizePublish[i]?.name ?? '')
+        return false
+      }
+    }
     return true
   }
 
