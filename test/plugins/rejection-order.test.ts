@@ -89,3 +89,27 @@ test('with Redis, a duplicate found by the commit\'s claim is told before its PU
     assert.deepEqual(rejection(packets[0]), { reason: 'duplicate', id: event.id })
   }
 })
+
+test('limits.rejectionWaitMs 0: the answer does not wait for the record, so no wait is counted over the limit; each record still comes, in order', async (t) => {
+  const broker = await startBroker(t, { limits: { rejectionWaitMs: 0 } })
+  const raw = await rawConnect(t, broker.ports.mqtt)
+  raw.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: CLIENT_ID, keepalive: 60 })
+  assert.equal((await raw.next())?.cmd, 'connack')
+  raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `$rejections/${CLIENT_ID}`, qos: 1 }] })
+  assert.equal((await raw.next())?.cmd, 'suback')
+  const sent: unknown[] = []
+  const told: unknown[] = []
+  for (let i = 0; i < 20; i++) {
+    const invalid = bookingReserved({ nights: 0 })
+    sent.push(invalid.id)
+    for (const packet of await answers(raw, invalid, 100 + i)) if (packet.cmd === 'publish') told.push(rejection(packet).id)
+  }
+  while (told.length < sent.length) {
+    const packet = await raw.next()
+    if (packet?.cmd !== 'publish') break
+    told.push(rejection(packet).id)
+  }
+  assert.deepEqual(told, sent)
+  const hits = (await broker.metrics.getSingleMetric('ce_broker_limit_hits_total')?.get())?.values ?? []
+  assert.deepEqual(hits.filter((v) => v.labels.limit === 'rejection_wait'), [])
+})

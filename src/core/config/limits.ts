@@ -107,7 +107,7 @@ export const limitsSection = configSection({
     }),
     rejectionWaitMs: limit({ minimum: 0 }, 1000, {
       env: 'CE_BROKER_LIMITS_REJECTION_WAIT_MS',
-      doc: 'how long a refused publish\'s PUBACK (or disconnect) waits for the refusal\'s record to be written to its publisher on `$rejections/<clientId>`, so that the record comes first; past it the publisher is answered anyway (`ce_broker_limit_hits_total{limit="rejection_wait"}`)'
+      doc: 'how long a refused publish\'s PUBACK (or disconnect) waits for the refusal\'s record to be written to its publisher on `$rejections/<clientId>`, so that the record comes first; past it the publisher is answered anyway (`ce_broker_limit_hits_total{limit="rejection_wait"}`); 0: the answer does not wait for the record'
     }),
     clientLogIntervalMs: limit({ minimum: 0 }, 10_000, {
       env: 'CE_BROKER_LIMITS_CLIENT_LOG_INTERVAL_MS',

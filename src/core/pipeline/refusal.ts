@@ -16,14 +16,14 @@ const DIVERT_PREFIX: Readonly<Record<Exclude<Disposition, 'reject'>, string>> = 
   discard: DISCARD_PREFIX
 }
 
+/** Who is told on `$rejections/<clientId>`: MQTT publishers (HTTP ones get the record in the answer). */
+const MQTT_ORIGINS: ReadonlySet<string> = new Set(TRANSPORTS)
+
 /**
  * What a refusal adds to `ce_broker_events_total`, by reason: the event or its
  * publisher refused, or a duplicate. Any other reason is no verdict on an event (a
  * webhook's failed delivery was of an accepted one; a plugin's fault is its own).
  */
-/** Who is told on `$rejections/<clientId>`: MQTT publishers (HTTP ones get the record in the answer). */
-const MQTT_ORIGINS: ReadonlySet<string> = new Set(TRANSPORTS)
-
 const EVENT_OUTCOMES: ReadonlyMap<string, 'rejected' | 'duplicate'> = new Map([
   ...REJECT_REASONS.map((reason) => [reason, 'rejected'] as const),
   ['not_authorized', 'rejected'],
@@ -40,7 +40,7 @@ export interface RefusalDeps {
   readonly publishRecord: (topic: string, record: Buffer) => void
   /** Publishes a refusal's record on `$rejections/<clientId>`; resolves once routed (written to the client's connection when it is subscribed). */
   readonly tell: (clientId: string, record: Buffer) => Promise<void>
-  /** `limits.rejectionWaitMs`: how long the publisher's answer waits for `tell`. */
+  /** `limits.rejectionWaitMs`: how long the publisher's answer waits for `tell`; 0, not at all. */
   readonly rejectionWaitMs: number
   readonly metrics: CoreMetrics
   /** Samples the warn lines a client can trigger (`limits.clientLogIntervalMs`), shared with the other hooks. */
@@ -68,14 +68,14 @@ export interface Refusals {
 }
 
 export function createRefusals (deps: RefusalDeps): Refusals {
-  const { metrics, log: attemptLog } = deps
+  const { metrics } = deps
 
   function refuse (packet: PublishPacket, attempt: Attempt, err: BrokerError, done: (err: BrokerError) => void): void {
     const topic = packet.topic
     count(err)
     // kept as a dead letter, or only told to the publisher (not_authorized, duplicate): the handler builds the record either way
     const record = err.toldToPublisher ? deps.deadLetter()?.(attempt, err, err.deadLetter) : undefined
-    const told = record !== undefined && attempt.clientId !== null && MQTT_ORIGINS.has(attempt.origin) ? tellFirst(attempt.clientId, record) : undefined
+    const told = record !== undefined && attempt.clientId !== null && MQTT_ORIGINS.has(attempt.origin) ? tellFirst(deps, attempt.clientId, record) : undefined
     log(attempt, err, err.disposition === 'reject' ? 'publish refused' : 'publish diverted')
     if (err.disposition === 'reject') {
       if (record !== undefined && err.deadLetter) deps.publishRecord(DIVERT_PREFIX['dead-letter'] + topic, record)
@@ -90,22 +90,6 @@ export function createRefusals (deps: RefusalDeps): Refusals {
     // subscribes to its `$rejections` knows, when the PUBACK comes, whether its event was accepted (the client library relies on it)
     if (told === undefined) done(err)
     else void told.then(() => { done(err) })
-  }
-
-  /** Tell an MQTT publisher on `$rejections/<clientId>`; resolves once told, or after `limits.rejectionWaitMs` (counted, logged sampled). */
-  async function tellFirst (clientId: string, record: Buffer): Promise<void> {
-    let timer: NodeJS.Timeout | undefined
-    const waited = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        metrics.limitHit('rejection_wait')
-        const suppressed = deps.sampler.take(`rejection-wait:${clientId}`)
-        if (suppressed !== undefined) attemptLog.warn({ clientId, waitMs: deps.rejectionWaitMs, suppressed }, 'refusal record not written to its publisher within limits.rejectionWaitMs: answered first')
-        resolve()
-      }, deps.rejectionWaitMs)
-    })
-    const told = deps.tell(clientId, record).catch((err: unknown) => { deps.reportError(err, { op: 'publish rejection', clientId }) })
-    await Promise.race([told, waited])
-    clearTimeout(timer)
   }
 
   function keep (attempt: Attempt, err: BrokerError): void {
@@ -152,4 +136,24 @@ export function createRefusals (deps: RefusalDeps): Refusals {
   }
 
   return { refuse, keep, note, log, announce }
+}
+
+/**
+ * Tell an MQTT publisher on `$rejections/<clientId>`. Resolves once told, or after
+ * `limits.rejectionWaitMs` (counted, logged sampled); `undefined` when that is 0: the
+ * record is told all the same, and the answer does not wait for it (nothing to count).
+ */
+function tellFirst (deps: RefusalDeps, clientId: string, record: Buffer): Promise<void> | undefined {
+  const told = deps.tell(clientId, record).catch((err: unknown) => { deps.reportError(err, { op: 'publish rejection', clientId }) })
+  if (deps.rejectionWaitMs === 0) return undefined
+  let timer: NodeJS.Timeout | undefined
+  const waited = new Promise<void>((resolve) => {
+    timer = setTimeout(function rejectionWaitOver () {
+      deps.metrics.limitHit('rejection_wait')
+      const suppressed = deps.sampler.take(`rejection-wait:${clientId}`)
+      if (suppressed !== undefined) deps.log.warn({ clientId, waitMs: deps.rejectionWaitMs, suppressed }, 'refusal record not written to its publisher within limits.rejectionWaitMs: answered first')
+      resolve()
+    }, deps.rejectionWaitMs)
+  })
+  return Promise.race([told, waited]).then(() => { clearTimeout(timer) })
 }
