@@ -35,10 +35,10 @@ export const DEAD_LETTERS = service<DeadLetters>('dead-letters')
 
 /**
  * Keeps every refused event: builds its dead-letter record (PRODUCT §3), stores
- * it with the original bytes for replay, tells the publisher on
- * `$rejections/<clientId>`, and hands the record to the broker, which publishes
- * it on `$DLQ/<topic>`. A refusal that is not kept (`not_authorized`, `duplicate`) is
- * only told to the publisher: not stored, not counted. A replay that fails again
+ * it with the original bytes for replay, and hands the record to the broker, which
+ * tells an MQTT publisher on `$rejections/<clientId>` (before answering it) and
+ * publishes it on `$DLQ/<topic>`. A refusal that is not kept (`not_authorized`,
+ * `duplicate`) only gets its record built, for the publisher: not stored, not counted. A replay that fails again
  * updates its entry instead of adding one. Serves `/api/dlq`.
  */
 export const deadLetter = definePlugin<DeadLetterOptions>({ name: 'dead-letter', sections: [deadLettersSection], setup: setupDeadLetter })
