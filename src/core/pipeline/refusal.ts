@@ -153,7 +153,7 @@ function tellFirst (deps: RefusalDeps, clientId: string, record: Buffer): Promis
       const suppressed = deps.sampler.take(`rejection-wait:${clientId}`)
       if (suppressed !== undefined) deps.log.warn({ clientId, waitMs: deps.rejectionWaitMs, suppressed }, 'refusal record not written to its publisher within limits.rejectionWaitMs: answered first')
       resolve()
-    }, deps.rejectionWaitMs)
+    }, deps.rejectionWaitMs).unref()
   })
   return Promise.race([told, waited]).then(() => { clearTimeout(timer) })
 }

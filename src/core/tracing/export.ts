@@ -43,7 +43,7 @@ export function createExporting (config: TracingConfig & { readonly otlpUrl: str
   const trouble = new LogSampler(TROUBLE_LOG_MS)
   const exporter = new CountingExporter(new OTLPTraceExporter({ url: config.otlpUrl, timeoutMillis: config.exportTimeoutMs }), counts, (result, spans) => {
     const suppressed = trouble.take('export')
-    if (suppressed !== undefined) source.log.warn({ err: result.error, url: config.otlpUrl, spans, suppressed }, 'spans could not be exported to tracing.otlpUrl: dropped')
+    if (suppressed !== undefined) source.log.warn({ err: result.error, url: withoutSecrets(config.otlpUrl), spans, suppressed }, 'spans could not be exported to tracing.otlpUrl: dropped')
   })
   const batch = new BatchSpanProcessor(exporter, {
     maxQueueSize: config.maxQueueSize,
@@ -152,4 +152,10 @@ class QueueGate implements SpanProcessor {
   async shutdown (): Promise<void> {
     await this.batch.shutdown()
   }
+}
+
+/** The URL as logs may show it: no user, password or query (a collector's token may ride in either). */
+function withoutSecrets (url: string): string {
+  const parsed = new URL(url)
+  return `${parsed.protocol}//${parsed.host}${parsed.pathname}`
 }
