@@ -4,11 +4,12 @@
  * refused row, stopping, and table names that are never SQL.
  */
 import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
 import { test, type TestContext } from 'node:test'
 import { expectTypeOf } from 'expect-type'
 import pg from 'pg'
 import type { Logger } from 'pino'
-import { createOutboxRelay, createOutboxTable, createPublisher, postgresOutbox, quoteIdentifier, type OutboxLogger, type OutboxPool, type OutboxRelay, type OutboxRelayOptions, type Publisher } from '../../client/index.js'
+import { createOutboxRelay, createOutboxTable, createPublisher, outboxTableSql, postgresOutbox, quoteIdentifier, type OutboxLogger, type OutboxPool, type OutboxRelay, type OutboxRelayOptions, type Publisher } from '../../client/index.js'
 import { collectMessages, connect, mqttUrl, sample, startBroker, type Received } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
 import { captureLogs } from '../helpers/logs.js'
@@ -209,4 +210,14 @@ test('a pg Pool and a pino logger fit the relay as they are; bad options are ref
   assert.throws(() => createOutboxRelay({ ...base, batchSize: 0 }), /batchSize must be an integer from 1 to 10000, got 0/)
   assert.throws(() => createOutboxRelay({ ...base, maxAttempts: 1.5 }), /maxAttempts must be an integer from 1 to 1000000, got 1.5/)
   assert.throws(() => createOutboxRelay({ ...base, backoff: { initialMs: 100, maxMs: 50 } }), /backoff.maxMs must be an integer from 100 to 3600000, got 50/)
+})
+
+test('the README\'s outbox table is the one createOutboxTable creates', async () => {
+  const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8')
+  const section = readme.slice(readme.indexOf('### Outbox relay'))
+  const documented = /```sql\n([\s\S]*?)```/.exec(section)?.[1]
+  assert.ok(documented !== undefined, 'the section shows the table')
+  // the same statements, comments, quotes and spacing aside
+  const normal = (sql: string): string => sql.replace(/--[^\n]*/g, '').replaceAll('"', '').replace(/\s+/g, ' ').trim()
+  assert.equal(normal(documented), normal(outboxTableSql('outbox')))
 })
