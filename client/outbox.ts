@@ -1,14 +1,7 @@
-import { EventRejectedError, PublishUnansweredError } from './errors.js'
-import type { EventOptions } from './event.js'
-import type { Published } from './publisher.js'
-import type { BatchOutcome, OutboxRow, OutboxSource } from './outbox-source.js'
+import { publishInOrder, type RelayPublisher, type RowOutcome } from './outbox-publish.js'
+import type { BatchOutcome, OutboxSource } from './outbox-source.js'
 
-/** What the relay needs of a publisher: `createPublisher()`'s, untyped (rows carry any type). */
-export interface RelayPublisher {
-  publish: (type: string, data: unknown, options: EventOptions) => Promise<Published>
-  /** Read before each batch: while the broker is away the relay claims nothing and waits. */
-  readonly client: { readonly connected: boolean }
-}
+export type { RelayPublisher } from './outbox-publish.js'
 
 /** A pino logger fits; the relay logs nothing without one. */
 export interface OutboxLogger {
@@ -18,6 +11,7 @@ export interface OutboxLogger {
 }
 
 export interface OutboxRelayOptions {
+  /** A publisher of `createPublisher()`; every relay of one outbox must have the same `source`, the idempotency key's half. */
   readonly publisher: RelayPublisher
   /** Where the rows are: `postgresOutbox({ pool, table })`. */
   readonly source: OutboxSource
@@ -33,8 +27,9 @@ export interface OutboxRelayOptions {
    * refused or unanswered row is tried again.
    */
   readonly backoff?: { readonly initialMs?: number, readonly maxMs?: number }
-  /** Called with each error that failed a batch (the database, mostly); the relay waits and goes on. */
+  /** Called with each error that failed a batch (the database, mostly); the relay waits and goes on. Default: none. */
   readonly onError?: (err: Error) => void
+  /** Where the relay's log lines go (README, Outbox relay). Default: nowhere. */
   readonly log?: OutboxLogger
 }
 
@@ -85,10 +80,6 @@ const MAX_WAITING_ROWS = 10_000
 /** `last_error` is cut to this many characters. */
 const MAX_ERROR_CHARS = 2_000
 
-type RowOutcome =
-  | { readonly row: OutboxRow, readonly kind: 'published', readonly duplicate: boolean }
-  | { readonly row: OutboxRow, readonly kind: 'rejected' | 'failed', readonly error: string }
-
 /**
  * A relay that drains an outbox into the broker: it claims a batch of rows, publishes
  * each with the row id as the event id, and marks it published only once the broker
@@ -100,107 +91,57 @@ export function createOutboxRelay (options: OutboxRelayOptions): OutboxRelay {
   const settings = settingsOf(options)
   const { publisher, source, log } = options
   const totals = { batches: 0, failedBatches: 0, published: 0, duplicates: 0, rejected: 0, failed: 0, givenUp: 0 }
-  // row id → when this relay may try it again; other relays and a restart do not know of it
-  const waiting = new Map<string, number>()
+  const waits = new RetryWaits(settings)
+  const pause = new Pause()
   let running = false
   let loop: Promise<void> | undefined
-  let wake: (() => void) | undefined
-
-  function delayFor (attempt: number): number {
-    const full = Math.min(settings.maxMs, settings.initialMs * 2 ** Math.min(attempt - 1, 30))
-    // half of it random, so relays that failed together do not come back together
-    return Math.round(full / 2 + Math.random() * full / 2)
-  }
-
-  function waitingRows (): string[] {
-    const now = Date.now()
-    for (const [id, until] of waiting) if (until <= now) waiting.delete(id)
-    return [...waiting.keys()]
-  }
 
   async function runOnce (): Promise<BatchResult> {
     if (!publisher.client.connected) return { ...EMPTY, offline: true }
-    const batch = await source.claim({ limit: settings.batchSize, maxAttempts: settings.maxAttempts, exclude: waitingRows() })
+    const batch = await source.claim({ limit: settings.batchSize, maxAttempts: settings.maxAttempts, exclude: waits.rows() })
     if (batch === undefined || batch.rows.length === 0) {
       await batch?.complete({ published: [], failed: [] })
       return EMPTY
     }
     const outcomes = await publishInOrder(batch.rows, publisher)
-    const outcome: BatchOutcome = {
-      published: outcomes.flatMap((o) => o.kind === 'published' ? [o.row.id] : []),
-      failed: outcomes.flatMap((o) => o.kind === 'published' ? [] : [{ id: o.row.id, error: o.error.slice(0, MAX_ERROR_CHARS) }])
-    }
-    await batch.complete(outcome)
-    return tally(batch.rows.length, outcomes)
-  }
-
-  /** Count and log a recorded batch; rows that failed wait before this relay tries them again. */
-  function tally (claimed: number, outcomes: readonly RowOutcome[]): BatchResult {
-    let published = 0; let duplicates = 0; let rejected = 0; let failed = 0; let givenUp = 0
-    for (const o of outcomes) {
-      if (o.kind === 'published') {
-        published++
-        if (o.duplicate) duplicates++
-        continue
-      }
-      if (o.kind === 'rejected') rejected++
-      else failed++
-      const attempts = o.row.retryCount + 1
-      const fields = { rowId: o.row.id, eventType: o.row.eventType, aggregateId: o.row.aggregateId, attempts, error: o.error }
-      if (attempts >= settings.maxAttempts) {
-        givenUp++
-        log?.warn(fields, 'outbox row given up: no relay tries it again until its retry_count is lowered')
-        continue
-      }
-      if (waiting.size >= MAX_WAITING_ROWS) waiting.delete(waiting.keys().next().value ?? '')
-      waiting.set(o.row.id, Date.now() + delayFor(attempts))
-      if (o.kind === 'rejected') log?.warn(fields, 'outbox row refused by the broker')
-    }
+    await batch.complete(outcomeOf(outcomes))
+    const result = tally(batch.rows.length, outcomes, settings.maxAttempts, waits, log)
     totals.batches++
-    totals.published += published
-    totals.duplicates += duplicates
-    totals.rejected += rejected
-    totals.failed += failed
-    totals.givenUp += givenUp
-    const result = { claimed, published, duplicates, rejected, failed, givenUp, held: claimed - outcomes.length, offline: false }
-    log?.debug(result, 'outbox batch recorded')
+    for (const key of ['published', 'duplicates', 'rejected', 'failed', 'givenUp'] as const) totals[key] += result[key]
     return result
   }
 
-  async function sleep (ms: number): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms)
-      function done (): void {
-        clearTimeout(timer)
-        wake = undefined
-        resolve()
-      }
-      wake = done
-    })
+  /** A failed batch: counted, logged (the first of a run as a warning), told to `onError`. */
+  function failedBatch (raw: unknown, failures: number, retryInMs: number): void {
+    const err = raw instanceof Error ? raw : new Error(String(raw))
+    totals.failedBatches++
+    if (failures === 1) log?.warn({ err, retryInMs }, 'outbox batch failed')
+    else log?.debug({ err, failures, retryInMs }, 'outbox batch failed again')
+    try {
+      options.onError?.(err)
+    } catch (thrown: unknown) {
+      // the caller's handler failing must not stop the relay; it is said once here
+      log?.warn({ err: thrown }, 'outbox relay onError threw')
+    }
   }
 
   async function run (): Promise<void> {
     let failures = 0
     while (running) {
-      let pause: number
+      let ms: number
       try {
         const result = await runOnce()
         // unanswered with nothing published: the broker went away mid-batch
         const trouble = result.offline || (result.failed > 0 && result.published === 0)
         failures = trouble ? failures + 1 : 0
-        pause = trouble ? delayFor(failures) : result.claimed === 0 ? settings.pollIntervalMs : 0
-        if (trouble && failures === 1) log?.warn({ offline: result.offline, failed: result.failed, retryInMs: pause }, 'outbox relay waits for the broker')
-      } catch (raw: unknown) {
-        const err = raw instanceof Error ? raw : new Error(String(raw))
+        ms = trouble ? waits.delayFor(failures) : result.claimed === 0 ? settings.pollIntervalMs : 0
+        if (trouble && failures === 1) log?.warn({ offline: result.offline, failed: result.failed, retryInMs: ms }, 'outbox relay waits for the broker')
+      } catch (err: unknown) {
         failures++
-        totals.failedBatches++
-        pause = delayFor(failures)
-        // the first failure of a run is a warning, the ones after it while it lasts are details
-        if (failures === 1) log?.warn({ err, retryInMs: pause }, 'outbox batch failed')
-        else log?.debug({ err, failures, retryInMs: pause }, 'outbox batch failed again')
-        options.onError?.(err)
+        ms = waits.delayFor(failures)
+        failedBatch(err, failures, ms)
       }
-      if (pause > 0 && running) await sleep(pause)
+      if (ms > 0 && running) await pause.for(ms)
     }
   }
 
@@ -214,7 +155,7 @@ export function createOutboxRelay (options: OutboxRelayOptions): OutboxRelay {
     },
     async stop () {
       running = false
-      wake?.()
+      pause.wake()
       await loop
       loop = undefined
     },
@@ -222,52 +163,91 @@ export function createOutboxRelay (options: OutboxRelayOptions): OutboxRelay {
   }
 }
 
-const EMPTY: BatchResult = { claimed: 0, published: 0, duplicates: 0, rejected: 0, failed: 0, givenUp: 0, held: 0, offline: false }
-
-/**
- * Publish a batch keeping each aggregate's order: the rows of one aggregate one after
- * the other, the first failure leaving its later rows for a later batch (an event is
- * never delivered before an earlier one of its aggregate); different aggregates at once.
- */
-async function publishInOrder (rows: readonly OutboxRow[], publisher: RelayPublisher): Promise<RowOutcome[]> {
-  const chains = new Map<string, OutboxRow[]>()
-  for (const row of rows) {
-    // NUL cannot occur in PostgreSQL text, so the key cannot be faked by an id holding the separator
-    const key = `${row.aggregateType}\u0000${row.aggregateId}`
-    const chain = chains.get(key)
-    if (chain === undefined) chains.set(key, [row])
-    else chain.push(row)
+function outcomeOf (outcomes: readonly RowOutcome[]): BatchOutcome {
+  return {
+    published: outcomes.flatMap((o) => o.kind === 'published' ? [o.row.id] : []),
+    failed: outcomes.flatMap((o) => o.kind === 'published' ? [] : [{ id: o.row.id, error: o.error.slice(0, MAX_ERROR_CHARS) }])
   }
-  const outcomes: RowOutcome[] = []
-  await Promise.all([...chains.values()].map(async (chain) => {
-    for (const row of chain) {
-      const outcome = await publishRow(row, publisher)
-      outcomes.push(outcome)
-      if (outcome.kind !== 'published') return
-    }
-  }))
-  return outcomes
 }
 
-async function publishRow (row: OutboxRow, publisher: RelayPublisher): Promise<RowOutcome> {
-  if (row.eventType === '') return { row, kind: 'rejected', error: 'invalid_row: event_type is empty' }
-  try {
-    const { duplicate } = await publisher.publish(row.eventType, row.payload, {
-      id: row.id,
-      // an unreadable created_at leaves the time to the publisher (now) rather than failing the row
-      ...(Number.isNaN(row.createdAt.getTime()) ? {} : { time: row.createdAt }),
-      ...(row.aggregateId === '' ? {} : { subject: row.aggregateId, extensions: { partitionkey: row.aggregateId } })
+/** Count and log a recorded batch; rows that failed wait before this relay tries them again. */
+function tally (claimed: number, outcomes: readonly RowOutcome[], maxAttempts: number, waits: RetryWaits, log: OutboxLogger | undefined): BatchResult {
+  let published = 0; let duplicates = 0; let rejected = 0; let failed = 0; let givenUp = 0
+  for (const o of outcomes) {
+    if (o.kind === 'published') {
+      published++
+      if (o.duplicate) duplicates++
+      continue
+    }
+    if (o.kind === 'rejected') rejected++
+    else failed++
+    const attempts = o.row.retryCount + 1
+    const fields = { rowId: o.row.id, eventType: o.row.eventType, aggregateId: o.row.aggregateId, attempts, error: o.error }
+    if (attempts >= maxAttempts) {
+      givenUp++
+      log?.warn(fields, 'outbox row given up: no relay tries it again until its retry_count is lowered')
+      continue
+    }
+    waits.hold(o.row.id, attempts)
+    if (o.kind === 'rejected') log?.warn(fields, 'outbox row refused by the broker')
+  }
+  const result = { claimed, published, duplicates, rejected, failed, givenUp, held: claimed - outcomes.length, offline: false }
+  log?.debug(result, 'outbox batch recorded')
+  return result
+}
+
+/** The rows one relay holds back until their retry; other relays and a restart do not know of them. */
+class RetryWaits {
+  readonly #until = new Map<string, number>()
+  readonly #initialMs: number
+  readonly #maxMs: number
+
+  constructor (settings: { readonly initialMs: number, readonly maxMs: number }) {
+    this.#initialMs = settings.initialMs
+    this.#maxMs = settings.maxMs
+  }
+
+  /** The wait after the `attempt`-th failure in a row: doubling, bounded, half of it random so relays that failed together come back apart. */
+  delayFor (attempt: number): number {
+    const full = Math.min(this.#maxMs, this.#initialMs * 2 ** Math.min(attempt - 1, 30))
+    return Math.round(full / 2 + Math.random() * full / 2)
+  }
+
+  hold (id: string, attempts: number): void {
+    if (this.#until.size >= MAX_WAITING_ROWS) this.#until.delete(this.#until.keys().next().value ?? '')
+    this.#until.set(id, Date.now() + this.delayFor(attempts))
+  }
+
+  /** The rows still waiting; the others are forgotten. */
+  rows (): string[] {
+    const now = Date.now()
+    for (const [id, until] of this.#until) if (until <= now) this.#until.delete(id)
+    return [...this.#until.keys()]
+  }
+}
+
+/** A wait that `stop()` can cut short. */
+class Pause {
+  #wake: (() => void) | undefined
+
+  async for (ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        this.#wake = undefined
+        resolve()
+      }
+      const timer = setTimeout(done, ms)
+      this.#wake = done
     })
-    return { row, kind: 'published', duplicate }
-  } catch (err: unknown) {
-    if (err instanceof EventRejectedError) {
-      const fields = err.errors.map((e) => e.path === '' ? e.message : `${e.path}: ${e.message}`).join('; ')
-      return { row, kind: 'rejected', error: fields === '' ? err.reason : `${err.reason}: ${fields}` }
-    }
-    if (err instanceof PublishUnansweredError) return { row, kind: 'failed', error: `publish_unanswered: ${err.message}` }
-    return { row, kind: 'failed', error: `publish_failed: ${err instanceof Error ? err.message : String(err)}` }
+  }
+
+  wake (): void {
+    this.#wake?.()
   }
 }
+
+const EMPTY: BatchResult = { claimed: 0, published: 0, duplicates: 0, rejected: 0, failed: 0, givenUp: 0, held: 0, offline: false }
 
 function settingsOf (options: OutboxRelayOptions): typeof DEFAULTS {
   const settings = {
