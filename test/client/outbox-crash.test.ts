@@ -31,6 +31,8 @@ interface RelayProcess {
   readonly exited: Promise<OutboxRelayStats | undefined>
   /** Resolves once it is connected and waits for `go()`. */
   readonly ready: Promise<void>
+  /** Resolves once it has claimed its first batch. */
+  readonly claimed: Promise<void>
   readonly go: () => void
 }
 
@@ -44,10 +46,15 @@ function startRelay (t: TestContext, env: Readonly<Record<string, string>>): Rel
   let stderr = ''
   let markReady = (): void => {}
   const ready = new Promise<void>((resolve) => { markReady = resolve })
+  let markClaimed = (): void => {}
+  const claimed = new Promise<void>((resolve) => { markClaimed = resolve })
   createInterface({ input: child.stdout }).on('line', (line) => {
     const message = JSON.parse(line) as { ready?: true, claimed?: string[], stats?: OutboxRelayStats }
     if (message.ready === true) markReady()
-    if (message.claimed !== undefined) batches.push(message.claimed)
+    if (message.claimed !== undefined) {
+      batches.push(message.claimed)
+      markClaimed()
+    }
     if (message.stats !== undefined) stats = message.stats
   })
   child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
@@ -57,7 +64,7 @@ function startRelay (t: TestContext, env: Readonly<Record<string, string>>): Rel
       else reject(new Error(`relay ${env.RELAY_CLIENT_ID} exited with ${String(code ?? signal)}: ${stderr}`))
     })
   })
-  return { child, batches, exited, ready, go: () => { child.stdin.end('go\n') } }
+  return { child, batches, exited, ready, claimed, go: () => { child.stdin.end('go\n') } }
 }
 
 /** 100 bookings of 10 events each, their rows interleaved by tens of bookings: rows 1–100 are bookings 0–9 side by side, and so on. */
@@ -112,15 +119,17 @@ test('1,000 rows, a relay killed mid-batch and started again, another beside it:
   // A's second life: a process of its own, connected beforehand so that it starts relaying as soon as A is dead
   const again = startRelay(t, { ...env, RELAY_CLIENT_ID: 'relay-a-again' })
   await Promise.all([a.ready, b.ready, again.ready])
-  a.go()
+  // B first, so that A's first batch is rows B does not hold: 200 of them, all of A's to publish
   b.go()
+  await b.claimed
+  a.go()
 
-  // kill A once half of the batch it holds has reached the subscriber, B having claimed too:
-  // the other half is not published yet, so A dies between its publishes and its commit
+  // kill A once half of the batch it holds has reached the subscriber: the other half is
+  // not published yet, so A dies between its publishes and its commit
   const seen = (batch: readonly string[]): number => received.filter((r) => batch.includes(r.id)).length
   await arrived('half of a batch of A delivered', () => {
     const batch = a.batches.at(-1)
-    return b.batches.length > 0 && batch !== undefined && batch.length >= 100 && seen(batch) >= batch.length / 2
+    return batch !== undefined && batch.length >= 100 && seen(batch) >= batch.length / 2
   })
   a.child.kill('SIGKILL')
   await a.exited
