@@ -9,9 +9,7 @@
 import { hostname } from 'node:os'
 import pg from 'pg'
 import { pino } from 'pino'
-// In an application: `from 'ce-broker/client'`. Here, the library's source, so that the
-// example runs from a checkout without a build.
-import { createOutboxRelay, createOutboxTable, createPublisher, postgresOutbox } from '../client/index.js'
+import { createOutboxRelay, createOutboxTable, createPublisher, postgresOutbox } from 'ce-broker/client'
 
 const table = process.env.OUTBOX_TABLE ?? 'outbox'
 const log = pino({ name: 'outbox-relay' })
