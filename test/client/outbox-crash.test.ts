@@ -64,7 +64,7 @@ function startRelay (t: TestContext, env: Readonly<Record<string, string>>): Rel
       else reject(new Error(`relay ${env.RELAY_CLIENT_ID} exited with ${String(code ?? signal)}: ${stderr}`))
     })
   })
-  return { child, batches, exited, ready, claimed, go: () => { child.stdin.end('go\n') } }
+  return { child, batches, exited, ready, claimed, go: () => { child.stdin.write('go\n') } }
 }
 
 /** 100 bookings of 10 events each, their rows interleaved by tens of bookings: rows 1–100 are bookings 0–9 side by side, and so on. */
