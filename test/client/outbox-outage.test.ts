@@ -20,6 +20,7 @@ import { captureLogs } from '../helpers/logs.js'
 import { freePort } from '../helpers/net.js'
 import { bookingEvents, fillOutbox, outboxRows } from '../helpers/outbox.js'
 import { postgresForFile, postgresUnavailable } from '../helpers/postgres.js'
+import { silentMqttServer } from '../helpers/silent-mqtt.js'
 
 const skip = postgresUnavailable() ?? false
 const postgres = postgresForFile()
@@ -87,32 +88,10 @@ test('the broker closed mid-run: the relay claims nothing while it is away, then
   assert.ok(rows.every((r) => r.retryCount === 0 ? r.lastError === null : r.lastError?.startsWith('publish_unanswered: ')), JSON.stringify(rows.filter((r) => r.retryCount > 0)))
 })
 
-/** An MQTT server that accepts the connection and the subscription and never acknowledges a publish. */
-async function silentServer (t: TestContext): Promise<number> {
-  const sockets = new Set<Socket>()
-  const server = createServer((socket) => {
-    sockets.add(socket)
-    const parser = mqttPacket.parser({ protocolVersion: 4 })
-    parser.on('packet', (packet: Packet) => {
-      if (packet.cmd === 'connect') socket.write(mqttPacket.generate({ cmd: 'connack', returnCode: 0, sessionPresent: false }))
-      if (packet.cmd === 'subscribe') socket.write(mqttPacket.generate({ cmd: 'suback', messageId: packet.messageId ?? 0, granted: [1] }))
-    })
-    socket.on('data', (chunk) => { parser.parse(chunk) })
-    socket.on('error', () => { /* the client going away is the end of it */ })
-  })
-  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
-  defer(t, async () => {
-    for (const socket of sockets) socket.destroy()
-    await new Promise((resolve) => { server.close(resolve) })
-  })
-  const address = server.address()
-  return typeof address === 'object' && address !== null ? address.port : 0
-}
-
 test('a publish no answer comes for counts as an attempt, `publish_unanswered` in last_error; the row stays unpublished and the relay backs off', { skip }, async (t) => {
   const db = await postgres()
   const ids = await fillOutbox(db.pool, 'outbox_unanswered', [...bookingEvents('b-1', 2), ...bookingEvents('b-2', 2)])
-  const publisher = await createPublisher({ url: `mqtt://127.0.0.1:${await silentServer(t)}`, clientId: 'outbox-relay', source: '/albergue/outbox-relay', timeoutMs: 200 })
+  const publisher = await createPublisher({ url: `mqtt://127.0.0.1:${(await silentMqttServer(t)).port}`, clientId: 'outbox-relay', source: '/albergue/outbox-relay', timeoutMs: 200 })
   defer(t, () => publisher.close())
   const relay = relayFor(t, { publisher, source: postgresOutbox({ pool: db.pool, table: 'outbox_unanswered' }), maxAttempts: 2 })
 

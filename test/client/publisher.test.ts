@@ -15,6 +15,7 @@ import { collectMessages, connect, mqttUrl, startBroker } from '../helpers/broke
 import { makeCert } from '../helpers/certs.js'
 import { defer } from '../helpers/cleanup.js'
 import { bookingReserved, BOOKING_RESERVED_TOPIC } from '../helpers/events.js'
+import { silentMqttServer } from '../helpers/silent-mqtt.js'
 
 const BOOKING = 'albergue.v1.booking.reserved'
 const DATA = bookingReserved().data as Record<string, unknown>
@@ -115,25 +116,7 @@ test('the active OpenTelemetry span travels as the traceparent and tracestate ex
 })
 
 test('no answer in time rejects with PublishUnansweredError; a client id that would widen $rejections is refused', async (t) => {
-  // a server that accepts the connection and the subscription, and never acknowledges a publish
-  const sockets = new Set<Socket>()
-  const silent = createServer((socket) => {
-    sockets.add(socket)
-    const parser = mqttPacket.parser({ protocolVersion: 4 })
-    parser.on('packet', (packet: Packet) => {
-      if (packet.cmd === 'connect') socket.write(mqttPacket.generate({ cmd: 'connack', returnCode: 0, sessionPresent: false }))
-      if (packet.cmd === 'subscribe') socket.write(mqttPacket.generate({ cmd: 'suback', messageId: packet.messageId ?? 0, granted: [1] }))
-    })
-    socket.on('data', (chunk) => { parser.parse(chunk) })
-    socket.on('error', () => {})
-  })
-  await new Promise<void>((resolve) => { silent.listen(0, '127.0.0.1', resolve) })
-  defer(t, async () => {
-    for (const socket of sockets) socket.destroy()
-    await new Promise((resolve) => { silent.close(resolve) })
-  })
-  const address = silent.address()
-  const port = typeof address === 'object' && address !== null ? address.port : 0
+  const { port, dropAll } = await silentMqttServer(t)
   const publisher = await publisherFor(t, `mqtt://127.0.0.1:${port}`, { timeoutMs: 300 })
   await assert.rejects(publisher.publish(BOOKING, DATA, { id: 'lost-1' }), (err: unknown) => err instanceof PublishUnansweredError && err.eventId === 'lost-1')
   // sent, then the connection drops: the client would send it again before subscribing again, so its answer could not
@@ -141,7 +124,7 @@ test('no answer in time rejects with PublishUnansweredError; a client id that wo
   const slow = await publisherFor(t, `mqtt://127.0.0.1:${port}`, { clientId: 'dropped', timeoutMs: 60_000, mqtt: { reconnectPeriod: 0 } })
   const inFlight = slow.publish(BOOKING, DATA, { id: 'in-flight-1' })
   await new Promise((resolve) => setImmediate(resolve))
-  for (const socket of sockets) socket.destroy()
+  dropAll()
   await assert.rejects(inFlight, (err: unknown) => err instanceof PublishUnansweredError && /connection closed before the broker answered/.test(err.message))
   await assert.rejects(createPublisher({ url: `mqtt://127.0.0.1:${port}`, clientId: 'a/#', source: '/x' }), /may not be empty nor hold/)
 })
