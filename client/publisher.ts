@@ -1,6 +1,6 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { EventRejectedError, PublishUnansweredError, type RejectionRecord } from './errors.js'
-import { buildEvent, topicOf, type CloudEventJson, type DataOf, type EventMap, type EventOptions, type TypeOf } from './event.js'
+import { buildEvent, topicOf, typeProblem, type CloudEventJson, type DataOf, type EventMap, type EventOptions, type TypeOf } from './event.js'
 
 export interface PublisherOptions {
   /** `mqtt://`, `mqtts://`, `ws://` or `wss://` (the broker's WebSocket is at `/mqtt`). */
@@ -157,6 +157,9 @@ export async function createPublisher<M extends EventMap = EventMap> (options: P
 
   async function answerOf (event: CloudEventJson): Promise<Published> {
     const { id } = event
+    // refused here: the broker would disconnect, and the other publishes under way would go unanswered
+    const problem = typeProblem(event.type)
+    if (problem !== undefined) throw new TypeError(`event ${id}: type ${JSON.stringify(event.type)} ${problem}`)
     return await new Promise<Published>((resolve, reject) => {
       const entry: Pending = { id, resolve, reject, told: undefined, timer: undefined, sent: false, answered: undefined }
       const list = pending.get(id)

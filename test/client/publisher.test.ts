@@ -176,3 +176,13 @@ test('an event over limits.maxPayloadBytes is unanswered (the broker disconnects
   await assert.rejects(publisher.publish(BOOKING, DATA, { extensions: { note: 'x'.repeat(8192) } }), (err: unknown) => err instanceof PublishUnansweredError && /connection closed/.test(err.message))
   assert.equal((await publisher.publish(BOOKING, DATA)).duplicate, false)
 })
+
+test('a type that makes no topic (a wildcard, empty) is refused with a TypeError naming it; the publishes under way are not hurt', async (t) => {
+  const broker = await startBroker(t)
+  const publisher = await publisherFor(t, mqttUrl(broker), { timeoutMs: 10_000 })
+  for (const type of ['albergue.v1.booking.+', 'albergue.#', '']) {
+    const alongside = publisher.publish(BOOKING, DATA)
+    await assert.rejects(publisher.publish(type, DATA), (err: unknown) => err instanceof TypeError && err.message.includes(`type ${JSON.stringify(type)}`))
+    assert.equal((await alongside).duplicate, false, `a publish beside ${JSON.stringify(type)}`)
+  }
+})
