@@ -45,6 +45,18 @@ export function topicOf (type: string): string {
   return type.replaceAll('.', '/')
 }
 
+/**
+ * Why a type makes no topic to publish on, or undefined. An MQTT wildcard (`+`, `#`)
+ * in a publish's topic is a protocol error for which the broker disconnects the
+ * publisher, and every other publish under way on that connection goes unanswered; an
+ * empty topic is never answered.
+ */
+export function typeProblem (type: string): string | undefined {
+  if (type === '') return 'is empty'
+  if (/[+#]/.test(type)) return 'holds an MQTT wildcard ("+" or "#"), which no topic published on may hold'
+  return undefined
+}
+
 /** Build the event: id, time, source, dataschema and the active OpenTelemetry span's trace context filled in. */
 export function buildEvent (type: string, data: unknown, source: string, dataschemas: Readonly<Record<string, string>>, options: EventOptions = {}): CloudEventJson {
   const time = options.time ?? new Date()

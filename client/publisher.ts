@@ -1,6 +1,6 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { EventRejectedError, PublishUnansweredError, type RejectionRecord } from './errors.js'
-import { buildEvent, topicOf, type CloudEventJson, type DataOf, type EventMap, type EventOptions, type TypeOf } from './event.js'
+import { buildEvent, topicOf, typeProblem, type CloudEventJson, type DataOf, type EventMap, type EventOptions, type TypeOf } from './event.js'
 
 export interface PublisherOptions {
   /** `mqtt://`, `mqtts://`, `ws://` or `wss://` (the broker's WebSocket is at `/mqtt`). */
@@ -55,6 +55,8 @@ interface Pending {
   timer: NodeJS.Timeout | undefined
   /** Handed to the connection (held until `$rejections` is subscribed on it). */
   sent: boolean
+  /** The callback its PUBACK calls: how its packet is found in the client's outgoing store. */
+  answered: ((err?: Error) => void) | undefined
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000
@@ -116,10 +118,16 @@ export async function createPublisher<M extends EventMap = EventMap> (options: P
   })
   client.on('close', function connectionLost () {
     ready = false
-    // sent on that connection and not answered: the client sends them again before this publisher is subscribed
-    // again, so their answer would say nothing of a refusal. Their outcome is unknown: the caller publishes again
-    for (const list of pending.values()) {
-      for (const entry of list.filter((p) => p.sent)) settle(entry.id, entry, new PublishUnansweredError(entry.id, 'the connection closed before the broker answered'))
+    // sent on that connection and not answered: the client would send them again before this publisher is subscribed
+    // again, so their answer would say nothing of a refusal. A record heard for one is its answer (a refusal that
+    // disconnects, `onInvalid: "disconnect"`, tells it first); the others' outcome is unknown: the caller publishes again.
+    // Either way the client must not send them again: a refusal that disconnects would disconnect it again on each
+    // reconnect (an event over `limits.maxPayloadBytes` too), and no publish of this publisher would get through
+    const given = [...pending.values()].flat().filter((p) => p.sent)
+    for (const entry of given) settle(entry.id, entry, entry.told === undefined ? new PublishUnansweredError(entry.id, 'the connection closed before the broker answered') : outcomeOf(entry.id, entry.told))
+    const callbacks = new Set<unknown>(given.map((p) => p.answered))
+    for (const [messageId, out] of Object.entries(client.outgoing)) {
+      if (callbacks.has(out.cb)) client.removeOutgoingMessage(Number(messageId))
     }
   })
 
@@ -149,8 +157,11 @@ export async function createPublisher<M extends EventMap = EventMap> (options: P
 
   async function answerOf (event: CloudEventJson): Promise<Published> {
     const { id } = event
+    // refused here: the broker would disconnect, and the other publishes under way would go unanswered
+    const problem = typeProblem(event.type)
+    if (problem !== undefined) throw new TypeError(`event ${id}: type ${JSON.stringify(event.type)} ${problem}`)
     return await new Promise<Published>((resolve, reject) => {
-      const entry: Pending = { id, resolve, reject, told: undefined, timer: undefined, sent: false }
+      const entry: Pending = { id, resolve, reject, told: undefined, timer: undefined, sent: false, answered: undefined }
       const list = pending.get(id)
       if (list === undefined) pending.set(id, [entry])
       else list.push(entry)
@@ -158,16 +169,11 @@ export async function createPublisher<M extends EventMap = EventMap> (options: P
       const send = (): void => {
         if (!pending.get(id)?.includes(entry)) return
         entry.sent = true
-        client.publish(topicOf(event.type), JSON.stringify(event), { qos: 1 }, function answered (err?: Error) {
-          if (err !== undefined && err !== null) {
-            settle(id, entry, new PublishUnansweredError(id, `not sent: ${err.message}`))
-            return
-          }
-          const told = entry.told
-          if (told === undefined) settle(id, entry, { id, duplicate: false })
-          else if (told.data.reason === 'duplicate') settle(id, entry, { id, duplicate: true })
-          else settle(id, entry, new EventRejectedError(id, told))
-        })
+        entry.answered = function answered (err?: Error) {
+          if (err !== undefined && err !== null) settle(id, entry, new PublishUnansweredError(id, `not sent: ${err.message}`))
+          else settle(id, entry, entry.told === undefined ? { id, duplicate: false } : outcomeOf(id, entry.told))
+        }
+        client.publish(topicOf(event.type), JSON.stringify(event), { qos: 1 }, entry.answered)
       }
       if (ready) send()
       else held.push(send)
@@ -186,6 +192,11 @@ export async function createPublisher<M extends EventMap = EventMap> (options: P
       await client.endAsync(true)
     }
   }
+}
+
+/** What a record heard before the answer says: a duplicate of an accepted event, or a refusal. */
+function outcomeOf (id: string, told: RejectionRecord): Published | EventRejectedError {
+  return told.data.reason === 'duplicate' ? { id, duplicate: true } : new EventRejectedError(id, told)
 }
 
 function parseRecord (payload: Buffer): RejectionRecord | undefined {

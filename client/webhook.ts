@@ -46,12 +46,13 @@ export async function verifyWebhook (request: IncomingMessage | WebhookRequest, 
   const body = await rawBody(request, options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES)
   const headers = flatHeaders(request.headers)
   try {
-    verifierOf(secret).verify(body, headers)
+    // the signature only: the body of a binary-mode delivery is the event's data, JSON or not (octet-stream, text)
+    verifierOf(secret).verify(body, headers, { jsonParse: false })
   } catch (err: unknown) {
     throw new WebhookVerificationError(`webhook signature not verified: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
   }
   try {
-    const event = HTTP.toEvent({ headers, body: body.toString('utf8') })
+    const event = HTTP.toEvent({ headers, body: isText(headers['content-type']) ? body.toString('utf8') : body })
     if (Array.isArray(event)) throw new TypeError('a batch of events: the broker sends one event per request')
     return event
   } catch (err: unknown) {
@@ -77,6 +78,17 @@ async function rawBody (request: IncomingMessage | WebhookRequest, max: number):
     chunks.push(bytes)
   }
   return Buffer.concat(chunks)
+}
+
+/**
+ * Whether a body of this content type is text: JSON (structured mode too), `text/*`, or
+ * none given. Any other (a binary-mode delivery of `data_base64`, `application/octet-stream`)
+ * is given to the SDK as its bytes, so the event's `data` is what was published, not
+ * its bytes decoded as UTF-8.
+ */
+function isText (contentType: string | undefined): boolean {
+  const type = (contentType ?? '').split(';')[0]?.trim().toLowerCase() ?? ''
+  return type === '' || type.startsWith('text/') || type === 'application/json' || type.endsWith('+json')
 }
 
 function isReadable (request: IncomingMessage | WebhookRequest): request is IncomingMessage {

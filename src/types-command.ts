@@ -17,7 +17,7 @@ export const TYPES_USAGE = [
   'running broker\'s registry (its latest versions: GET /api/schemas; API key from --api-key or',
   'CE_BROKER_API_KEY), and `interface Events` from each type to its data type. A .ts file also',
   'exports `dataschemas`: each type\'s dataschema (the registry\'s version URL from a broker, the',
-  'schema\'s $id from a folder), for createPublisher({ dataschemas }).',
+  'schema\'s $id from a folder when absolute), for createPublisher({ dataschemas }).',
   'Exit status: 0 written, 2 bad input.'
 ].join('\n')
 
@@ -74,7 +74,8 @@ async function fromFolder (dir: string): Promise<{ types: TypeSource[], document
   const documents = new Map(split.definitions.map(({ file, schema }) => [baseOf(schema, file), schema]))
   const types = split.types.map(({ type, file, schema }) => {
     documents.set(baseOf(schema, file), schema)
-    return { type, schema, dataschema: typeof schema.$id === 'string' ? schema.$id : undefined }
+    // a relative `$id` is no dataschema: the broker refuses an event naming one (it must be an absolute URI)
+    return { type, schema, dataschema: typeof schema.$id === 'string' && URL.canParse(schema.$id) ? schema.$id : undefined }
   })
   return { types, documents }
 }

@@ -1,4 +1,4 @@
-import { buildEvent, type CloudEventJson } from '../event.js'
+import { buildEvent, typeProblem, type CloudEventJson } from '../event.js'
 
 /** The header a backend lists its events in, as a JSON array (lower case, as Node keeps header names). */
 export const EVENTS_HEADER = 'x-cloudevents'
@@ -136,6 +136,8 @@ export function toEvent (entry: unknown, source: string, dataschemas: Readonly<R
   if (!isPlainObject(entry)) return `event entry is no object: ${preview(entry)}`
   const type = entry.type
   if (typeof type !== 'string' || type === '') return `event entry's "type" is ${preview(type)}, not a non-empty string`
+  const problem = typeProblem(type)
+  if (problem !== undefined) return `event entry's "type" ${preview(type)} ${problem}`
   if (Object.hasOwn(entry, 'specversion')) {
     for (const attribute of ['specversion', 'id', 'source']) {
       const value = entry[attribute]

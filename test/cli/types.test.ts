@@ -4,13 +4,14 @@
  */
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { runTypes } from '../../src/types-command.js'
-import { httpUrl, startBroker } from '../helpers/broker.js'
+import { createPublisher } from '../../client/index.js'
+import { httpUrl, mqttUrl, startBroker } from '../helpers/broker.js'
 import { defer } from '../helpers/cleanup.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -74,4 +75,24 @@ test('bad input exits 2 naming what is wrong', async (t) => {
   const dangling = await types(['--out', join(dir, 'x.ts'), '--from', dir])
   assert.equal(dangling.code, 2)
   assert.match(dangling.stderr, /missing\.json/)
+})
+
+test('a folder schema whose $id is relative names no dataschema: the broker refuses a relative one, and would refuse every event of the type', async (t) => {
+  const dir = await tempDir(t)
+  const folder = join(dir, 'schemas')
+  await mkdir(folder)
+  const schema = (id: string): string => JSON.stringify({ $schema: 'https://json-schema.org/draft/2020-12/schema', $id: id, type: 'object', required: ['sku'], properties: { sku: { type: 'string' } } })
+  await writeFile(join(folder, 'acme.v1.item.added.json'), schema('item-added.json'))
+  await writeFile(join(folder, 'acme.v1.item.removed.json'), schema('https://acme.example/schemas/item-removed.json'))
+  const out = join(dir, 'events.ts')
+  assert.equal((await types(['--out', out, '--from', folder])).code, 0)
+  const written = /export const dataschemas[^=]*= (\{[^]*\})\n/.exec(await readFile(out, 'utf8'))?.[1]
+  const dataschemas = JSON.parse(written ?? 'null') as Record<string, string>
+  assert.deepEqual(dataschemas, { 'acme.v1.item.removed': 'https://acme.example/schemas/item-removed.json' })
+
+  const broker = await startBroker(t, { schemas: { dir: folder }, validation: { rules: [{ match: 'acme/#' }] } })
+  const publisher = await createPublisher({ url: mqttUrl(broker), clientId: 'acme-items', source: '/acme/items', dataschemas })
+  defer(t, () => publisher.close())
+  assert.equal((await publisher.publish('acme.v1.item.added', { sku: 'a-1' })).duplicate, false)
+  assert.equal((await publisher.publish('acme.v1.item.removed', { sku: 'a-1' })).duplicate, false)
 })

@@ -62,10 +62,11 @@ test('toEvent: a complete CloudEvent as it is; a partial one built with the publ
   })
   const generated = toEvent(CANCELLED, '/gw', {}) as CloudEventJson
   assert.match(generated.id, /^[0-9a-f-]{36}$/)
-  assert.deepEqual([null, [], { type: '' }, { ...complete, source: 5 }, { ...CANCELLED, id: '' }].map((entry) => toEvent(entry, '/gw', {})), [
+  assert.deepEqual([null, [], { type: '' }, { ...complete, type: 'albergue.v1.booking.#' }, { ...complete, source: 5 }, { ...CANCELLED, id: '' }].map((entry) => toEvent(entry, '/gw', {})), [
     'event entry is no object: null',
     'event entry is no object: []',
     'event entry\'s "type" is "", not a non-empty string',
+    'event entry\'s "type" "albergue.v1.booking.#" holds an MQTT wildcard ("+" or "#"), which no topic published on may hold',
     'complete CloudEvent of type "albergue.v1.booking.reserved": "source" is 5, not a non-empty string',
     'event of type "albergue.v1.booking.cancelled": "id" is "", not a non-empty string'
   ])

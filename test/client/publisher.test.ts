@@ -143,3 +143,29 @@ test('across a broker restart: publishes made while it is away are answered once
   assert.equal((await accepted).duplicate, false)
   await assert.rejects(refused, (err: unknown) => err instanceof EventRejectedError && err.reason === 'schema_validation_failed')
 })
+
+test('a refusal that disconnects (onInvalid "disconnect") rejects with its reason, and the publisher goes on publishing', async (t) => {
+  const broker = await startBroker(t, { validation: { rules: [{ match: 'albergue/#', onInvalid: 'disconnect' }] } })
+  const publisher = await publisherFor(t, mqttUrl(broker), { timeoutMs: 10_000, mqtt: { reconnectPeriod: 50 } })
+  // the record comes before the disconnect: it is the answer, not "unanswered"
+  await assert.rejects(publisher.publish(BOOKING, { ...DATA, nights: 0 }), (err: unknown) => err instanceof EventRejectedError && err.reason === 'schema_validation_failed')
+  // the refused event is not sent again on the next connection (it would be refused and disconnect again, forever)
+  assert.equal((await publisher.publish(BOOKING, DATA)).duplicate, false)
+})
+
+test('an event over limits.maxPayloadBytes is unanswered (the broker disconnects), and the publisher goes on publishing', async (t) => {
+  const broker = await startBroker(t, { limits: { maxPayloadBytes: 4096 } })
+  const publisher = await publisherFor(t, mqttUrl(broker), { timeoutMs: 10_000, mqtt: { reconnectPeriod: 50 } })
+  await assert.rejects(publisher.publish(BOOKING, DATA, { extensions: { note: 'x'.repeat(8192) } }), (err: unknown) => err instanceof PublishUnansweredError && /connection closed/.test(err.message))
+  assert.equal((await publisher.publish(BOOKING, DATA)).duplicate, false)
+})
+
+test('a type that makes no topic (a wildcard, empty) is refused with a TypeError naming it; the publishes under way are not hurt', async (t) => {
+  const broker = await startBroker(t)
+  const publisher = await publisherFor(t, mqttUrl(broker), { timeoutMs: 10_000 })
+  for (const type of ['albergue.v1.booking.+', 'albergue.#', '']) {
+    const alongside = publisher.publish(BOOKING, DATA)
+    await assert.rejects(publisher.publish(type, DATA), (err: unknown) => err instanceof TypeError && err.message.includes(`type ${JSON.stringify(type)}`))
+    assert.equal((await alongside).duplicate, false, `a publish beside ${JSON.stringify(type)}`)
+  }
+})

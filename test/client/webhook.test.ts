@@ -92,6 +92,32 @@ test('a tampered body, another secret or no signature is a WebhookVerificationEr
   await assert.rejects(verifyWebhook({ headers, body: JSON.parse(body) }, SECRET), /express\.raw/)
 })
 
+test('binary mode: data that is no JSON (data_base64 bytes, text) verifies and arrives as published', async (t) => {
+  const broker = await startBroker(t, { webhooks: { denyNetworks: [] }, validation: { rules: [{ match: 'albergue/v1/media/#', schema: 'none' }] } })
+  const seen = collector<{ type: string, data: unknown } | { refused: string }>(2)
+  const url = await serve(t, (req, res) => {
+    verifyWebhook(req, SECRET).then((event) => {
+      seen.push({ type: event.type, data: event.data })
+      res.writeHead(204).end()
+    }, (err: unknown) => {
+      // answered 400, final: the broker goes on to the next event, and the test reads what was refused
+      seen.push({ refused: String(err) })
+      res.writeHead(400).end()
+    })
+  })
+  await subscribe(broker, url, { topic_filters: ['albergue/v1/media/#'] })
+  const bytes = Buffer.from([0xff, 0x00, 0xfe, 0x41])
+  const envelope = { specversion: '1.0', source: '/albergue/media-service' }
+  const publisher = await connect(t, mqttUrl(broker))
+  await publisher.publishAsync('albergue/v1/media/uploaded', JSON.stringify({ ...envelope, id: 'm-1', type: 'albergue.v1.media.uploaded', datacontenttype: 'application/octet-stream', data_base64: bytes.toString('base64') }), { qos: 1 })
+  await publisher.publishAsync('albergue/v1/media/captioned', JSON.stringify({ ...envelope, id: 'm-2', type: 'albergue.v1.media.captioned', datacontenttype: 'text/plain', data: 'a pilgrim at O Cebreiro' }), { qos: 1 })
+  const got = (await seen.all).sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)))
+  assert.deepEqual(got, [
+    { type: 'albergue.v1.media.captioned', data: 'a pilgrim at O Cebreiro' },
+    { type: 'albergue.v1.media.uploaded', data: bytes }
+  ])
+})
+
 test('typed handlers behind express and fastify: each event reaches the handler of its type; an unknown type is 200, or 410 if asked', async (t) => {
   const broker = await startBroker(t, { webhooks: { denyNetworks: [] } })
   const received = collector<string>(2)
