@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { Webhook } from 'standardwebhooks'
+import { signWebhook, webhookKey } from './signature.js'
 import { propagatedTraceContext, type TraceCarrier } from '../../src/core/index.js'
 import type { Subscription } from './subscriptions.js'
 
@@ -23,7 +23,7 @@ export function webhookId (subscriptionId: string, source: string, id: string): 
  * percent-encoded as §3.1.3.2 requires (`binaryMessage`), the content type from
  * `datacontenttype`, the body is `data`. Structured mode: the event's own bytes, as
  * `application/cloudevents+json`. With a secret, Standard Webhooks headers signed
- * with the `standardwebhooks` library over the body as sent. W3C Trace Context headers
+ * over the body's bytes as sent (signature.ts). W3C Trace Context headers
  * continue the event's trace (PRODUCT §10): `trace` when tracing is on (the attempt's
  * span); off, the event's own `traceparent` and `tracestate` when valid, as published
  * (`ce-traceparent` and the structured attribute stay as published either way).
@@ -44,11 +44,10 @@ export function buildRequest (event: Record<string, unknown>, raw: Buffer, subsc
     if (context.tracestate !== undefined) headers.tracestate = context.tracestate
   }
   if (subscription.secret !== undefined) {
-    const signer = signerOf(subscription, subscription.secret)
-    const payload = typeof body === 'string' ? body : Buffer.from(body)
+    const seconds = Math.floor(now.getTime() / 1000)
     headers['webhook-id'] = id
-    headers['webhook-timestamp'] = String(Math.floor(now.getTime() / 1000))
-    headers['webhook-signature'] = signer.sign(id, now, payload)
+    headers['webhook-timestamp'] = String(seconds)
+    headers['webhook-signature'] = signWebhook(keyOf(subscription, subscription.secret), id, seconds, body)
   }
   return { headers, body }
 }
@@ -152,16 +151,16 @@ function isJsonMediaType (contentType: string | undefined): boolean {
   return type === 'application/json' || type === 'text/json' || type.endsWith('+json')
 }
 
-/** One signer per subscription object (an update makes a new object): decoding the secret is not per request. */
-const signers = new WeakMap<Subscription, Webhook>()
+/** One key per subscription object (an update makes a new object): decoding the secret is not per request. */
+const keys = new WeakMap<Subscription, Buffer>()
 
-function signerOf (subscription: Subscription, secret: string): Webhook {
-  let signer = signers.get(subscription)
-  if (signer === undefined) {
-    signer = secret.startsWith('whsec_') ? new Webhook(secret) : new Webhook(secret, { format: 'raw' })
-    signers.set(subscription, signer)
+function keyOf (subscription: Subscription, secret: string): Buffer {
+  let key = keys.get(subscription)
+  if (key === undefined) {
+    key = webhookKey(secret)
+    keys.set(subscription, key)
   }
-  return signer
+  return key
 }
 
 /** RFC 9110 §5.1 field names: tokens. */

@@ -4,6 +4,7 @@
  * retries expect, running each event's handler once with a processed-id store.
  */
 import assert from 'node:assert/strict'
+import { createHmac } from 'node:crypto'
 import { createServer, type IncomingMessage, type RequestListener } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { test, type TestContext } from 'node:test'
@@ -116,6 +117,30 @@ test('binary mode: data that is no JSON (data_base64 bytes, text) verifies and a
     { type: 'albergue.v1.media.captioned', data: 'a pilgrim at O Cebreiro' },
     { type: 'albergue.v1.media.uploaded', data: bytes }
   ])
+})
+
+test('a binary body is signed and verified over its bytes: a receiver checking the bytes accepts it, and one byte that is no UTF-8 changed for another is refused', async (t) => {
+  const broker = await startBroker(t, { webhooks: { denyNetworks: [] }, validation: { rules: [{ match: 'albergue/v1/media/#', schema: 'none' }] } })
+  const arrived = collector<{ headers: Record<string, string>, body: Buffer }>(1)
+  const url = await serve(t, (req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (chunk: Buffer) => { chunks.push(chunk) })
+    req.on('end', () => {
+      arrived.push({ headers: Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, String(v)])), body: Buffer.concat(chunks) })
+      res.writeHead(204).end()
+    })
+  })
+  await subscribe(broker, url, { topic_filters: ['albergue/v1/media/#'] })
+  const bytes = Buffer.from([0xff, 0x00, 0xfe, 0x41])
+  const publisher = await connect(t, mqttUrl(broker))
+  await publisher.publishAsync('albergue/v1/media/uploaded', JSON.stringify({ specversion: '1.0', source: '/albergue/media-service', id: 'm-9', type: 'albergue.v1.media.uploaded', datacontenttype: 'application/octet-stream', data_base64: bytes.toString('base64') }), { qos: 1 })
+  const [{ headers, body } = { headers: {}, body: Buffer.alloc(0) }] = await arrived.all
+  assert.deepEqual(body, bytes)
+  // Standard Webhooks' scheme, computed here from the bytes received
+  const expected = createHmac('sha256', Buffer.from(SECRET, 'latin1')).update(`${headers['webhook-id']}.${headers['webhook-timestamp']}.`).update(body).digest('base64')
+  assert.equal(headers['webhook-signature'], `v1,${expected}`)
+  assert.deepEqual((await verifyWebhook({ headers, body }, SECRET)).data, bytes)
+  await assert.rejects(verifyWebhook({ headers, body: Buffer.from([0xfe, 0x00, 0xfe, 0x41]) }, SECRET), WebhookVerificationError)
 })
 
 test('typed handlers behind express and fastify: each event reaches the handler of its type; an unknown type is 200, or 410 if asked', async (t) => {
