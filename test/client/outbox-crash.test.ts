@@ -81,7 +81,9 @@ test('1,000 rows, a relay killed mid-batch and started again, another beside it:
   const auditDir = await mkdtemp(join(tmpdir(), 'ce-broker-outbox-audit-'))
   defer(t, () => rm(auditDir, { recursive: true, force: true }))
   const auditFile = join(auditDir, 'audit.jsonl')
-  const [db, broker] = await Promise.all([startPostgres(t), startBroker(t, { audit: { file: auditFile } })])
+  // the subscriber shares this process with the broker: on a loaded machine it may read late, and with the default
+  // bound of its queue (1,000 messages, a clean session) it would be disconnected and miss the rest
+  const [db, broker] = await Promise.all([startPostgres(t), startBroker(t, { audit: { file: auditFile }, limits: { maxQueuedMessages: 10_000 } })])
   const ids = await fillOutbox(db.pool, 'outbox', bookingRows())
   assert.equal(new Set(ids).size, 1_000)
 
@@ -101,7 +103,7 @@ test('1,000 rows, a relay killed mid-batch and started again, another beside it:
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         arrivals.delete(check)
-        reject(new Error(`${what}: not within 30 s (${received.length} events received)`))
+        reject(new Error(`${what}: not within 30 s (${received.length} events received; subscriber ${subscriber.connected ? 'connected' : 'disconnected'})`))
       }, 30_000)
       function check (): void {
         if (!condition()) return

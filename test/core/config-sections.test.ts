@@ -6,10 +6,10 @@ import { ConfigError, OPTIONS, configSection, loadConfig, loadedWith, setting, t
 import { loadConfig as loadCore, type ApiKeyInput } from '../../src/core/config/index.js'
 
 /** A third-party plugin's section: one setting, with its variable. */
-const tracing = configSection({
-  key: 'tracing',
+const metering = configSection({
+  key: 'metering',
   schema: Type.Object({
-    sampleRate: Type.Number({ minimum: 0, maximum: 1, default: 0.1, ...setting({ env: 'CE_BROKER_TRACING_SAMPLE_RATE', doc: 'share of events traced' }) })
+    sampleRate: Type.Number({ minimum: 0, maximum: 1, default: 0.1, ...setting({ env: 'CE_BROKER_METERING_SAMPLE_RATE', doc: 'share of events traced' }) })
   }, { additionalProperties: false })
 })
 
@@ -23,12 +23,12 @@ test('the built-in config\'s type is the core\'s and every built-in section\'s, 
 })
 
 test('a plugin\'s section is loaded only when given: defaults, env variable, unknown keys', () => {
-  const config = loadCore({}, { sections: [tracing], env: { CE_BROKER_TRACING_SAMPLE_RATE: '0.5' } })
-  expectTypeOf(config.tracing.sampleRate).toEqualTypeOf<number>()
-  assert.equal(config.tracing.sampleRate, 0.5)
-  assert.ok(loadedWith(config, [tracing]))
-  assert.ok(!loadedWith(loadCore(), [tracing]), 'a config loaded without the section does not have it')
-  assert.throws(() => loadCore({ tracing: {} }), /createBroker\(\) options: tracing is not a known key; known keys: mqtt, http, redis, nodeId, logLevel, limits, auth$/)
+  const config = loadCore({}, { sections: [metering], env: { CE_BROKER_METERING_SAMPLE_RATE: '0.5' } })
+  expectTypeOf(config.metering.sampleRate).toEqualTypeOf<number>()
+  assert.equal(config.metering.sampleRate, 0.5)
+  assert.ok(loadedWith(config, [metering]))
+  assert.ok(!loadedWith(loadCore(), [metering]), 'a config loaded without the section does not have it')
+  assert.throws(() => loadCore({ metering: {} }), /createBroker\(\) options: metering is not a known key; known keys: mqtt, http, redis, nodeId, logLevel, limits, auth, tracing$/)
   assert.throws(() => loadCore({}, { env: { CE_BROKER_AUDIT_ENABLED: 'true' } }), /env CE_BROKER_AUDIT_ENABLED: is not a known setting/, 'the core alone knows no plugin\'s variables')
   assert.ok(OPTIONS.some((spec) => spec.env === 'CE_BROKER_AUDIT_ENABLED'), 'the package entry\'s OPTIONS include the built-in plugins\'')
   assert.deepEqual(loadConfig().auth.apiKeys, [], 'the core\'s auth.apiKeys and the auth plugin\'s settings share `auth`')
