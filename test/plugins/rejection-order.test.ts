@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import { test, type TestContext } from 'node:test'
 import type { Packet } from 'mqtt-packet'
-import type { BrokerInput } from '../../src/index.js'
+import type { Broker, BrokerInput } from '../../src/index.js'
 import { startBroker } from '../helpers/broker.js'
 import { BOOKING_RESERVED_TOPIC, bookingReserved, parseRecord } from '../helpers/events.js'
 import { rawConnect, type RawClient } from '../helpers/raw.js'
@@ -15,9 +15,13 @@ import { redisUnavailable, startRedis } from '../helpers/redis.js'
 
 const CLIENT_ID = 'booking-service'
 
-/** A raw client connected as `CLIENT_ID` and subscribed to its `$rejections`. */
+/** A raw client connected as `CLIENT_ID` to a broker started with `config`, and subscribed to its `$rejections`. */
 async function publisher (t: TestContext, config: BrokerInput = {}): Promise<RawClient> {
-  const broker = await startBroker(t, config)
+  return await subscribedTo(t, await startBroker(t, config))
+}
+
+/** A raw client connected as `CLIENT_ID` to `broker` and subscribed to its `$rejections`. */
+async function subscribedTo (t: TestContext, broker: Broker): Promise<RawClient> {
   const raw = await rawConnect(t, broker.ports.mqtt)
   raw.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: CLIENT_ID, keepalive: 60 })
   assert.equal((await raw.next())?.cmd, 'connack')
@@ -46,6 +50,17 @@ function rejection (packet: Packet | undefined): { reason: string, id: unknown }
   return { reason: record.data.reason, id: (record.data.payload as { id?: unknown } | undefined)?.id }
 }
 
+/** An event accepted, then published again 10 times: each duplicate's record comes before its PUBACK. */
+async function duplicatesToldFirst (raw: RawClient): Promise<void> {
+  const event = bookingReserved()
+  assert.deepEqual((await answers(raw, event, 1)).map((p) => p.cmd), ['puback'])
+  for (let i = 0; i < 10; i++) {
+    const packets = await answers(raw, event, 2 + i)
+    assert.deepEqual(packets.map((p) => p.cmd), ['publish', 'puback'])
+    assert.deepEqual(rejection(packets[0]), { reason: 'duplicate', id: event.id })
+  }
+}
+
 test('each invalid event\'s rejection comes before its PUBACK; an accepted event gets its PUBACK alone', async (t) => {
   const raw = await publisher(t)
   for (let i = 0; i < 20; i++) {
@@ -61,13 +76,7 @@ test('each invalid event\'s rejection comes before its PUBACK; an accepted event
 
 test('a duplicate is told before its PUBACK', async (t) => {
   const raw = await publisher(t)
-  const event = bookingReserved()
-  assert.deepEqual((await answers(raw, event, 1)).map((p) => p.cmd), ['puback'])
-  for (let i = 0; i < 10; i++) {
-    const packets = await answers(raw, event, 2 + i)
-    assert.deepEqual(packets.map((p) => p.cmd), ['publish', 'puback'])
-    assert.deepEqual(rejection(packets[0]), { reason: 'duplicate', id: event.id })
-  }
+  await duplicatesToldFirst(raw)
 })
 
 test('onInvalid "disconnect": the rejection comes before the connection closes', async (t) => {
@@ -81,22 +90,12 @@ test('onInvalid "disconnect": the rejection comes before the connection closes',
 test('with Redis, a duplicate found by the commit\'s claim is told before its PUBACK', { skip: redisUnavailable() ?? false }, async (t) => {
   const redis = await startRedis(t)
   const raw = await publisher(t, { redis: { url: redis.url } })
-  const event = bookingReserved()
-  assert.deepEqual((await answers(raw, event, 1)).map((p) => p.cmd), ['puback'])
-  for (let i = 0; i < 10; i++) {
-    const packets = await answers(raw, event, 2 + i)
-    assert.deepEqual(packets.map((p) => p.cmd), ['publish', 'puback'])
-    assert.deepEqual(rejection(packets[0]), { reason: 'duplicate', id: event.id })
-  }
+  await duplicatesToldFirst(raw)
 })
 
 test('limits.rejectionWaitMs 0: the answer does not wait for the record, so no wait is counted over the limit; each record still comes, in order', async (t) => {
   const broker = await startBroker(t, { limits: { rejectionWaitMs: 0 } })
-  const raw = await rawConnect(t, broker.ports.mqtt)
-  raw.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: CLIENT_ID, keepalive: 60 })
-  assert.equal((await raw.next())?.cmd, 'connack')
-  raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `$rejections/${CLIENT_ID}`, qos: 1 }] })
-  assert.equal((await raw.next())?.cmd, 'suback')
+  const raw = await subscribedTo(t, broker)
   const sent: unknown[] = []
   const told: unknown[] = []
   for (let i = 0; i < 20; i++) {
